@@ -1,0 +1,62 @@
+"""lightpipe: the transformers inference API (pipeline(), Auto classes) in lean PyTorch.
+
+Names are imported lazily, on first use, so ``import lightpipe`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "pipeline": "lightpipe.pipelines",
+    "Pipeline": "lightpipe.pipelines.base",
+    "SUPPORTED_TASKS": "lightpipe.pipelines",
+    "AutoConfig": "lightpipe.config",
+    "Config": "lightpipe.config",
+    "AutoTokenizer": "lightpipe.tokenization",
+    "Tokenizer": "lightpipe.tokenization",
+    "BatchEncoding": "lightpipe.tokenization",
+    "PreTrainedModel": "lightpipe.modeling",
+    "AutoModel": "lightpipe.models",
+    "AutoModelForSequenceClassification": "lightpipe.models",
+    "AutoModelForTokenClassification": "lightpipe.models",
+    "AutoModelForQuestionAnswering": "lightpipe.models",
+    "AutoModelForMaskedLM": "lightpipe.models",
+    "LightpipeError": "lightpipe.errors",
+    "ModelNotFoundError": "lightpipe.errors",
+    "UnsupportedModelError": "lightpipe.errors",
+    "UnknownTaskError": "lightpipe.errors",
+    "WeightsError": "lightpipe.errors",
+    "InputError": "lightpipe.errors",
+    "InputTypeError": "lightpipe.errors",
+    "RemoteCodeError": "lightpipe.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lightpipe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
+
+
+if TYPE_CHECKING:  # for editors and type checkers only
+    from .config import AutoConfig, Config
+    from .modeling import PreTrainedModel
+    from .models import (AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
+                         AutoModelForSequenceClassification, AutoModelForTokenClassification)
+    from .pipelines import SUPPORTED_TASKS, pipeline
+    from .pipelines.base import Pipeline
+    from .tokenization import AutoTokenizer, BatchEncoding, Tokenizer

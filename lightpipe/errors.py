@@ -1,0 +1,60 @@
+"""lightpipe's own exceptions: each names the problem and the fix.
+
+They also subclass the built-in exception a transformers user would catch (``ValueError``,
+``OSError``, ``TypeError``), so code written against transformers keeps working.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class LightpipeError(Exception):
+    """Base class of every error lightpipe raises on purpose."""
+
+
+class ModelNotFoundError(LightpipeError, OSError):
+    """A model folder, file or Hub repository could not be found or fetched."""
+
+
+class UnsupportedModelError(LightpipeError, ValueError):
+    """The checkpoint's architecture (``model_type``) or head is not implemented."""
+
+
+class UnknownTaskError(LightpipeError, KeyError):
+    """The task name is not one lightpipe knows."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsError(LightpipeError, OSError):
+    """The weights file is missing, truncated, corrupt or does not fit the model."""
+
+
+class InputError(LightpipeError, ValueError):
+    """The input given to a pipeline, tokenizer or model is not usable."""
+
+
+class InputTypeError(LightpipeError, TypeError):
+    """The input given to a pipeline has the wrong type."""
+
+
+class RemoteCodeError(LightpipeError, ValueError):
+    """``trust_remote_code=True`` was asked for; lightpipe never runs code from a repository."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str:
+    """A ' Did you mean X?' hint, or an empty string when nothing is close."""
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def refuse_remote_code(trust_remote_code: bool | None) -> None:
+    if trust_remote_code:
+        raise RemoteCodeError(
+            "trust_remote_code=True is not supported: lightpipe runs only its own model code and "
+            "never executes Python files from a checkpoint. Use a checkpoint whose architecture "
+            "lightpipe implements (see `lightpipe tasks`), or drop the argument."
+        )
