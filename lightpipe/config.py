@@ -25,6 +25,13 @@ _COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Standard names some families store under their own (transformers' ``attribute_map``).
+ATTRIBUTE_ALIASES: dict[str, dict[str, str]] = {
+    "distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads",
+                   "num_hidden_layers": "n_layers", "intermediate_size": "hidden_dim"},
+}
+
+
 class Config:
     """A model configuration read from ``config.json``.
 
@@ -58,6 +65,9 @@ class Config:
         fields = object.__getattribute__(self, "_fields")
         if name in fields:
             return fields[name]
+        alias = ATTRIBUTE_ALIASES.get(fields.get("model_type"), {}).get(name)
+        if alias is not None and alias in fields:
+            return fields[alias]
         raise AttributeError(f"{type(self).__name__} has no field {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -1,0 +1,342 @@
+"""PreTrainedModel: the base of every model class. Building, loading, saving, devices.
+
+Loading builds the module tree on the ``meta`` device (no memory, no random init), then
+assigns the checkpoint's tensors in place: a checkpoint already in the target dtype on the
+CPU is used straight from its memory map, without a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import Config
+from .errors import UnsupportedModelError, WeightsError, refuse_remote_code
+from .hub import resolve
+from . import weights as weights_io
+
+logger = logging.getLogger("lightpipe")
+
+# Legacy names found in old checkpoints (TF-era LayerNorm parameters).
+_LEGACY_RENAMES = [(r"\.gamma$", ".weight"), (r"\.beta$", ".bias"),
+                   (r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias")]
+
+
+class ModelOutput(dict):
+    """A model's outputs: ``out.logits``, ``out["logits"]`` and ``out[0]`` all work.
+
+    Only the outputs that were computed are kept, so integer indexing follows transformers.
+    """
+
+    def __init__(self, **outputs: Any):
+        super().__init__((k, v) for k, v in outputs.items() if v is not None)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"this output has no {name!r}; it has {list(self)}") from None
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        return super().__getitem__(key)
+
+    def to_tuple(self) -> tuple:
+        return tuple(self.values())
+
+
+def resolve_dtype(dtype: Any, config: Config | None = None, state: dict | None = None) -> torch.dtype | None:
+    """``"auto"`` -> the checkpoint's dtype (config first, then the weights); a name or a torch
+    dtype -> that dtype; None -> torch's default dtype."""
+    if dtype is None:
+        return torch.get_default_dtype()
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype.replace("torch.", "")
+        if name == "auto":
+            declared = (config.get("torch_dtype") or config.get("dtype")) if config is not None else None
+            if declared:
+                return resolve_dtype(declared)
+            found = weights_io.checkpoint_dtype(state) if state else None
+            return found or torch.get_default_dtype()
+        aliases = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16",
+                   "float": "float32", "double": "float64"}
+        candidate = getattr(torch, aliases.get(name, name), None)
+        if isinstance(candidate, torch.dtype):
+            return candidate
+    raise ValueError(f"dtype={dtype!r} is not a dtype: use 'auto', a torch dtype such as "
+                     "torch.bfloat16, or its name ('bfloat16', 'float16', 'float32').")
+
+
+def resolve_device(device: Any = None, device_map: Any = None) -> torch.device:
+    """One device from the pipeline/model arguments: -1 / 0 / "cpu" / "cuda:0" / torch.device,
+    or a ``device_map`` of "auto", a device, or ``{"": device}``."""
+    if device_map is not None and device is not None:
+        raise ValueError("Pass either device= or device_map=, not both.")
+    if device_map is not None:
+        if isinstance(device_map, dict):
+            places = set(device_map.values())
+            if len(places) != 1:
+                raise ValueError("device_map with several devices is not supported yet: lightpipe "
+                                 "places the whole model on one device. Use device_map='auto'.")
+            device = places.pop()
+        elif device_map == "auto" or device_map == "balanced" or device_map == "sequential":
+            if torch.cuda.is_available():
+                device = 0
+            elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+                device = "mps"
+            else:
+                device = "cpu"
+        else:
+            device = device_map
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        result = device
+    elif isinstance(device, int):
+        result = torch.device("cpu") if device < 0 else torch.device("cuda", device)
+    elif isinstance(device, str):
+        try:
+            result = torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:0', "
+                             "0 or -1.") from err
+    else:
+        raise ValueError(f"device={device!r} is not a device: use 'cpu', 'cuda', 'cuda:0', 0 or -1.")
+    if result.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asks for a CUDA GPU, but this torch build "
+                             f"({torch.__version__}) sees none. Use device='cpu' (or -1).")
+        if result.index is None:
+            result = torch.device("cuda", torch.cuda.current_device())
+        if result.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: there are only {torch.cuda.device_count()} GPUs.")
+    return result
+
+
+class PreTrainedModel(nn.Module):
+    """Base of every model class: ``from_pretrained``, ``save_pretrained``, ``device``, ``dtype``.
+
+    Subclasses set:
+      - ``model_type`` names this family registers for (used in error messages);
+      - ``base_model_prefix``: the attribute holding the base model in head classes (``"bert"``);
+      - ``config_defaults``: the config fields the model reads, with their defaults;
+      - ``checkpoint_renames``: (regex, replacement) pairs for checkpoint names;
+      - ``tied_weights``: {parameter name: name of the parameter it shares} when tied;
+      - ``optional_weights``: regexes of parameters that may be missing (freshly initialised,
+        with a warning); everything else missing is an error;
+      - ``ignored_weights``: regexes of checkpoint entries to drop silently.
+    """
+
+    base_model_prefix = ""
+    config_defaults: dict[str, Any] = {}
+    checkpoint_renames: list[tuple[str, str]] = []
+    tied_weights: dict[str, str] = {}
+    optional_weights: list[str] = []
+    ignored_weights: list[str] = []
+    main_input_name = "input_ids"
+
+    def __init__(self, config: Config):
+        super().__init__()
+        config.set_defaults(type(self).config_defaults)
+        self.config = config
+
+    # --- properties transformers users reach for ---
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(p for p in self.parameters() if p.is_floating_point()).dtype
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        params = {id(p): p for name, p in self.named_parameters()
+                  if not (exclude_embeddings and "embeddings" in name)}
+        return sum(p.numel() for p in params.values())
+
+    @property
+    def has_base_prefix(self) -> bool:
+        return bool(self.base_model_prefix) and hasattr(self, self.base_model_prefix)
+
+    # --- loading ---
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, config: Config | None = None,
+                        dtype: Any = "auto", torch_dtype: Any = None, device_map: Any = None,
+                        device: Any = None, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | None = None,
+                        local_files_only: bool = False, trust_remote_code: bool | None = None,
+                        subfolder: str = "", output_loading_info: bool = False,
+                        **config_overrides: Any):
+        """Load a checkpoint folder or Hub id into this model class."""
+        refuse_remote_code(trust_remote_code)
+        folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
+                         local_files_only=local_files_only, subfolder=subfolder)
+        if config is None:
+            config = Config.from_folder(folder)
+        config.update({k: v for k, v in config_overrides.items() if v is not None})
+        state = weights_io.read_weights(folder)
+        if torch_dtype is not None and dtype == "auto":
+            dtype = torch_dtype
+        target_dtype = resolve_dtype(dtype, config, state)
+        target_device = resolve_device(device, device_map)
+        model, info = cls._from_state(config, state, target_dtype, target_device)
+        model.name_or_path = str(name_or_path)
+        return (model, info) if output_loading_info else model
+
+    @classmethod
+    def from_config(cls, config: Config, dtype: Any = None, device: Any = None):
+        """A model with fresh random weights (as transformers' ``from_config``)."""
+        model = cls(config).to(dtype=resolve_dtype(dtype), device=resolve_device(device))
+        model.apply(model._init_weights)
+        model.tie_weights()
+        return model.eval()
+
+    @classmethod
+    def _from_state(cls, config: Config, state: dict, dtype: torch.dtype, device: torch.device):
+        with torch.device("meta"):
+            model = cls(config)
+        state = model._adapt_state(state)
+        info = model._assign(state, dtype, device)
+        return model.eval(), info
+
+    def _adapt_state(self, state: dict) -> dict:
+        """Checkpoint names -> our names: legacy renames, the model's own rules, and the base
+        model prefix added or removed as the class needs."""
+        state = weights_io.rename_keys(state, _LEGACY_RENAMES + list(self.checkpoint_renames))
+        prefix = self.base_model_prefix
+        if not prefix:
+            return state
+        own = set(self.state_dict().keys())
+        has_prefix = any(k.startswith(prefix + ".") for k in state)
+        if self.has_base_prefix and not has_prefix:
+            # A base-model checkpoint loaded into a head class: put the base under its prefix.
+            return {(f"{prefix}.{k}" if f"{prefix}.{k}" in own else k): v for k, v in state.items()}
+        if not self.has_base_prefix and has_prefix:
+            # A head checkpoint loaded into the base class: keep the base, drop the head.
+            return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        return state
+
+    def _assign(self, state: dict, dtype: torch.dtype, device: torch.device) -> dict:
+        expected = self.state_dict(keep_vars=True)
+        tied = self.active_ties()
+        ignored = [re.compile(p) for p in list(self.ignored_weights) + [r"(^|\.)position_ids$"]]
+        optional = [re.compile(p) for p in self.optional_weights]
+
+        unexpected = [k for k in state if k not in expected and not any(p.search(k) for p in ignored)]
+        missing = [k for k in expected if k not in state and k not in tied]
+        hard_missing = [k for k in missing if not any(p.search(k) for p in optional)]
+        if hard_missing:
+            shown = ", ".join(hard_missing[:8]) + (" ..." if len(hard_missing) > 8 else "")
+            raise WeightsError(
+                f"The checkpoint does not fit {type(self).__name__}: {len(hard_missing)} weights "
+                f"are missing ({shown}). Is this the right model class for the checkpoint "
+                f"(config model_type={self.config.get('model_type')!r})?")
+        loaded = {}
+        for name, target in expected.items():
+            if name not in state:
+                continue
+            tensor = state[name]
+            if tuple(tensor.shape) != tuple(target.shape):
+                raise WeightsError(
+                    f"Weight {name!r} has shape {tuple(tensor.shape)} in the checkpoint but the "
+                    f"config asks for {tuple(target.shape)}: config.json and the weights disagree.")
+            if tensor.is_floating_point() and tensor.dtype != dtype:
+                tensor = tensor.to(dtype)
+            loaded[name] = tensor.to(device)
+        self.load_state_dict(loaded, strict=False, assign=True)
+        if missing:
+            self._init_missing(missing, dtype, device)
+            logger.warning(
+                "Some weights of %s were not in the checkpoint and are newly initialised: %s. "
+                "Train the model on a down-stream task before using its predictions.",
+                type(self).__name__, ", ".join(missing))
+        self.tie_weights()
+        self._materialize_buffers(device)
+        if unexpected:
+            logger.info("Checkpoint weights not used by %s: %s", type(self).__name__, ", ".join(unexpected))
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _init_missing(self, names: list[str], dtype: torch.dtype, device: torch.device) -> None:
+        modules = dict(self.named_modules())
+        for name in names:
+            module_name, _, attr = name.rpartition(".")
+            module = modules[module_name]
+            old = getattr(module, attr)
+            fresh = torch.empty(old.shape, dtype=dtype if old.is_floating_point() else old.dtype,
+                                device=device)
+            if isinstance(old, nn.Parameter):
+                setattr(module, attr, nn.Parameter(fresh, requires_grad=old.requires_grad))
+            else:
+                module.register_buffer(attr, fresh)
+            self._init_weights(module, only=attr)
+
+    def _init_weights(self, module: nn.Module, only: str | None = None) -> None:
+        """Random init as transformers' for encoders: normal(0, initializer_range) weights,
+        zero biases, unit norms."""
+        std = self.config.get("initializer_range", 0.02)
+        with torch.no_grad():
+            for attr, param in module.named_parameters(recurse=False):
+                if only is not None and attr != only:
+                    continue
+                if isinstance(module, nn.LayerNorm) or "norm" in type(module).__name__.lower():
+                    param.fill_(1.0 if attr == "weight" else 0.0)
+                elif attr == "bias" or param.ndim == 1:
+                    param.zero_()
+                else:
+                    param.normal_(0.0, std)
+                    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                        param[module.padding_idx].zero_()
+
+    def active_ties(self) -> dict[str, str]:
+        """The ties in force: all of ``tied_weights``, less those to the input embeddings when
+        the config says ``tie_word_embeddings: false``."""
+        if self.config.get("tie_word_embeddings", True):
+            return dict(self.tied_weights)
+        return {t: s for t, s in self.tied_weights.items() if "embeddings" not in s}
+
+    def tie_weights(self) -> None:
+        """Make each tied parameter share its source parameter."""
+        modules = dict(self.named_modules())
+        params = dict(self.named_parameters(remove_duplicate=False))
+        for target, source in self.active_ties().items():
+            if source not in params:
+                continue
+            module_name, _, attr = target.rpartition(".")
+            setattr(modules[module_name], attr, params[source])
+
+    def _materialize_buffers(self, device: torch.device) -> None:
+        """Non-persistent buffers built on ``meta`` are recomputed by their module."""
+        for module in self.modules():
+            if any(b.is_meta for b in module.buffers(recurse=False)):
+                reset = getattr(module, "reset_buffers", None)
+                if reset is None:
+                    raise WeightsError(f"{type(module).__name__} has buffers left unset after loading.")
+                reset(device)
+
+    # --- saving ---
+    def save_pretrained(self, folder: str | os.PathLike, safe_serialization: bool = True) -> None:
+        """Write config.json and model.safetensors, loadable by lightpipe and transformers."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.architectures = [type(self).__name__]
+        self.config.torch_dtype = str(self.dtype).replace("torch.", "")
+        self.config.save_pretrained(folder)
+        state = self.state_dict()
+        for target in self.active_ties():
+            state.pop(target, None)
+        weights_io.save_safetensors(state, folder / weights_io.SAFE_SINGLE)
+
+
+def unsupported_head(config: Config, head: str, available: list[str]) -> UnsupportedModelError:
+    return UnsupportedModelError(
+        f"model_type {config.get('model_type')!r} has no {head} in lightpipe; it has: "
+        f"{', '.join(available)}.")

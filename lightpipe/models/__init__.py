@@ -1,0 +1,112 @@
+"""The model registry (model_type -> module) and the Auto model classes.
+
+Each model module defines ``HEADS``: {Auto class name: model class}. Modules are imported on
+first use, so a registry look-up costs nothing until a model of that family is built.
+Variants whose maths is the same as a sibling's are entries here, not copies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from ..config import Config
+from ..errors import UnsupportedModelError, closest, refuse_remote_code
+from ..hub import resolve
+
+# model_type -> "module" (its HEADS) or "module:NAME" (another heads dict of that module)
+MODEL_TYPES: dict[str, str] = {
+    "bert": "bert",
+    "distilbert": "distilbert",
+    "roberta": "roberta",
+    "xlm-roberta": "roberta:XLM_ROBERTA_HEADS",
+    "camembert": "roberta:CAMEMBERT_HEADS",
+}
+
+# Suffix of an architecture name (config.architectures) -> Auto class / head.
+ARCHITECTURE_SUFFIXES: dict[str, str] = {
+    "ForSequenceClassification": "AutoModelForSequenceClassification",
+    "ForTokenClassification": "AutoModelForTokenClassification",
+    "ForQuestionAnswering": "AutoModelForQuestionAnswering",
+    "ForMaskedLM": "AutoModelForMaskedLM",
+    "Model": "AutoModel",
+}
+
+
+def head_of_architecture(architecture: str) -> str | None:
+    """'BertForSequenceClassification' -> 'AutoModelForSequenceClassification'."""
+    for suffix, head in ARCHITECTURE_SUFFIXES.items():
+        if architecture.endswith(suffix):
+            return head
+    return None
+
+
+def heads_for(model_type: str | None) -> dict[str, type]:
+    """{Auto class name: model class} for a model_type; a clear error when unsupported."""
+    module = MODEL_TYPES.get(model_type or "")
+    if module is None:
+        raise UnsupportedModelError(
+            f"model_type {model_type!r} is not supported by lightpipe.{closest(str(model_type), MODEL_TYPES)} "
+            f"Supported model types: {', '.join(sorted(MODEL_TYPES))}.")
+    module, _, name = module.partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name or "HEADS")
+
+
+def model_class(config: Config, head: str) -> type:
+    heads = heads_for(config.get("model_type"))
+    if head not in heads:
+        raise UnsupportedModelError(
+            f"model_type {config.get('model_type')!r} has no {head} in lightpipe; it has: "
+            f"{', '.join(sorted(heads))}.")
+    return heads[head]
+
+
+class _AutoModelBase:
+    """``from_pretrained`` picks the class from ``config.json``'s ``model_type``."""
+
+    head = "AutoModel"
+
+    def __init__(self) -> None:
+        raise TypeError(f"Use {type(self).__name__}.from_pretrained(name_or_path).")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | None = None,
+                        local_files_only: bool = False, trust_remote_code: bool | None = None,
+                        config: Config | None = None, subfolder: str = "", **kwargs: Any):
+        refuse_remote_code(trust_remote_code)
+        if not isinstance(name_or_path, (str, os.PathLike)):
+            raise TypeError(f"{cls.__name__}.from_pretrained takes a folder or a Hub id, "
+                            f"not {type(name_or_path).__name__}.")
+        folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
+                         local_files_only=local_files_only, subfolder=subfolder)
+        if config is None:
+            config = Config.from_folder(folder)
+        model = model_class(config, cls.head).from_pretrained(folder, config=config, **kwargs)
+        model.name_or_path = str(name_or_path)
+        return model
+
+    @classmethod
+    def from_config(cls, config: Config, **kwargs: Any):
+        return model_class(config, cls.head).from_config(config, **kwargs)
+
+
+class AutoModel(_AutoModelBase):
+    head = "AutoModel"
+
+
+class AutoModelForSequenceClassification(_AutoModelBase):
+    head = "AutoModelForSequenceClassification"
+
+
+class AutoModelForTokenClassification(_AutoModelBase):
+    head = "AutoModelForTokenClassification"
+
+
+class AutoModelForQuestionAnswering(_AutoModelBase):
+    head = "AutoModelForQuestionAnswering"
+
+
+class AutoModelForMaskedLM(_AutoModelBase):
+    head = "AutoModelForMaskedLM"

@@ -1,0 +1,320 @@
+"""BERT (Devlin et al., 2018, arXiv:1810.04805).
+
+Matches transformers' ``models/bert/modeling_bert.py`` for inference. Parameter names are the
+Hub checkpoints' names (``bert.encoder.layer.0.attention.self.query.weight``), so checkpoints
+load name for name. RoBERTa and XLM-RoBERTa reuse these modules (see roberta.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import InputError, UnsupportedModelError
+from ..modeling import ModelOutput, PreTrainedModel
+from .layers import activation, attention, merge_heads, padding_mask, split_heads
+
+# 1. Config fields read, with the defaults config.json may leave out.
+BERT_DEFAULTS = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+    "position_embedding_type": "absolute",
+    "classifier_dropout": None,
+}
+
+
+# 2. Modules.
+class BertEmbeddings(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
+                                            padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        if position_ids is None:
+            position_ids = self.position_ids(reference)
+        limit = self.position_embeddings.num_embeddings
+        if int(position_ids.max()) >= limit:
+            raise InputError(
+                f"The input has {reference.shape[1]} tokens but this model reads at most {limit} "
+                "positions. Truncate it (tokenizer or pipeline argument truncation=True), or "
+                "split the text.")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(reference, dtype=torch.long)
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = (inputs_embeds + self.token_type_embeddings(token_type_ids)
+                      + self.position_embeddings(position_ids))
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        if config.hidden_size % config.num_attention_heads:
+            raise UnsupportedModelError(
+                f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+                f"{config.num_attention_heads}.")
+        self.num_heads = config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = config.attention_probs_dropout_prob
+
+    def forward(self, hidden_states, mask):
+        query = split_heads(self.query(hidden_states), self.num_heads)  # (batch, heads, seq, head_dim)
+        key = split_heads(self.key(hidden_states), self.num_heads)
+        value = split_heads(self.value(hidden_states), self.num_heads)
+        context = attention(query, key, value, mask, self.dropout if self.training else 0.0)
+        return merge_heads(context)
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, residual):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states, mask):
+        return self.output(self.self(hidden_states, mask), hidden_states)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, hidden_states):
+        return self.act(self.dense(hidden_states))
+
+
+class BertOutput(BertSelfOutput):
+    def __init__(self, config):
+        super().__init__(config)
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden_states, mask):
+        hidden_states = self.attention(hidden_states, mask)
+        return self.output(self.intermediate(hidden_states), hidden_states)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden_states, mask, output_hidden_states=False):
+        all_states = [hidden_states] if output_hidden_states else None
+        for layer in self.layer:
+            hidden_states = layer(hidden_states, mask)
+            if all_states is not None:
+                all_states.append(hidden_states)
+        return hidden_states, (tuple(all_states) if all_states is not None else None)
+
+
+class BertPooler(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+class BertPreTrainedModel(PreTrainedModel):
+    base_model_prefix = "bert"
+    config_defaults = BERT_DEFAULTS
+    embeddings_class = BertEmbeddings
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder; ``last_hidden_state`` (batch, seq, hidden) and ``pooler_output``."""
+
+    optional_weights = [r"^pooler\."]
+
+    def __init__(self, config, add_pooling_layer: bool = True):
+        super().__init__(config)
+        if config.position_embedding_type != "absolute":
+            raise UnsupportedModelError(
+                f"position_embedding_type={config.position_embedding_type!r} is not supported; "
+                "lightpipe implements 'absolute' position embeddings.")
+        self.embeddings = self.embeddings_class(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise InputError("Pass exactly one of input_ids and inputs_embeds.")
+        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        mask = padding_mask(attention_mask)
+        hidden_states, all_states = self.encoder(hidden_states, mask, output_hidden_states)
+        pooled = self.pooler(hidden_states) if self.pooler is not None else None
+        return ModelOutput(last_hidden_state=hidden_states, pooler_output=pooled,
+                           hidden_states=all_states)
+
+
+def classifier_dropout(config) -> float:
+    value = config.get("classifier_dropout")
+    return config.hidden_dropout_prob if value is None else value
+
+
+# 3. Heads.
+class BertForSequenceClassification(BertPreTrainedModel):
+    optional_weights = [r"^classifier\.", r"^bert\.pooler\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_hidden_states)
+        logits = self.classifier(self.dropout(out.pooler_output))
+        return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    optional_weights = [r"^classifier\."]
+    ignored_weights = [r"^bert\.pooler\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(classifier_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_hidden_states)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    optional_weights = [r"^qa_outputs\."]
+    ignored_weights = [r"^bert\.pooler\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_hidden_states)
+        return span_logits(self.qa_outputs(out.last_hidden_state), out)
+
+
+def span_logits(logits: torch.Tensor, out: ModelOutput) -> ModelOutput:
+    """(batch, seq, 2) -> start and end logits, each (batch, seq)."""
+    start_logits, end_logits = logits.split(1, dim=-1)
+    return ModelOutput(start_logits=start_logits.squeeze(-1).contiguous(),
+                       end_logits=end_logits.squeeze(-1).contiguous(),
+                       hidden_states=out.get("hidden_states"))
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states):
+        return self.LayerNorm(self.act(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states):
+        return self.decoder(self.transform(hidden_states))
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+    def forward(self, hidden_states):
+        return self.predictions(hidden_states)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    tied_weights = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+                    "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    ignored_weights = [r"^bert\.pooler\.", r"^cls\.seq_relationship\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                        output_hidden_states)
+        return ModelOutput(logits=self.cls(out.last_hidden_state),
+                           hidden_states=out.get("hidden_states"))
+
+
+# model_type -> head -> class, read by models/__init__.py
+HEADS = {
+    "AutoModel": BertModel,
+    "AutoModelForSequenceClassification": BertForSequenceClassification,
+    "AutoModelForTokenClassification": BertForTokenClassification,
+    "AutoModelForQuestionAnswering": BertForQuestionAnswering,
+    "AutoModelForMaskedLM": BertForMaskedLM,
+}

@@ -1,0 +1,81 @@
+"""Blocks shared by several model families: activations, attention through
+``scaled_dot_product_attention``, padding masks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UnsupportedModelError
+
+
+def _gelu_new(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _gelu_python(x: torch.Tensor) -> torch.Tensor:
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_python": _gelu_python,
+    "gelu_new": _gelu_new,
+    "gelu_fast": _gelu_new,
+    "gelu_pytorch_tanh": _gelu_new,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "mish": F.mish,
+}
+
+
+def activation(name: str):
+    """The activation function named in a config (``hidden_act``)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise UnsupportedModelError(
+            f"Activation {name!r} is not supported; supported: {', '.join(sorted(ACTIVATIONS))}."
+        ) from None
+
+
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(batch, seq) 1/0 mask -> a boolean (batch, 1, 1, seq) mask for SDPA, or None when nothing
+    is padded (SDPA's fastest path)."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+def split_heads(tensor: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """(batch, seq, hidden) -> (batch, heads, seq, head_dim)."""
+    batch, seq, hidden = tensor.shape
+    return tensor.view(batch, seq, num_heads, hidden // num_heads).transpose(1, 2)
+
+
+def merge_heads(tensor: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, seq, head_dim) -> (batch, seq, hidden)."""
+    batch, heads, seq, head_dim = tensor.shape
+    return tensor.transpose(1, 2).reshape(batch, seq, heads * head_dim)
+
+
+def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+              mask: torch.Tensor | None, dropout: float = 0.0, is_causal: bool = False,
+              scale: float | None = None) -> torch.Tensor:
+    """Scaled dot-product attention over (batch, heads, seq, head_dim) tensors."""
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout,
+                                          is_causal=is_causal, scale=scale)
+
+

@@ -1,0 +1,218 @@
+"""pipeline(): the task table (aliases, default models, classes) and the factory.
+
+This module imports neither torch nor any model code, so ``lightpipe tasks`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UnknownTaskError, UnsupportedModelError, closest, refuse_remote_code
+
+logger = logging.getLogger("lightpipe")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    head: str                        # Auto model class the task loads
+    default: tuple[str, str | None]  # the transformers 4.x default (model, revision)
+    pipeline: str | None = None      # "module:Class" in lightpipe.pipelines; None = not yet
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    kind: str = "text"
+
+    @property
+    def available(self) -> bool:
+        return self.pipeline is not None
+
+
+# Every task of the transformers 4.x pipeline list (and v5's additions).
+_TASKS = [
+    Task("text-classification", "AutoModelForSequenceClassification",
+         ("distilbert/distilbert-base-uncased-finetuned-sst-2-english", "714eb0f"),
+         "text_classification:TextClassificationPipeline", ("sentiment-analysis",)),
+    Task("feature-extraction", "AutoModel", ("distilbert/distilbert-base-cased", "6ea8117"),
+         "feature_extraction:FeatureExtractionPipeline"),
+    Task("token-classification", "AutoModelForTokenClassification",
+         ("dbmdz/bert-large-cased-finetuned-conll03-english", "4c53496"), aliases=("ner",)),
+    Task("fill-mask", "AutoModelForMaskedLM", ("distilbert/distilroberta-base", "fb53ab8")),
+    Task("question-answering", "AutoModelForQuestionAnswering",
+         ("distilbert/distilbert-base-cased-distilled-squad", None)),
+    Task("zero-shot-classification", "AutoModelForSequenceClassification",
+         ("facebook/bart-large-mnli", "d7645e1")),
+    Task("text-generation", "AutoModelForCausalLM", ("openai-community/gpt2", None)),
+    Task("text2text-generation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None)),
+    Task("summarization", "AutoModelForSeq2SeqLM", ("sshleifer/distilbart-cnn-12-6", None)),
+    Task("translation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None)),
+    Task("table-question-answering", "AutoModelForTableQuestionAnswering",
+         ("google/tapas-base-finetuned-wtq", "e3dde19")),
+    Task("automatic-speech-recognition", "AutoModelForSpeechSeq2Seq",
+         ("facebook/wav2vec2-base-960h", "22aad52"), kind="audio"),
+    Task("audio-classification", "AutoModelForAudioClassification",
+         ("superb/wav2vec2-base-superb-ks", "372e048"), kind="audio"),
+    Task("text-to-audio", "AutoModelForTextToWaveform", ("suno/bark-small", "1dbd7a1"),
+         aliases=("text-to-speech",), kind="audio"),
+    Task("zero-shot-audio-classification", "AutoModel", ("laion/clap-htsat-fused", "cca9e28"),
+         kind="audio"),
+    Task("image-classification", "AutoModelForImageClassification",
+         ("google/vit-base-patch16-224", "3f49326"), kind="image"),
+    Task("image-feature-extraction", "AutoModel", ("google/vit-base-patch16-224", "3f49326"),
+         kind="image"),
+    Task("zero-shot-image-classification", "AutoModel", ("openai/clip-vit-base-patch32", "3d74acf"),
+         kind="image"),
+    Task("object-detection", "AutoModelForObjectDetection", ("facebook/detr-resnet-50", "1d5f47b"),
+         kind="image"),
+    Task("zero-shot-object-detection", "AutoModel", ("google/owlvit-base-patch32", "cbc355f"),
+         kind="image"),
+    Task("image-segmentation", "AutoModelForImageSegmentation",
+         ("facebook/detr-resnet-50-panoptic", "d53b52a"), kind="image"),
+    Task("depth-estimation", "AutoModelForDepthEstimation", ("Intel/dpt-large", "bc15f29"),
+         kind="image"),
+    Task("image-to-image", "AutoModelForImageToImage",
+         ("caidas/swin2SR-classical-sr-x2-64", None), kind="image"),
+    Task("mask-generation", "AutoModel", ("facebook/sam-vit-huge", "87aecf0"), kind="image"),
+    Task("keypoint-matching", "AutoModel", ("magic-leap-community/superglue_outdoor", "f4041f8"),
+         kind="image"),
+    Task("video-classification", "AutoModelForVideoClassification",
+         ("MCG-NJU/videomae-base-finetuned-kinetics", "488eb9a"), kind="video"),
+    Task("image-to-text", "AutoModelForVision2Seq", ("ydshieh/vit-gpt2-coco-en", None),
+         kind="multimodal"),
+    Task("image-text-to-text", "AutoModelForImageTextToText",
+         ("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", None), kind="multimodal"),
+    Task("visual-question-answering", "AutoModelForVisualQuestionAnswering",
+         ("dandelin/vilt-b32-finetuned-vqa", None), aliases=("vqa",), kind="multimodal"),
+    Task("document-question-answering", "AutoModelForDocumentQuestionAnswering",
+         ("impira/layoutlm-document-qa", "beed3c4"), kind="multimodal"),
+]
+
+SUPPORTED_TASKS: dict[str, Task] = {task.name: task for task in _TASKS}
+TASK_ALIASES: dict[str, str] = {alias: task.name for task in _TASKS for alias in task.aliases}
+
+# The task a checkpoint's architecture suggests, when pipeline() gets no task.
+_TASK_OF_HEAD = {
+    "AutoModelForSequenceClassification": "text-classification",
+    "AutoModelForTokenClassification": "token-classification",
+    "AutoModelForQuestionAnswering": "question-answering",
+    "AutoModelForMaskedLM": "fill-mask",
+    "AutoModel": "feature-extraction",
+}
+
+_TRANSLATION = re.compile(r"^translation_([a-z]{2,3})_to_([a-z]{2,3})$")
+
+
+def check_task(task: str) -> tuple[str, Task, dict[str, Any]]:
+    """A task name or alias -> (canonical name, Task, extra pipeline arguments)."""
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a string such as 'text-classification', not {type(task).__name__}.")
+    name = TASK_ALIASES.get(task, task)
+    if name in SUPPORTED_TASKS:
+        return name, SUPPORTED_TASKS[name], {}
+    match = _TRANSLATION.match(name)
+    if match:
+        return "translation", SUPPORTED_TASKS["translation"], {"src_lang": match[1], "tgt_lang": match[2]}
+    known = sorted(set(SUPPORTED_TASKS) | set(TASK_ALIASES))
+    raise UnknownTaskError(
+        f"Unknown task {task!r}.{closest(task, known)} Known tasks: {', '.join(known)}, "
+        "and translation_XX_to_YY.")
+
+
+def _pipeline_class(task: Task):
+    if not task.available:
+        raise UnsupportedModelError(
+            f"The {task.name!r} pipeline is not implemented in lightpipe yet. Tasks that work now: "
+            f"{', '.join(t.name for t in _TASKS if t.available)}. See docs/tasks.md for the plan.")
+    module, _, cls = task.pipeline.partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def _infer_task(config) -> str:
+    from ..models import head_of_architecture
+
+    for architecture in config.get("architectures") or []:
+        head = head_of_architecture(architecture)
+        if head in _TASK_OF_HEAD:
+            return _TASK_OF_HEAD[head]
+    raise UnknownTaskError(
+        f"Cannot infer the task from this checkpoint (architectures={config.get('architectures')}). "
+        "Pass it: pipeline('text-classification', model=...).")
+
+
+def pipeline(task: str | None = None, model: Any = None, config: Any = None, tokenizer: Any = None,
+             feature_extractor: Any = None, image_processor: Any = None, processor: Any = None,
+             revision: str | None = None, use_fast: bool = True, token: str | bool | None = None,
+             device: Any = None, device_map: Any = None, dtype: Any = "auto", torch_dtype: Any = None,
+             trust_remote_code: bool | None = None, model_kwargs: dict | None = None,
+             pipeline_class: type | None = None, batch_size: int | None = None, **kwargs: Any):
+    """Build a pipeline for ``task`` from a model folder, a Hub id or a model object.
+
+    Same arguments as ``transformers.pipeline``: with no model, the task's default model is
+    used (with a warning naming it); with no task, it is inferred from the checkpoint's
+    ``config.architectures``. Extra keyword arguments become the pipeline's default call
+    arguments (``top_k=2``, ``truncation=True``, ...).
+    """
+    refuse_remote_code(trust_remote_code or (model_kwargs or {}).get("trust_remote_code"))
+    if task is None and model is None:
+        raise ValueError("pipeline() needs a task, a model, or both: for example "
+                         "pipeline('sentiment-analysis') or pipeline(model='org/model').")
+    extra: dict[str, Any] = {}
+    spec = None
+    if task is not None:
+        task, spec, extra = check_task(task)
+    if model is None:
+        model, default_revision = spec.default
+        revision = revision or default_revision
+        logger.warning("No model was supplied, defaulted to %s (revision %s) for task %r. Pass "
+                       "model= to choose one; a default is not a production choice.",
+                       model, default_revision, task)
+        _pipeline_class(spec)  # fail early, before any download, when the task is not built yet
+    if torch_dtype is not None and dtype == "auto":
+        dtype = torch_dtype
+    model_kwargs = dict(model_kwargs or {})
+    hub_kwargs = {"revision": revision, "token": token}
+
+    from ..config import Config
+    from ..hub import resolve
+
+    if isinstance(model, (str, os.PathLike)):
+        folder = resolve(model, **hub_kwargs)
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config = Config.from_folder(resolve(config, **hub_kwargs) if config else folder)
+        if task is None:
+            task, spec, extra = check_task(_infer_task(config))
+        cls = pipeline_class or _pipeline_class(spec)
+        from ..models import model_class
+
+        load_kwargs = {"dtype": dtype, "device": device if device_map is None else None,
+                       "device_map": device_map, **model_kwargs}
+        model_obj = model_class(config, spec.head).from_pretrained(folder, config=config, **load_kwargs)
+        model_obj.name_or_path = str(model)
+        source = folder
+        device = None  # already placed
+    else:
+        model_obj = model
+        if task is None:
+            task, spec, extra = check_task(_infer_task(model_obj.config))
+        cls = pipeline_class or _pipeline_class(spec)
+        name = getattr(model_obj, "name_or_path", None)
+        source = resolve(name, **hub_kwargs) if name and tokenizer is None else None
+        if device is None and device_map is not None:
+            from ..modeling import resolve_device
+
+            device = resolve_device(device_map=device_map)
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        from ..tokenization import AutoTokenizer
+
+        where = tokenizer if tokenizer is not None else source
+        if where is None:
+            raise ValueError("A model object was given without a tokenizer: pass tokenizer= as "
+                             "well (a Tokenizer or a folder), as with transformers.")
+        tokenizer = AutoTokenizer.from_pretrained(where, **hub_kwargs) if tokenizer else \
+            AutoTokenizer.from_pretrained(where)
+    return cls(model=model_obj, tokenizer=tokenizer, feature_extractor=feature_extractor,
+               image_processor=image_processor, processor=processor, task=task, device=device,
+               batch_size=batch_size, **extra, **kwargs)

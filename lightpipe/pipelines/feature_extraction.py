@@ -1,0 +1,41 @@
+"""feature-extraction: the model's last hidden states for each token of a text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Pipeline, check_text
+
+
+class FeatureExtractionPipeline(Pipeline):
+    """``pipe("text")`` -> nested list ``[1][tokens][hidden]`` (a tensor with
+    ``return_tensors=True``). ``truncation`` and ``tokenize_kwargs`` go to the tokenizer.
+
+    Batched inputs come back at their own length: padding is cut off each result, so a text's
+    features do not depend on what it was batched with.
+    """
+
+    task = "feature-extraction"
+    sequence_outputs = ("last_hidden_state",)
+
+    def _sanitize_parameters(self, truncation: Any = None, tokenize_kwargs: dict | None = None,
+                             return_tensors: Any = None, **kwargs: Any):
+        tokenize_kwargs = dict(tokenize_kwargs or {})
+        tokenize_kwargs.update(kwargs)
+        if truncation is not None:
+            if "truncation" in tokenize_kwargs:
+                raise ValueError("truncation is given twice (as an argument and in tokenize_kwargs).")
+            tokenize_kwargs["truncation"] = truncation
+        tokenize_kwargs.pop("padding", None)  # batches are padded by the pipeline
+        post = {"return_tensors": return_tensors} if return_tensors is not None else {}
+        return tokenize_kwargs, {}, post
+
+    def preprocess_many(self, items: list, **tokenize_kwargs: Any) -> list:
+        texts = [check_text(item, self.task) for item in items]
+        batch = self.tokenizer(texts, **tokenize_kwargs)
+        keys = list(batch.keys())
+        return [{k: batch[k][row] for k in keys} for row in range(len(texts))]
+
+    def postprocess(self, model_outputs: dict, return_tensors: bool = False) -> Any:
+        hidden = next(iter(model_outputs.values()))  # the model's first output, (1, tokens, hidden)
+        return hidden if return_tensors else hidden.tolist()

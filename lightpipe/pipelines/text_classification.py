@@ -1,0 +1,120 @@
+"""text-classification (alias sentiment-analysis): labels and scores for texts or text pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Pipeline, raise_type
+
+_FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+class TextClassificationPipeline(Pipeline):
+    """``pipe("I love this")`` -> ``[{'label': 'POSITIVE', 'score': 0.99}]``.
+
+    Inputs: a string, ``{"text": ..., "text_pair": ...}``, ``[[text, pair]]``, or a list of
+    these. ``top_k`` (an int or None for all labels) returns labels sorted by score;
+    ``function_to_apply`` is "softmax", "sigmoid" or "none" (default: sigmoid for one label or
+    multi-label models, none for regression, softmax otherwise, as the reference chooses).
+    """
+
+    task = "text-classification"
+
+    def _sanitize_parameters(self, function_to_apply: Any = None, top_k: Any = "",
+                             return_all_scores: Any = None, **tokenizer_kwargs: Any):
+        post: dict[str, Any] = {}
+        if return_all_scores is not None:  # the reference's removed spelling of top_k=None
+            top_k = None if return_all_scores else 1
+        if isinstance(top_k, int) or top_k is None:
+            if isinstance(top_k, int) and top_k < 1:
+                raise ValueError(f"top_k must be a positive integer or None, got {top_k}.")
+            post["top_k"] = top_k
+            post["_legacy"] = False
+        if function_to_apply is not None:
+            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
+            if name not in _FUNCTIONS:
+                raise ValueError(f"function_to_apply={function_to_apply!r} is not one of "
+                                 f"{', '.join(_FUNCTIONS)}.")
+            post["function_to_apply"] = name
+        tokenizer_kwargs.pop("padding", None)  # batches are padded by the pipeline
+        return tokenizer_kwargs, {}, post
+
+    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
+        result = super().__call__(inputs, *args, **kwargs)
+        # The reference wraps the one result of a lone string in a list unless top_k was given.
+        if isinstance(inputs, str) and "top_k" not in kwargs:
+            return [result]
+        return result
+
+    def preprocess_many(self, items: list, text_pair: str | None = None, **tokenizer_kwargs: Any) -> list:
+        singles, pairs = [], []  # (position, text) and (position, text, pair)
+        for position, item in enumerate(items):
+            if isinstance(item, str):
+                if text_pair is None:
+                    singles.append((position, item))
+                else:
+                    pairs.append((position, item, text_pair))
+            elif isinstance(item, dict):
+                if "text" not in item or not set(item) <= {"text", "text_pair"}:
+                    raise ValueError(f"A text-pair input is a dict with keys 'text' and "
+                                     f"'text_pair'; got keys {sorted(item)}.")
+                text, pair = item["text"], item.get("text_pair")
+                for value in (text, pair):
+                    if value is not None and not isinstance(value, str):
+                        raise_type(value, self.task, "strings in 'text' and 'text_pair'")
+                if pair is None:
+                    singles.append((position, text))
+                else:
+                    pairs.append((position, text, pair))
+            elif (isinstance(item, list) and len(item) == 1 and isinstance(item[0], list)
+                  and len(item[0]) == 2):
+                pairs.append((position, item[0][0], item[0][1]))
+            elif isinstance(item, list):
+                raise ValueError(
+                    "The pipeline received invalid inputs: to send text pairs, send a dict "
+                    '{"text": "My text", "text_pair": "My pair"} (or a list of them).')
+            else:
+                raise_type(item, self.task, "a string, a {'text', 'text_pair'} dict, or a list of them")
+        encoded: list[dict | None] = [None] * len(items)
+        if singles:
+            batch = self.tokenizer([t for _, t in singles], **tokenizer_kwargs)
+            for row, (position, _) in enumerate(singles):
+                encoded[position] = {k: batch[k][row] for k in batch.keys()}
+        if pairs:
+            batch = self.tokenizer([t for _, t, _ in pairs], text_pair=[p for _, _, p in pairs],
+                                   **tokenizer_kwargs)
+            for row, (position, _, _) in enumerate(pairs):
+                encoded[position] = {k: batch[k][row] for k in batch.keys()}
+        return encoded
+
+    def postprocess(self, model_outputs: dict, function_to_apply: str | None = None,
+                    top_k: int | None = 1, _legacy: bool = True) -> Any:
+        config = self.model.config
+        if function_to_apply is None:
+            if config.problem_type == "regression":
+                function_to_apply = "none"
+            elif config.problem_type == "multi_label_classification" or config.num_labels == 1:
+                function_to_apply = "sigmoid"
+            else:
+                function_to_apply = "softmax"
+        logits = model_outputs["logits"][0].float().numpy()
+        scores = {"softmax": _softmax, "sigmoid": _sigmoid}.get(function_to_apply, lambda x: x)(logits)
+        if top_k == 1 and _legacy:
+            return {"label": config.id2label[int(scores.argmax())], "score": scores.max().item()}
+        results = [{"label": config.id2label[i], "score": score.item()} for i, score in enumerate(scores)]
+        if not _legacy:
+            results.sort(key=lambda entry: entry["score"], reverse=True)
+            if top_k is not None:
+                results = results[:top_k]
+        return results
