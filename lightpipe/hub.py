@@ -38,8 +38,11 @@ def resolve(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     subfolder: str = "",
+    weights: bool = True,
 ) -> Path:
-    """Return the local folder holding ``name_or_path``'s files, downloading them if needed."""
+    """Return the local folder holding ``name_or_path``'s files, downloading them if needed.
+
+    ``weights=False`` fetches only configs and tokenizer/processor files (for a tokenizer)."""
     path = Path(os.path.expanduser(str(name_or_path)))
     if path.is_dir():
         folder = path / subfolder if subfolder else path
@@ -58,10 +61,12 @@ def resolve(
             "'org/model-name'). Check the path."
         )
     return _download(name, revision=revision, token=token, cache_dir=cache_dir,
-                     local_files_only=local_files_only or is_offline(), subfolder=subfolder)
+                     local_files_only=local_files_only or is_offline(), subfolder=subfolder,
+                     weights=weights)
 
 
-def _download(repo_id: str, *, revision, token, cache_dir, local_files_only, subfolder) -> Path:
+def _download(repo_id: str, *, revision, token, cache_dir, local_files_only, subfolder,
+              weights) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub import errors as hub_errors
 
@@ -71,6 +76,10 @@ def _download(repo_id: str, *, revision, token, cache_dir, local_files_only, sub
                   ignore_patterns=_IGNORE)
     where = f"{repo_id!r}" + (f" at revision {revision!r}" if revision else "")
     try:
+        if not weights:
+            folder = Path(snapshot_download(
+                repo_id, allow_patterns=[prefix + p for p in _SIDE_FILES], **kwargs))
+            return folder / subfolder if subfolder else folder
         folder = Path(snapshot_download(
             repo_id, allow_patterns=[prefix + p for p in _SIDE_FILES + _SAFETENSORS], **kwargs))
         if not any(folder.glob(prefix + "*.safetensors")):

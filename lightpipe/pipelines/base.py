@@ -99,8 +99,9 @@ class Pipeline:
         if args:
             raise TypeError(f"{type(self).__name__} takes one input (an item, a list or an "
                             f"iterator); got {1 + len(args)} positional arguments.")
-        batch_size = batch_size or self._batch_size or 1
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is None:
+            batch_size = self._batch_size or 1
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         pre, fwd, post = self._sanitize_parameters(**kwargs)
         params = ({**self._preprocess_params, **pre}, {**self._forward_params, **fwd},
