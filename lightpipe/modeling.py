@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import Config
-from .errors import UnsupportedModelError, WeightsError, refuse_remote_code
+from .errors import WeightsError, refuse_remote_code
 from .hub import resolve
 from . import weights as weights_io
 
@@ -335,8 +335,3 @@ class PreTrainedModel(nn.Module):
             state.pop(target, None)
         weights_io.save_safetensors(state, folder / weights_io.SAFE_SINGLE)
 
-
-def unsupported_head(config: Config, head: str, available: list[str]) -> UnsupportedModelError:
-    return UnsupportedModelError(
-        f"model_type {config.get('model_type')!r} has no {head} in lightpipe; it has: "
-        f"{', '.join(available)}.")

@@ -1462,7 +1462,6 @@ def _compile_chat_template(source: str) -> Any:
     from datetime import datetime
 
     import jinja2
-    from jinja2 import nodes
     from jinja2.ext import Extension, loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 

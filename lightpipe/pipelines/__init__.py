@@ -204,15 +204,17 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
             from ..modeling import resolve_device
 
             device = resolve_device(device_map=device_map)
-    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+    if isinstance(tokenizer, (str, os.PathLike)):
         from ..tokenization import AutoTokenizer
 
-        where = tokenizer if tokenizer is not None else source
-        if where is None:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub_kwargs)
+    elif tokenizer is None:
+        if source is None:
             raise ValueError("A model object was given without a tokenizer: pass tokenizer= as "
                              "well (a Tokenizer or a folder), as with transformers.")
-        tokenizer = AutoTokenizer.from_pretrained(where, **hub_kwargs) if tokenizer else \
-            AutoTokenizer.from_pretrained(where)
+        from ..tokenization import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
     return cls(model=model_obj, tokenizer=tokenizer, feature_extractor=feature_extractor,
                image_processor=image_processor, processor=processor, task=task, device=device,
                batch_size=batch_size, **extra, **kwargs)

@@ -1,0 +1,231 @@
+"""The ``lightpipe`` command: ``lightpipe run | tasks`` (``serve`` and ``chat`` to come).
+
+One subparser and one ``cmd_*`` function per command. Only ``run`` loads models, and it
+imports the pipeline factory (and so torch) inside itself, so ``lightpipe --help`` and
+``lightpipe tasks`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+from . import __version__
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Errors that mean "your input or setup is wrong", not "lightpipe has a bug": no traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError)
+
+RUN_EPILOG = """\
+inputs:
+  Each INPUT argument is one text. With no INPUT, stdin is read line by line: each non-empty
+  line is one input; a line starting with {, [ or " is parsed as JSON, so a text pair is
+  {"text": "a", "text_pair": "b"}. Results are printed as they come, one JSON line per input,
+  in input order.
+
+examples:
+  lightpipe run sentiment-analysis "I love this" "I hate this"
+  lightpipe run text-classification --model ./my-model --kwargs '{"top_k": 2}' < texts.txt
+"""
+
+
+class CLIError(Exception):
+    """A problem with the command line itself (bad --kwargs, bad stdin JSON)."""
+
+
+# --- the parser ---
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightpipe", description="Run Hugging Face-format models from the command line.")
+    parser.add_argument("--version", action="version", version=f"lightpipe {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of a one-line message")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a task's pipeline over inputs; print one JSON line per result",
+        description="Run a task's pipeline over INPUT arguments or stdin lines.",
+        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("task", metavar="TASK", help="a task name or alias (see `lightpipe tasks`)")
+    run.add_argument("inputs", metavar="INPUT", nargs="*", help="texts to run (default: stdin lines)")
+    run.add_argument("--model", "-m", help="a Hub id or local folder (default: the task's default model)")
+    run.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
+    run.add_argument("--dtype", choices=DTYPES, default="auto",
+                     help="weights dtype (default: auto, the checkpoint's own)")
+    run.add_argument("--batch-size", type=_positive_int, metavar="N", help="inputs per forward pass")
+    run.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
+    run.add_argument("--kwargs", metavar="JSON", default="{}",
+                     help='call arguments as a JSON object, e.g. \'{"top_k": 2}\'')
+    progress = run.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="always show a progress bar on stderr")
+    progress.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="never show it (default: shown when stderr is a terminal)")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show the full traceback of an error")
+    run.set_defaults(func=cmd_run)
+
+    tasks = commands.add_parser("tasks", help="list every task and whether lightpipe runs it yet",
+                                description="List every task, its aliases and its default model.")
+    tasks.add_argument("--json", action="store_true", help="print the table as JSON")
+    tasks.set_defaults(func=cmd_tasks)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+# --- commands ---
+
+def cmd_run(args: argparse.Namespace) -> int:
+    call_kwargs = _parse_kwargs(args.kwargs)
+    from .pipelines import pipeline  # imports torch only once a model loads
+
+    device, device_map = _device_arguments(args.device)
+    pipe = pipeline(args.task, model=args.model, device=device, device_map=device_map,
+                    dtype=args.dtype, batch_size=args.batch_size, revision=args.revision)
+    # A generator in -> a lazy iterator out: results print while stdin is still being read.
+    inputs = iter(args.inputs) if args.inputs else read_inputs(sys.stdin)
+    results = pipe(inputs, **call_kwargs)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    if show:
+        results = _progress(results, args.task, total=len(args.inputs) or None)
+    for result in results:
+        print(json.dumps(result, ensure_ascii=False, default=_plain), flush=True)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .pipelines import SUPPORTED_TASKS
+
+    rows = [{"name": task.name, "aliases": list(task.aliases), "ready": task.available,
+             "kind": task.kind, "default_model": task.default[0],
+             "default_revision": task.default[1]} for task in SUPPORTED_TASKS.values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("TASK", "ALIASES", "STATUS", "DEFAULT MODEL")] + [
+        (row["name"], ", ".join(row["aliases"]) or "-", "ready" if row["ready"] else "not yet",
+         row["default_model"]) for row in rows]
+    widths = [max(len(line[col]) for line in table) for col in range(3)]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[3])
+    print("\nTranslation also takes translation_XX_to_YY (e.g. translation_en_to_fr).")
+    return 0
+
+
+# --- helpers ---
+
+def read_inputs(stream: TextIO) -> Iterator[Any]:
+    """Each non-empty line of ``stream`` -> one input: JSON when it starts with {, [ or ",
+    raw text otherwise. Lazy, so a long stdin is never held in memory."""
+    for number, line in enumerate(stream, start=1):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        if text.lstrip()[:1] in ("{", "[", '"'):
+            try:
+                yield json.loads(text)
+            except json.JSONDecodeError as err:
+                raise CLIError(f"stdin line {number} starts like JSON but does not parse ({err}). "
+                               "Raw text may not start with {, [ or \"; wrap it in a JSON string.") from None
+        else:
+            yield text
+
+
+def _parse_kwargs(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CLIError(f"--kwargs is not valid JSON ({err}): {text!r}. "
+                       'Example: --kwargs \'{"top_k": 2}\'') from None
+    if not isinstance(value, dict):
+        raise CLIError(f"--kwargs must be a JSON object such as '{{\"top_k\": 2}}', not {text!r}.")
+    return value
+
+
+def _device_arguments(device: str | None) -> tuple[Any, Any]:
+    """``--device`` -> (device, device_map) for pipeline(): "auto" picks the best device."""
+    if device == "auto":
+        return None, "auto"
+    if device is not None and device.lstrip("-").isdigit():
+        return int(device), None
+    return device, None
+
+
+def _progress(results: Iterable, task: str, total: int | None) -> Iterator:
+    from tqdm.auto import tqdm  # a dependency of huggingface_hub
+
+    with tqdm(results, desc=task, total=total, unit=" inputs", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        yield from bar
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy or torch scalars and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"a result of type {type(value).__name__} cannot be printed as JSON")
+
+
+# --- entry point ---
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 2 usage or input error)."""
+    parser = build_parser()
+    try:
+        args = _parse(parser, argv)
+    except SystemExit as exit_:  # --help, --version, usage errors: argparse has printed them
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `lightpipe run ... | head`: the reader left, stop quietly
+        _silence_stdout()
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        from .errors import LightpipeError
+
+        if args.debug or not isinstance(err, (LightpipeError, CLIError) + _USER_ERRORS):
+            raise
+        print(f"lightpipe: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, but INPUT words may also follow options (`run TASK --model M a b`):
+    argparse fills INPUT only from the words right after TASK and returns later ones as extras."""
+    args, extras = parser.parse_known_args(argv)
+    if extras and args.command == "run":
+        cut = extras.index("--") if "--" in extras else len(extras)
+        words, rest = extras[:cut], extras[cut + 1:]
+        extras = [word for word in words if word.startswith("-") and word != "-"]
+        if not extras:
+            args.inputs += words + rest
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
