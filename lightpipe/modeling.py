@@ -7,9 +7,11 @@ CPU is used straight from its memory map, without a copy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,31 @@ logger = logging.getLogger("lightpipe")
 # Legacy names found in old checkpoints (TF-era LayerNorm parameters).
 _LEGACY_RENAMES = [(r"\.gamma$", ".weight"), (r"\.beta$", ".bias"),
                    (r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias")]
+
+
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
+                   "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
+                   "kaiming_normal_", "orthogonal_", "sparse_")
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Build modules without torch's random init: every weight is about to be replaced by the
+    checkpoint's. (Running init on the meta device also pulls in torch._dynamo: ~1 s.)"""
+    init = torch.nn.init
+    with _INIT_LOCK:
+        saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS if hasattr(init, name)}
+        fill_padding = nn.Embedding._fill_padding_idx_with_zero
+        try:
+            for name in saved:
+                setattr(init, name, lambda tensor, *args, **kwargs: tensor)
+            nn.Embedding._fill_padding_idx_with_zero = lambda self: None
+            yield
+        finally:
+            for name, function in saved.items():
+                setattr(init, name, function)
+            nn.Embedding._fill_padding_idx_with_zero = fill_padding
 
 
 class ModelOutput(dict):
@@ -202,7 +229,7 @@ class PreTrainedModel(nn.Module):
 
     @classmethod
     def _from_state(cls, config: Config, state: dict, dtype: torch.dtype, device: torch.device):
-        with torch.device("meta"):
+        with torch.device("meta"), skip_init():
             model = cls(config)
         state = model._adapt_state(state)
         info = model._assign(state, dtype, device)
