@@ -14,6 +14,8 @@ one result out; a list in, a list out; a generator or dataset in, an iterator ou
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import types
 from collections.abc import Iterable, Iterator
@@ -132,12 +134,13 @@ class Pipeline:
                 owners.append(index)
                 pieces.append(piece)
         outputs = self._forward_pieces(pieces, batch_size, fwd)
-        if not self.chunked:
+        if self.chunked:
+            grouped: list[list] = [[] for _ in items]
+            for owner, out in zip(owners, outputs):
+                grouped[owner].append(out)
+            outputs = grouped
+        with _gc_paused():
             return [self.postprocess(out, **post) for out in outputs]
-        grouped: list[list] = [[] for _ in items]
-        for owner, out in zip(owners, outputs):
-            grouped[owner].append(out)
-        return [self.postprocess(group, **post) for group in grouped]
 
     def _forward_pieces(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
         """Run the model over pieces in batches sorted by length; outputs in piece order."""
@@ -201,6 +204,19 @@ class Pipeline:
                 value = tuple(v[row:row + 1] for v in value)
             item[key] = value
         return item
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Results are made of many new lists and floats (``tolist()`` of hidden states) and no
+    cycles; the collector's repeated passes over them cost more than the conversion itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _piece_length(piece: dict) -> int:
