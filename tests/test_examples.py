@@ -203,3 +203,28 @@ def test_step18_automodel_quicktour(tiny_model, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**reloaded_batch).logits, logits)
     assert reloaded.config.id2label == dict(enumerate(stars))
+
+
+def test_step06_zero_shot(tiny_model):
+    names = ("CONTRADICTION", "NEUTRAL", "ENTAILMENT")
+    folder = tiny_model("roberta", "AutoModelForSequenceClassification", initializer_range=0.5,
+                        num_labels=3, id2label=dict(enumerate(names)),
+                        label2id={name: i for i, name in enumerate(names)})
+    stdout = run_example("step06_zero_shot.py", "--model", folder)
+    reference = transformers.pipeline("zero-shot-classification", model=str(folder))
+    text = "I have a problem with my iphone that needs to be resolved asap!!"
+    labels = ["urgent", "not urgent", "phone", "tablet", "computer"]
+    zero_shot = printed(stdout, "zero-shot")
+    assert sorted(zero_shot["labels"]) == sorted(labels)
+    assert abs(sum(zero_shot["scores"]) - 1) < 1e-5
+    assert_outputs_close(zero_shot, reference(text, candidate_labels=labels))
+    assert_outputs_close(printed(stdout, "multi-label"),
+                         reference(text, candidate_labels="urgent, phone, travel", multi_label=True))
+    texts = ["The match was called off because of the rain.",
+             "Parliament passed the budget after a long debate."]
+    assert_outputs_close(printed(stdout, "batch"), reference(
+        texts, candidate_labels=["sports", "politics", "weather"],
+        hypothesis_template="This text is about {}."))
+    best = zero_shot["labels"][0]
+    line = rf"^  {zero_shot['scores'][0]:.3f}  {re.escape(best)}$"
+    assert re.search(line, stdout, re.MULTILINE), stdout
