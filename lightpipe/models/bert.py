@@ -12,7 +12,8 @@ from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
-from .layers import activation, attention, merge_heads, padding_mask, split_heads
+from .layers import (activation, attention, merge_heads, padding_mask, run_layers,
+                     split_heads)
 
 # 1. Config fields read, with the defaults config.json may leave out.
 BERT_DEFAULTS = {
@@ -143,12 +144,7 @@ class BertEncoder(nn.Module):
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, hidden_states, mask, output_hidden_states=False):
-        all_states = [hidden_states] if output_hidden_states else None
-        for layer in self.layer:
-            hidden_states = layer(hidden_states, mask)
-            if all_states is not None:
-                all_states.append(hidden_states)
-        return hidden_states, (tuple(all_states) if all_states is not None else None)
+        return run_layers(self.layer, hidden_states, mask, output_hidden_states)
 
 
 class BertPooler(nn.Module):

@@ -13,7 +13,8 @@ from torch import nn
 from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
 from .bert import span_logits
-from .layers import activation, attention, merge_heads, padding_mask, split_heads
+from .layers import (activation, attention, merge_heads, padding_mask, run_layers,
+                     split_heads)
 
 DISTILBERT_DEFAULTS = {
     "vocab_size": 30522,
@@ -104,12 +105,7 @@ class Transformer(nn.Module):
         self.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
 
     def forward(self, hidden_states, mask, output_hidden_states=False):
-        all_states = [hidden_states] if output_hidden_states else None
-        for layer in self.layer:
-            hidden_states = layer(hidden_states, mask)
-            if all_states is not None:
-                all_states.append(hidden_states)
-        return hidden_states, (tuple(all_states) if all_states is not None else None)
+        return run_layers(self.layer, hidden_states, mask, output_hidden_states)
 
 
 class DistilBertPreTrainedModel(PreTrainedModel):

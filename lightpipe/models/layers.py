@@ -78,3 +78,14 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                           is_causal=is_causal, scale=scale)
 
 
+
+
+def run_layers(layers, hidden_states: torch.Tensor, mask: torch.Tensor | None,
+               output_hidden_states: bool = False):
+    """Apply encoder layers in turn -> (last hidden states, every layer's states or None)."""
+    all_states = [hidden_states] if output_hidden_states else None
+    for layer in layers:
+        hidden_states = layer(hidden_states, mask)
+        if all_states is not None:
+            all_states.append(hidden_states)
+    return hidden_states, (tuple(all_states) if all_states is not None else None)
