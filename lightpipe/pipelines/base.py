@@ -19,11 +19,14 @@ import gc
 import itertools
 import types
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import InputTypeError
+
+if TYPE_CHECKING:
+    import numpy as np
 from ..modeling import resolve_device
 
 # How many batches of inputs a streaming call reads ahead to sort by length.
@@ -230,6 +233,20 @@ def _is_dataset(inputs: Any) -> bool:
     if isinstance(inputs, (str, bytes, dict, tuple, list, torch.Tensor)) or hasattr(inputs, "shape"):
         return False
     return hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__")
+
+
+def encoding_rows(batch: Any) -> list[dict]:
+    """A tokenizer's batch output (lists per key) -> one dict per row: the pieces to batch."""
+    keys = list(batch.keys())
+    return [{key: batch[key][row] for key in keys} for row in range(len(batch["input_ids"]))]
+
+
+def softmax(logits: "np.ndarray") -> "np.ndarray":
+    """Softmax over the last axis, in numpy as the reference computes its scores."""
+    import numpy as np
+
+    shifted = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def check_text(item: Any, task: str) -> str:

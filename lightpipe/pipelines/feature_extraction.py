@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Pipeline, check_text
+from .base import Pipeline, check_text, encoding_rows
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -32,9 +32,7 @@ class FeatureExtractionPipeline(Pipeline):
 
     def preprocess_many(self, items: list, **tokenize_kwargs: Any) -> list:
         texts = [check_text(item, self.task) for item in items]
-        batch = self.tokenizer(texts, **tokenize_kwargs)
-        keys = list(batch.keys())
-        return [{k: batch[k][row] for k in keys} for row in range(len(texts))]
+        return encoding_rows(self.tokenizer(texts, **tokenize_kwargs))
 
     def postprocess(self, model_outputs: dict, return_tensors: bool = False) -> Any:
         hidden = next(iter(model_outputs.values()))  # the model's first output, (1, tokens, hidden)

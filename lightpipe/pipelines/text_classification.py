@@ -6,14 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Pipeline, raise_type
+from .base import Pipeline, encoding_rows, raise_type, softmax
 
 _FUNCTIONS = ("softmax", "sigmoid", "none")
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -88,14 +83,14 @@ class TextClassificationPipeline(Pipeline):
                 raise_type(item, self.task, "a string, a {'text', 'text_pair'} dict, or a list of them")
         encoded: list[dict | None] = [None] * len(items)
         if singles:
-            batch = self.tokenizer([t for _, t in singles], **tokenizer_kwargs)
-            for row, (position, _) in enumerate(singles):
-                encoded[position] = {k: batch[k][row] for k in batch.keys()}
+            rows = encoding_rows(self.tokenizer([t for _, t in singles], **tokenizer_kwargs))
+            for row, (position, _) in zip(rows, singles):
+                encoded[position] = row
         if pairs:
-            batch = self.tokenizer([t for _, t, _ in pairs], text_pair=[p for _, _, p in pairs],
-                                   **tokenizer_kwargs)
-            for row, (position, _, _) in enumerate(pairs):
-                encoded[position] = {k: batch[k][row] for k in batch.keys()}
+            rows = encoding_rows(self.tokenizer([t for _, t, _ in pairs],
+                                                text_pair=[p for _, _, p in pairs], **tokenizer_kwargs))
+            for row, (position, _, _) in zip(rows, pairs):
+                encoded[position] = row
         return encoded
 
     def postprocess(self, model_outputs: dict, function_to_apply: str | None = None,
@@ -109,7 +104,7 @@ class TextClassificationPipeline(Pipeline):
             else:
                 function_to_apply = "softmax"
         logits = model_outputs["logits"][0].float().numpy()
-        scores = {"softmax": _softmax, "sigmoid": _sigmoid}.get(function_to_apply, lambda x: x)(logits)
+        scores = {"softmax": softmax, "sigmoid": _sigmoid}.get(function_to_apply, lambda x: x)(logits)
         if top_k == 1 and _legacy:
             return {"label": config.id2label[int(scores.argmax())], "score": scores.max().item()}
         results = [{"label": config.id2label[i], "score": score.item()} for i, score in enumerate(scores)]

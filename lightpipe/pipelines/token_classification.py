@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import Pipeline
+from .base import Pipeline, softmax
 
 
 class AggregationStrategy(str, enum.Enum):
@@ -49,12 +49,6 @@ def _strategy_name(value: Any) -> str:
             f"aggregation_strategy={value!r} is not one of "
             f"{', '.join(s.value for s in AggregationStrategy)}.")
     return name
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    # The reference's exact float32 operations, so equal logits give bit-equal scores.
-    shifted = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _tag(label: str) -> tuple[str, str]:
@@ -242,7 +236,7 @@ class TokenClassificationPipeline(Pipeline):
             logits = output["logits"][0]
             if logits.dtype in (torch.float16, torch.bfloat16):  # numpy has no bfloat16
                 logits = logits.float()
-            scores = _softmax(logits.numpy())
+            scores = softmax(logits.numpy())
             pre_entities = self._pre_entities(output, scores, aggregation_strategy)
             for entity in self._aggregate(pre_entities, aggregation_strategy):
                 if (entity.get("entity") not in ignore_labels

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, check_text
+from .base import Pipeline, check_text, encoding_rows, softmax
 
 logger = logging.getLogger("lightpipe")
 
@@ -106,19 +106,19 @@ class ZeroShotClassificationPipeline(Pipeline):
         """Tokenize every pair at once, truncating only the premise (the hypothesis holds the
         label). A pair whose hypothesis alone is too long is kept whole, as the reference does."""
         try:
-            return _rows(self.tokenizer(premises, text_pair=hypotheses, truncation="only_first"))
+            return encoding_rows(self.tokenizer(premises, text_pair=hypotheses, truncation="only_first"))
         except InputError as err:
             if "too short" not in str(err):
                 raise
         rows = []
         for premise, hypothesis in zip(premises, hypotheses):
             try:
-                rows += _rows(self.tokenizer([premise], text_pair=[hypothesis],
+                rows += encoding_rows(self.tokenizer([premise], text_pair=[hypothesis],
                                              truncation="only_first"))
             except InputError as err:
                 if "too short" not in str(err):
                     raise
-                rows += _rows(self.tokenizer([premise], text_pair=[hypothesis], truncation=False))
+                rows += encoding_rows(self.tokenizer([premise], text_pair=[hypothesis], truncation=False))
         return rows
 
     def postprocess(self, model_outputs: list[dict], multi_label: bool = False) -> dict:
@@ -127,10 +127,10 @@ class ZeroShotClassificationPipeline(Pipeline):
         if multi_label or len(labels) == 1:
             # Each label on its own: entailment against contradiction.
             pair = logits[:, [self.contradiction_id, self.entailment_id]]
-            scores = _softmax(pair)[:, 1]
+            scores = softmax(pair)[:, 1]
         else:
             # One distribution over the labels, from their entailment logits.
-            scores = _softmax(logits[:, self.entailment_id])
+            scores = softmax(logits[:, self.entailment_id])
         order = list(reversed(scores.argsort()))
         return {"sequence": model_outputs[0]["sequence"], "labels": [labels[i] for i in order],
                 "scores": scores[order].tolist()}
@@ -150,12 +150,3 @@ def _check_template(template: Any, label: Any) -> None:
         raise InputError(f"The hypothesis_template {template!r} has no {{}} for the label, so every "
                          f"label would give the same hypothesis. Use e.g. {DEFAULT_TEMPLATE!r}.")
 
-
-def _rows(batch) -> list[dict]:
-    keys = list(batch.keys())
-    return [{key: batch[key][row] for key in keys} for row in range(len(batch["input_ids"]))]
-
-
-def _softmax(values: np.ndarray) -> np.ndarray:
-    shifted = np.exp(values - values.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
