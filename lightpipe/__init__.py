@@ -26,6 +26,10 @@ _EXPORTS = {
     "AutoModelForTokenClassification": "lightpipe.models",
     "AutoModelForQuestionAnswering": "lightpipe.models",
     "AutoModelForMaskedLM": "lightpipe.models",
+    "AutoModelForCausalLM": "lightpipe.models",
+    "GenerationConfig": "lightpipe.generation",
+    "TextStreamer": "lightpipe.generation",
+    "TextIteratorStreamer": "lightpipe.generation",
     "LightpipeError": "lightpipe.errors",
     "ModelNotFoundError": "lightpipe.errors",
     "UnsupportedModelError": "lightpipe.errors",
@@ -55,8 +59,10 @@ def __dir__():
 if TYPE_CHECKING:  # for editors and type checkers only
     from .config import AutoConfig, Config
     from .modeling import PreTrainedModel
-    from .models import (AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,
-                         AutoModelForSequenceClassification, AutoModelForTokenClassification)
+    from .generation import GenerationConfig, TextIteratorStreamer, TextStreamer
+    from .models import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
+                         AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
+                         AutoModelForTokenClassification)
     from .pipelines import SUPPORTED_TASKS, pipeline
     from .pipelines.base import Pipeline
     from .tokenization import AutoTokenizer, BatchEncoding, Tokenizer

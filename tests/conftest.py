@@ -4,11 +4,18 @@ packaged real MiniLM. Built once per session, in a temporary folder."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
-import pytest
-import torch
+# Tests check results, not speed: one thread each (also in the subprocesses they start), so a
+# busy 2-core machine cannot stall torch's OpenMP regions.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -228,3 +228,53 @@ def test_step06_zero_shot(tiny_model):
     best = zero_shot["labels"][0]
     line = rf"^  {zero_shot['scores'][0]:.3f}  {re.escape(best)}$"
     assert re.search(line, stdout, re.MULTILINE), stdout
+
+
+# --- text generation (steps 08 and 11) ---
+
+from .test_generation import decoder  # noqa: E402,F401 (the tiny causal-LM fixture)
+
+
+def test_step08_large_model_in_bfloat16(decoder):
+    folder = decoder("opt")
+    stdout = run_example("step08_large_model.py", "--model", folder, "--max-new-tokens", "12")
+    assert printed(stdout, "dtype") == "bfloat16"
+    assert printed(stdout, "device") == "cpu"  # device_map="auto" on a machine without a GPU
+    reference = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert printed(stdout, "parameters") == reference.num_parameters()
+    inputs = tokenizer("Hello, my name is", return_tensors="pt")
+    with torch.no_grad():
+        expected = reference.generate(**inputs, max_new_tokens=12, do_sample=False)
+    assert printed(stdout, "token ids") == expected[0].tolist()
+    assert printed(stdout, "generated") == tokenizer.decode(expected[0], skip_special_tokens=True)
+    weights = sum(p.numel() * 2 for p in reference.parameters()) / 1e9
+    assert printed(stdout, "weights GB") == round(weights, 3)
+
+
+def test_step11_chat(decoder):
+    folder = decoder("llama")
+    stdout = run_example("step11_chat.py", "--model", folder, "--max-new-tokens", "10")
+    reference = transformers.pipeline("text-generation", model=str(folder))
+    settings = {"max_new_tokens": 10, "do_sample": False}
+    chat = [
+        {"role": "system", "content": "You are a sassy, wise-cracking robot as imagined by Hollywood circa 1986."},
+        {"role": "user", "content": "Hey, can you tell me any fun things to do in New York?"},
+    ]
+    first = reference(chat, **settings)[0]["generated_text"]
+    assert printed(stdout, "reply") == first[-1]["content"]
+    second = reference(first + [{"role": "user", "content": "Wait, what's so wild about soup cans?"}],
+                       **settings)[0]["generated_text"]
+    assert printed(stdout, "second reply") == second[-1]["content"]
+    assert printed(stdout, "roles") == ["system", "user", "assistant", "user", "assistant"]
+    assert f'\n{first[-1]["content"]}\n' in stdout  # the streamed reply, on its own line
+    assert printed(stdout, "streamed pieces") >= 2
+
+
+def test_step11_gated_default_model_offline_names_it(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(EXAMPLES / "step11_chat.py")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    last = done.stderr.rstrip().splitlines()[-1]
+    assert "meta-llama/Meta-Llama-3-8B-Instruct" in last and "ModelNotFoundError" in last, done.stderr

@@ -22,6 +22,11 @@ MODEL_TYPES: dict[str, str] = {
     "roberta": "roberta",
     "xlm-roberta": "roberta:XLM_ROBERTA_HEADS",
     "camembert": "roberta:CAMEMBERT_HEADS",
+    "gpt2": "gpt2",
+    "llama": "llama",
+    "mistral": "llama:MISTRAL_HEADS",
+    "qwen2": "llama:QWEN2_HEADS",
+    "opt": "opt",
 }
 
 # Suffix of an architecture name (config.architectures) -> Auto class / head.
@@ -30,6 +35,8 @@ ARCHITECTURE_SUFFIXES: dict[str, str] = {
     "ForTokenClassification": "AutoModelForTokenClassification",
     "ForQuestionAnswering": "AutoModelForQuestionAnswering",
     "ForMaskedLM": "AutoModelForMaskedLM",
+    "ForCausalLM": "AutoModelForCausalLM",
+    "LMHeadModel": "AutoModelForCausalLM",  # GPT2LMHeadModel
     "Model": "AutoModel",
 }
 
@@ -110,3 +117,7 @@ class AutoModelForQuestionAnswering(_AutoModelBase):
 
 class AutoModelForMaskedLM(_AutoModelBase):
     head = "AutoModelForMaskedLM"
+
+
+class AutoModelForCausalLM(_AutoModelBase):
+    head = "AutoModelForCausalLM"

@@ -49,7 +49,8 @@ _TASKS = [
     Task("zero-shot-classification", "AutoModelForSequenceClassification",
          ("facebook/bart-large-mnli", "d7645e1"),
          "zero_shot_classification:ZeroShotClassificationPipeline"),
-    Task("text-generation", "AutoModelForCausalLM", ("openai-community/gpt2", None)),
+    Task("text-generation", "AutoModelForCausalLM", ("openai-community/gpt2", None),
+         "text_generation:TextGenerationPipeline"),
     Task("text2text-generation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None)),
     Task("summarization", "AutoModelForSeq2SeqLM", ("sshleifer/distilbart-cnn-12-6", None)),
     Task("translation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None)),
@@ -103,6 +104,7 @@ _TASK_OF_HEAD = {
     "AutoModelForTokenClassification": "token-classification",
     "AutoModelForQuestionAnswering": "question-answering",
     "AutoModelForMaskedLM": "fill-mask",
+    "AutoModelForCausalLM": "text-generation",
     "AutoModel": "feature-extraction",
 }
 

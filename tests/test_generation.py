@@ -1,0 +1,459 @@
+"""generate() against the reference on tiny random decoders: greedy and beam search token for
+token, sampling's filtered distributions and seeded draws, logits processors, stopping
+criteria (EOS, stop strings), streamers, GenerationConfig merging, and bad input.
+
+Also the builder of the tiny causal-LM checkpoints the model and pipeline tests use (the
+``decoder`` fixture below, imported by tests/models/test_{gpt2,llama,opt}.py and
+tests/pipelines/test_text_generation.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+import lightpipe
+from lightpipe.errors import InputError
+from lightpipe.generation import (GenerationConfig, StopStringCriteria, TextIteratorStreamer,
+                                  TextStreamer)
+
+# --- tiny causal LMs (shared) -----------------------------------------------------------------
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}</s>\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+# Special tokens of conftest's byte-level BPE: ids 0..5.
+BOS, PAD, EOS, ENDOFTEXT = 0, 1, 2, 5
+TINY_DECODERS = {
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=ENDOFTEXT,
+                 eos_token_id=ENDOFTEXT),
+    "llama": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, intermediate_size=48, max_position_embeddings=128,
+                  bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD),
+    "mistral": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, intermediate_size=48, max_position_embeddings=128,
+                    sliding_window=6, bos_token_id=BOS, eos_token_id=EOS),
+    "qwen2": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=1, intermediate_size=48, max_position_embeddings=128,
+                  bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=True),
+    "opt": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+                max_position_embeddings=128, word_embed_proj_dim=32, bos_token_id=BOS,
+                eos_token_id=EOS, pad_token_id=PAD),
+}
+DECODER_TYPES = list(TINY_DECODERS)
+_BUILT: dict = {}
+
+
+def build_decoder(root: Path, vocab: dict, merges: list, model_type: str, *, std: float = 0.25,
+                  chat_template: str | None = CHAT_TEMPLATE, **overrides) -> Path:
+    """A folder with a random causal-LM checkpoint saved by the reference and a GPT-2-style
+    byte-level tokenizer (with a chat template). Weights are drawn wider than the default init
+    (``std``), so next-token distributions are peaked rather than nearly uniform and greedy
+    choices are not near-ties. Cached per arguments."""
+    key = (model_type, std, chat_template, json.dumps(overrides, sort_keys=True, default=str))
+    if key in _BUILT:
+        return _BUILT[key]
+    folder = Path(root) / f"{model_type}_{len(_BUILT)}"
+    tokenizer = transformers.GPT2Tokenizer(vocab=vocab, merges=merges, bos_token="<s>",
+                                           eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                           model_max_length=128)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(folder)
+    sizes = {**TINY_DECODERS[model_type], "vocab_size": len(tokenizer), **overrides}
+    config = transformers.AutoConfig.for_model(model_type, **sizes)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, std)
+    model.save_pretrained(folder)
+    _BUILT[key] = folder
+    return folder
+
+
+@pytest.fixture(scope="session")
+def decoder(tmp_path_factory, byte_level_bpe):
+    """``decoder(model_type, **config)`` -> a tiny causal-LM folder (see build_decoder)."""
+    root = tmp_path_factory.mktemp("decoders")
+    vocab, merges = byte_level_bpe
+    return lambda model_type, **overrides: build_decoder(root, vocab, merges, model_type, **overrides)
+
+
+_PAIRS: dict = {}
+
+
+def load_pair(folder: Path):
+    """(ours, reference) AutoModelForCausalLM of a folder, cached."""
+    if folder not in _PAIRS:
+        _PAIRS[folder] = (lightpipe.AutoModelForCausalLM.from_pretrained(folder),
+                          transformers.AutoModelForCausalLM.from_pretrained(folder).eval())
+    return _PAIRS[folder]
+
+
+def prompts(folder: Path, texts: list[str]) -> dict:
+    """Left-padded prompts from the reference tokenizer."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, padding_side="left")
+    return dict(tokenizer(texts, return_tensors="pt", padding=True))
+
+
+def assert_logits_match(folder: Path, lengths=(9, 4, 13), prefill: int = 5,
+                        cache_changes_logits: bool = False) -> None:
+    """The checkpoint's logits equal the reference's on a left-padded batch (real positions),
+    and ours are the same computed at once or token by token through the cache, with the
+    padding mask growing as generate() grows it. (With dynamic RoPE the frequencies depend on
+    the length so far, so token by token differs from at once: then both libraries go token
+    by token.)"""
+    ours, theirs = load_pair(folder)
+    generator = torch.Generator().manual_seed(0)
+    longest = max(lengths)
+    ids = torch.randint(6, ours.config.vocab_size, (len(lengths), longest), generator=generator)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        mask[row, longest - length:] = 1
+    ids = ids.masked_fill(mask == 0, PAD)
+    with torch.no_grad():
+        want = theirs(input_ids=ids, attention_mask=mask).logits
+    full = ours(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    real = mask.bool()
+    torch.testing.assert_close(full[real], want[real], rtol=1e-4, atol=1e-4)
+    out = ours(input_ids=ids[:, :prefill], attention_mask=mask[:, :prefill], use_cache=True)
+    steps = [out.logits]
+    for end in range(prefill + 1, longest + 1):
+        out = ours(input_ids=ids[:, end - 1:end], attention_mask=mask[:, :end], cache=out.cache)
+        steps.append(out.logits)
+    assert out.cache.get_seq_length() == longest
+    if cache_changes_logits:
+        with torch.no_grad():
+            out = theirs(input_ids=ids[:, :prefill], attention_mask=mask[:, :prefill], use_cache=True)
+            reference_steps = [out.logits]
+            for end in range(prefill + 1, longest + 1):
+                out = theirs(input_ids=ids[:, end - 1:end], attention_mask=mask[:, :end],
+                             cache=out.cache, use_cache=True)
+                reference_steps.append(out.logits)
+        want = torch.cat(reference_steps, dim=1)
+    torch.testing.assert_close(torch.cat(steps, dim=1)[real], want[real], rtol=1e-4, atol=1e-4)
+
+
+TEXTS = ["Hello world, this is", "The quick brown fox jumps over the lazy dog! What",
+         "Tokenizers split"]
+
+
+def both(ours, theirs, inputs: dict, **kwargs):
+    """generate() of both models on the same inputs; sampling starts from the same seed."""
+    torch.manual_seed(1234)
+    mine = ours.generate(**inputs, **kwargs)
+    torch.manual_seed(1234)
+    with torch.no_grad():
+        reference = theirs.generate(**inputs, **kwargs)
+    return mine, reference
+
+
+# --- greedy and beam search -------------------------------------------------------------------
+
+@pytest.mark.parametrize("model_type", DECODER_TYPES)
+def test_greedy_matches_reference_on_padded_batch(decoder, model_type):
+    folder = decoder(model_type)
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS)
+    assert bool((inputs["attention_mask"] == 0).any()), "the batch should need left padding"
+    mine, reference = both(ours, theirs, inputs, max_new_tokens=12, do_sample=False)
+    assert mine.shape == reference.shape
+    assert mine.tolist() == reference.tolist()
+    # A row alone gives the same new tokens as in the padded batch.
+    alone = ours.generate(**prompts(folder, TEXTS[2:]), max_new_tokens=12, do_sample=False)
+    assert alone[0, -12:].tolist() == mine[2, -12:].tolist()
+
+
+@pytest.mark.parametrize("model_type", DECODER_TYPES)
+def test_beam_search_matches_reference(decoder, model_type):
+    folder = decoder(model_type)
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS)
+    # An EOS the model actually produces, so finished hypotheses compete with running ones.
+    greedy = theirs.generate(**inputs, max_new_tokens=6, do_sample=False)
+    eos = int(greedy[0, -3])
+    for kwargs in ({"num_beams": 3, "num_return_sequences": 2},
+                   {"num_beams": 4, "eos_token_id": eos, "length_penalty": 0.5},
+                   {"num_beams": 3, "eos_token_id": [eos, int(greedy[1, -2])], "early_stopping": True},
+                   {"num_beams": 2, "eos_token_id": eos, "early_stopping": "never",
+                    "num_return_sequences": 2, "no_repeat_ngram_size": 2}):
+        mine, reference = both(ours, theirs, inputs, max_new_tokens=10, do_sample=False, **kwargs)
+        assert mine.tolist() == reference.tolist(), kwargs
+
+
+def test_beam_scores_match_reference(decoder):
+    ours, theirs = load_pair(decoder("llama"))
+    inputs = prompts(decoder("llama"), TEXTS[:2])
+    kwargs = dict(max_new_tokens=6, num_beams=3, num_return_sequences=3, output_scores=True,
+                  return_dict_in_generate=True, do_sample=False)
+    mine, reference = both(ours, theirs, inputs, **kwargs)
+    assert mine.sequences.tolist() == reference.sequences.tolist()
+    torch.testing.assert_close(mine.sequences_scores, reference.sequences_scores)
+    assert mine.beam_indices.tolist() == reference.beam_indices.tolist()
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "llama"])
+def test_processors_match_reference(decoder, model_type):
+    folder = decoder(model_type)
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS)
+    for kwargs in ({"repetition_penalty": 1.8}, {"repetition_penalty": 0.7},
+                   {"no_repeat_ngram_size": 2}, {"min_new_tokens": 8, "eos_token_id": EOS},
+                   {"suppress_tokens": [3, 4, 7]}, {"repetition_penalty": 1.3, "num_beams": 2}):
+        mine, reference = both(ours, theirs, inputs, do_sample=False, max_new_tokens=10, **kwargs)
+        assert mine.tolist() == reference.tolist(), kwargs
+    mine, reference = both(ours, theirs, inputs, do_sample=False, max_length=20)  # a total length
+    assert mine.tolist() == reference.tolist() and mine.shape[1] == 20
+
+
+def test_eos_rows_are_padded_and_stop(decoder):
+    folder = decoder("llama")
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS)
+    greedy = theirs.generate(**inputs, max_new_tokens=8, do_sample=False)
+    eos = int(greedy[1, inputs["input_ids"].shape[1] + 2])  # row 1 ends after 3 new tokens
+    mine, reference = both(ours, theirs, inputs, max_new_tokens=8, do_sample=False,
+                           eos_token_id=eos, pad_token_id=PAD)
+    assert mine.tolist() == reference.tolist()
+    row = mine[1, inputs["input_ids"].shape[1]:].tolist()
+    assert eos in row and set(row[row.index(eos) + 1:]) <= {PAD}
+
+
+# --- sampling -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0.7}, {"top_k": 5}, {"top_p": 0.8},
+                                    {"temperature": 1.3, "top_k": 20, "top_p": 0.9},
+                                    {"min_p": 0.1}, {"top_k": 1}])
+def test_sampling_filtered_distributions_match_reference(decoder, kwargs):
+    folder = decoder("llama")
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS)
+    options = dict(do_sample=True, max_new_tokens=6, output_scores=True,
+                   return_dict_in_generate=True, **kwargs)
+    mine, reference = both(ours, theirs, inputs, **options)
+    # Same seed, same filtered distribution -> the same draws.
+    assert mine.sequences.tolist() == reference.sequences.tolist()
+    assert len(mine.scores) == len(reference.scores) == 6
+    for got, want in zip(mine.scores, reference.scores):
+        assert torch.equal(torch.isinf(got), torch.isinf(want))  # the same tokens filtered out
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_sample_num_return_sequences_and_beam_sample(decoder):
+    folder = decoder("qwen2")
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS[:2])
+    for kwargs in ({"num_return_sequences": 3}, {"num_beams": 3, "num_return_sequences": 2}):
+        mine, reference = both(ours, theirs, inputs, do_sample=True, max_new_tokens=8, **kwargs)
+        assert mine.shape[0] == 2 * kwargs["num_return_sequences"]
+        assert mine.tolist() == reference.tolist(), kwargs
+
+
+def test_seeded_generator_is_reproducible_and_leaves_global_rng(decoder):
+    ours, _ = load_pair(decoder("gpt2"))
+    inputs = prompts(decoder("gpt2"), TEXTS[:1])
+    state = torch.random.get_rng_state()
+    first = ours.generate(**inputs, do_sample=True, max_new_tokens=10,
+                          generator=torch.Generator().manual_seed(7))
+    second = ours.generate(**inputs, do_sample=True, max_new_tokens=10,
+                           generator=torch.Generator().manual_seed(7))
+    other = ours.generate(**inputs, do_sample=True, max_new_tokens=10, top_k=0,
+                          generator=torch.Generator().manual_seed(8))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert first.tolist() == second.tolist()
+    assert first.tolist() != other.tolist()
+
+
+# --- stopping -------------------------------------------------------------------------------
+
+def test_stop_strings_match_reference(decoder):
+    folder = decoder("gpt2")
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS)
+    ours_tok = lightpipe.AutoTokenizer.from_pretrained(folder)
+    ref_tok = transformers.AutoTokenizer.from_pretrained(folder)
+    free = theirs.generate(**inputs, max_new_tokens=12, do_sample=False)
+    new_text = ref_tok.decode(free[0, inputs["input_ids"].shape[1]:])
+    stop = new_text[3:6]  # a string the first row produces part-way
+    torch.manual_seed(0)
+    mine = ours.generate(**inputs, max_new_tokens=12, do_sample=False, stop_strings=[stop, "zzz"],
+                         tokenizer=ours_tok)
+    reference = theirs.generate(**inputs, max_new_tokens=12, do_sample=False,
+                                stop_strings=[stop, "zzz"], tokenizer=ref_tok)
+    assert mine.tolist() == reference.tolist()
+    assert stop in ref_tok.decode(mine[0, inputs["input_ids"].shape[1]:])
+    assert mine.shape[1] < free.shape[1] or not bool((mine == free).all())
+
+
+def test_stop_string_criteria_edge_cases_match_reference(decoder):
+    """Stop strings split across tokens, inside or overhanging the last token, or complete
+    before it, on hand-made sequences, against the reference criterion."""
+    folder = decoder("gpt2")
+    ours_tok = lightpipe.AutoTokenizer.from_pretrained(folder)
+    ref_tok = transformers.AutoTokenizer.from_pretrained(folder)
+    vocab = ref_tok.get_vocab()
+    cases = [(["he", "llo", "to"], "hello"), (["he", "llo", "to"], "llo"), (["x", "he", "llo"], "llo"),
+             (["x", "Hello"], "ello"), (["x", "Hello"], "Hel"), (["he", "llo"], "ell"),
+             (["Hello", "x", "x"], "Hello"), (["he", "llo", "a", "to"], "lloa"),
+             (["x", "he", "llo"], "xhel"), (["Ġw", "ĠBPE"], " w B"), (["x", "x"], "zz")]
+    for tokens, stop in cases:
+        ids = torch.tensor([[vocab[t] for t in tokens]])
+        mine = StopStringCriteria(ours_tok, [stop, "qqqq"])(ids)
+        reference = transformers.StopStringCriteria(ref_tok, [stop, "qqqq"])(ids, None)
+        assert mine.tolist() == reference.tolist(), (tokens, stop)
+    assert [StopStringCriteria(ours_tok, [s])(torch.tensor([[vocab[t] for t in toks]])).item()
+            for toks, s in cases[:5]] == [False, False, True, True, True]
+
+
+# --- streamers ------------------------------------------------------------------------------
+
+def test_text_streamer_prints_what_the_reference_prints(decoder):
+    folder = decoder("llama")
+    ours, theirs = load_pair(folder)
+    inputs = prompts(folder, TEXTS[:1])
+    outputs = []
+    for model, tokenizer, streamer_class in (
+            (ours, lightpipe.AutoTokenizer.from_pretrained(folder), TextStreamer),
+            (theirs, transformers.AutoTokenizer.from_pretrained(folder), transformers.TextStreamer)):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer), torch.no_grad():
+            model.generate(**inputs, max_new_tokens=12, do_sample=False,
+                           streamer=streamer_class(tokenizer, skip_prompt=True))
+        outputs.append(buffer.getvalue())
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) > 1
+
+
+def test_text_iterator_streamer_in_a_thread(decoder):
+    folder = decoder("gpt2")
+    ours, _ = load_pair(folder)
+    tokenizer = lightpipe.AutoTokenizer.from_pretrained(folder)
+    inputs = prompts(folder, TEXTS[:1])
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, timeout=30)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault(
+        "ids", ours.generate(**inputs, max_new_tokens=10, do_sample=False, streamer=streamer)))
+    worker.start()
+    pieces = list(streamer)
+    worker.join()
+    new_ids = result["ids"][0, inputs["input_ids"].shape[1]:]
+    assert "".join(pieces) == tokenizer.decode(new_ids)
+    assert len(pieces) >= 2
+
+
+# --- configuration --------------------------------------------------------------------------
+
+def test_generation_config_json_merges_with_call_arguments(decoder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(decoder("llama"), folder)
+    data = json.loads((folder / "generation_config.json").read_text())
+    data.update(max_new_tokens=4, no_repeat_ngram_size=2, eos_token_id=[EOS, 7])
+    (folder / "generation_config.json").write_text(json.dumps(data))
+    ours = lightpipe.AutoModelForCausalLM.from_pretrained(folder)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert ours.generation_config.max_new_tokens == 4
+    assert ours.generation_config.eos_token_id == [EOS, 7]
+    inputs = prompts(folder, TEXTS)
+    for kwargs in ({}, {"max_new_tokens": 9}, {"generation_config": GenerationConfig(max_new_tokens=6)}):
+        reference_kwargs = dict(kwargs)
+        if "generation_config" in kwargs:
+            reference_kwargs["generation_config"] = transformers.GenerationConfig(max_new_tokens=6)
+        mine, reference = both(ours, theirs, inputs, **kwargs) if not kwargs.get("generation_config") \
+            else (ours.generate(**inputs, **kwargs), theirs.generate(**inputs, **reference_kwargs))
+        assert mine.tolist() == reference.tolist(), kwargs
+    assert ours.generate(**inputs).shape[1] == inputs["input_ids"].shape[1] + 4
+    ours.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "generation_config.json").read_text())["max_new_tokens"] == 4
+
+
+def test_default_length_and_bos_start(decoder):
+    folder = decoder("gpt2")
+    ours, theirs = load_pair(folder)
+    with pytest.warns(UserWarning, match="max_length"):
+        mine = ours.generate(input_ids=torch.tensor([[10, 11, 12]]))
+    assert mine.shape == (1, 23)  # 20 new tokens by default
+    with torch.no_grad():
+        reference = theirs.generate(max_new_tokens=5, do_sample=False)
+    assert ours.generate(max_new_tokens=5).tolist() == reference.tolist()  # from BOS
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+def test_bad_generation_arguments_are_clear_errors(decoder):
+    folder = decoder("gpt2")
+    ours, _ = load_pair(folder)
+    ids = torch.tensor([[10, 11, 12]])
+    cases = [
+        (dict(do_sample=True, temperature=0.0), "temperature.*strictly positive.*do_sample=False"),
+        (dict(do_sample=True, temperature=-1.0), "temperature"),
+        (dict(do_sample=True, top_p=0.0), "top_p"),
+        (dict(do_sample=True, top_p=1.5), "top_p"),
+        (dict(num_return_sequences=2, max_new_tokens=3), "num_return_sequences"),
+        (dict(num_beams=2, num_return_sequences=3), "num_return_sequences"),
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(stop_strings=["x"], max_new_tokens=3), "tokenizer"),
+        (dict(max_new_tokens=5, temprature=0.5), "not used by the model.*temprature"),
+        (dict(max_new_tokens=5, typical_p=0.5), "typical_p"),
+        (dict(max_length=2), "max_length"),
+    ]
+    for kwargs, message in cases:
+        if "max_length" not in kwargs:
+            kwargs.setdefault("max_new_tokens", 3)
+        with pytest.raises(ValueError, match=message):
+            ours.generate(ids, **kwargs)
+    with pytest.raises(ValueError, match="streamer"):
+        ours.generate(ids, num_beams=2, max_new_tokens=3, streamer=TextStreamer(None))
+    with pytest.raises(InputError, match="empty"):
+        ours.generate(torch.zeros(1, 0, dtype=torch.long), max_new_tokens=3)
+    with pytest.raises(InputError, match="2-D"):
+        ours.generate(torch.tensor([10, 11]), max_new_tokens=3)
+
+
+def test_prompt_longer_than_positions(decoder, caplog):
+    """GPT-2 and OPT learn a fixed table of positions: a prompt that fills it is refused up
+    front; a generation that would run past it stops at the last position, with a warning.
+    Rotary models extrapolate (with a warning), as the reference does."""
+    folder = decoder("gpt2")
+    ours, _ = load_pair(folder)
+    with pytest.raises(InputError, match="at most 128 positions"):
+        ours.generate(torch.full((1, 130), 10), max_new_tokens=2)
+    with pytest.raises(InputError, match="no room"):
+        ours.generate(torch.full((1, 128), 10), max_new_tokens=2)
+    with caplog.at_level("WARNING", logger="lightpipe"):
+        assert ours.generate(torch.full((1, 120), 10), max_new_tokens=10).shape == (1, 128)
+    assert "generating at most 8 new tokens" in caplog.text
+    llama, _ = load_pair(decoder("llama"))
+    assert llama.generate(torch.full((1, 126), 10), max_new_tokens=4).shape == (1, 130)
+
+
+def test_packed_cpu_weights_give_the_same_tokens_and_follow_edits(decoder):
+    """generate() on the CPU keeps a oneDNN-layout copy of the linear weights: the same
+    tokens as without it, dropped when a weight changes, freed by unpack_linear_weights."""
+    folder = decoder("llama")
+    model = lightpipe.AutoModelForCausalLM.from_pretrained(folder)
+    inputs = prompts(folder, TEXTS)
+    model.pack_weights = False
+    plain = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    proj = model.model.layers[0].self_attn.q_proj
+    assert proj.packed_weight() is None
+    model.pack_weights = True
+    assert model.generate(**inputs, max_new_tokens=8, do_sample=False).tolist() == plain.tolist()
+    assert proj.packed_weight() is not None
+    ids = torch.tensor([[10, 11, 12]])
+    before = model(ids).logits
+    with torch.no_grad():
+        proj.weight.mul_(2.0)  # an in-place edit: the packed copy is stale and unused
+    assert proj.packed_weight() is None
+    assert not torch.allclose(model(ids).logits, before)
+    model.unpack_linear_weights()
+    assert all(getattr(m, "_packed", None) is None for m in model.modules())
