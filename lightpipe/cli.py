@@ -1,8 +1,8 @@
-"""The ``lightpipe`` command: ``lightpipe run | tasks`` (``serve`` and ``chat`` to come).
+"""The ``lightpipe`` command: ``lightpipe run | tasks | serve | demo | chat``.
 
-One subparser and one ``cmd_*`` function per command. Only ``run`` loads models, and it
-imports the pipeline factory (and so torch) inside itself, so ``lightpipe --help`` and
-``lightpipe tasks`` stay fast.
+One subparser and one ``cmd_*`` function per command. Only ``run``, ``serve``, ``demo`` and
+``chat`` load models, and each imports the pipeline factory (and so torch) inside itself, so
+``lightpipe --help`` and ``lightpipe tasks`` stay fast.
 """
 
 from __future__ import annotations
@@ -73,6 +73,72 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="List every task, its aliases and its default model.")
     tasks.add_argument("--json", action="store_true", help="print the table as JSON")
     tasks.set_defaults(func=cmd_tasks)
+
+    serve = commands.add_parser(
+        "serve", help="serve models over HTTP with dynamic batching (OpenAI-compatible endpoints)",
+        description="Serve TASK --model M, or the models of a --config file, over HTTP: "
+                    "POST /v1/pipelines/NAME, /v1/embeddings, /v1/chat/completions, /v1/completions; "
+                    "GET /v1/models, /health, /metrics. Needs the server extra.")
+    serve.add_argument("task", metavar="TASK", nargs="?", help="a task name or alias")
+    serve.add_argument("--model", "-m", help="a Hub id or local folder")
+    serve.add_argument("--name", help="the model's name in URLs and OpenAI requests (default: "
+                                      "the model's last path part)")
+    serve.add_argument("--config", metavar="FILE", help="a JSON (or TOML) file listing models")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--max-batch-size", type=_positive_int, metavar="N",
+                       help="inputs per forward pass (default 32; 1 turns batching off)")
+    serve.add_argument("--max-wait-ms", type=float, metavar="T",
+                       help="how long a request waits for others to share its batch (default 5)")
+    serve.add_argument("--max-queue", type=_positive_int, metavar="N",
+                       help="requests waiting per model before 429 (default 1024)")
+    serve.add_argument("--timeout", type=float, metavar="S", dest="timeout_s",
+                       help="seconds from arrival to answer before 504 (default 60; 0: none)")
+    serve.add_argument("--max-inputs", type=_positive_int, metavar="N", help="inputs per request (default 256)")
+    serve.add_argument("--max-input-chars", type=_positive_int, metavar="N",
+                       help="characters per text input (default 50000)")
+    serve.add_argument("--max-body-bytes", type=_positive_int, metavar="N",
+                       help="request body size limit (default 4 MiB)")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
+    serve.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: the checkpoint's own)")
+    serve.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
+    serve.add_argument("--kwargs", metavar="JSON", default="{}",
+                       help="pipeline() arguments as a JSON object, e.g. '{\"truncation\": true}'")
+    serve.add_argument("--threads", type=_positive_int, metavar="N",
+                       help="torch threads (default: all cores but one, left to the HTTP event loop)")
+    serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser(
+        "demo", help="open a web demo (gradio) of a task's pipeline",
+        description="A gradio page fitted to TASK: text box, label bars, highlighted entities, "
+                    "uploads. Needs the demo extra.")
+    demo.add_argument("task", metavar="TASK", help="a task name or alias")
+    demo.add_argument("--model", "-m", help="a Hub id or local folder (default: the task's default model)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    demo.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
+    demo.add_argument("--dtype", choices=DTYPES, default="auto", help="weights dtype")
+    demo.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
+    demo.set_defaults(func=cmd_demo)
+
+    chat = commands.add_parser(
+        "chat", help="chat with an instruct model in the terminal, replies streamed",
+        description="Chat with a text-generation model that has a chat template. Each stdin line "
+                    "is your next message; the reply streams to stdout. /reset starts over, /exit "
+                    "(or Ctrl-D) quits.")
+    chat.add_argument("--model", "-m", required=True, help="a Hub id or local folder (an instruct model)")
+    chat.add_argument("--system", help="a system message that opens the conversation")
+    chat.add_argument("--max-new-tokens", type=_positive_int, default=256, metavar="N",
+                      help="longest reply, in tokens (default 256)")
+    chat.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
+    chat.add_argument("--dtype", choices=DTYPES, default="auto",
+                      help="weights dtype (default: auto, the checkpoint's own)")
+    chat.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
+    chat.add_argument("--kwargs", metavar="JSON", default="{}",
+                      help='generate() arguments as a JSON object, e.g. \'{"do_sample": false}\'')
+    chat.set_defaults(func=cmd_chat)
     return parser
 
 
@@ -123,6 +189,70 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[3])
     print("\nTranslation also takes translation_XX_to_YY (e.g. translation_en_to_fr).")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serving import build_settings, read_config, serve
+
+    if args.task is None and args.config is None:
+        raise CLIError("give TASK --model M, or --config FILE (or both), e.g. "
+                       "`lightpipe serve feature-extraction --model sentence-transformers/all-MiniLM-L6-v2`")
+    models = []
+    if args.task is not None:
+        entry = {"task": args.task, "model": args.model, "name": args.name, "device": args.device,
+                 "dtype": args.dtype, "revision": args.revision, "kwargs": _parse_kwargs(args.kwargs)}
+        models.append({key: value for key, value in entry.items() if value is not None})
+    defaults = {key: getattr(args, key) for key in ("max_batch_size", "max_wait_ms", "max_queue",
+                                                      "timeout_s", "max_inputs", "max_input_chars")}
+    settings = build_settings(read_config(args.config) if args.config else None, models, defaults,
+                              host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
+                              log_level=args.log_level, access_log=args.access_log,
+                              threads=args.threads)
+    return serve(settings)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import launch
+
+    device, device_map = _device_arguments(args.device)
+    return launch(args.task, model=args.model, host=args.host, port=args.port, device=device,
+                  device_map=device_map, dtype=args.dtype, revision=args.revision)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    generate_kwargs = _parse_kwargs(args.kwargs)
+    from .pipelines import pipeline
+
+    device, device_map = _device_arguments(args.device)
+    pipe = pipeline("text-generation", model=args.model, device=device, device_map=device_map,
+                    dtype=args.dtype, revision=args.revision)
+    if pipe.tokenizer.chat_template is None:
+        raise CLIError(f"{args.model} has no chat template, so it cannot chat: use an instruct "
+                       "or chat model, or `lightpipe run text-generation` to continue plain text.")
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    conversation = list(system)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Chatting with {args.model}. /reset starts over, /exit or Ctrl-D quits.", file=sys.stderr)
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            return 0
+        message = line.rstrip("\r\n")
+        if message.strip() == "/reset":
+            conversation = list(system)
+            continue
+        if not message.strip():
+            continue
+        conversation.append({"role": "user", "content": message})
+        reply = []
+        for piece in pipe.stream(conversation, max_new_tokens=args.max_new_tokens, **generate_kwargs):
+            reply.append(piece)
+            print(piece, end="", flush=True)
+        print(flush=True)
+        conversation.append({"role": "assistant", "content": "".join(reply)})
 
 
 # --- helpers ---

@@ -1,0 +1,139 @@
+"""``lightpipe demo TASK --model M``: a gradio page fitted to the task, as the transformers
+tutorial's gradio section builds by hand.
+
+    text-classification, fill-mask, zero-shot   text in -> label bars
+    token-classification (ner)                  text in -> highlighted entities
+    question-answering                          question + context -> the answer highlighted
+    feature-extraction                          sentences (one a line) -> cosine similarity table
+    text-generation                             prompt + max new tokens -> text
+    image-/audio-classification, ASR            an upload -> label bars or text
+
+Each task is one small ``Page``: its input and output components and a function from the
+page's values to the output's value. gradio (the ``demo`` extra) is imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Page:
+    inputs: list[tuple[str, dict]]  # (gradio component name, its arguments)
+    outputs: list[tuple[str, dict]]
+    run: Callable[..., Any]         # the inputs' values -> the outputs' value(s)
+    examples: list | None = None
+    note: str = ""
+
+
+def _label_scores(results: Any, label: str = "label", score: str = "score") -> dict[str, float]:
+    results = results if isinstance(results, list) else [results]
+    if results and isinstance(results[0], list):  # one text's results inside a list
+        results = results[0]
+    return {str(entry[label]): float(entry[score]) for entry in results}
+
+
+def _entities(text: str, results: list) -> dict:
+    """token-classification results -> gradio HighlightedText's {"text", "entities"}."""
+    return {"text": text, "entities": [
+        {"entity": entry.get("entity_group", entry.get("entity")), "start": entry["start"],
+         "end": entry["end"]} for entry in results if entry.get("start") is not None]}
+
+
+def _similarity_table(pipe: Any, text: str) -> list[list]:
+    import torch
+
+    sentences = [line.strip() for line in text.splitlines() if line.strip()]
+    if not sentences:
+        return []
+    outputs = pipe(sentences, return_tensors=True)
+    vectors = torch.stack([hidden[0].float().mean(dim=0) for hidden in outputs])  # mean pooling
+    vectors = torch.nn.functional.normalize(vectors, dim=1)
+    similarity = (vectors @ vectors.T).tolist()
+    return [[sentences[i][:40]] + [round(value, 3) for value in row] for i, row in enumerate(similarity)]
+
+
+def page_for(pipe: Any) -> Page:
+    """The page that fits ``pipe``'s task."""
+    task = pipe.task
+    text = ("Textbox", {"label": "Text", "lines": 3})
+    bars = ("Label", {"label": "Labels", "num_top_classes": 5})
+    if task == "text-classification":
+        return Page([text], [bars], lambda value: _label_scores(pipe(value, top_k=None)),
+                    [["I love this movie!"], ["This was a waste of time."]])
+    if task == "token-classification":
+        return Page([text], [("HighlightedText", {"label": "Entities"})],
+                    lambda value: _entities(value, pipe(value, aggregation_strategy="simple")),
+                    [["My name is Sarah and I live in London."]])
+    if task == "fill-mask":
+        mask = pipe.tokenizer.mask_token
+        return Page([("Textbox", {"label": f"Text with {mask}", "lines": 2})], [bars],
+                    lambda value: _label_scores(pipe(value, top_k=5), "token_str"),
+                    [[f"Paris is the {mask} of France."]])
+    if task == "zero-shot-classification":
+        def classify(value: str, names: str) -> dict[str, float]:
+            result = pipe(value, candidate_labels=[n.strip() for n in names.split(",") if n.strip()])
+            return dict(zip(result["labels"], result["scores"]))
+
+        return Page([text, ("Textbox", {"label": "Candidate labels, comma-separated", "lines": 1})],
+                    [bars], classify, [["I am going to the beach this weekend.", "travel, cooking, politics"]])
+    if task == "question-answering":
+        def answer(question: str, context: str) -> dict:
+            result = pipe(question=question, context=context)
+            return {"text": context, "entities": [
+                {"entity": f"answer {result['score']:.2f}", "start": result["start"], "end": result["end"]}]}
+
+        return Page([("Textbox", {"label": "Question", "lines": 1}), ("Textbox", {"label": "Context", "lines": 5})],
+                    [("HighlightedText", {"label": "Answer"})], answer,
+                    [["Where do I live?", "My name is Wolfgang and I live in Berlin."]])
+    if task == "feature-extraction":
+        return Page([("Textbox", {"label": "Sentences, one a line", "lines": 5})],
+                    [("Dataframe", {"label": "Cosine similarity (mean-pooled token vectors)"})],
+                    lambda value: _similarity_table(pipe, value),
+                    [["A man is eating food.\nA man is eating bread.\nA woman plays the violin."]],
+                    "Each sentence is embedded (mean of its token vectors) and compared with the others.")
+    if task == "text-generation":
+        return Page([("Textbox", {"label": "Prompt", "lines": 3}),
+                     ("Slider", {"label": "Max new tokens", "minimum": 1, "maximum": 256, "value": 40, "step": 1})],
+                    [("Textbox", {"label": "Generated text", "lines": 6})],
+                    lambda value, tokens: pipe(value, max_new_tokens=int(tokens))[0]["generated_text"],
+                    [["Once upon a time", 40]])
+    if task in ("image-classification", "audio-classification"):
+        upload = ("Image", {"type": "pil", "label": "Image"}) if task.startswith("image") else \
+            ("Audio", {"type": "filepath", "label": "Audio"})
+        return Page([upload], [bars], lambda value: _label_scores(pipe(value, top_k=5)))
+    if task == "automatic-speech-recognition":
+        return Page([("Audio", {"type": "filepath", "label": "Audio"})],
+                    [("Textbox", {"label": "Transcript", "lines": 4})], lambda value: pipe(value)["text"])
+    raise ValueError(f"lightpipe demo has no page for the {task!r} task yet.")
+
+
+def build_demo(pipe: Any, title: str | None = None):
+    """A ``gradio.Interface`` for ``pipe`` (not launched)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio as gr
+    except ImportError:
+        raise ImportError("lightpipe demo needs the demo extra: pip install 'lightpipe[demo]'") from None
+
+    page = page_for(pipe)
+    name = getattr(pipe.model, "name_or_path", None) or type(pipe.model).__name__
+    make = lambda specs: [getattr(gr, kind)(**options) for kind, options in specs]  # noqa: E731
+    return gr.Interface(
+        fn=page.run, inputs=make(page.inputs), outputs=make(page.outputs), examples=page.examples,
+        title=title or f"lightpipe · {pipe.task}",
+        description=f"Model: `{name}`. {page.note}".strip(), flagging_mode="never",
+        analytics_enabled=False)
+
+
+def launch(task: str, model: str | None = None, host: str = "127.0.0.1", port: int | None = 7860,
+           **pipeline_kwargs: Any) -> int:
+    """Build the task's pipeline and serve its page until Ctrl+C."""
+    from .pipelines import pipeline
+
+    demo = build_demo(pipeline(task, model=model, **pipeline_kwargs))
+    demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True)
+    return 0

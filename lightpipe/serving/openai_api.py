@@ -1,0 +1,424 @@
+"""OpenAI-compatible endpoints: ``/v1/embeddings``, ``/v1/chat/completions``, ``/v1/completions``.
+
+Embeddings come from a feature-extraction model: the token vectors of each text, pooled and
+normalised as the checkpoint's sentence-transformers files say (``modules.json``,
+``1_Pooling/config.json``, ``sentence_bert_config.json``'s max_seq_length); without them, mean
+pooling and L2 normalisation. ``encoding_format: "base64"`` (the openai client's default) sends
+little-endian float32 bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from .app import ApiError, ServedModel, ServerState, pipeline_error, read_json, require_object
+from .batcher import QueueFull
+
+_POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "lasttoken")
+
+
+def pooling_settings(folder: Path | None, tokenizer: Any) -> dict:
+    """{"pooling": "mean"|"cls"|"max"|"lasttoken", "normalize": bool, "max_length": int|None}."""
+    settings = {"pooling": "mean", "normalize": True, "max_length": None}
+    folder = Path(folder) if folder else None
+    modules = _read(folder / "modules.json") if folder else None
+    if isinstance(modules, list):  # a sentence-transformers checkpoint: it says what to do
+        settings["normalize"] = False
+        for module in modules:
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            if kind == "Normalize":
+                settings["normalize"] = True
+            elif kind == "Pooling":
+                pooling = _read(folder / module.get("path", "") / "config.json") or {}
+                for mode in _POOLING_MODES:
+                    if pooling.get(f"pooling_mode_{mode}"):
+                        settings["pooling"] = mode.split("_")[0]
+                        break
+        bert_config = _read(folder / "sentence_bert_config.json") or {}
+        settings["max_length"] = bert_config.get("max_seq_length")
+    if settings["max_length"] is None:
+        limit = getattr(tokenizer, "model_max_length", None)
+        settings["max_length"] = limit if isinstance(limit, int) and limit < 1_000_000 else None
+    return settings
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def pool(hidden: Any, mode: str) -> Any:
+    """(1, tokens, hidden) of one text, padding already cut off -> (hidden,) float32."""
+    hidden = hidden[0].float()
+    if mode == "cls":
+        return hidden[0]
+    if mode == "max":
+        return hidden.max(dim=0).values
+    if mode == "lasttoken":
+        return hidden[-1]
+    return hidden.mean(dim=0)
+
+
+async def embeddings(request: Request, state: ServerState) -> Response:
+    body = require_object(await read_json(request, state.settings.max_body_bytes),
+                          {"input", "model", "encoding_format", "dimensions", "user"}, {"input", "model"})
+    model = state.lookup(body["model"], "model")
+    request.state.model = model.name
+    if model.task != "feature-extraction":
+        raise ApiError(422, f"Model {model.name!r} serves {model.task}; embeddings need a "
+                            "feature-extraction model.", "wrong_task", "model")
+    texts = body["input"]
+    texts = [texts] if isinstance(texts, str) else texts
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        hint = " Token-id inputs are not supported: send the text." if isinstance(texts, list) and texts \
+            and all(isinstance(t, (int, list)) for t in texts) else ""
+        raise ApiError(422, f"'input' must be a string or a non-empty array of strings.{hint}",
+                       "invalid_type", "input")
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise ApiError(422, f"'encoding_format' must be \"float\" or \"base64\", not {encoding!r}.",
+                       "invalid_value", "encoding_format")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise ApiError(422, "'user' must be a string.", "invalid_type", "user")
+    model.check_inputs(texts, "input")
+    settings = model.cache.get("pooling")
+    if settings is None:
+        settings = model.cache["pooling"] = pooling_settings(model.folder, model.pipe.tokenizer)
+        settings["size"] = model.pipe.model.config.get("hidden_size") or model.pipe.model.config.get("dim")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions != settings["size"]):
+        raise ApiError(422, f"'dimensions' must be {settings['size']} for model {model.name!r} (it "
+                            "cannot shorten its embeddings).", "invalid_value", "dimensions")
+    pipe, batch_size = model.pipe, model.forward_batch_size
+    tokenize = {"truncation": True, "max_length": settings["max_length"]} if settings["max_length"] else {}
+
+    def run(batch: list) -> list:
+        import torch
+
+        outputs = pipe(batch, batch_size=batch_size, return_tensors=True, **tokenize)
+        vectors = []
+        for hidden in outputs:
+            vector = pool(hidden, settings["pooling"])
+            if settings["normalize"]:
+                vector = torch.nn.functional.normalize(vector, p=2, dim=0)
+            vectors.append((vector, hidden.shape[1]))
+        return vectors
+
+    def finish(results: list) -> dict:
+        data = []
+        for index, (vector, _) in enumerate(results):
+            if encoding == "base64":
+                value: Any = base64.b64encode(vector.numpy().astype("<f4").tobytes()).decode("ascii")
+            else:
+                value = vector.tolist()
+            data.append({"object": "embedding", "index": index, "embedding": value})
+        tokens = sum(count for _, count in results)
+        return {"object": "list", "data": data, "model": model.name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    key = "embeddings:" + json.dumps(tokenize, sort_keys=True)
+    return Response(await model.call(request, key, texts, run, finish), media_type="application/json")
+
+
+# --- generation: /v1/completions and /v1/chat/completions ---
+# Requests with the same generation settings share one batched generate() call (each row stops
+# at its own end-of-text; the batch returns when its longest row is done). Streamed requests
+# run alone: the streamer follows one sequence, token by token, into server-sent events.
+
+_SAMPLING_FIELDS = {"model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options",
+                    "stop", "seed", "user", "frequency_penalty", "presence_penalty", "logit_bias"}
+CHAT_FIELDS = _SAMPLING_FIELDS | {"messages", "max_completion_tokens", "logprobs", "top_logprobs",
+                                  "response_format"}
+COMPLETION_FIELDS = _SAMPLING_FIELDS | {"prompt", "echo", "logprobs", "suffix", "best_of"}
+
+
+def _generation_model(state: ServerState, body: Any, allowed: set[str], required: set[str]) -> tuple[ServedModel, dict]:
+    from ..pipelines import SUPPORTED_TASKS
+
+    if not SUPPORTED_TASKS["text-generation"].available:
+        raise ApiError(501, "Text generation is not built in lightpipe yet, so /v1/chat/completions "
+                            "and /v1/completions cannot answer. Embeddings and /v1/pipelines work.",
+                       "not_implemented")
+    body = require_object(body, allowed, required)
+    model = state.lookup(body["model"], "model")
+    if model.task != "text-generation":
+        raise ApiError(422, f"Model {model.name!r} serves {model.task}; this endpoint needs a "
+                            "text-generation model.", "wrong_task", "model")
+    return model, body
+
+
+def _number(body: dict, key: str, low: float, high: float, default: Any, integer: bool = False) -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    kinds = (int,) if integer else (int, float)
+    if not isinstance(value, kinds) or isinstance(value, bool) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise ApiError(422, f"'{key}' must be {kind} from {low:g} to {high:g}, not {value!r}.",
+                       "invalid_value", key)
+    return value
+
+
+def generation_settings(body: dict, default_max_tokens: int) -> dict:
+    """The OpenAI sampling fields -> the pipeline's generate() arguments (and what we refuse)."""
+    for key, neutral in (("frequency_penalty", 0), ("presence_penalty", 0), ("logit_bias", {}),
+                         ("logprobs", False), ("top_logprobs", 0), ("suffix", ""), ("best_of", 1)):
+        if body.get(key) not in (None, neutral):
+            raise ApiError(422, f"'{key}' is not supported by this server.", "unsupported", key)
+    if body.get("response_format") not in (None, {"type": "text"}):
+        raise ApiError(422, "Only response_format {\"type\": \"text\"} is supported.", "unsupported",
+                       "response_format")
+    _number(body, "n", 1, 1, 1, integer=True)
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, 1 << 20, default_max_tokens, integer=True)
+    temperature = _number(body, "temperature", 0, 2, 1.0)
+    top_p = _number(body, "top_p", 0, 1, 1.0)
+    settings: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": temperature > 0}
+    if temperature > 0:
+        settings.update(temperature=temperature, top_p=top_p, top_k=0)
+    stop = body.get("stop")
+    if stop is not None:
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or not 0 < len(stop) <= 4 or not all(isinstance(s, str) and s for s in stop):
+            raise ApiError(422, "'stop' must be a string or a list of 1 to 4 strings.", "invalid_type", "stop")
+        settings["stop_sequence"] = stop
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ApiError(422, "'seed' must be an integer.", "invalid_type", "seed")
+    for key in ("stream",):
+        if body.get(key) is not None and not isinstance(body[key], bool):
+            raise ApiError(422, f"'{key}' must be a boolean.", "invalid_type", key)
+    return {"generate": settings, "seed": seed, "stop": stop or [], "max_tokens": max_tokens}
+
+
+def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
+    cuts = [text.find(s) for s in stop if s in text]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
+def _chat_messages(messages: Any) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(422, "'messages' must be a non-empty array of {role, content} objects.",
+                       "invalid_type", "messages")
+    chat = []
+    for index, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "".join(part.get("text", "") for part in content
+                              if isinstance(part, dict) and part.get("type") == "text")
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(content, str):
+            raise ApiError(422, f"messages[{index}] must be an object with a string 'role' and a "
+                                "string (or text parts) 'content'.", "invalid_type", "messages")
+        chat.append({"role": message["role"], "content": content})
+    return chat
+
+
+def queue_streamer(tokenizer: Any, loop: Any, queue: Any) -> Any:
+    """A TextStreamer whose text goes to an asyncio queue (from the worker thread); once its
+    ``cancelled`` is set, its next put() raises, which stops generate() (the client has gone,
+    or has its stop string)."""
+    from ..generation import TextStreamer  # generation imports torch: only when streaming
+
+    class QueueStreamer(TextStreamer):
+        def __init__(self) -> None:
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.cancelled = False
+            self.tokens = 0  # new tokens so far
+
+        def put(self, value: Any) -> None:
+            if self.cancelled:
+                raise RuntimeError("generation stopped: nobody reads it any more")
+            if not self.next_tokens_are_prompt:
+                self.tokens += int(value.numel())
+            super().put(value)
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                loop.call_soon_threadsafe(queue.put_nowait, text)
+
+    return QueueStreamer()
+
+
+async def _generate(request: Request, state: ServerState, model: ServedModel, items: list,
+                    settings: dict, kind: str, echo: bool = False) -> Response:
+    from ..pipelines.base import Pipeline
+
+    pipe, body_stream = model.pipe, settings.get("stream", False)
+    generate, stop, max_tokens = settings["generate"], settings["stop"], settings["max_tokens"]
+    seed = settings["seed"]
+    created, ident = int(time.time()), f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+
+    def call(batch: list, **extra: Any) -> list:
+        import torch
+
+        if seed is not None:
+            extra["generator"] = torch.Generator(device=pipe.device).manual_seed(seed)
+        return Pipeline.__call__(pipe, batch, batch_size=model.spec.max_batch_size,
+                                 return_full_text=echo and not body_stream, **generate, **extra)
+
+    def prompt_tokens(item: Any) -> int:
+        return len(pipe.preprocess_many([item])[0]["input_ids"])
+
+    if not body_stream:
+        def finish(results: list) -> dict:
+            choices, used_prompt, used_new = [], 0, 0
+            for index, (item, records) in enumerate(zip(items, results)):
+                text, stopped = _cut_at_stop(records[0]["generated_text"], stop)
+                tokens = len(pipe.tokenizer(text, add_special_tokens=False)["input_ids"])
+                reason = "stop" if stopped or tokens < max_tokens else "length"
+                used_prompt += prompt_tokens(item)
+                used_new += tokens
+                if kind == "chat":
+                    choices.append({"index": index, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": reason, "logprobs": None})
+                else:
+                    choices.append({"index": index, "text": text, "finish_reason": reason, "logprobs": None})
+            return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion",
+                    "created": created, "model": model.name, "choices": choices,
+                    "usage": {"prompt_tokens": used_prompt, "completion_tokens": used_new,
+                              "total_tokens": used_prompt + used_new}}
+
+        # Seeded requests run alone, so that a seed gives the same text whatever else is queued.
+        key = "generate:" + json.dumps([generate, echo, seed, ident if seed is not None else ""], default=str)
+        return Response(await model.call(request, key, items, call, finish), media_type="application/json")
+
+    # Streaming: one job of its own; its text arrives in `pieces` while the worker generates.
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue = asyncio.Queue()
+    streamer = queue_streamer(pipe.tokenizer, loop, pieces)
+
+    try:
+        job = model.batcher.submit("stream:" + ident, items, lambda batch: call(batch, streamer=streamer),
+                                   lambda results: {"done": True})
+    except QueueFull:
+        raise ApiError(429, f"The queue of model {model.name!r} is full. Retry shortly.", "queue_full",
+                       headers={"Retry-After": "1"}) from None
+    # Wait for the first text (or a failure, the timeout, the client leaving) before answering
+    # 200, so that an error is still a JSON error with its status.
+    first = asyncio.ensure_future(pieces.get())
+    try:
+        await model.wait(request, job, first)
+    except BaseException:
+        first.cancel()
+        streamer.cancelled = True
+        raise
+    if first.done():
+        pending_text = [first.result()]
+    else:
+        first.cancel()
+        pending_text = []
+    include_usage = bool((settings.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(text: str | None, reason: str | None = None, role: bool = False, usage: dict | None = None) -> str:
+        if kind == "chat":
+            delta = ({"role": "assistant", "content": ""} if role else {"content": text} if text is not None else {})
+            choice = {"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}
+            payload = {"id": ident, "object": "chat.completion.chunk", "created": created,
+                       "model": model.name, "choices": [] if usage else [choice]}
+        else:
+            choice = {"index": 0, "text": text or "", "finish_reason": reason, "logprobs": None}
+            payload = {"id": ident, "object": "text_completion", "created": created,
+                       "model": model.name, "choices": [] if usage else [choice]}
+        if usage:
+            payload["usage"] = usage
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+    async def events():
+        sent, held, stopped = "", "", False
+        keep = max((len(s) for s in stop), default=1) - 1  # text that may be a stop string's start
+        try:
+            if kind == "chat":
+                yield chunk(None, role=True)
+            if echo and kind == "completion":
+                yield chunk(items[0])
+            while True:
+                if pending_text:
+                    piece = pending_text.pop(0)
+                else:
+                    getter = asyncio.ensure_future(pieces.get())
+                    done, _ = await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter not in done:
+                        getter.cancel()
+                        while not pieces.empty():
+                            pending_text.append(pieces.get_nowait())
+                        if pending_text:
+                            continue
+                        break
+                    piece = getter.result()
+                held += piece
+                text, stopped = _cut_at_stop(held, stop)
+                if stopped:
+                    if text:
+                        yield chunk(text)
+                    sent += text
+                    streamer.cancelled = True  # stop generating: the client has its text
+                    break
+                ready = held[:len(held) - keep] if keep else held
+                if ready:
+                    yield chunk(ready)
+                    sent += ready
+                    held = held[len(ready):]
+            if not stopped and held:
+                yield chunk(held)
+                sent += held
+            if job.future.done() and not job.future.cancelled() and job.future.exception() is not None \
+                    and not stopped:
+                error = pipeline_error(job.future.exception())
+                yield f"data: {json.dumps({'error': {'message': error.message, 'code': error.code}})}\n\n"
+            reason = "stop" if stopped or streamer.tokens < max_tokens else "length"
+            yield chunk(None, reason)
+            if include_usage:
+                used = prompt_tokens(items[0])
+                yield chunk(None, usage={"prompt_tokens": used, "completion_tokens": streamer.tokens,
+                                         "total_tokens": used + streamer.tokens})
+            yield "data: [DONE]\n\n"
+        finally:
+            streamer.cancelled = True
+            model.batcher.cancel(job)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def chat_completions(request: Request, state: ServerState) -> Response:
+    from ..pipelines.text_generation import Chat
+
+    model, body = _generation_model(state, await read_json(request, state.settings.max_body_bytes),
+                                    CHAT_FIELDS, {"model", "messages"})
+    request.state.model = model.name
+    settings = generation_settings(body, default_max_tokens=256)
+    settings["stream"], settings["stream_options"] = body.get("stream", False), body.get("stream_options")
+    messages = _chat_messages(body["messages"])
+    model.check_inputs([messages], "messages")
+    return await _generate(request, state, model, [Chat(messages)], settings, "chat")
+
+
+async def completions(request: Request, state: ServerState) -> Response:
+    model, body = _generation_model(state, await read_json(request, state.settings.max_body_bytes),
+                                    COMPLETION_FIELDS, {"model", "prompt"})
+    request.state.model = model.name
+    settings = generation_settings(body, default_max_tokens=16)
+    settings["stream"], settings["stream_options"] = body.get("stream", False), body.get("stream_options")
+    prompts = body["prompt"]
+    prompts = [prompts] if isinstance(prompts, str) else prompts
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ApiError(422, "'prompt' must be a string or a non-empty array of strings (token ids "
+                            "are not supported).", "invalid_type", "prompt")
+    if settings["stream"] and len(prompts) > 1:
+        raise ApiError(422, "A streamed completion takes one prompt.", "invalid_value", "prompt")
+    echo = body.get("echo", False)
+    if not isinstance(echo, bool):
+        raise ApiError(422, "'echo' must be a boolean.", "invalid_type", "echo")
+    model.check_inputs(prompts, "prompt")
+    return await _generate(request, state, model, prompts, settings, "completion", echo=echo)

@@ -1,0 +1,180 @@
+"""lightpipe demo: each task's page in-process, and the real page driven in headless Chromium
+(Debian's chromium through Playwright; every request to anything but 127.0.0.1 is blocked and
+recorded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import lightpipe
+from lightpipe.demo import build_demo, page_for
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model):
+    return tiny_model("bert", "AutoModelForSequenceClassification", num_labels=3)
+
+
+class FakePipe:
+    """A stand-in with a task and canned results, for the pages of tasks whose pipelines
+    have their own tests: what is checked here is the page's mapping to gradio values."""
+
+    def __init__(self, task: str, result, mask_token: str = "[MASK]"):
+        self.task, self.result, self.calls = task, result, []
+        self.model = SimpleNamespace(name_or_path="fake/model")
+        self.tokenizer = SimpleNamespace(mask_token=mask_token)
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return self.result
+
+
+def test_pages_fit_their_tasks(classifier, minilm_path):
+    pipe = lightpipe.pipeline("text-classification", model=str(classifier))
+    scores = page_for(pipe).run("I love this movie!")
+    expected = pipe("I love this movie!", top_k=None)
+    assert scores == {entry["label"]: entry["score"] for entry in expected}
+    assert len(scores) == 3
+
+    encoder = lightpipe.pipeline("feature-extraction", model=str(minilm_path))
+    table = page_for(encoder).run("A man is eating food.\n\nA man is eating bread.\nA woman plays the violin.")
+    assert [row[0] for row in table] == ["A man is eating food.", "A man is eating bread.",
+                                         "A woman plays the violin."]
+    values = torch.tensor([row[1:] for row in table])
+    torch.testing.assert_close(values.diagonal(), torch.ones(3), atol=1e-3, rtol=0)
+    torch.testing.assert_close(values, values.T)
+    assert values[0, 1] > values[0, 2] + 0.3  # eating ~ eating, not ~ violin
+
+    ner = FakePipe("token-classification", [
+        {"entity_group": "PER", "score": 0.99, "word": "Sarah", "start": 11, "end": 16},
+        {"entity_group": "LOC", "score": 0.98, "word": "London", "start": 31, "end": 37}])
+    text = "My name is Sarah and I live in London."
+    assert page_for(ner).run(text) == {"text": text, "entities": [
+        {"entity": "PER", "start": 11, "end": 16}, {"entity": "LOC", "start": 31, "end": 37}]}
+    assert ner.calls[0][1] == {"aggregation_strategy": "simple"}
+
+    qa = FakePipe("question-answering", {"score": 0.75, "start": 34, "end": 40, "answer": "Berlin"})
+    marked = page_for(qa).run("Where do I live?", "My name is Wolfgang and I live in Berlin.")
+    assert marked["entities"] == [{"entity": "answer 0.75", "start": 34, "end": 40}]
+
+    zero_shot = FakePipe("zero-shot-classification", {"sequence": "x", "labels": ["travel", "cooking"],
+                                                      "scores": [0.9, 0.1]})
+    assert page_for(zero_shot).run("x", "travel, cooking,") == {"travel": 0.9, "cooking": 0.1}
+    assert zero_shot.calls[0][1] == {"candidate_labels": ["travel", "cooking"]}
+
+    fill = FakePipe("fill-mask", [{"token_str": "capital", "score": 0.8, "token": 1, "sequence": "s"},
+                                  {"token_str": "heart", "score": 0.1, "token": 2, "sequence": "s"}], "<mask>")
+    fill_page = page_for(fill)
+    assert fill_page.inputs[0][1]["label"] == "Text with <mask>"
+    assert fill_page.run("Paris is the <mask> of France.") == {"capital": 0.8, "heart": 0.1}
+
+    generator = FakePipe("text-generation", [{"generated_text": "Once upon a time, there"}])
+    assert page_for(generator).run("Once upon a time", 12.0) == "Once upon a time, there"
+    assert generator.calls[0][1] == {"max_new_tokens": 12}
+
+    with pytest.raises(ValueError, match="no page for the 'mask-generation' task"):
+        page_for(FakePipe("mask-generation", None))
+    interface = build_demo(pipe)
+    assert type(interface).__name__ == "Interface"
+    assert interface.title == "lightpipe · text-classification"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_demo_in_headless_chromium(classifier, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", "lightpipe", "demo", "text-classification",
+                                "--model", str(classifier), "--port", str(_free_port())],
+                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:
+            output.append(line)
+            if "Running on local URL" in line:
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    blocked: list[str] = []
+    try:
+        assert ready.wait(90) and process.poll() is None, "".join(output)
+        url = re.search(r"(http://127\.0\.0\.1:\d+)", "".join(output))[1]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch_persistent_context(
+                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+                args=CHROMIUM_ARGS, viewport={"width": 1100, "height": 700})
+            try:
+                page = browser.new_page()
+
+                def loopback_only(route) -> None:
+                    if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+                        route.continue_()
+                    else:
+                        blocked.append(route.request.url)
+                        route.abort()
+
+                page.route("**/*", loopback_only)
+                page.goto(url, wait_until="networkidle", timeout=30_000)
+                page.get_by_label("Text").first.fill("I love this movie!")
+                page.get_by_role("button", name="Submit").click()
+                headline = page.get_by_test_id("label-output-value")
+                headline.wait_for(timeout=30_000)
+                top = headline.inner_text().strip()
+                shown = page.locator(".block", has=headline).last.inner_text()
+                page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    expected = lightpipe.pipeline("text-classification", model=str(classifier))("I love this movie!", top_k=None)
+    assert top == expected[0]["label"]
+    percents = dict(re.findall(r"(LABEL_\d)\s+(\d+)%", shown))
+    assert percents == {entry["label"]: str(round(entry["score"] * 100)) for entry in expected}, shown
+    assert blocked == [], f"the page tried to reach outside the machine: {blocked}"
+    screenshot = tmp_path / "demo.png"
+    assert screenshot.stat().st_size > 10_000
+    print(f"screenshot: {screenshot}")
+
+
+def test_step09_example_prints_what_the_page_shows(classifier):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "step09_web_demo.py"), "--model",
+                           str(classifier), "--no-launch"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout.split("page shows: ", 1)[1])
+    expected = lightpipe.pipeline("text-classification", model=str(classifier))("I love this movie!", top_k=None)
+    assert shown == pytest.approx({entry["label"]: entry["score"] for entry in expected}, abs=1e-6)
