@@ -1,0 +1,205 @@
+"""Greedy generation speed: lightpipe vs transformers, GPT-2 small and a Llama of that size.
+
+Two random checkpoints built by transformers at run time (float32 safetensors): a GPT-2 of
+GPT-2 small's shape (12 layers, 768 wide, 50,257-token vocabulary, tied embeddings; 124 M
+parameters, 498 MB) and a Llama of similar size (12 layers, 768 wide, 12 query / 4 key-value
+heads, SwiGLU 2048, 32,000-token vocabulary, untied; 125 M parameters, 499 MB). Each
+(library, model, dtype, batch) runs in a fresh child process: load, warm up with one short
+generate(), then time ``generate(prompt, max_new_tokens=128, min_new_tokens=128,
+do_sample=False)`` from seeded 16-token prompts (min_new_tokens makes every run produce all
+128 tokens). Rounds are interleaved and medians reported; the children of a round also
+measure this machine's memory bandwidth (a 1 GiB copy: bytes read + written per second; and
+a 1 GiB sum: bytes read per second). The bandwidth floor of one decoding step is the weights'
+bytes over the copy bandwidth; at batch 1 a step cannot be faster than reading the weights
+once. The token ids are compared: lightpipe's against transformers' in the same dtype.
+
+Goals (issue 5): batch 8 float32 >= 1.5x transformers; batch 1 float32 >= 90% of the bandwidth
+floor; bfloat16 both batch sizes >= 1.8x transformers float32, greedy outputs equal to
+transformers bfloat16.
+
+    python bench/generation.py [--rounds 3] [--new-tokens 128]      (--rounds 1: ~10 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import CHILD_ENV, goal, machine, median, run_child, table, write_json
+
+MODELS = ("gpt2", "llama")
+CASES = [(model, dtype, batch) for model in MODELS for dtype in ("float32", "bfloat16")
+         for batch in (1, 8)]
+LIBS = ("lightpipe", "transformers")
+PROMPT_LENGTH = 16
+
+BUILD = """
+import sys, torch, transformers
+torch.manual_seed(0)
+gpt2 = transformers.GPT2Config(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024)
+llama = transformers.LlamaConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                 num_key_value_heads=4, intermediate_size=2048, vocab_size=32000,
+                                 max_position_embeddings=2048)
+for name, config in (("gpt2", gpt2), ("llama", llama)):
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(sys.argv[1] + "/" + name)
+"""
+
+
+def child(lib: str, folder: str, dtype_name: str, batch: int, new_tokens: int,
+          threads: int | None) -> dict:
+    """Runs in a fresh process: one library, model, dtype and batch size."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    if lib == "lightpipe":
+        from lightpipe import AutoModelForCausalLM
+    else:
+        from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype_name)).eval()
+    weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    vocab = model.config.vocab_size
+    prompt = torch.randint(100, vocab - 100, (batch, PROMPT_LENGTH),
+                           generator=torch.Generator().manual_seed(batch))
+    options = dict(do_sample=False, max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    with torch.inference_mode():
+        model.generate(prompt, **{**options, "max_new_tokens": 8, "min_new_tokens": 8})  # warm-up
+        start = time.perf_counter()
+        output = model.generate(prompt, **options)
+        seconds = time.perf_counter() - start
+    assert output.shape == (batch, PROMPT_LENGTH + new_tokens), output.shape
+    return {"lib": lib, "seconds": seconds, "tokens_per_s": batch * new_tokens / seconds,
+            "weights_bytes": weights, "threads": torch.get_num_threads(),
+            "tokens": output[:, PROMPT_LENGTH:].tolist()}
+
+
+def bandwidth_child(threads: int | None, gib: float = 1.0, runs: int = 7) -> dict:
+    """Memory bandwidth: a copy (bytes read + written / s) and a sum (bytes read / s)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    count = int(gib * (1 << 30)) // 4
+    source, target = torch.ones(count), torch.empty(count)
+    target.copy_(source)
+    result = {"threads": torch.get_num_threads()}
+    for name, work, moved in (("copy", lambda: target.copy_(source), 2 * count * 4),
+                              ("read", lambda: source.sum(), count * 4)):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+        result[f"{name}_gb_s"] = moved / median(times) / 1e9
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each child")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--models", default=None, help="a folder holding gpt2/ and llama/ "
+                                                       "(default: built in a temporary folder)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in every child (default: torch's, one per core)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:  # this process is one measurement, run by the parent below
+        print(json.dumps(bandwidth_child(args.threads) if args.child == "bandwidth" else
+                         child(args.child, args.folder, args.dtype, args.batch, args.new_tokens,
+                               args.threads)))
+        return
+
+    info = machine()
+    temporary = None
+    root = args.models
+    if root is None:
+        temporary = tempfile.TemporaryDirectory()
+        root = temporary.name
+        subprocess.run([sys.executable, "-c", BUILD, root], check=True, env=CHILD_ENV,
+                       capture_output=True)
+    me = [sys.executable, str(Path(__file__).resolve())]
+    if args.threads:
+        me += ["--threads", str(args.threads)]
+    bandwidths = []
+    runs: dict[tuple, list[dict]] = {(lib, *case): [] for case in CASES for lib in LIBS}
+    for round_index in range(args.rounds):
+        bandwidths.append(run_child(me + ["--child", "bandwidth"]))
+        for model, dtype, batch in CASES:
+            for lib in LIBS:
+                argv = me + ["--child", lib, "--folder", f"{root}/{model}", "--dtype", dtype,
+                             "--batch", str(batch), "--new-tokens", str(args.new_tokens)]
+                runs[(lib, model, dtype, batch)].append(run_child(argv))
+            print(f"round {round_index + 1}/{args.rounds}: {model} {dtype} batch {batch} done",
+                  file=sys.stderr)
+        bandwidths.append(run_child(me + ["--child", "bandwidth"]))
+
+    copy_bw = median([b["copy_gb_s"] for b in bandwidths])
+    read_bw = median([b["read_gb_s"] for b in bandwidths])
+    summary: dict[str, dict] = {}
+    rows = []
+    for model, dtype, batch in CASES:
+        ours, theirs = runs[("lightpipe", model, dtype, batch)], runs[("transformers", model, dtype, batch)]
+        ours_tps = median([r["tokens_per_s"] for r in ours])
+        theirs_tps = median([r["tokens_per_s"] for r in theirs])
+        reference_f32 = median([r["tokens_per_s"] for r in runs[("transformers", model, "float32", batch)]])
+        weights = ours[0]["weights_bytes"]
+        floor_tps = batch * copy_bw * 1e9 / weights  # tokens/s if a step only read the weights
+        same = ours[0]["tokens"] == theirs[0]["tokens"]
+        entry = {"lightpipe_tokens_per_s": ours_tps, "transformers_tokens_per_s": theirs_tps,
+                 "speedup": ours_tps / theirs_tps, "speedup_vs_transformers_float32": ours_tps / reference_f32,
+                 "weights_bytes": weights, "bandwidth_floor_tokens_per_s": floor_tps,
+                 "of_floor": ours_tps / floor_tps, "transformers_of_floor": theirs_tps / floor_tps,
+                 "same_tokens_as_transformers": same,
+                 "runs": {lib: [{k: v for k, v in r.items() if k != "tokens"} for r in results]
+                          for lib, results in (("lightpipe", ours), ("transformers", theirs))}}
+        summary[f"{model} {dtype} batch {batch}"] = entry
+        rows.append([model, dtype, batch, ours_tps, theirs_tps, f"{entry['speedup']:.2f}x",
+                     f"{entry['speedup_vs_transformers_float32']:.2f}x", floor_tps,
+                     f"{100 * entry['of_floor']:.0f}%", "yes" if same else "NO"])
+
+    threads = runs[("lightpipe", *CASES[0])][0]["threads"]
+    print(f"\ngreedy generate(), {args.new_tokens} new tokens from {PROMPT_LENGTH}-token prompts, "
+          f"median of {args.rounds} interleaved runs, {info['cores']} cores, {threads} torch threads")
+    print(table(rows, ["model", "dtype", "batch", "lightpipe tok/s", "transformers tok/s",
+                       "speedup", "vs tf fp32", "floor tok/s", "of floor", "same tokens"]))
+    print(f"\nmemory bandwidth ({bandwidths[0]['threads']} threads): copy {copy_bw:.1f} GB/s "
+          f"(read + written), read {read_bw:.1f} GB/s; floor = weights bytes / copy bandwidth")
+
+    goals = {}
+    for model in MODELS:
+        key = f"{model} float32 batch"
+        goals[f"{model}: batch 8 float32 >= 1.5x transformers"] = summary[f"{key} 8"]["speedup"] >= 1.5
+        goals[f"{model}: batch 1 float32 >= 90% of the bandwidth floor"] = summary[f"{key} 1"]["of_floor"] >= 0.9
+        for batch in (1, 8):
+            entry = summary[f"{model} bfloat16 batch {batch}"]
+            goals[f"{model}: bfloat16 batch {batch} >= 1.8x transformers float32"] = \
+                entry["speedup_vs_transformers_float32"] >= 1.8
+            goals[f"{model}: bfloat16 batch {batch} greedy tokens = transformers bfloat16"] = \
+                entry["same_tokens_as_transformers"]
+    print()
+    for name, met in goals.items():
+        print(f"{goal(met):<7} {name}")
+    path = write_json(f"generation_{threads}threads.json", {
+        "machine": info, "load_average_end": machine()["load_average_1_5_15min"],
+        "rounds": args.rounds, "new_tokens": args.new_tokens, "prompt_length": PROMPT_LENGTH,
+        "threads": threads,
+        "bandwidth_runs": bandwidths, "copy_gb_s": copy_bw, "read_gb_s": read_bw,
+        "results": summary, "goals": goals})
+    print(f"wrote {path}")
+    if temporary is not None:
+        temporary.cleanup()
+
+
+if __name__ == "__main__":
+    main()
