@@ -123,3 +123,17 @@ def write_json(name: str, data: dict) -> Path:
     path = OUT_DIR / name
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+# Common English words for seeded synthetic sentences.
+COMMON_WORDS = ("the of and to in is was for on that with as by at from his her they their this which have "
+         "had were are been has one all would there when who will more no if out so said what up its "
+         "about into than them can only other new some could time these two may then first any like "
+         "now my such make over our even most made after also did many before must through back years "
+         "where much your way well down should because each just those people how too little state "
+         "good very world still own see men work long here between both life being under never day "
+         "same another know while last might great old year off come since against go came right used "
+         "take three small house number hand river mountain window garden music language history "
+         "science engineering beautiful quickly remarkable government company morning evening question"
+         " important different children family business problem development computer information "
+         "experience ").split()

@@ -42,20 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (CHILD_ENV, OUT_DIR, TOKENIZER_FILES, goal, machine, median, minilm_dir,
+from common import (CHILD_ENV, COMMON_WORDS, OUT_DIR, TOKENIZER_FILES, goal, machine, median, minilm_dir,
                     run_child, table, write_json)
 
-WORDS = ("the of and to in is was for on that with as by at from his her they their this which have "
-         "had were are been has one all would there when who will more no if out so said what up its "
-         "about into than them can only other new some could time these two may then first any like "
-         "now my such make over our even most made after also did many before must through back years "
-         "where much your way well down should because each just those people how too little state "
-         "good very world still own see men work long here between both life being under never day "
-         "same another know while last might great old year off come since against go came right used "
-         "take three small house number hand river mountain window garden music language history "
-         "science engineering beautiful quickly remarkable government company morning evening question"
-         " important different children family business problem development computer information "
-         "experience meeting visited travelled announced signed agreement").split()
+WORDS = COMMON_WORDS + "meeting visited travelled announced signed agreement".split()
 PEOPLE = ("Maria Schmidt", "John Carter", "Aiko Tanaka", "Pierre Dubois", "Olusegun Adeyemi",
           "Elena Petrova", "Rahul Mehta", "Sofia", "Henrik Larsson", "Chen Wei", "Fatima Zahra",
           "Thomas", "Isabella Rossi", "Kwame Mensah", "Lucas Oliveira", "Grace O'Neill")

@@ -42,7 +42,7 @@ class InputTypeError(LightpipeError, TypeError):
 
 
 class RemoteCodeError(LightpipeError, ValueError):
-    """``trust_remote_code=True`` was asked for; lightpipe never runs code from a repository."""
+    """Remote code was asked for (trust_remote_code); lightpipe never runs code from a repository."""
 
 
 def closest(name: str, choices: Iterable[str]) -> str:

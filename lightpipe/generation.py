@@ -172,6 +172,18 @@ class KVCache:
             self.lengths[layer] = max(0, used + length if length < 0 else min(used, length))
 
 
+def open_cache(cache: "KVCache | None", past_key_values: "KVCache | None", use_cache: bool | None,
+               config: Any) -> "tuple[KVCache | None, bool]":
+    """The cache a decoder forward writes to: the one given (under either name), a new one
+    when caching is on (default: ``config.use_cache``), or None."""
+    cache = cache if cache is not None else past_key_values
+    if use_cache is None:
+        use_cache = config.use_cache
+    if use_cache and cache is None:
+        cache = KVCache()
+    return cache, use_cache
+
+
 def causal_mask(attention_mask: torch.Tensor | None, query_length: int, past_length: int,
                 device: torch.device, sliding_window: int | None = None) -> torch.Tensor | None:
     """The boolean (batch or 1, 1, query, keys) mask SDPA needs, True where a query may attend;

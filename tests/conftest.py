@@ -14,6 +14,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import transformers  # noqa: E402
+
+import lightpipe  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -285,3 +288,121 @@ def gpt2_path(gpt2_folders) -> Path:
 def gpt2_files_path(gpt2_folders) -> Path:
     """The same GPT-2-style tokenizer as vocab.json + merges.txt only."""
     return gpt2_folders / "files"
+
+
+# --- tiny causal LMs (the decoder fixture) -----------------------------------------------------------------
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}</s>\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+# Special tokens of conftest's byte-level BPE: ids 0..5.
+BOS, PAD, EOS, ENDOFTEXT = 0, 1, 2, 5
+TINY_DECODERS = {
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=ENDOFTEXT,
+                 eos_token_id=ENDOFTEXT),
+    "llama": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, intermediate_size=48, max_position_embeddings=128,
+                  bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD),
+    "mistral": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, intermediate_size=48, max_position_embeddings=128,
+                    sliding_window=6, bos_token_id=BOS, eos_token_id=EOS),
+    "qwen2": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=1, intermediate_size=48, max_position_embeddings=128,
+                  bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=True),
+    "opt": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=48,
+                max_position_embeddings=128, word_embed_proj_dim=32, bos_token_id=BOS,
+                eos_token_id=EOS, pad_token_id=PAD),
+}
+DECODER_TYPES = list(TINY_DECODERS)
+_BUILT: dict = {}
+
+
+def build_decoder(root: Path, vocab: dict, merges: list, model_type: str, *, std: float = 0.25,
+                  chat_template: str | None = CHAT_TEMPLATE, **overrides) -> Path:
+    """A folder with a random causal-LM checkpoint saved by the reference and a GPT-2-style
+    byte-level tokenizer (with a chat template). Weights are drawn wider than the default init
+    (``std``), so next-token distributions are peaked rather than nearly uniform and greedy
+    choices are not near-ties. Cached per arguments."""
+    key = (model_type, std, chat_template, json.dumps(overrides, sort_keys=True, default=str))
+    if key in _BUILT:
+        return _BUILT[key]
+    folder = Path(root) / f"{model_type}_{len(_BUILT)}"
+    tokenizer = transformers.GPT2Tokenizer(vocab=vocab, merges=merges, bos_token="<s>",
+                                           eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                           model_max_length=128)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    tokenizer.save_pretrained(folder)
+    sizes = {**TINY_DECODERS[model_type], "vocab_size": len(tokenizer), **overrides}
+    config = transformers.AutoConfig.for_model(model_type, **sizes)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, std)
+    model.save_pretrained(folder)
+    _BUILT[key] = folder
+    return folder
+
+
+@pytest.fixture(scope="session")
+def decoder(tmp_path_factory, byte_level_bpe):
+    """``decoder(model_type, **config)`` -> a tiny causal-LM folder (see build_decoder)."""
+    root = tmp_path_factory.mktemp("decoders")
+    vocab, merges = byte_level_bpe
+    return lambda model_type, **overrides: build_decoder(root, vocab, merges, model_type, **overrides)
+
+
+_PAIRS: dict = {}
+
+
+def load_pair(folder: Path):
+    """(ours, reference) AutoModelForCausalLM of a folder, cached."""
+    if folder not in _PAIRS:
+        _PAIRS[folder] = (lightpipe.AutoModelForCausalLM.from_pretrained(folder),
+                          transformers.AutoModelForCausalLM.from_pretrained(folder).eval())
+    return _PAIRS[folder]
+
+
+def prompts(folder: Path, texts: list[str]) -> dict:
+    """Left-padded prompts from the reference tokenizer."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, padding_side="left")
+    return dict(tokenizer(texts, return_tensors="pt", padding=True))
+
+
+def assert_logits_match(folder: Path, lengths=(9, 4, 13), prefill: int = 5,
+                        cache_changes_logits: bool = False) -> None:
+    """The checkpoint's logits equal the reference's on a left-padded batch (real positions),
+    and ours are the same computed at once or token by token through the cache, with the
+    padding mask growing as generate() grows it. (With dynamic RoPE the frequencies depend on
+    the length so far, so token by token differs from at once: then both libraries go token
+    by token.)"""
+    ours, theirs = load_pair(folder)
+    generator = torch.Generator().manual_seed(0)
+    longest = max(lengths)
+    ids = torch.randint(6, ours.config.vocab_size, (len(lengths), longest), generator=generator)
+    mask = torch.zeros_like(ids)
+    for row, length in enumerate(lengths):
+        mask[row, longest - length:] = 1
+    ids = ids.masked_fill(mask == 0, PAD)
+    with torch.no_grad():
+        want = theirs(input_ids=ids, attention_mask=mask).logits
+    full = ours(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    real = mask.bool()
+    torch.testing.assert_close(full[real], want[real], rtol=1e-4, atol=1e-4)
+    out = ours(input_ids=ids[:, :prefill], attention_mask=mask[:, :prefill], use_cache=True)
+    steps = [out.logits]
+    for end in range(prefill + 1, longest + 1):
+        out = ours(input_ids=ids[:, end - 1:end], attention_mask=mask[:, :end], cache=out.cache)
+        steps.append(out.logits)
+    assert out.cache.get_seq_length() == longest
+    if cache_changes_logits:
+        with torch.no_grad():
+            out = theirs(input_ids=ids[:, :prefill], attention_mask=mask[:, :prefill], use_cache=True)
+            reference_steps = [out.logits]
+            for end in range(prefill + 1, longest + 1):
+                out = theirs(input_ids=ids[:, end - 1:end], attention_mask=mask[:, :end],
+                             cache=out.cache, use_cache=True)
+                reference_steps.append(out.logits)
+        want = torch.cat(reference_steps, dim=1)
+    torch.testing.assert_close(torch.cat(steps, dim=1)[real], want[real], rtol=1e-4, atol=1e-4)

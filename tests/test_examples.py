@@ -232,7 +232,6 @@ def test_step06_zero_shot(tiny_model):
 
 # --- text generation (steps 08 and 11) ---
 
-from .test_generation import decoder  # noqa: E402,F401 (the tiny causal-LM fixture)
 
 
 def test_step08_large_model_in_bfloat16(decoder):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GenerationMixin, KVCache, Linear, PackableLinear, causal_mask,
+from ..generation import (GenerationMixin, open_cache, Linear, PackableLinear, causal_mask,
                           decoder_attention, linear)
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
@@ -149,11 +149,7 @@ class GPT2Model(GPT2PreTrainedModel):
             raise InputError("Pass exactly one of input_ids and inputs_embeds.")
         if inputs_embeds is None:
             inputs_embeds = self.wte(input_ids)
-        cache = cache if cache is not None else past_key_values
-        if use_cache is None:
-            use_cache = self.config.use_cache
-        if use_cache and cache is None:
-            cache = KVCache()
+        cache, use_cache = open_cache(cache, past_key_values, use_cache, self.config)
         batch, seq, _ = inputs_embeds.shape
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:

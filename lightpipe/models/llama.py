@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import GenerationMixin, KVCache, Linear, causal_mask, decoder_attention
+from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention,
+                          open_cache)
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
 
@@ -279,11 +280,7 @@ class LlamaModel(LlamaPreTrainedModel):
             raise InputError("Pass exactly one of input_ids and inputs_embeds.")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        cache = cache if cache is not None else past_key_values
-        if use_cache is None:
-            use_cache = self.config.use_cache
-        if use_cache and cache is None:
-            cache = KVCache()
+        cache, use_cache = open_cache(cache, past_key_values, use_cache, self.config)
         batch, seq, _ = inputs_embeds.shape
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:

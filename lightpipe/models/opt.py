@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import GenerationMixin, KVCache, Linear, causal_mask, decoder_attention
+from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention,
+                          open_cache)
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
 
@@ -156,11 +157,7 @@ class OPTModel(OPTPreTrainedModel):
                 inputs_embeds=None, use_cache=None, past_key_values=None, **unused) -> ModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise InputError("Pass exactly one of input_ids and inputs_embeds.")
-        cache = cache if cache is not None else past_key_values
-        if use_cache is None:
-            use_cache = self.config.use_cache
-        if use_cache and cache is None:
-            cache = KVCache()
+        cache, use_cache = open_cache(cache, past_key_values, use_cache, self.config)
         hidden_states = self.decoder(input_ids, attention_mask, position_ids, cache, inputs_embeds)
         return ModelOutput(last_hidden_state=hidden_states, cache=cache if use_cache else None)
 

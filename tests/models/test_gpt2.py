@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 import lightpipe
 
-from ..test_generation import assert_logits_match, decoder, load_pair  # noqa: F401 (fixture)
+from ..conftest import assert_logits_match, load_pair
 
 
 @pytest.mark.parametrize("overrides", [{}, {"scale_attn_by_inverse_layer_idx": True},

@@ -14,7 +14,7 @@ import transformers
 
 import lightpipe
 
-from ..test_generation import assert_logits_match, decoder, load_pair, prompts  # noqa: F401
+from ..conftest import assert_logits_match, load_pair, prompts
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                "high_freq_factor": 4.0, "original_max_position_embeddings": 8, "rope_theta": 500000.0}

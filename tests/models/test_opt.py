@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 import lightpipe
 
-from ..test_generation import assert_logits_match, decoder, load_pair, prompts  # noqa: F401
+from ..conftest import assert_logits_match, load_pair, prompts
 
 
 @pytest.mark.parametrize("overrides", [

@@ -17,7 +17,7 @@ from lightpipe.cli import main
 from lightpipe.errors import InputError, InputTypeError
 from lightpipe.generation import TextIteratorStreamer
 
-from ..test_generation import DECODER_TYPES, decoder  # noqa: F401 (fixture)
+from ..conftest import DECODER_TYPES
 
 TEXTS = ["Hello world, this is", "The quick brown fox jumps over the lazy dog! What", "Tokenizers",
          "Paris is the capital of"]
