@@ -69,6 +69,18 @@ def run_child(argv: list[str], timeout: float = 1800) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def time_model(model, batches: list[dict]) -> float:
+    """Seconds for the model's forward over ``batches`` alone, after one warm-up on the last."""
+    import torch
+
+    with torch.inference_mode():
+        model(**batches[-1])
+        start = time.perf_counter()
+        for batch in batches:
+            model(**batch)
+        return time.perf_counter() - start
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

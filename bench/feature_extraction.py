@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from common import (COMMON_WORDS as WORDS, OUT_DIR, goal, machine, median, minilm_dir, run_child,
-                    table, write_json)
+                    table, time_model, write_json)
 
 CONFIGS = [("lightpipe", "float32"), ("transformers", "float32"),
            ("lightpipe", "bfloat16"), ("transformers", "bfloat16")]
@@ -91,12 +91,7 @@ def child(lib: str, dtype_name: str, n: int, batch_size: int, save: bool) -> dic
     layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
     flops = sum(rows * seq * (2 * linear_params + layers * 4 * seq * hidden)
                 for rows, seq in (batch["input_ids"].shape for batch in batches))
-    with torch.inference_mode():
-        model(**batches[-1])  # warm-up on the longest batch
-        start = time.perf_counter()
-        for batch in batches:
-            model(**batch)
-        model_s = time.perf_counter() - start
+    model_s = time_model(model, batches)
     return {"lib": lib, "dtype": dtype_name, "pipeline_s": pipeline_s, "model_s": model_s,
             "flops": flops, "linear_params": linear_params, "lengths": lengths,
             "rss_baseline_mib": baseline, "rss_loaded_mib": loaded, "rss_peak_mib": peak,

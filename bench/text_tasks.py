@@ -42,8 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (CHILD_ENV, COMMON_WORDS, OUT_DIR, TOKENIZER_FILES, goal, machine, median, minilm_dir,
-                    run_child, table, write_json)
+from common import (CHILD_ENV, COMMON_WORDS, OUT_DIR, TOKENIZER_FILES, goal, machine, median,
+                    minilm_dir, run_child, table, time_model, write_json)
 
 WORDS = COMMON_WORDS + "meeting visited travelled announced signed agreement".split()
 PEOPLE = ("Maria Schmidt", "John Carter", "Aiko Tanaka", "Pierre Dubois", "Olusegun Adeyemi",
@@ -218,12 +218,7 @@ def child(task: str, lib: str, folder: str, n: int, batch_size: int, save: bool)
                             padding=True, truncation="only_first", return_tensors="pt")
         batches.append({k: encoded[k] for k in ("input_ids", "attention_mask", "token_type_ids")
                         if k in encoded})
-    with torch.inference_mode():
-        model(**batches[-1])  # warm-up on the longest batch
-        start = time.perf_counter()
-        for batch in batches:
-            model(**batch)
-        model_s = time.perf_counter() - start
+    model_s = time_model(model, batches)
     return {"task": task, "lib": lib, "pipeline_s": pipeline_s, "parts_s": parts,
             "model_s": model_s, "lengths": lengths, "entities": entities,
             "rss_baseline_mib": baseline, "rss_loaded_mib": loaded, "rss_peak_mib": peak,

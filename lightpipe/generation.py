@@ -184,6 +184,17 @@ def open_cache(cache: "KVCache | None", past_key_values: "KVCache | None", use_c
     return cache, use_cache
 
 
+def lm_logits(lm_head: nn.Module, out: Any, logits_to_keep: int = 0) -> Any:
+    """A causal-LM head over the base model's output: logits for the last ``logits_to_keep``
+    positions (all when 0; generate() asks for 1), with the cache passed on."""
+    from .modeling import ModelOutput
+
+    hidden_states = out.last_hidden_state
+    if logits_to_keep:
+        hidden_states = hidden_states[:, -logits_to_keep:]
+    return ModelOutput(logits=lm_head(hidden_states), cache=out.get("cache"))
+
+
 def causal_mask(attention_mask: torch.Tensor | None, query_length: int, past_length: int,
                 device: torch.device, sliding_window: int | None = None) -> torch.Tensor | None:
     """The boolean (batch or 1, 1, query, keys) mask SDPA needs, True where a query may attend;

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GenerationMixin, open_cache, Linear, PackableLinear, causal_mask,
-                          decoder_attention, linear)
+from ..generation import (GenerationMixin, Linear, PackableLinear, causal_mask,
+                          decoder_attention, linear, lm_logits, open_cache)
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
 
@@ -187,10 +187,7 @@ class GPT2LMHeadModel(GenerationMixin, GPT2PreTrainedModel):
                 inputs_embeds=None, use_cache=None, logits_to_keep: int = 0, **kwargs) -> ModelOutput:
         out = self.transformer(input_ids, attention_mask, position_ids, cache, inputs_embeds,
                                use_cache, **kwargs)
-        hidden_states = out.last_hidden_state
-        if logits_to_keep:
-            hidden_states = hidden_states[:, -logits_to_keep:]
-        return ModelOutput(logits=self.lm_head(hidden_states), cache=out.get("cache"))
+        return lm_logits(self.lm_head, out, logits_to_keep)
 
 
 # model_type -> head -> class, read by models/__init__.py

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention,
+from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention, lm_logits,
                           open_cache)
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
@@ -181,10 +181,7 @@ class OPTForCausalLM(GenerationMixin, OPTPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
                 inputs_embeds=None, use_cache=None, logits_to_keep: int = 0, **kwargs) -> ModelOutput:
         out = self.model(input_ids, attention_mask, position_ids, cache, inputs_embeds, use_cache, **kwargs)
-        hidden_states = out.last_hidden_state
-        if logits_to_keep:
-            hidden_states = hidden_states[:, -logits_to_keep:]
-        return ModelOutput(logits=self.lm_head(hidden_states), cache=out.get("cache"))
+        return lm_logits(self.lm_head, out, logits_to_keep)
 
 
 # model_type -> head -> class, read by models/__init__.py
