@@ -27,6 +27,17 @@ _EXPORTS = {
     "AutoModelForQuestionAnswering": "lightpipe.models",
     "AutoModelForMaskedLM": "lightpipe.models",
     "AutoModelForCausalLM": "lightpipe.models",
+    "AutoModelForSeq2SeqLM": "lightpipe.models",
+    "AutoModelForSpeechSeq2Seq": "lightpipe.models",
+    "AutoModelForCTC": "lightpipe.models",
+    "AutoModelForAudioClassification": "lightpipe.models",
+    "AutoModelForImageClassification": "lightpipe.models",
+    "AutoModelForObjectDetection": "lightpipe.models",
+    "AutoModelForZeroShotImageClassification": "lightpipe.models",
+    "AutoBackbone": "lightpipe.models",
+    "AutoProcessor": "lightpipe.processing",
+    "AutoFeatureExtractor": "lightpipe.processing.audio",
+    "AutoImageProcessor": "lightpipe.processing.image",
     "GenerationConfig": "lightpipe.generation",
     "TextStreamer": "lightpipe.generation",
     "TextIteratorStreamer": "lightpipe.generation",
@@ -60,9 +71,15 @@ if TYPE_CHECKING:  # for editors and type checkers only
     from .config import AutoConfig, Config
     from .modeling import PreTrainedModel
     from .generation import GenerationConfig, TextIteratorStreamer, TextStreamer
-    from .models import (AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM,
-                         AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
-                         AutoModelForTokenClassification)
+    from .models import (AutoBackbone, AutoModel, AutoModelForAudioClassification,
+                         AutoModelForCausalLM, AutoModelForCTC, AutoModelForImageClassification,
+                         AutoModelForMaskedLM, AutoModelForObjectDetection,
+                         AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM,
+                         AutoModelForSequenceClassification, AutoModelForSpeechSeq2Seq,
+                         AutoModelForTokenClassification, AutoModelForZeroShotImageClassification)
+    from .processing import AutoProcessor
+    from .processing.audio import AutoFeatureExtractor
+    from .processing.image import AutoImageProcessor
     from .pipelines import SUPPORTED_TASKS, pipeline
     from .pipelines.base import Pipeline
     from .tokenization import AutoTokenizer, BatchEncoding, Tokenizer

@@ -14,6 +14,7 @@ the keyword arguments given to ``from_pretrained``, in that order of precedence 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -1083,9 +1084,37 @@ class AutoTokenizer:
         folder = hub.resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                              local_files_only=local_files_only, subfolder=subfolder,
                              weights=False)
-        tokenizer = Tokenizer.from_folder(folder, **kwargs)
+        tokenizer = tokenizer_class(folder).from_folder(folder, **kwargs)
         tokenizer.name_or_path = str(name_or_path)
         return tokenizer
+
+
+# Tokenizer classes with behaviour of their own (tokenizer_config.json's tokenizer_class ->
+# "module:Class"); each has ``from_folder(folder, **kwargs)``. Others are the generic Tokenizer.
+SPECIAL_TOKENIZERS: dict[str, str] = {
+    "WhisperTokenizer": "lightpipe.tokenization_whisper:WhisperTokenizer",
+    "Wav2Vec2CTCTokenizer": "lightpipe.tokenization_ctc:Wav2Vec2CTCTokenizer",
+    "MarianTokenizer": "lightpipe.tokenization_spm:MarianTokenizer",
+    "T5Tokenizer": "lightpipe.tokenization_spm:T5Tokenizer",
+    "CLIPTokenizer": "lightpipe.tokenization_clip:CLIPTokenizer",
+}
+
+
+def tokenizer_class(folder: Path) -> type:
+    """The class that loads the tokenizer in ``folder``: a special one (Whisper, CTC, Marian,
+    ...) when its tokenizer_config.json names one and lightpipe has it, else Tokenizer."""
+    name = _resolve_class(_read_json(folder / "tokenizer_config.json"),
+                          _read_json(folder / "config.json"))
+    target = SPECIAL_TOKENIZERS.get(name)
+    if target is None:
+        return Tokenizer
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as err:
+        if err.name != module:
+            raise
+        return Tokenizer
 
 
 # --- loading helpers ------------------------------------------------------------------------

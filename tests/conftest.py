@@ -406,3 +406,9 @@ def assert_logits_match(folder: Path, lengths=(9, 4, 13), prefill: int = 5,
                 reference_steps.append(out.logits)
         want = torch.cat(reference_steps, dim=1)
     torch.testing.assert_close(torch.cat(steps, dim=1)[real], want[real], rtol=1e-4, atol=1e-4)
+
+
+# Fixtures of the speech, vision and sequence-to-sequence tests, one module per area.
+from tests.fixtures.audio import *  # noqa: E402,F401,F403
+from tests.fixtures.seq2seq import *  # noqa: E402,F401,F403
+from tests.fixtures.vision import *  # noqa: E402,F401,F403

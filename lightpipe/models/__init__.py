@@ -27,6 +27,29 @@ MODEL_TYPES: dict[str, str] = {
     "mistral": "llama:MISTRAL_HEADS",
     "qwen2": "llama:QWEN2_HEADS",
     "opt": "opt",
+    # sequence-to-sequence text (issue 7)
+    "t5": "t5",
+    "mt5": "t5:MT5_HEADS",
+    "bart": "bart",
+    "marian": "marian",
+    # speech (issue 6)
+    "whisper": "whisper",
+    "wav2vec2": "wav2vec2",
+    # vision (issue 8)
+    "vit": "vit",
+    "swin": "swin",
+    "convnext": "convnext",
+    "resnet": "resnet",
+    "clip": "clip",
+    "detr": "detr",
+}
+
+# Families whose inputs are not text: "ForSequenceClassification" means audio- or image-
+# classification for them, and pipeline() loads their feature extractor / image processor.
+MODALITY: dict[str, str] = {
+    "whisper": "audio", "wav2vec2": "audio",
+    "vit": "image", "swin": "image", "convnext": "image", "resnet": "image", "clip": "image",
+    "detr": "image",
 }
 
 # Suffix of an architecture name (config.architectures) -> Auto class / head.
@@ -37,15 +60,29 @@ ARCHITECTURE_SUFFIXES: dict[str, str] = {
     "ForMaskedLM": "AutoModelForMaskedLM",
     "ForCausalLM": "AutoModelForCausalLM",
     "LMHeadModel": "AutoModelForCausalLM",  # GPT2LMHeadModel
+    "ForConditionalGeneration": "AutoModelForSeq2SeqLM",  # T5, BART (Whisper: see below)
+    "MTModel": "AutoModelForSeq2SeqLM",  # MarianMTModel
+    "ForCTC": "AutoModelForCTC",
+    "ForAudioClassification": "AutoModelForAudioClassification",
+    "ForImageClassification": "AutoModelForImageClassification",
+    "ForObjectDetection": "AutoModelForObjectDetection",
     "Model": "AutoModel",
 }
 
+# Per-modality meaning of the generic suffixes.
+_MODALITY_HEADS = {
+    "audio": {"AutoModelForSeq2SeqLM": "AutoModelForSpeechSeq2Seq",
+              "AutoModelForSequenceClassification": "AutoModelForAudioClassification"},
+    "image": {"AutoModelForSequenceClassification": "AutoModelForImageClassification"},
+}
 
-def head_of_architecture(architecture: str) -> str | None:
-    """'BertForSequenceClassification' -> 'AutoModelForSequenceClassification'."""
+
+def head_of_architecture(architecture: str, model_type: str | None = None) -> str | None:
+    """'BertForSequenceClassification' -> 'AutoModelForSequenceClassification';
+    'WhisperForConditionalGeneration' (model_type 'whisper') -> 'AutoModelForSpeechSeq2Seq'."""
     for suffix, head in ARCHITECTURE_SUFFIXES.items():
         if architecture.endswith(suffix):
-            return head
+            return _MODALITY_HEADS.get(MODALITY.get(model_type or ""), {}).get(head, head)
     return None
 
 
@@ -121,3 +158,38 @@ class AutoModelForMaskedLM(_AutoModelBase):
 
 class AutoModelForCausalLM(_AutoModelBase):
     head = "AutoModelForCausalLM"
+
+
+class AutoModelForSeq2SeqLM(_AutoModelBase):
+    head = "AutoModelForSeq2SeqLM"
+
+
+class AutoModelForSpeechSeq2Seq(_AutoModelBase):
+    head = "AutoModelForSpeechSeq2Seq"
+
+
+class AutoModelForCTC(_AutoModelBase):
+    head = "AutoModelForCTC"
+
+
+class AutoModelForAudioClassification(_AutoModelBase):
+    head = "AutoModelForAudioClassification"
+
+
+class AutoModelForImageClassification(_AutoModelBase):
+    head = "AutoModelForImageClassification"
+
+
+class AutoModelForObjectDetection(_AutoModelBase):
+    head = "AutoModelForObjectDetection"
+
+
+class AutoModelForZeroShotImageClassification(_AutoModelBase):
+    head = "AutoModelForZeroShotImageClassification"
+
+
+class AutoBackbone(_AutoModelBase):
+    """``AutoBackbone.from_pretrained(name, out_indices=..., out_features=...)``: feature maps
+    of a vision model's stages (Swin, ConvNeXt, ResNet)."""
+
+    head = "AutoBackbone"

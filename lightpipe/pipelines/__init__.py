@@ -20,11 +20,17 @@ logger = logging.getLogger("lightpipe")
 @dataclass(frozen=True)
 class Task:
     name: str
-    head: str                        # Auto model class the task loads
+    head: str | tuple[str, ...]      # Auto model class the task loads (the first one the model has)
     default: tuple[str, str | None]  # the transformers 4.x default (model, revision)
     pipeline: str | None = None      # "module:Class" in lightpipe.pipelines; None = not yet
     aliases: tuple[str, ...] = field(default_factory=tuple)
     kind: str = "text"
+    # What pipeline() loads from the model's folder when the caller does not pass it.
+    preprocessors: tuple[str, ...] = ("tokenizer",)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return (self.head,) if isinstance(self.head, str) else self.head
 
     @property
     def available(self) -> bool:
@@ -51,27 +57,40 @@ _TASKS = [
          "zero_shot_classification:ZeroShotClassificationPipeline"),
     Task("text-generation", "AutoModelForCausalLM", ("openai-community/gpt2", None),
          "text_generation:TextGenerationPipeline"),
-    Task("text2text-generation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None)),
-    Task("summarization", "AutoModelForSeq2SeqLM", ("sshleifer/distilbart-cnn-12-6", None)),
-    Task("translation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None)),
+    Task("text2text-generation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None),
+         "text2text_generation:Text2TextGenerationPipeline"),
+    Task("summarization", "AutoModelForSeq2SeqLM", ("sshleifer/distilbart-cnn-12-6", None),
+         "text2text_generation:SummarizationPipeline"),
+    Task("translation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None),
+         "text2text_generation:TranslationPipeline"),
     Task("table-question-answering", "AutoModelForTableQuestionAnswering",
          ("google/tapas-base-finetuned-wtq", "e3dde19")),
-    Task("automatic-speech-recognition", "AutoModelForSpeechSeq2Seq",
-         ("facebook/wav2vec2-base-960h", "22aad52"), kind="audio"),
+    Task("automatic-speech-recognition", ("AutoModelForSpeechSeq2Seq", "AutoModelForCTC"),
+         ("facebook/wav2vec2-base-960h", "22aad52"),
+         "automatic_speech_recognition:AutomaticSpeechRecognitionPipeline", kind="audio",
+         preprocessors=("feature_extractor", "tokenizer")),
     Task("audio-classification", "AutoModelForAudioClassification",
-         ("superb/wav2vec2-base-superb-ks", "372e048"), kind="audio"),
+         ("superb/wav2vec2-base-superb-ks", "372e048"),
+         "audio_classification:AudioClassificationPipeline", kind="audio",
+         preprocessors=("feature_extractor",)),
     Task("text-to-audio", "AutoModelForTextToWaveform", ("suno/bark-small", "1dbd7a1"),
          aliases=("text-to-speech",), kind="audio"),
     Task("zero-shot-audio-classification", "AutoModel", ("laion/clap-htsat-fused", "cca9e28"),
          kind="audio"),
     Task("image-classification", "AutoModelForImageClassification",
-         ("google/vit-base-patch16-224", "3f49326"), kind="image"),
+         ("google/vit-base-patch16-224", "3f49326"),
+         "image_classification:ImageClassificationPipeline", kind="image",
+         preprocessors=("image_processor",)),
     Task("image-feature-extraction", "AutoModel", ("google/vit-base-patch16-224", "3f49326"),
-         kind="image"),
-    Task("zero-shot-image-classification", "AutoModel", ("openai/clip-vit-base-patch32", "3d74acf"),
-         kind="image"),
+         "image_feature_extraction:ImageFeatureExtractionPipeline", kind="image",
+         preprocessors=("image_processor",)),
+    Task("zero-shot-image-classification", "AutoModelForZeroShotImageClassification",
+         ("openai/clip-vit-base-patch32", "3d74acf"),
+         "zero_shot_image_classification:ZeroShotImageClassificationPipeline", kind="image",
+         preprocessors=("image_processor", "tokenizer")),
     Task("object-detection", "AutoModelForObjectDetection", ("facebook/detr-resnet-50", "1d5f47b"),
-         kind="image"),
+         "object_detection:ObjectDetectionPipeline", kind="image",
+         preprocessors=("image_processor",)),
     Task("zero-shot-object-detection", "AutoModel", ("google/owlvit-base-patch32", "cbc355f"),
          kind="image"),
     Task("image-segmentation", "AutoModelForImageSegmentation",
@@ -105,7 +124,22 @@ _TASK_OF_HEAD = {
     "AutoModelForQuestionAnswering": "question-answering",
     "AutoModelForMaskedLM": "fill-mask",
     "AutoModelForCausalLM": "text-generation",
+    "AutoModelForSeq2SeqLM": "text2text-generation",
+    "AutoModelForSpeechSeq2Seq": "automatic-speech-recognition",
+    "AutoModelForCTC": "automatic-speech-recognition",
+    "AutoModelForAudioClassification": "audio-classification",
+    "AutoModelForImageClassification": "image-classification",
+    "AutoModelForObjectDetection": "object-detection",
     "AutoModel": "feature-extraction",
+}
+# A bare AutoModel of an image family extracts image features.
+_MODALITY_TASK = {("image", "feature-extraction"): "image-feature-extraction"}
+
+# Where pipeline() finds the loader of each preprocessor ("module:Class", lazily imported).
+_PREPROCESSOR_LOADERS = {
+    "tokenizer": "lightpipe.tokenization:AutoTokenizer",
+    "feature_extractor": "lightpipe.processing.audio:AutoFeatureExtractor",
+    "image_processor": "lightpipe.processing.image:AutoImageProcessor",
 }
 
 _TRANSLATION = re.compile(r"^translation_([a-z]{2,3})_to_([a-z]{2,3})$")
@@ -137,12 +171,14 @@ def _pipeline_class(task: Task):
 
 
 def _infer_task(config) -> str:
-    from ..models import head_of_architecture
+    from ..models import MODALITY, head_of_architecture
 
+    model_type = config.get("model_type")
     for architecture in config.get("architectures") or []:
-        head = head_of_architecture(architecture)
+        head = head_of_architecture(architecture, model_type)
         if head in _TASK_OF_HEAD:
-            return _TASK_OF_HEAD[head]
+            task = _TASK_OF_HEAD[head]
+            return _MODALITY_TASK.get((MODALITY.get(model_type or ""), task), task)
     raise UnknownTaskError(
         f"Cannot infer the task from this checkpoint (architectures={config.get('architectures')}). "
         "Pass it: pipeline('text-classification', model=...).")
@@ -191,11 +227,9 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
         if task is None:
             task, spec, extra = check_task(_infer_task(config))
         cls = pipeline_class or _pipeline_class(spec)
-        from ..models import model_class
-
         load_kwargs = {"dtype": dtype, "device": device if device_map is None else None,
                        "device_map": device_map, **model_kwargs}
-        model_obj = model_class(config, spec.head).from_pretrained(folder, config=config, **load_kwargs)
+        model_obj = _model_class(config, spec).from_pretrained(folder, config=config, **load_kwargs)
         model_obj.name_or_path = str(model)
         source = folder
         device = None  # already placed
@@ -205,22 +239,54 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
             task, spec, extra = check_task(_infer_task(model_obj.config))
         cls = pipeline_class or _pipeline_class(spec)
         name = getattr(model_obj, "name_or_path", None)
-        source = resolve(name, **hub_kwargs) if name and tokenizer is None else None
+        given = {"tokenizer": tokenizer, "feature_extractor": feature_extractor,
+                 "image_processor": image_processor}
+        missing = [p for p in spec.preprocessors
+                   if given[p] is None and getattr(processor, p, None) is None]
+        source = resolve(name, **hub_kwargs) if name and missing else None
         if device is None and device_map is not None:
             from ..modeling import resolve_device
 
             device = resolve_device(device_map=device_map)
-    if isinstance(tokenizer, (str, os.PathLike)):
-        from ..tokenization import AutoTokenizer
+    given = {"tokenizer": tokenizer, "feature_extractor": feature_extractor,
+             "image_processor": image_processor}
+    loaded = _load_preprocessors(spec, given, source, processor, hub_kwargs)
+    return cls(model=model_obj, processor=processor, task=task, device=device,
+               batch_size=batch_size, **loaded, **extra, **kwargs)
 
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer, **hub_kwargs)
-    elif tokenizer is None:
-        if source is None:
-            raise ValueError("A model object was given without a tokenizer: pass tokenizer= as "
-                             "well (a Tokenizer or a folder), as with transformers.")
-        from ..tokenization import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    return cls(model=model_obj, tokenizer=tokenizer, feature_extractor=feature_extractor,
-               image_processor=image_processor, processor=processor, task=task, device=device,
-               batch_size=batch_size, **extra, **kwargs)
+def _model_class(config, spec: Task) -> type:
+    """The model class for the task's first head that this family has."""
+    from ..models import heads_for, model_class
+
+    heads = heads_for(config.get("model_type"))
+    for head in spec.heads:
+        if head in heads:
+            return heads[head]
+    return model_class(config, spec.heads[0])  # the clear "has no ..." error
+
+
+def _load_preprocessors(spec: Task, given: dict, source, processor, hub_kwargs: dict) -> dict:
+    """Tokenizer / feature extractor / image processor: the caller's (an object or a folder),
+    taken from ``processor=`` when it holds one, else loaded from the model's folder when the
+    task needs it."""
+    loaded = {}
+    for name, value in given.items():
+        if value is None and processor is not None:
+            value = getattr(processor, name, None)
+        if isinstance(value, (str, os.PathLike)):
+            value = _loader(name).from_pretrained(value, **hub_kwargs)
+        elif value is None and name in spec.preprocessors:
+            if source is None:
+                raise ValueError(f"A model object was given without a {name}: pass {name}= as "
+                                 "well (an object or a folder), as with transformers.")
+            value = _loader(name).from_pretrained(source)
+        loaded[name] = value
+    return loaded
+
+
+def _loader(name: str):
+    module, _, attr = _PREPROCESSOR_LOADERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
