@@ -81,8 +81,9 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout = config.attention_probs_dropout_prob
 
-    def forward(self, hidden_states, mask):
-        query = split_heads(self.query(hidden_states), self.num_heads)  # (batch, heads, seq, head_dim)
+    def forward(self, hidden_states, mask, first_only=False):
+        queries = hidden_states[:, :1] if first_only else hidden_states
+        query = split_heads(self.query(queries), self.num_heads)  # (batch, heads, seq, head_dim)
         key = split_heads(self.key(hidden_states), self.num_heads)
         value = split_heads(self.value(hidden_states), self.num_heads)
         context = attention(query, key, value, mask, self.dropout if self.training else 0.0)
@@ -106,8 +107,9 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, hidden_states, mask):
-        return self.output(self.self(hidden_states, mask), hidden_states)
+    def forward(self, hidden_states, mask, first_only=False):
+        residual = hidden_states[:, :1] if first_only else hidden_states
+        return self.output(self.self(hidden_states, mask, first_only), residual)
 
 
 class BertIntermediate(nn.Module):
@@ -133,8 +135,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, hidden_states, mask):
-        hidden_states = self.attention(hidden_states, mask)
+    def forward(self, hidden_states, mask, first_only=False):
+        hidden_states = self.attention(hidden_states, mask, first_only)
         return self.output(self.intermediate(hidden_states), hidden_states)
 
 
@@ -143,8 +145,8 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, hidden_states, mask, output_hidden_states=False):
-        return run_layers(self.layer, hidden_states, mask, output_hidden_states)
+    def forward(self, hidden_states, mask, output_hidden_states=False, first_token_only=False):
+        return run_layers(self.layer, hidden_states, mask, output_hidden_states, first_token_only)
 
 
 class BertPooler(nn.Module):
@@ -181,12 +183,16 @@ class BertModel(BertPreTrainedModel):
         return self.embeddings.word_embeddings
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
+                inputs_embeds=None, output_hidden_states=False, first_token_only=False,
+                **unused) -> ModelOutput:
+        """``first_token_only=True`` (for heads that read the first token): the last layer
+        computes only that position, and ``last_hidden_state`` is (batch, 1, hidden)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise InputError("Pass exactly one of input_ids and inputs_embeds.")
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         mask = padding_mask(attention_mask)
-        hidden_states, all_states = self.encoder(hidden_states, mask, output_hidden_states)
+        hidden_states, all_states = self.encoder(hidden_states, mask, output_hidden_states,
+                                                 first_token_only)
         pooled = self.pooler(hidden_states) if self.pooler is not None else None
         return ModelOutput(last_hidden_state=hidden_states, pooler_output=pooled,
                            hidden_states=all_states)
@@ -210,7 +216,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_hidden_states)
+                        output_hidden_states, first_token_only=True)  # the pooler reads [CLS]
         logits = self.classifier(self.dropout(out.pooler_output))
         return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
 

@@ -66,8 +66,9 @@ class MultiHeadSelfAttention(nn.Module):
         self.out_lin = nn.Linear(config.dim, config.dim)
         self.dropout = config.attention_dropout
 
-    def forward(self, hidden_states, mask):
-        query = split_heads(self.q_lin(hidden_states), self.n_heads)  # (batch, heads, seq, head_dim)
+    def forward(self, hidden_states, mask, first_only=False):
+        queries = hidden_states[:, :1] if first_only else hidden_states
+        query = split_heads(self.q_lin(queries), self.n_heads)  # (batch, heads, seq, head_dim)
         key = split_heads(self.k_lin(hidden_states), self.n_heads)
         value = split_heads(self.v_lin(hidden_states), self.n_heads)
         context = attention(query, key, value, mask, self.dropout if self.training else 0.0)
@@ -94,8 +95,9 @@ class TransformerBlock(nn.Module):
         self.ffn = FFN(config)
         self.output_layer_norm = nn.LayerNorm(config.dim, eps=_EPS)
 
-    def forward(self, hidden_states, mask):
-        hidden_states = self.sa_layer_norm(self.attention(hidden_states, mask) + hidden_states)
+    def forward(self, hidden_states, mask, first_only=False):
+        residual = hidden_states[:, :1] if first_only else hidden_states
+        hidden_states = self.sa_layer_norm(self.attention(hidden_states, mask, first_only) + residual)
         return self.output_layer_norm(self.ffn(hidden_states) + hidden_states)
 
 
@@ -104,8 +106,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
 
-    def forward(self, hidden_states, mask, output_hidden_states=False):
-        return run_layers(self.layer, hidden_states, mask, output_hidden_states)
+    def forward(self, hidden_states, mask, output_hidden_states=False, first_token_only=False):
+        return run_layers(self.layer, hidden_states, mask, output_hidden_states, first_token_only)
 
 
 class DistilBertPreTrainedModel(PreTrainedModel):
@@ -123,12 +125,12 @@ class DistilBertModel(DistilBertPreTrainedModel):
         return self.embeddings.word_embeddings
 
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, position_ids=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
+                output_hidden_states=False, first_token_only=False, **unused) -> ModelOutput:
         if (input_ids is None) == (inputs_embeds is None):
             raise InputError("Pass exactly one of input_ids and inputs_embeds.")
         hidden_states = self.embeddings(input_ids, inputs_embeds, position_ids)
         hidden_states, all_states = self.transformer(hidden_states, padding_mask(attention_mask),
-                                                     output_hidden_states)
+                                                     output_hidden_states, first_token_only)
         return ModelOutput(last_hidden_state=hidden_states, hidden_states=all_states)
 
 
@@ -145,7 +147,8 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None,
                 output_hidden_states=False, **unused) -> ModelOutput:
         out = self.distilbert(input_ids, attention_mask, inputs_embeds,
-                              output_hidden_states=output_hidden_states)
+                              output_hidden_states=output_hidden_states,
+                              first_token_only=True)  # the head reads the first token
         pooled = nn.functional.relu(self.pre_classifier(out.last_hidden_state[:, 0]))
         return ModelOutput(logits=self.classifier(self.dropout(pooled)),
                            hidden_states=out.get("hidden_states"))

@@ -71,7 +71,7 @@ class RobertaForSequenceClassification(RobertaPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
         out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
+                           output_hidden_states, first_token_only=True)  # the head reads <s>
         return ModelOutput(logits=self.classifier(out.last_hidden_state),
                            hidden_states=out.get("hidden_states"))
 

@@ -117,3 +117,25 @@ def test_masked_lm_decoder_is_tied(tiny_model, model_type):
     decoders = [p for n, p in model.named_parameters(remove_duplicate=False)
                 if n.endswith(("decoder.weight", "vocab_projector.weight"))]
     assert decoders and all(p is embeddings for p in decoders)
+
+
+@pytest.mark.parametrize("model_type", ENCODER_TYPES)
+def test_first_token_only_computes_the_first_row_alone(tiny_model, model_type):
+    """Sequence classification runs the last layer on the first token only: that row must equal
+    the full computation's, and the classifier's logits must not change with output_hidden_states
+    (which takes the full path)."""
+    base = lightpipe.AutoModel.from_pretrained(tiny_model(model_type, "AutoModel"))
+    pad = base.config.pad_token_id
+    batch = random_batch(base.config.vocab_size, [9, 4, 13], pad, special=(pad,))
+    with torch.inference_mode():
+        full = base(**batch).last_hidden_state
+        first = base(**batch, first_token_only=True).last_hidden_state
+    assert first.shape == (3, 1, full.shape[-1])
+    torch.testing.assert_close(first[:, 0], full[:, 0], rtol=1e-4, atol=1e-5)
+    classifier = lightpipe.AutoModelForSequenceClassification.from_pretrained(
+        tiny_model(model_type, "AutoModelForSequenceClassification"))
+    with torch.inference_mode():
+        fast = classifier(**batch).logits
+        slow = classifier(**batch, output_hidden_states=True)
+    torch.testing.assert_close(fast, slow.logits, rtol=1e-4, atol=1e-5)
+    assert len(slow.hidden_states) == classifier.config.get("num_hidden_layers", classifier.config.get("n_layers")) + 1
