@@ -6,7 +6,11 @@ tutorial's gradio section builds by hand.
     question-answering                          question + context -> the answer highlighted
     feature-extraction                          sentences (one a line) -> cosine similarity table
     text-generation                             prompt + max new tokens -> text
+    summarization, translation, text2text       text in -> text
     image-/audio-classification, ASR            an upload -> label bars or text
+    zero-shot-image-classification              image + labels -> label bars
+    object-detection                            image + threshold -> boxes drawn on the image
+    image-feature-extraction                    image -> the feature tensor's shape and values
 
 Each task is one small ``Page``: its input and output components and a function from the
 page's values to the output's value. gradio (the ``demo`` extra) is imported only here.
@@ -101,6 +105,39 @@ def page_for(pipe: Any) -> Page:
                     [("Textbox", {"label": "Generated text", "lines": 6})],
                     lambda value, tokens: pipe(value, max_new_tokens=int(tokens))[0]["generated_text"],
                     [["Once upon a time", 40]])
+    if task in ("summarization", "translation", "text2text-generation"):
+        key = {"summarization": "summary_text", "translation": "translation_text"}.get(task, "generated_text")
+        example = {"summarization": "The tower is 324 metres tall, about the same height as an "
+                   "81-storey building, and the tallest structure in Paris.",
+                   "translation": "How old are you?"}.get(task, "translate English to German: How old are you?")
+        return Page([text], [("Textbox", {"label": key.replace("_", " ").capitalize(), "lines": 4})],
+                    lambda value: pipe(value)[0][key], [[example]])
+    if task == "zero-shot-image-classification":
+        def classify_image(image: Any, names: str) -> dict[str, float]:
+            labels = [n.strip() for n in names.split(",") if n.strip()]
+            return _label_scores(pipe(image, candidate_labels=labels))
+
+        return Page([("Image", {"type": "pil", "label": "Image"}),
+                     ("Textbox", {"label": "Candidate labels, comma-separated", "lines": 1})],
+                    [bars], classify_image)
+    if task == "object-detection":
+        def detect(image: Any, threshold: float):
+            found = pipe(image, threshold=float(threshold))
+            boxes = [((d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"]),
+                      f"{d['label']} {d['score']:.2f}") for d in found]
+            return image, boxes
+
+        return Page([("Image", {"type": "pil", "label": "Image"}),
+                     ("Slider", {"label": "Threshold", "minimum": 0.0, "maximum": 1.0, "value": 0.5, "step": 0.05})],
+                    [("AnnotatedImage", {"label": "Detections"})], detect)
+    if task == "image-feature-extraction":
+        def embed(image: Any) -> dict:
+            import torch
+
+            features = torch.as_tensor(pipe(image, return_tensors=True)).float()
+            return {"shape": list(features.shape), "first values": [round(v, 4) for v in features.flatten()[:8].tolist()]}
+
+        return Page([("Image", {"type": "pil", "label": "Image"})], [("JSON", {"label": "Features"})], embed)
     if task in ("image-classification", "audio-classification"):
         upload = ("Image", {"type": "pil", "label": "Image"}) if task.startswith("image") else \
             ("Audio", {"type": "filepath", "label": "Audio"})

@@ -640,3 +640,28 @@ def test_config_errors_name_the_problem(tmp_path):
     done = subprocess.run([sys.executable, "-m", "lightpipe", "serve"], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert done.returncode == 2 and "--config FILE" in done.stderr
+
+
+# --- image and audio inputs arrive as JSON ---
+
+def test_media_inputs_decode_base64_and_refuse_server_paths(tmp_path):
+    from lightpipe.serving.app import ApiError, _media_item
+
+    payload = b"RIFF\x00\x00fake-bytes"
+    encoded = base64.b64encode(payload).decode()
+    assert _media_item("audio", encoded, "inputs[0]") == payload
+    assert _media_item("image", f"data:image/png;base64,{encoded}", "inputs[0]") == payload
+    assert _media_item("image", "https://example.com/cat.png", "inputs[0]") == "https://example.com/cat.png"
+    item = _media_item("audio", {"array": [0.0, 0.5, -0.5], "sampling_rate": 16000}, "inputs[0]")
+    assert item["sampling_rate"] == 16000 and item["array"].dtype == np.float32
+    np.testing.assert_array_equal(item["array"], [0.0, 0.5, -0.5])
+    local = tmp_path / "secret.wav"
+    local.write_bytes(payload)
+    cases = [("audio", str(local), "does not read files"), ("image", str(local), "does not read files"),
+             ("audio", "https://example.com/a.wav", "does not fetch audio URLs"),
+             ("audio", "not base64!", "not valid base64"), ("image", 42, "not a number"),
+             ("audio", {"array": "x", "sampling_rate": 16000}, "sampling_rate")]
+    for kind, value, message in cases:
+        with pytest.raises(ApiError, match=message) as caught:
+            _media_item(kind, value, "inputs[0]")
+        assert caught.value.status == 422 and caught.value.param == "inputs[0]"

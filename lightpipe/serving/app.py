@@ -129,6 +129,14 @@ class ServedModel:
                     raise ApiError(422, f"Input {index} has {len(text)} characters; this server takes "
                                         f"at most {limit} per text.", "input_too_long", field)
 
+    def media_inputs(self, items: list, field: str) -> list:
+        """Image and audio inputs arrive as JSON: base64 file bytes (or a data: URI), an
+        http(s) URL for images, or for audio {"array": [...], "sampling_rate": N}. A server never
+        opens a path on its own disk because a client named it."""
+        if self.kind not in ("image", "audio"):
+            return items
+        return [_media_item(self.kind, item, f"{field}[{index}]") for index, item in enumerate(items)]
+
     async def call(self, request: Request, key: str, items: list, run: Callable[[list], list],
                    finish: Callable[[list], Any]) -> bytes:
         """Queue a job, then wait for its answer, the request's timeout or the client leaving."""
@@ -274,6 +282,45 @@ def _strings(item: Any):
         yield from _strings(item.messages)
 
 
+_MEDIA_HELP = {
+    "image": "an image is a base64 string of the file's bytes, a data: URI or an http(s) URL",
+    "audio": ('audio is a base64 string of the file\'s bytes, a data: URI, or {"array": [samples], '
+              '"sampling_rate": N}'),
+}
+
+
+def _media_item(kind: str, item: Any, param: str) -> Any:
+    import base64
+    import binascii
+    import os
+
+    if isinstance(item, dict) and kind == "audio":
+        samples = item.get("array", item.get("raw"))
+        if not isinstance(samples, list) or not isinstance(item.get("sampling_rate"), int):
+            raise ApiError(422, f"{param}: {_MEDIA_HELP[kind]}.", "invalid_type", param)
+        import numpy as np
+
+        return {"array": np.asarray(samples, dtype=np.float32), "sampling_rate": item["sampling_rate"]}
+    if isinstance(item, dict) and kind == "image" and "image" in item:
+        return {**item, "image": _media_item(kind, item["image"], f"{param}.image")}
+    if not isinstance(item, str) or not item:
+        raise ApiError(422, f"{param}: {_MEDIA_HELP[kind]}, not {_kind(item)}.", "invalid_type", param)
+    if item.startswith(("http://", "https://")):
+        if kind == "audio":
+            raise ApiError(422, f"{param}: the server does not fetch audio URLs; {_MEDIA_HELP[kind]}.",
+                           "invalid_input", param)
+        return item
+    if len(item) < 4096 and os.path.exists(item):
+        raise ApiError(422, f"{param}: the server does not read files from its own disk; "
+                            f"{_MEDIA_HELP[kind]}.", "invalid_input", param)
+    data = item.split(",", 1)[1] if item.startswith("data:") and "," in item else item
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, f"{param} is not valid base64; {_MEDIA_HELP[kind]}.", "invalid_input",
+                       param) from None
+
+
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
@@ -378,6 +425,7 @@ async def run_pipeline(request: Request, state: ServerState) -> Response:
     if not items:
         return JSONResponse([])
     model.check_inputs(items, "inputs")
+    items = model.media_inputs(items, "inputs")
     pipe, batch_size = model.pipe, model.forward_batch_size
 
     def run(batch: list) -> list:
