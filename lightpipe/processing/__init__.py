@@ -23,6 +23,11 @@ SPECIAL_PROCESSORS: dict[str, str] = {
 }
 
 
+# When a folder records no processor_class, the model type decides (as transformers does).
+_PROCESSOR_OF_MODEL_TYPE = {"whisper": "WhisperProcessor", "wav2vec2": "Wav2Vec2Processor",
+                            "clip": "CLIPProcessor"}
+
+
 class Processor:
     """A tokenizer with a feature extractor and/or an image processor.
 
@@ -134,7 +139,8 @@ class AutoProcessor:
             return parts[0]
         processor_class = (_read(folder / "processor_config.json").get("processor_class")
                            or preprocessor.get("processor_class")
-                           or _read(folder / "tokenizer_config.json").get("processor_class"))
+                           or _read(folder / "tokenizer_config.json").get("processor_class")
+                           or _PROCESSOR_OF_MODEL_TYPE.get(_read(folder / "config.json").get("model_type")))
         return _processor_class(processor_class)(
             tokenizer=tokenizer, feature_extractor=feature_extractor,
             image_processor=image_processor)

@@ -1,0 +1,71 @@
+"""audio-classification: labels and scores for a clip (keyword spotting, emotion, language)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Pipeline
+
+_FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+class AudioClassificationPipeline(Pipeline):
+    """``pipe("clip.wav")`` -> ``[{'score': 0.9, 'label': 'yes'}, ...]`` (all labels by default,
+    best first). Inputs as the ASR pipeline: a file path, bytes, a 1-D array at the model's
+    rate, or ``{"raw"|"array": ..., "sampling_rate": ...}`` (resampled)."""
+
+    task = "audio-classification"
+
+    def _sanitize_parameters(self, top_k: int | None = None, function_to_apply: str | None = None,
+                             **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"AudioClassificationPipeline got unexpected arguments: {', '.join(kwargs)}")
+        num_labels = self.model.config.num_labels
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
+        post: dict[str, Any] = {"top_k": num_labels if top_k is None else min(top_k, num_labels)}
+        if function_to_apply is not None:
+            if function_to_apply not in _FUNCTIONS:
+                raise ValueError(f"Invalid value for `function_to_apply`: {function_to_apply}. "
+                                 f"Valid options are {list(_FUNCTIONS)}")
+            post["function_to_apply"] = function_to_apply
+        return {}, {}, post
+
+    def preprocess(self, item: Any) -> dict:
+        import torch
+
+        from ..processing.audio import load_audio
+
+        extractor = self.feature_extractor
+        waveform, _ = load_audio(item, extractor.sampling_rate, self.task)
+        features = extractor(waveform, sampling_rate=extractor.sampling_rate, return_tensors="np")
+        return {key: torch.from_numpy(value[0]) for key, value in features.items()}
+
+    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+        from .automatic_speech_recognition import collate_audio
+
+        return collate_audio(pieces, self.feature_extractor, self.device), [{} for _ in pieces]
+
+    def _forward(self, model_inputs: dict, **params: Any) -> dict:
+        return self.model(**model_inputs)
+
+    def postprocess(self, model_outputs: dict, top_k: int = 5,
+                    function_to_apply: str | None = None) -> list[dict]:
+        config = self.model.config
+        if function_to_apply is None:
+            if config.get("problem_type") == "regression":
+                function_to_apply = "none"
+            elif config.get("problem_type") == "multi_label_classification":
+                function_to_apply = "sigmoid"
+            else:
+                function_to_apply = "softmax"
+        logits = model_outputs["logits"][0].float()
+        if function_to_apply == "softmax":
+            probs = logits.softmax(-1)
+        elif function_to_apply == "sigmoid":
+            probs = logits.sigmoid()
+        else:
+            probs = logits
+        scores, ids = probs.topk(top_k)
+        return [{"score": score, "label": config.id2label[index]}
+                for score, index in zip(scores.tolist(), ids.tolist())]

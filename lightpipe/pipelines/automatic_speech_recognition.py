@@ -1,0 +1,258 @@
+"""automatic-speech-recognition: text from speech, with CTC models (Wav2Vec2) and Whisper.
+
+Audio is decoded without a system ffmpeg (processing/audio.py). Long audio is cut into
+overlapping chunks (``chunk_length_s``, ``stride_length_s``) that are batched like any other
+pieces and merged as transformers merges them: CTC logits trimmed by their strides, Whisper
+token sequences joined on their longest common overlap (tokenization_whisper.decode_asr).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .base import Pipeline
+
+# What transformers' pipeline passes to generate() unless the model's generation config sets
+# it: Whisper checkpoints are decoded with 5 beams, as in OpenAI's implementation.
+_GENERATION_DEFAULTS = {"max_new_tokens": 256, "num_beams": 5}
+
+
+def collate_audio(pieces: list[dict], feature_extractor: Any, device: torch.device) -> dict:
+    """Pad ``input_values`` (with the extractor's padding value) and attention masks (with 0)
+    to the longest piece; stack ``input_features`` (Whisper's are all 30 s)."""
+    batch = {}
+    pad_value = float(getattr(feature_extractor, "padding_value", 0.0))
+    for key in ("input_values", "input_features", "attention_mask"):
+        if key not in pieces[0]:
+            continue
+        values = [p[key] for p in pieces]
+        longest = max(v.shape[-1] for v in values)
+        fill = pad_value if key != "attention_mask" else 0
+        out = torch.full((len(values), *values[0].shape[:-1], longest), fill, dtype=values[0].dtype)
+        for row, value in enumerate(values):
+            out[row, ..., :value.shape[-1]] = value
+        batch[key] = out.to(device)
+    return batch
+
+
+def rescale_stride(stride: tuple[int, int, int], ratio: float) -> tuple[int, int, int]:
+    """(samples, left, right) -> the same in model frames."""
+    total, left, right = stride
+    frames = int(round(total * ratio))
+    return frames, int(round(left / total * frames)), int(round(right / total * frames))
+
+
+class AutomaticSpeechRecognitionPipeline(Pipeline):
+    """``pipe("speech.flac")`` -> ``{"text": "..."}``.
+
+    Inputs: a file path (wav, flac, ogg, mp3, ...), the bytes of a file, a 1-D numpy array at
+    the model's sampling rate, or ``{"raw"|"array": samples, "sampling_rate": rate}`` (resampled;
+    an optional ``"stride": (left, right)`` for CTC models), a list of these or an iterator.
+    Arguments: ``return_timestamps`` ("char"/"word" for CTC; True for Whisper segments),
+    ``chunk_length_s`` / ``stride_length_s`` for long audio, ``generate_kwargs`` (Whisper:
+    ``language``, ``task``, ``max_new_tokens``, ...) and ``batch_size``.
+    """
+
+    task = "automatic-speech-recognition"
+    chunked = True
+
+    def __init__(self, model, *args: Any, **kwargs: Any):
+        self.type = "seq2seq_whisper" if model.config.get("model_type") == "whisper" else "ctc"
+        super().__init__(model, *args, **kwargs)
+        if self.feature_extractor is None:
+            raise ValueError("The automatic-speech-recognition pipeline needs a feature extractor: "
+                             "pass feature_extractor= (an object or a folder).")
+
+    def _sanitize_parameters(self, chunk_length_s: float | None = None,
+                             stride_length_s: Any = None, ignore_warning: Any = None,
+                             return_timestamps: Any = None, return_language: Any = None,
+                             generate_kwargs: dict | None = None, decoder_kwargs: Any = None,
+                             **kwargs: Any):
+        pre: dict[str, Any] = {}
+        fwd: dict[str, Any] = {}
+        post: dict[str, Any] = {}
+        if chunk_length_s is not None:
+            pre["chunk_length_s"] = chunk_length_s
+        if stride_length_s is not None:
+            pre["stride_length_s"] = stride_length_s
+        if generate_kwargs:
+            fwd.update(generate_kwargs)
+        fwd.update(kwargs)
+        if fwd and self.type == "ctc":
+            raise TypeError(f"Unexpected arguments for a CTC model: {', '.join(fwd)} (generation "
+                            "arguments apply to Whisper only).")
+        if return_language is not None:
+            if self.type != "seq2seq_whisper":
+                raise ValueError("Only Whisper can return language for now.")
+            raise ValueError("return_language is not supported by lightpipe yet.")
+        generation_config = getattr(self.model, "generation_config", None)
+        if getattr(generation_config, "return_timestamps", False):
+            return_timestamps = return_timestamps or generation_config.return_timestamps
+        if return_timestamps is not None:
+            if self.type == "ctc" and return_timestamps not in ("char", "word"):
+                raise ValueError(
+                    "CTC can either predict character level timestamps, or word level timestamps. "
+                    "Set `return_timestamps='char'` or `return_timestamps='word'` as required.")
+            if self.type == "seq2seq_whisper" and return_timestamps == "char":
+                raise ValueError(
+                    "Whisper cannot return `char` timestamps, only word level or segment level "
+                    "timestamps. Use `return_timestamps='word'` or `return_timestamps=True` "
+                    "respectively.")
+            if self.type == "seq2seq_whisper" and return_timestamps == "word":
+                raise ValueError("Word-level timestamps for Whisper (cross-attention DTW) are not "
+                                 "supported by lightpipe yet: use return_timestamps=True.")
+            fwd["return_timestamps"] = return_timestamps
+            post["return_timestamps"] = return_timestamps
+        return pre, fwd, post
+
+    @property
+    def _align_to(self) -> int:
+        """Samples per CTC output frame (the product of the feature encoder's strides)."""
+        return math.prod(self.model.config.get("conv_stride", (1,)))
+
+    # --- preprocessing -----------------------------------------------------------------------
+    def preprocess(self, item: Any, chunk_length_s: float = 0, stride_length_s: Any = None) -> list:
+        from ..processing.audio import load_audio
+
+        extractor = self.feature_extractor
+        rate = extractor.sampling_rate
+        waveform, info = load_audio(item, rate, self.task)
+        stride = info.get("stride")
+        extra = info.get("extra", {})
+        if chunk_length_s:
+            if stride is not None:
+                raise InputError("Pass either a 'stride' in the input dict or chunk_length_s, "
+                                 "not both.")
+            if stride_length_s is None:
+                stride_length_s = chunk_length_s / 6
+            if isinstance(stride_length_s, (int, float)):
+                stride_length_s = [stride_length_s, stride_length_s]
+            align = self._align_to
+            chunk_len = int(round(chunk_length_s * rate / align) * align)
+            left = int(round(stride_length_s[0] * rate / align) * align)
+            right = int(round(stride_length_s[1] * rate / align) * align)
+            if chunk_len < left + right:
+                raise ValueError("Chunk length must be superior to stride length")
+            return [{**piece, "extra": extra}
+                    for piece in self._chunks(waveform, chunk_len, left, right)]
+        piece = self._features(waveform)
+        piece["is_last"] = True
+        if stride is not None:  # CTC: trimmed from the logits; Whisper: shifts the timestamps
+            piece["stride"] = stride
+        piece["extra"] = extra
+        return [piece]
+
+    def _features(self, waveform: Any) -> dict:
+        extractor = self.feature_extractor
+        kwargs: dict[str, Any] = {"sampling_rate": extractor.sampling_rate,
+                                  "return_tensors": "np", "return_attention_mask": True}
+        if self.type == "seq2seq_whisper" and len(waveform) > extractor.n_samples:
+            kwargs.update(truncation=False, padding="longest")
+        features = extractor(waveform, **kwargs)
+        out = {key: torch.from_numpy(value[0]) for key, value in features.items()}
+        dtype = self.model.dtype
+        for key in ("input_values", "input_features"):
+            if key in out and dtype != torch.float32:
+                out[key] = out[key].to(dtype)
+        return out
+
+    def _chunks(self, waveform: Any, chunk_len: int, left: int, right: int):
+        total = waveform.shape[0]
+        step = chunk_len - left - right
+        for start in range(0, total, step):
+            end = start + chunk_len
+            chunk = waveform[start:end]
+            is_last = end >= total
+            stride = (chunk.shape[0], 0 if start == 0 else left, 0 if is_last else right)
+            if chunk.shape[0] > stride[1]:
+                yield {**self._features(chunk), "is_last": is_last, "stride": stride}
+            if is_last:
+                break
+
+    # --- batching and the model ----------------------------------------------------------------
+    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+        batch = collate_audio(pieces, self.feature_extractor, self.device)
+        names = {"input_values", "input_features", "attention_mask"}
+        extras = [{k: v for k, v in p.items() if k not in names} for p in pieces]
+        return batch, extras
+
+    def _forward(self, model_inputs: dict, return_timestamps: Any = None, **generate_kwargs: Any) -> dict:
+        attention_mask = model_inputs.get("attention_mask")
+        if self.type == "seq2seq_whisper":
+            params = self._generate_kwargs(generate_kwargs)
+            if return_timestamps:
+                params["return_timestamps"] = True
+            tokens = self.model.generate(model_inputs["input_features"],
+                                         attention_mask=attention_mask, **params)
+            if isinstance(tokens, dict):
+                tokens = tokens["sequences"]
+            return {"tokens": tokens}
+        logits = self.model(input_values=model_inputs["input_values"],
+                            attention_mask=attention_mask).logits
+        return {"tokens": logits.argmax(dim=-1)}
+
+    def _generate_kwargs(self, generate_kwargs: dict) -> dict:
+        """The call's generation arguments plus the pipeline's defaults for those that neither
+        the call nor the model's generation_config.json set (as transformers does)."""
+        params = dict(generate_kwargs)
+        config = getattr(self.model, "generation_config", None)
+        declared = set(config.to_diff_dict()) if config is not None and hasattr(config, "to_diff_dict") else set()
+        set_params = declared | set(params)
+        for key, value in _GENERATION_DEFAULTS.items():
+            if key in set_params or (key == "max_new_tokens" and "max_length" in set_params):
+                continue
+            params[key] = value
+        if self.tokenizer is not None and self.tokenizer.pad_token_id is not None:
+            params.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        return params
+
+    # --- postprocessing ----------------------------------------------------------------------
+    def postprocess(self, model_outputs: list[dict], return_timestamps: Any = None) -> dict:
+        optional: dict[str, Any] = {}
+        if self.type == "seq2seq_whisper":
+            from ..tokenization_whisper import decode_asr
+
+            extractor = self.feature_extractor
+            time_precision = extractor.chunk_length / self.model.config.max_source_positions
+            outputs = []
+            for output in model_outputs:
+                entry = {"tokens": output["tokens"]}
+                if "stride" in output:
+                    total, left, right = output["stride"]
+                    rate = extractor.sampling_rate
+                    entry["stride"] = (total / rate, left / rate, right / rate)
+                outputs.append(entry)
+            text, optional = decode_asr(self.tokenizer, outputs, return_timestamps=return_timestamps,
+                                        return_language=None, time_precision=time_precision)
+        else:
+            pieces = []
+            for output in model_outputs:
+                items = output["tokens"]  # (1, frames)
+                stride = output.get("stride")
+                if stride is not None:
+                    total, left, right = rescale_stride(stride, 1 / self._align_to)
+                    items = items[:, left:total - right]
+                pieces.append(items)
+            items = torch.cat(pieces, dim=1)[0].tolist()
+            text = self.tokenizer.decode(items, skip_special_tokens=False)
+            if return_timestamps:
+                offsets = self.tokenizer.decode(items, skip_special_tokens=False,
+                                                output_char_offsets=True)["char_offsets"]
+                if return_timestamps == "word":
+                    offsets = self.tokenizer._get_word_offsets(
+                        offsets, self.tokenizer.replace_word_delimiter_char)
+                rate, align = self.feature_extractor.sampling_rate, self._align_to
+                optional["chunks"] = [
+                    {"text": item[return_timestamps],
+                     "timestamp": (item["start_offset"] * align / rate,
+                                   item["end_offset"] * align / rate)}
+                    for item in offsets]
+        extra: dict[str, list] = {}
+        for output in model_outputs:
+            for key, value in output.get("extra", {}).items():
+                extra.setdefault(key, []).append(value)
+        return {"text": text, **optional, **extra}

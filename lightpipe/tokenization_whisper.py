@@ -1,0 +1,362 @@
+"""Whisper's tokenizer: the byte-level BPE of tokenizer.json (the generic Tokenizer) plus the
+special, language, task and timestamp tokens: ``decode`` with or without timestamps
+(``decode_with_timestamps``, ``output_offsets``), ``get_decoder_prompt_ids``, and
+``decode_asr``, which merges the token sequences of overlapping audio chunks as transformers'
+ASR pipeline does. Matches transformers' ``WhisperTokenizer``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import InputError
+from .tokenization import Tokenizer
+
+TIMESTAMP_PATTERN = re.compile(r"<\|(\d+\.\d+)\|>")
+
+# Languages Whisper knows: code -> name (the reference's table, in token order).
+LANGUAGE_CODES = (
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no "
+    "th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw "
+    "gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl "
+    "mg as tt haw ln ha ba jw su yue").split()
+LANGUAGE_NAMES = (
+    "english chinese german spanish russian korean french japanese portuguese turkish polish "
+    "catalan dutch arabic swedish italian indonesian hindi finnish vietnamese hebrew ukrainian "
+    "greek malay czech romanian danish hungarian tamil norwegian thai urdu croatian bulgarian "
+    "lithuanian latin maori malayalam welsh slovak telugu persian latvian bengali serbian "
+    "azerbaijani slovenian kannada estonian macedonian breton basque icelandic armenian nepali "
+    "mongolian bosnian kazakh albanian swahili galician marathi punjabi sinhala khmer shona "
+    "yoruba somali afrikaans occitan georgian belarusian tajik sindhi gujarati amharic yiddish "
+    "lao uzbek faroese haitian_creole pashto turkmen nynorsk maltese sanskrit luxembourgish "
+    "myanmar tibetan tagalog malagasy assamese tatar hawaiian lingala hausa bashkir javanese "
+    "sundanese cantonese").split()
+TO_LANGUAGE_CODE = {name.replace("_", " "): code for name, code in zip(LANGUAGE_NAMES, LANGUAGE_CODES)}
+TO_LANGUAGE_CODE.update({"burmese": "my", "valencian": "ca", "flemish": "nl", "haitian": "ht",
+                         "letzeburgesch": "lb", "pushto": "ps", "panjabi": "pa", "moldavian": "ro",
+                         "moldovan": "ro", "sinhalese": "si", "castilian": "es", "mandarin": "zh"})
+TASKS = ("translate", "transcribe")
+LANGUAGES = dict(zip(LANGUAGE_CODES, (n.replace("_", " ") for n in LANGUAGE_NAMES)))
+
+
+def _language_tables():
+    return LANGUAGES, TO_LANGUAGE_CODE
+
+
+def _as_list(token_ids: Any) -> Any:
+    if hasattr(token_ids, "tolist"):
+        token_ids = token_ids.tolist()
+    return token_ids
+
+
+class WhisperTokenizer(Tokenizer):
+    """The generic tokenizer with Whisper's prompt and timestamp handling."""
+
+    @classmethod
+    def from_folder(cls, folder, **kwargs: Any) -> WhisperTokenizer:
+        tokenizer = super().from_folder(folder, **kwargs)
+        settings = tokenizer.init_kwargs
+        tokenizer.language = settings.get("language")
+        tokenizer.task = settings.get("task")
+        tokenizer.predict_timestamps = bool(settings.get("predict_timestamps", False))
+        if tokenizer.language is not None or tokenizer.task is not None:
+            tokenizer.set_prefix_tokens()
+        return tokenizer
+
+    # -- ids
+    def _special_id(self, token: str) -> int | None:
+        return self._backend.token_to_id(token)
+
+    @property
+    def timestamp_begin(self) -> int:
+        no_timestamps = self._special_id("<|notimestamps|>")
+        if no_timestamps is None:
+            raise InputError("This tokenizer has no <|notimestamps|> token: it is not a Whisper "
+                             "tokenizer with timestamps.")
+        return no_timestamps + 1
+
+    def timestamp_ids(self, time_precision: float = 0.02) -> list[int]:
+        return self.convert_tokens_to_ids([f"<|{i * time_precision:.2f}|>" for i in range(1501)])
+
+    # -- prompts
+    @property
+    def prefix_tokens(self) -> list[int]:
+        languages, to_code = _language_tables()
+        ids = [self._special_id("<|startoftranscript|>")]
+        if self.language is not None:
+            name = self.language.lower()
+            if name in to_code:
+                code = to_code[name]
+            elif name in to_code.values():
+                code = name
+            else:
+                options = list(to_code.values()) if len(name) == 2 else list(to_code)
+                raise InputError(f"Unsupported language: {self.language}. Language should be one "
+                                 f"of: {options}.")
+            ids.append(self._special_id(f"<|{code}|>"))
+        if self.task is not None:
+            if self.task not in ("translate", "transcribe"):
+                raise InputError(f"Unsupported task: {self.task}. Task should be in: "
+                                 "('translate', 'transcribe')")
+            ids.append(self._special_id(f"<|{self.task}|>"))
+        if not self.predict_timestamps:
+            ids.append(self._special_id("<|notimestamps|>"))
+        return ids
+
+    def set_prefix_tokens(self, language: str | None = None, task: str | None = None,
+                          predict_timestamps: bool | None = None) -> None:
+        """The prompt tokens put before the text when encoding (as the reference)."""
+        from tokenizers import processors
+
+        self.language = language if language is not None else self.language
+        self.task = task if task is not None else self.task
+        if predict_timestamps is not None:
+            self.predict_timestamps = predict_timestamps
+        ids = self.prefix_tokens
+        tokens = self.convert_ids_to_tokens(ids)
+        eos, eos_id = self.eos_token, self.eos_token_id
+        prefix = " ".join(f"{token}:0" for token in tokens)
+        self._backend.post_processor = processors.TemplateProcessing(
+            single=f"{prefix} $A:0 {eos}:0", pair=f"{prefix} $A:0 $B:1 {eos}:1",
+            special_tokens=[(eos, eos_id), *zip(tokens, ids)])
+
+    def get_decoder_prompt_ids(self, task: str | None = None, language: str | None = None,
+                               no_timestamps: bool = True) -> list[tuple[int, int]]:
+        """[(1, <|lang|>), (2, <|task|>), (3, <|notimestamps|>)] as the reference builds them."""
+        self.set_prefix_tokens(task=task, language=language, predict_timestamps=not no_timestamps)
+        return [(rank + 1, token) for rank, token in enumerate(self.prefix_tokens[1:])]
+
+    def get_prompt_ids(self, text: str, return_tensors: str | None = "np"):
+        encoded = self("<|startofprev|>", " " + text.strip(), add_special_tokens=False)
+        ids = encoded["input_ids"]
+        import numpy as np
+
+        return np.asarray(ids) if return_tensors == "np" else ids
+
+    # -- decoding
+    def _strip_prompt(self, token_ids: list[int]) -> list[int]:
+        prompt, start = self._special_id("<|startofprev|>"), self._special_id("<|startoftranscript|>")
+        if token_ids and token_ids[0] == prompt:
+            return token_ids[token_ids.index(start):] if start in token_ids else []
+        return token_ids
+
+    def decode(self, token_ids: Any, skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None, output_offsets: bool = False,
+               time_precision: float = 0.02, decode_with_timestamps: bool = False,
+               **kwargs: Any) -> Any:
+        """Ids to text. Timestamp tokens are dropped, or written as ``<|1.08|>`` with
+        ``decode_with_timestamps``; ``output_offsets`` adds the timed segments."""
+        ids = _as_list(token_ids)
+        if isinstance(ids, int):
+            ids = [ids]
+        if ids and isinstance(ids[0], list):
+            return [self.decode(row, skip_special_tokens, clean_up_tokenization_spaces,
+                                output_offsets, time_precision, decode_with_timestamps)
+                    for row in ids]
+        filtered = self._strip_prompt(ids) if skip_special_tokens else ids
+        if decode_with_timestamps:
+            text = self._decode_with_timestamps(filtered, skip_special_tokens, time_precision)
+        else:
+            text = TIMESTAMP_PATTERN.sub("", super().decode(
+                filtered, skip_special_tokens=skip_special_tokens,
+                clean_up_tokenization_spaces=clean_up_tokenization_spaces))
+        if output_offsets:
+            return {"text": text, "offsets": self._compute_offsets(ids, time_precision)}
+        return text
+
+    def batch_decode(self, sequences: Any, skip_special_tokens: bool = False, **kwargs: Any) -> list:
+        rows = _as_list(sequences)
+        if rows and not isinstance(rows[0], list):
+            rows = [rows]
+        return [self.decode(row, skip_special_tokens=skip_special_tokens, **kwargs) for row in rows]
+
+    def _plain(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return Tokenizer.decode(self, ids, skip_special_tokens=skip_special_tokens)
+
+    def _decode_with_timestamps(self, token_ids: list[int], skip_special_tokens: bool = False,
+                                time_precision: float = 0.02, segment_size: int = 1500) -> str:
+        begin = self.timestamp_begin
+        outputs: list = [[]]
+        cur_max = prev_len = penultimate = 0.0
+        for index, token in enumerate(token_ids):
+            if token >= begin:
+                timestamp = float((token - begin) * time_precision)
+                if timestamp < cur_max:  # a new 30 s segment started
+                    single_ending = index >= 2 and not (token_ids[index - 1] >= begin
+                                                        and token_ids[index - 2] >= begin)
+                    if single_ending:
+                        prev_len += time_precision * segment_size
+                    else:
+                        cur_max = penultimate
+                        prev_len += penultimate
+                        outputs = outputs[:-2]
+                penultimate, cur_max = cur_max, timestamp
+                outputs.append(f"<|{timestamp + prev_len:.2f}|>")
+                outputs.append([])
+            else:
+                outputs[-1].append(token)
+        return "".join(part if isinstance(part, str) else
+                       (self._plain(part, skip_special_tokens) if part else "") for part in outputs)
+
+    def _compute_offsets(self, token_ids: list[int], time_precision: float = 0.02,
+                         segment_size: int = 1500) -> list[dict]:
+        begin = self.timestamp_begin
+        is_ts = [t >= begin for t in token_ids]
+        consecutive = [i + 1 for i in range(len(token_ids) - 1) if is_ts[i] and is_ts[i + 1]]
+        positions = [i for i, flag in enumerate(is_ts) if flag]
+        if not consecutive and len(positions) <= 1:
+            return []
+        if positions[-1] + 1 not in consecutive:
+            consecutive.append(positions[-1] + 1)
+        offsets = []
+        last_slice = positions[0]
+        cur_max = prev_len = 0
+        for current in consecutive:
+            sliced = token_ids[last_slice:current]
+            if len(sliced) > 1:
+                start, end = sliced[0] - begin, sliced[-1] - begin
+                if start < cur_max:
+                    single_ending = last_slice >= 2 and not (token_ids[last_slice - 2] >= begin
+                                                             and token_ids[last_slice - 1] >= begin)
+                    prev_len += segment_size if single_ending else cur_max
+                cur_max = end
+                text = TIMESTAMP_PATTERN.sub("", self._plain(sliced))
+                offsets.append({"text": text,
+                                "timestamp": (start * time_precision + prev_len * time_precision,
+                                              end * time_precision + prev_len * time_precision)})
+            last_slice = current
+        return offsets
+
+    def _decode_asr(self, model_outputs: list[dict], *, return_timestamps: Any,
+                    return_language: Any, time_precision: float):
+        return decode_asr(self, model_outputs, return_timestamps=return_timestamps,
+                          return_language=return_language, time_precision=time_precision)
+
+
+def decode_asr(tokenizer: Any, model_outputs: list[dict], *, return_timestamps: Any,
+               return_language: Any, time_precision: float, segment_size: int = 1500):
+    """The ASR pipeline's text (and timed chunks) from the token sequences of one input's
+    chunks, each with its stride in seconds: overlapping chunks are joined on their longest
+    common token sequence; timestamps are shifted by each chunk's offset. The reference's
+    algorithm (transformers ``_decode_asr``), step for step."""
+    languages, _ = _language_tables()
+    last_language = None
+
+    def new_chunk():
+        return {"language": last_language, "timestamp": [None, None], "text": ""}
+
+    chunks = []
+    chunk = new_chunk()
+    time_offset = 0.0
+    begin = tokenizer.timestamp_begin
+    previous_tokens: list[list[int]] = []
+    skip = False
+    right_stride_start = None
+    special = set(tokenizer.all_special_ids)
+    plain = tokenizer._plain if hasattr(tokenizer, "_plain") else tokenizer.decode
+    for output in model_outputs:
+        token_ids = tokenizer._strip_prompt(_as_list(output["tokens"])[0])
+        last_timestamp = None
+        first_timestamp = begin
+        cur_max = prev_len = penultimate = 0.0
+        if "stride" in output:
+            chunk_len, stride_left, stride_right = output["stride"]
+            time_offset -= stride_left
+            right_stride_start = chunk_len - stride_right
+            if stride_left:
+                first_timestamp = stride_left / time_precision + begin
+            if stride_right:
+                for token in reversed(token_ids):
+                    if token >= begin:
+                        if last_timestamp is not None and \
+                                (token - begin) * time_precision < right_stride_start:
+                            break
+                        last_timestamp = token
+        current_tokens: list[int] = []
+        for index, token in enumerate(token_ids):
+            if token in special:
+                text = plain([token])[2:-2]
+                language = languages.get(text)
+                if language is not None:
+                    if last_language and language != last_language and not return_timestamps:
+                        previous_tokens.append(current_tokens)
+                        chunk["text"] = plain(longest_common_sequence(previous_tokens))
+                        chunks.append(chunk)
+                        previous_tokens, current_tokens = [], []
+                        chunk = new_chunk()
+                    chunk["language"] = language
+                    last_language = language
+            elif token >= begin:
+                timestamp = float((token - begin) * time_precision)
+                if timestamp < cur_max:
+                    single_ending = index >= 2 and not (token_ids[index - 1] >= begin
+                                                        and token_ids[index - 2] >= begin)
+                    if single_ending:
+                        prev_len += time_precision * segment_size
+                    else:
+                        cur_max = penultimate
+                        prev_len += penultimate
+                penultimate, cur_max = cur_max, timestamp
+                time = round((token - begin) * time_precision + time_offset + prev_len, 2)
+                if last_timestamp and token >= last_timestamp:
+                    skip = True
+                elif skip or (previous_tokens and token < first_timestamp):
+                    skip = False
+                elif chunk["timestamp"][0] is None:
+                    chunk["timestamp"][0] = time
+                elif time != chunk["timestamp"][0]:
+                    chunk["timestamp"][1] = time
+                    previous_tokens.append(current_tokens)
+                    chunk["text"] = plain(longest_common_sequence(previous_tokens))
+                    chunks.append(chunk)
+                    previous_tokens, current_tokens = [], []
+                    chunk = new_chunk()
+            else:
+                current_tokens.append(token)
+        if "stride" in output:
+            time_offset += chunk_len - stride_right
+        if current_tokens:
+            previous_tokens.append(current_tokens)
+        elif not any(p for p in previous_tokens):
+            chunk = new_chunk()
+            previous_tokens = []
+    if previous_tokens:
+        chunk["text"] = plain(longest_common_sequence(previous_tokens))
+        chunks.append(chunk)
+    full_text = "".join(c["text"] for c in chunks)
+    optional: dict = {}
+    if return_timestamps or return_language:
+        for c in chunks:
+            if not return_timestamps:
+                c.pop("timestamp")
+            else:
+                c["timestamp"] = tuple(c["timestamp"])
+            if not return_language:
+                c.pop("language")
+        optional = {"chunks": chunks}
+    return full_text, optional
+
+
+def longest_common_sequence(sequences: list[list[int]]) -> list[int]:
+    """Join token sequences of overlapping chunks: each pair is aligned where the most tokens
+    agree (ties go to longer overlaps), and cut in the middle of that overlap."""
+    import numpy as np
+
+    left = sequences[0]
+    total: list[int] = []
+    for right in sequences[1:]:
+        left_length, right_length = len(left), len(right)
+        best, best_indices = 0.0, (left_length, left_length, 0, 0)
+        left_array, right_array = np.asarray(left), np.asarray(right)
+        for i in range(1, left_length + right_length):
+            left_start, left_stop = max(0, left_length - i), min(left_length, left_length + right_length - i)
+            right_start, right_stop = max(0, i - left_length), min(right_length, i)
+            matches = int(np.sum(left_array[left_start:left_stop] == right_array[right_start:right_stop]))
+            matching = matches / i + i / 10000.0
+            if matches > 1 and matching > best:
+                best, best_indices = matching, (left_start, left_stop, right_start, right_stop)
+        left_start, left_stop, right_start, right_stop = best_indices
+        total.extend(left[:(left_stop + left_start) // 2])
+        left = right[(right_stop + right_start) // 2:]
+    total.extend(left)
+    return total
