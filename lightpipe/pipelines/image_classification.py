@@ -1,0 +1,118 @@
+"""image-classification: labels and scores for images. Also ``ImagePipeline``, the shared base
+of the image tasks: images are loaded, resized and cropped per item as uint8 arrays (few
+copies), and each batch is rescaled and normalised at once (numpy on the CPU, torch on a GPU),
+just before the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Pipeline, softmax
+
+_FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+class ImagePipeline(Pipeline):
+    """Base of the image tasks. ``preprocess`` -> ``{"pixel_values": (H, W, 3) uint8 array}``;
+    ``_forward`` normalises the batch with the image processor, then runs the model."""
+
+    def __call__(self, inputs: Any = None, *args: Any, images: Any = None, **kwargs: Any) -> Any:
+        if images is not None:
+            if inputs is not None:
+                raise TypeError("Pass the images once: as the first argument or as images=.")
+            inputs = images
+        if inputs is None:
+            raise InputError(f"The {self.task} pipeline needs an image (a path, URL, PIL image, "
+                             "array or base64 data) or a list of them.")
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _check_processor(self) -> None:
+        if self.image_processor is None or not hasattr(self.image_processor, "prepare"):
+            raise InputError(f"The {self.task} pipeline needs a lightpipe image processor "
+                             "(lightpipe.AutoImageProcessor.from_pretrained(model folder)).")
+
+    def load(self, item: Any, timeout: float | None = None):
+        from ..processing.image import load_image
+
+        return load_image(item, timeout=timeout)
+
+    def pixels(self, image: Any) -> np.ndarray:
+        """A loaded image -> its (H, W, 3) uint8 array after resize and crop."""
+        self._check_processor()
+        return self.image_processor.prepare(image)
+
+    def preprocess(self, item: Any, timeout: float | None = None) -> dict:
+        return {"pixel_values": self.pixels(self.load(item, timeout))}
+
+    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+        """Pieces' uint8 images -> one (batch, H, W, 3) uint8 tensor on the model's device,
+        stacked in numpy (one thread: see ImageProcessor.normalize_batch)."""
+        import torch
+
+        pixels = torch.from_numpy(np.stack([piece["pixel_values"] for piece in pieces]))
+        extras = [{k: v for k, v in piece.items() if k != "pixel_values"} for piece in pieces]
+        return {"pixel_values": pixels.to(self.device)}, extras
+
+    def normalized(self, model_inputs: dict) -> dict:
+        inputs = dict(model_inputs)
+        inputs["pixel_values"] = self.image_processor.normalize_batch(
+            inputs["pixel_values"], dtype=self.model.dtype)
+        return inputs
+
+    def _forward(self, model_inputs: dict, **params: Any) -> dict:
+        return self.model(**self.normalized(model_inputs))
+
+    def save_pretrained(self, folder: str) -> None:
+        super().save_pretrained(folder)
+        if self.image_processor is not None:
+            self.image_processor.save_pretrained(folder)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+class ImageClassificationPipeline(ImagePipeline):
+    """``pipe(image)`` -> ``[{"label": ..., "score": ...}, ...]`` (the ``top_k`` best, 5 by
+    default). ``function_to_apply``: "softmax", "sigmoid" or "none" (default: sigmoid for one
+    label or multi-label models, none for regression, softmax otherwise, as the reference)."""
+
+    task = "image-classification"
+
+    def _sanitize_parameters(self, top_k: Any = None, function_to_apply: Any = None,
+                             timeout: float | None = None, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
+        pre, post = {}, {}
+        if timeout is not None:
+            pre["timeout"] = timeout
+        if top_k is not None:
+            if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+                raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+            post["top_k"] = top_k
+        if function_to_apply is not None:
+            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
+            if name not in _FUNCTIONS:
+                raise ValueError(f"function_to_apply={function_to_apply!r} is not one of "
+                                 f"{', '.join(_FUNCTIONS)}.")
+            post["function_to_apply"] = name
+        return pre, {}, post
+
+    def postprocess(self, model_outputs: dict, function_to_apply: str | None = None,
+                    top_k: int = 5) -> list[dict]:
+        config = self.model.config
+        if function_to_apply is None:
+            if config.problem_type == "regression":
+                function_to_apply = "none"
+            elif config.problem_type == "multi_label_classification" or config.num_labels == 1:
+                function_to_apply = "sigmoid"
+            else:
+                function_to_apply = "softmax"
+        logits = model_outputs["logits"][0].float().numpy()
+        scores = {"softmax": softmax, "sigmoid": _sigmoid}.get(function_to_apply, lambda x: x)(logits)
+        results = [{"label": config.id2label[i], "score": score.item()} for i, score in enumerate(scores)]
+        results.sort(key=lambda entry: entry["score"], reverse=True)
+        return results[:min(top_k, config.num_labels)]

@@ -1,0 +1,62 @@
+"""image-feature-extraction: a vision model's hidden states (or pooled output) for images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError
+from .image_classification import ImagePipeline
+
+
+class ImageFeatureExtractionPipeline(ImagePipeline):
+    """``pipe(image)`` -> ``last_hidden_state`` as nested lists, shape (1, tokens, hidden);
+    ``pool=True`` -> the model's ``pooler_output`` (1, hidden); ``return_tensors=True`` -> torch
+    tensors instead of lists. ``image_processor_kwargs`` override the processor's settings."""
+
+    task = "image-feature-extraction"
+
+    def _sanitize_parameters(self, image_processor_kwargs: dict | None = None,
+                             return_tensors: Any = None, pool: Any = None,
+                             timeout: float | None = None, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
+        pre: dict[str, Any] = {}
+        if image_processor_kwargs:
+            pre["processor_options"] = dict(image_processor_kwargs)
+        if timeout is not None:
+            pre["timeout"] = timeout
+        post = {}
+        if pool is not None:
+            post["pool"] = pool
+        if return_tensors is not None:
+            post["return_tensors"] = return_tensors
+        return pre, {}, post
+
+    def preprocess(self, item: Any, timeout: float | None = None,
+                   processor_options: dict | None = None) -> dict:
+        self._check_processor()
+        image = self.load(item, timeout)
+        options = self.image_processor.options(**(processor_options or {}))
+        return {"pixel_values": self.image_processor.prepare(image, **options), "_options": options}
+
+    def _collate(self, pieces: list[dict]):
+        batch, extras = super()._collate(pieces)
+        batch["_options"] = extras[0]["_options"]
+        return batch, [{} for _ in extras]
+
+    def normalized(self, model_inputs: dict) -> dict:
+        inputs = dict(model_inputs)
+        options = inputs.pop("_options", None) or {}
+        inputs["pixel_values"] = self.image_processor.normalize_batch(
+            inputs["pixel_values"], dtype=self.model.dtype, **options)
+        return inputs
+
+    def postprocess(self, model_outputs: dict, pool: bool = False, return_tensors: bool = False) -> Any:
+        if pool:
+            if "pooler_output" not in model_outputs:
+                raise InputError("This model has no pooled output (no pooler layer), so pool=True "
+                                 "cannot be used; leave pool out to get the hidden states.")
+            outputs = model_outputs["pooler_output"]
+        else:
+            outputs = model_outputs["last_hidden_state"]
+        return outputs if return_tensors else outputs.tolist()

@@ -1,0 +1,70 @@
+"""object-detection: boxes, labels and scores (DETR)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .image_classification import ImagePipeline
+
+
+class ObjectDetectionPipeline(ImagePipeline):
+    """``pipe(image)`` -> ``[{"score": ..., "label": ..., "box": {"xmin", "ymin", "xmax",
+    "ymax"}}, ...]``: detections scoring above ``threshold`` (0.5), boxes in pixels of the
+    original image (ints, as the reference). Images keep their own size (short side 800 by
+    default), so only images of the same size share a batch: results do not depend on
+    ``batch_size``."""
+
+    task = "object-detection"
+
+    def _sanitize_parameters(self, threshold: float | None = None, timeout: float | None = None,
+                             **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
+        pre, post = {}, {}
+        if timeout is not None:
+            pre["timeout"] = timeout
+        if threshold is not None:
+            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+                raise InputError(f"threshold must be a number between 0 and 1, got {threshold!r}.")
+            post["threshold"] = float(threshold)
+        return pre, {}, post
+
+    def preprocess(self, item: Any, timeout: float | None = None) -> dict:
+        image = self.load(item, timeout)
+        return {"pixel_values": self.pixels(image), "target_size": (image.height, image.width)}
+
+    def _forward_pieces(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
+        # Batch only images of one size (no padding: DETR's convolutions would see it).
+        groups: dict[tuple, list[int]] = {}
+        for index, piece in enumerate(pieces):
+            groups.setdefault(tuple(piece["pixel_values"].shape), []).append(index)
+        outputs: list[dict | None] = [None] * len(pieces)
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chosen = indices[start:start + batch_size]
+                done = super()._forward_pieces([pieces[j] for j in chosen], batch_size, fwd)
+                for j, out in zip(chosen, done):
+                    outputs[j] = out
+        return outputs  # type: ignore[return-value]
+
+    def _forward(self, model_inputs: dict, **params: Any) -> dict:
+        out = self.model(**self.normalized(model_inputs))
+        return {"logits": out["logits"], "pred_boxes": out["pred_boxes"]}
+
+    def postprocess(self, model_outputs: dict, threshold: float = 0.5) -> list[dict]:
+        post = getattr(self.image_processor, "post_process_object_detection", None)
+        if post is None:
+            raise InputError("object-detection needs an image processor with "
+                             "post_process_object_detection (a DETR image processor).")
+        height, width = model_outputs["target_size"]
+        found = post(model_outputs, threshold, torch.tensor([[height, width]], dtype=torch.int32))[0]
+        labels = self.model.config.id2label
+        results = []
+        for score, label, box in zip(found["scores"].tolist(), found["labels"].tolist(), found["boxes"]):
+            xmin, ymin, xmax, ymax = box.int().tolist()
+            results.append({"score": score, "label": labels[label],
+                            "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}})
+        return results
