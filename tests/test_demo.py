@@ -178,3 +178,45 @@ def test_step09_example_prints_what_the_page_shows(classifier):
     shown = json.loads(done.stdout.split("page shows: ", 1)[1])
     expected = lightpipe.pipeline("text-classification", model=str(classifier))("I love this movie!", top_k=None)
     assert shown == pytest.approx({entry["label"]: entry["score"] for entry in expected}, abs=1e-6)
+
+
+def test_image_audio_and_seq2seq_pages(vision_model, test_images, wav2vec2_folder, speech_files):
+    """The pages of the other modalities, on tiny real pipelines: what a page shows is what
+    the pipeline answers."""
+    from PIL import Image
+
+    image = Image.open(test_images["rgb_jpeg"])
+    classify = lightpipe.pipeline("image-classification",
+                                  model=str(vision_model("vit", "AutoModelForImageClassification")))
+    bars = page_for(classify).run(image)
+    assert bars == {r["label"]: r["score"] for r in classify(image, top_k=5)} and bars
+
+    detector = lightpipe.pipeline("object-detection",
+                                  model=str(vision_model("detr", "AutoModelForObjectDetection")))
+    shown, boxes = page_for(detector).run(image, 0.0)
+    found = detector(image, threshold=0.0)
+    assert shown is image and len(boxes) == len(found) > 0
+    first = found[0]["box"]
+    assert boxes[0][0] == (first["xmin"], first["ymin"], first["xmax"], first["ymax"])
+
+    clip = lightpipe.pipeline("zero-shot-image-classification",
+                              model=str(vision_model("clip", "AutoModel")))
+    scores = page_for(clip).run(image, "a cat, a dog,")
+    assert set(scores) == {"a cat", "a dog"}
+    assert scores == {r["label"]: r["score"] for r in clip(image, candidate_labels=["a cat", "a dog"])}
+
+    features = lightpipe.pipeline("image-feature-extraction", model=str(vision_model("vit", "AutoModel")))
+    shown = page_for(features).run(image)
+    assert shown["shape"] == list(torch.as_tensor(features(image, return_tensors=True)).shape)
+
+    asr = lightpipe.pipeline("automatic-speech-recognition", model=str(wav2vec2_folder()))
+    assert page_for(asr).run(str(speech_files["wav"])) == asr(str(speech_files["wav"]))["text"]
+    sounds = lightpipe.pipeline("audio-classification",
+                                model=str(wav2vec2_folder("AutoModelForAudioClassification")))
+    assert page_for(sounds).run(str(speech_files["wav"])) == {
+        r["label"]: r["score"] for r in sounds(str(speech_files["wav"]), top_k=5)}
+
+    for task, key in (("summarization", "summary_text"), ("translation", "translation_text"),
+                      ("text2text-generation", "generated_text")):
+        fake = FakePipe(task, [{key: "out"}])
+        assert page_for(fake).run("in") == "out" and fake.calls[0][0] == ("in",)
