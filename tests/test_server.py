@@ -111,14 +111,22 @@ def encoder(tiny_model):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, classifier, encoder, minilm_path):
+def media_models(vision_model, wav2vec2_folder):
+    return {"vit": vision_model("vit", "AutoModelForImageClassification"), "asr": wav2vec2_folder()}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, classifier, encoder, minilm_path, media_models):
     config = {"max_body_bytes": 65536,
               "defaults": {"max_batch_size": 16, "max_wait_ms": 10, "max_inputs": 32,
                            "max_input_chars": 2000},
               "models": [{"name": "cls", "task": "text-classification", "model": str(classifier)},
                          {"name": "enc", "task": "feature-extraction", "model": str(encoder)},
                          {"name": "minilm", "task": "feature-extraction", "model": str(minilm_path),
-                          "max_input_chars": 20000}]}
+                          "max_input_chars": 20000},
+                         {"name": "vit", "task": "image-classification", "model": str(media_models["vit"])},
+                         {"name": "asr", "task": "automatic-speech-recognition",
+                          "model": str(media_models["asr"])}]}
     running = start_from_config(tmp_path_factory.mktemp("server"), config)
     yield running
     assert running.stop() == 0, "".join(running.lines)
@@ -166,10 +174,10 @@ def test_health_models_and_metrics(server):
     health = server.get("/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
-    assert set(health.json()["models"]) == {"cls", "enc", "minilm"}
+    assert set(health.json()["models"]) == {"cls", "enc", "minilm", "vit", "asr"}
     listed = server.get("/v1/models").json()
     assert listed["object"] == "list"
-    assert [m["id"] for m in listed["data"]] == ["cls", "enc", "minilm"]
+    assert [m["id"] for m in listed["data"]] == ["cls", "enc", "minilm", "vit", "asr"]
     assert [m["task"] for m in listed["data"]][:2] == ["text-classification", "feature-extraction"]
     assert server.get("/v1/models/cls").json()["id"] == "cls"
 
@@ -210,7 +218,7 @@ def test_embeddings_with_the_openai_client(server, minilm_path):
     import transformers
 
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=30)
-    assert {m.id for m in client.models.list()} == {"cls", "enc", "minilm"}
+    assert {m.id for m in client.models.list()} == {"cls", "enc", "minilm", "vit", "asr"}
     sentences = ["A man is eating food.", "A man is eating a piece of bread.",
                  "Someone is playing a musical instrument. " * 3]
     as_floats = client.embeddings.create(model="minilm", input=sentences, encoding_format="float")
@@ -665,3 +673,31 @@ def test_media_inputs_decode_base64_and_refuse_server_paths(tmp_path):
         with pytest.raises(ApiError, match=message) as caught:
             _media_item(kind, value, "inputs[0]")
         assert caught.value.status == 422 and caught.value.param == "inputs[0]"
+
+
+def test_image_and_audio_over_http(server, media_models, test_images, tmp_path):
+    """Images and audio travel as base64 (or, for audio, a samples array); the answer equals
+    the Python call's on the same file, and a path on the server's disk is refused."""
+    import soundfile
+
+    image_path = Path(test_images["rgb_jpeg"])
+    encoded = base64.b64encode(image_path.read_bytes()).decode()
+    local = lightpipe.pipeline("image-classification", model=str(media_models["vit"]))
+    answer = server.post("/v1/pipelines/vit", {"inputs": encoded, "parameters": {"top_k": 2}})
+    assert answer.status_code == 200, answer.text
+    assert_outputs_close(answer.json(), local(str(image_path), top_k=2))
+    answer = server.post("/v1/pipelines/vit", {"inputs": [f"data:image/jpeg;base64,{encoded}", encoded]})
+    assert answer.status_code == 200 and len(answer.json()) == 2
+    refused = server.post("/v1/pipelines/vit", {"inputs": str(image_path)})
+    assert refused.status_code == 422 and "does not read files" in refused.json()["error"]["message"]
+
+    samples = np.round(np.sin(np.arange(2400) / 7.0) * 0.3, 3).astype(np.float32)
+    wav = tmp_path / "tone.wav"
+    soundfile.write(wav, samples, 16000, subtype="PCM_16")
+    asr = lightpipe.pipeline("automatic-speech-recognition", model=str(media_models["asr"]))
+    answer = server.post("/v1/pipelines/asr", {"inputs": base64.b64encode(wav.read_bytes()).decode()})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == asr(str(wav))
+    answer = server.post("/v1/pipelines/asr", {"inputs": {"array": samples.tolist(), "sampling_rate": 16000}})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == asr({"array": samples, "sampling_rate": 16000})
