@@ -258,3 +258,19 @@ def test_run_without_model_uses_the_task_default(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"defaulted to {default}" in proc.stderr
     assert f"lightpipe: error: '{default}'" in proc.stderr and "not in the local" in proc.stderr
+
+
+def test_run_takes_image_and_audio_files(capsys, monkeypatch, vision_model, test_images,
+                                         wav2vec2_folder, speech_files):
+    """`lightpipe run` with file paths (arguments or stdin lines) for image and audio tasks."""
+    vit = str(vision_model("vit", "AutoModelForImageClassification"))
+    image = test_images["rgb_jpeg"]
+    code, results, err = run_cli(capsys, monkeypatch, ["run", "image-classification", "--model", vit, image])
+    assert code == 0, err
+    assert results == [lightpipe.pipeline("image-classification", model=vit)(image)]
+    asr = str(wav2vec2_folder())
+    wav, flac = str(speech_files["wav"]), str(speech_files["flac"])
+    code, results, err = run_cli(capsys, monkeypatch, ["run", "automatic-speech-recognition",
+                                                       "--model", asr], f"{wav}\n{flac}\n")
+    assert code == 0, err
+    assert results == lightpipe.pipeline("automatic-speech-recognition", model=asr)([wav, flac])
