@@ -7,6 +7,9 @@ the same defaults and merge order (call arguments > ``generation_config.json`` >
 defaults), the same processor order, and the same beam search, so greedy and beam outputs are
 token for token those of the reference on the same checkpoint.
 
+Encoder-decoder models (T5, BART, Marian, Whisper) run their encoder once and then the same
+loops over their decoder (``GenerationMixin.is_encoder_decoder``, ``EncoderDecoderCache``).
+
 The cache is gpt-fast's design: per layer, keys and values live in buffers allocated once for
 the whole generation (prompt + new tokens); a decoding step writes its one new key and value in
 place and attends over a view, so no step copies the past.
@@ -172,6 +175,54 @@ class KVCache:
             self.lengths[layer] = max(0, used + length if length < 0 else min(used, length))
 
 
+class EncoderDecoderCache:
+    """An encoder-decoder's decoding cache: the decoder's self-attention ``KVCache``, and per
+    layer the cross-attention keys and values of the encoder states, computed on the first step
+    and reused after. Beam search reorders only the self-attention part: a beam stays within
+    its batch item, whose encoder states (and so cross keys and values) are the same."""
+
+    def __init__(self, capacity: int = 0):
+        self.self_attention = KVCache(capacity)
+        self.cross_keys: list[torch.Tensor] = []
+        self.cross_values: list[torch.Tensor] = []
+
+    def get_seq_length(self, layer: int = 0) -> int:
+        return self.self_attention.get_seq_length(layer)
+
+    def __len__(self) -> int:
+        return len(self.self_attention)
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer: int):
+        return self.self_attention.update(key, value, layer)
+
+    def cross(self, layer: int, project) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``layer``'s cross-attention keys and values: ``project()`` -> (key, value)
+        on the first call, the stored ones after."""
+        if layer == len(self.cross_keys):
+            key, value = project()
+            self.cross_keys.append(key)
+            self.cross_values.append(value)
+        return self.cross_keys[layer], self.cross_values[layer]
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        """Only the rows whose beam changed are copied (often none at batch 1)."""
+        cache = self.self_attention
+        if not cache.keys:
+            return
+        rows = torch.nonzero(beam_idx.cpu() != torch.arange(len(beam_idx))).flatten()
+        if len(rows) == 0:
+            return
+        sources = beam_idx.cpu()[rows]
+        for layer, used in enumerate(cache.lengths):
+            for store in (cache.keys, cache.values):
+                buffer = store[layer]
+                device = buffer.device
+                buffer[rows.to(device), :, :used] = buffer[:, :, :used].index_select(0, sources.to(device))
+
+    def crop(self, length: int) -> None:
+        self.self_attention.crop(length)
+
+
 def open_cache(cache: "KVCache | None", past_key_values: "KVCache | None", use_cache: bool | None,
                config: Any) -> "tuple[KVCache | None, bool]":
     """The cache a decoder forward writes to: the one given (under either name), a new one
@@ -270,7 +321,7 @@ GENERATION_FIELDS = tuple(GENERATION_DEFAULTS) + (
     "assistant_early_exit", "token_healing", "watermarking_config", "prefill_chunk_size",
     "compile_config", "disable_compile", "is_assistant", "use_mtp")
 # Settings lightpipe does not implement, with the value that means "off".
-_UNSUPPORTED = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "bad_words_ids": None,
+_UNSUPPORTED = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
                 "exponential_decay_length_penalty": None, "encoder_repetition_penalty": 1.0,
                 "encoder_no_repeat_ngram_size": 0, "sequence_bias": None, "guidance_scale": 1.0,
                 "top_h": None, "num_beam_groups": 1, "diversity_penalty": 0.0,
@@ -451,6 +502,35 @@ class NoRepeatNGramLogitsProcessor:
         banned = torch.zeros(scores.shape[0], vocab_size + 1, dtype=torch.bool, device=scores.device)
         banned.scatter_(1, torch.where(repeats, windows[..., -1].clamp(max=vocab_size), vocab_size), True)
         return scores.masked_fill(banned[:, :vocab_size], -math.inf)
+
+
+class NoBadWordsLogitsProcessor:
+    """Ban each ``bad_words_ids`` sequence: its last token once the sequence so far ends with
+    the others (a one-token sequence: always). Sequences that are just an EOS are kept out."""
+
+    def __init__(self, bad_words_ids, eos_token_id=None):
+        if not isinstance(bad_words_ids, list) or not bad_words_ids or not all(
+                isinstance(seq, list) and seq and all(isinstance(t, int) and t >= 0 for t in seq)
+                for seq in bad_words_ids):
+            raise ValueError(f"`bad_words_ids` has to be a non-empty list of lists of positive "
+                             f"integers, but is {bad_words_ids}.")
+        eos = [] if eos_token_id is None else torch.as_tensor(eos_token_id).reshape(-1).tolist()
+        sequences = [seq for seq in bad_words_ids if not (len(seq) == 1 and seq[0] in eos)]
+        self.single = torch.tensor([seq[0] for seq in sequences if len(seq) == 1], dtype=torch.long)
+        self.longer = [seq for seq in sequences if len(seq) > 1]
+
+    def __call__(self, input_ids, scores):
+        if len(self.single):
+            scores = _ban(scores, self.single)
+        for seq in self.longer:
+            prefix = torch.tensor(seq[:-1], device=input_ids.device)
+            if input_ids.shape[1] < len(prefix) or seq[-1] >= scores.shape[-1]:
+                continue
+            rows = (input_ids[:, input_ids.shape[1] - len(prefix):] == prefix).all(dim=1)
+            if bool(rows.any()):
+                scores = scores.clone()
+                scores[rows, seq[-1]] = -math.inf
+        return scores
 
 
 class SuppressTokensLogitsProcessor:
@@ -765,12 +845,20 @@ def _is_cjk(cp: int) -> bool:
 # --- 6. generate() -----------------------------------------------------------------------------
 
 class GenerationMixin:
-    """``generate()`` for causal language models. A model class lists it first in its bases
+    """``generate()`` for causal language models and encoder-decoders (see
+    ``is_encoder_decoder``). A model class lists it first in its bases
     and its forward takes ``input_ids, attention_mask, position_ids, cache, use_cache,
     logits_to_keep`` and returns ``logits`` (and ``cache``)."""
 
     # Models with learned absolute positions cannot go past their table (GPT-2, OPT).
     learned_positions = False
+    # Encoder-decoder models (T5, BART, Whisper) set this and define ``encode(inputs,
+    # attention_mask)`` -> encoder states and ``decode(decoder_input_ids, encoder_hidden_states,
+    # encoder_attention_mask, cache, use_cache, logits_to_keep)`` -> logits (and cache);
+    # generate() then starts the decoder from ``decoder_start_token_id``, prepended to a given
+    # ``decoder_input_ids`` unless ``prepend_decoder_start`` is False (Whisper's prompts).
+    is_encoder_decoder = False
+    prepend_decoder_start = True
     # tie_word_embeddings when config.json does not say (transformers' class default).
     tie_word_embeddings_default = True
     # On the CPU, generate() keeps a copy of the linear weights in oneDNN's blocked layout:
@@ -860,6 +948,10 @@ class GenerationMixin:
         sampling without touching torch's global random state.
         """
         config, model_kwargs, default_max = self._generation_config_for_call(generation_config, kwargs)
+        encoder_inputs = None
+        if self.is_encoder_decoder:  # the encoder's inputs, then the decoder's prompt if any
+            encoder_inputs = self._pop_encoder_inputs(inputs, model_kwargs)
+            inputs = None
         input_ids = model_kwargs.pop("input_ids", None)
         if inputs is not None and input_ids is not None:
             raise ValueError("Pass the prompt either as `inputs` or as `input_ids`, not both.")
@@ -885,6 +977,10 @@ class GenerationMixin:
         device = self.device
         if self.pack_weights and device.type == "cpu":
             self.pack_linear_weights()
+        if encoder_inputs is not None:
+            return self._generate_encoder_decoder(encoder_inputs, config, mode, default_max,
+                                                  logits_processor, stopping_criteria, streamer,
+                                                  tokenizer, generator)
         eos, pad = self._special_tokens(config, attention_mask is not None, input_ids)
         if input_ids is None:
             if config.bos_token_id is None:
@@ -924,6 +1020,83 @@ class GenerationMixin:
         criteria = self._stopping_criteria(config, eos, tokenizer, stopping_criteria)
         state = _DecodeState(input_ids, attention_mask, position_ids, config.max_length,
                              KVCache(config.max_length) if config.use_cache else None)
+        if mode.startswith("beam"):
+            return self._beam_search(state, config, processors, criteria, pad, eos, generator,
+                                     batch_size)
+        return self._sample(state, config, processors, criteria, pad, streamer, generator)
+
+    # -- encoder-decoder models: the encoder runs once, the decoder generates
+    def _pop_encoder_inputs(self, inputs, model_kwargs: dict) -> dict:
+        name = self.main_input_name
+        source = model_kwargs.pop(name, None)
+        if inputs is not None and source is not None:
+            raise ValueError(f"Pass the encoder's input either as `inputs` or as `{name}`, not both.")
+        decoder_input_ids = model_kwargs.pop("decoder_input_ids", None)
+        if decoder_input_ids is None and name != "input_ids":  # the reference's alias
+            decoder_input_ids = model_kwargs.pop("input_ids", None)
+        model_kwargs.pop("decoder_attention_mask", None)
+        return {"inputs": inputs if inputs is not None else source,
+                "attention_mask": model_kwargs.pop("attention_mask", None),
+                "encoder_outputs": model_kwargs.pop("encoder_outputs", None),
+                "decoder_input_ids": decoder_input_ids}
+
+    def _generate_encoder_decoder(self, given: dict, config, mode: str, default_max: bool,
+                                  logits_processor, stopping_criteria, streamer, tokenizer, generator):
+        """Run the encoder once, then the greedy / sampling / beam loop over ``decode()``.
+        Lengths count decoder tokens (the start token included), as in the reference."""
+        device = self.device
+        source, mask, encoded = given["inputs"], given["attention_mask"], given["encoder_outputs"]
+        name = self.main_input_name
+        if encoded is None:
+            if not isinstance(source, torch.Tensor) or source.dim() < 2:
+                raise InputError(f"generate() needs the encoder's input as a batched tensor: pass "
+                                 f"`{name}` as the {'tokenizer' if name == 'input_ids' else 'feature extractor'} "
+                                 "gives it with return_tensors='pt'.")
+            if source.shape[1] == 0 or source.shape[0] == 0:
+                raise InputError(f"The encoder's input `{name}` is empty (shape {tuple(source.shape)}).")
+            source = source.to(device)
+        elif not isinstance(encoded, torch.Tensor):  # a ModelOutput or a tuple
+            encoded = encoded["last_hidden_state"] if isinstance(encoded, dict) else encoded[0]
+        eos, pad = self._special_tokens(config, mask is not None, source)
+        if encoded is None:  # (no mask given: none inferred from padding, as transformers 5)
+            encoded = self.encode(source, attention_mask=mask)
+        encoded = encoded.to(device)
+        batch_size = encoded.shape[0]
+        if mask is not None:
+            mask = None if bool(mask.all()) else mask.to(device)
+
+        start = config.decoder_start_token_id
+        if start is None:
+            start = config.bos_token_id
+        if start is None:
+            raise ValueError("`decoder_start_token_id` or `bos_token_id` has to be defined for "
+                             "encoder-decoder generation.")
+        starts = torch.as_tensor(start, dtype=torch.long, device=device).reshape(-1, 1)
+        starts = starts.expand(batch_size, 1) if starts.shape[0] == 1 else starts
+        decoder_input_ids = given["decoder_input_ids"]
+        if decoder_input_ids is None:
+            decoder_input_ids = starts
+        else:
+            decoder_input_ids = decoder_input_ids.to(device)
+            if self.prepend_decoder_start and bool((decoder_input_ids[:, 0] != starts[:, 0]).all()):
+                decoder_input_ids = torch.cat((starts, decoder_input_ids), dim=-1)
+
+        expand = max(config.num_beams, config.num_return_sequences)
+        if expand > 1:
+            decoder_input_ids = decoder_input_ids.repeat_interleave(expand, dim=0)
+            encoded = encoded.repeat_interleave(expand, dim=0)
+            if mask is not None:
+                mask = mask.repeat_interleave(expand, dim=0)
+        if streamer is not None:
+            streamer.put(decoder_input_ids.cpu())
+        prompt_length = decoder_input_ids.shape[1]
+        self._set_lengths(config, prompt_length, default_max)
+        processors = self._logits_processors(config, prompt_length, None, eos, logits_processor)
+        criteria = self._stopping_criteria(config, eos, tokenizer, stopping_criteria)
+        positions = torch.arange(prompt_length, device=device).expand(decoder_input_ids.shape[0], -1)
+        state = _DecodeState(decoder_input_ids, None, positions, config.max_length,
+                             EncoderDecoderCache(config.max_length) if config.use_cache else None)
+        state.encoder_states, state.encoder_mask = encoded, mask
         if mode.startswith("beam"):
             return self._beam_search(state, config, processors, criteria, pad, eos, generator,
                                      batch_size)
@@ -1006,6 +1179,8 @@ class GenerationMixin:
             processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty, padding))
         if config.no_repeat_ngram_size:
             processors.append(NoRepeatNGramLogitsProcessor(config.no_repeat_ngram_size))
+        if config.bad_words_ids is not None:
+            processors.append(NoBadWordsLogitsProcessor(config.bad_words_ids, eos))
         if eos is not None and config.min_length:
             processors.append(MinLengthLogitsProcessor(config.min_length, eos))
         if eos is not None and config.min_new_tokens:
@@ -1055,6 +1230,11 @@ class GenerationMixin:
         """Logits (batch, vocab) for the next token, in float32."""
         cache = state.cache
         fresh = state.length if cache is None else state.length - cache.get_seq_length()
+        if state.encoder_states is not None:
+            out = self.decode(state.input_ids[:, state.length - fresh:state.length],
+                              state.encoder_states, state.encoder_mask, cache=cache,
+                              use_cache=cache is not None, logits_to_keep=1)
+            return out.logits[:, -1].to(dtype=torch.float32, copy=True)
         out = self(input_ids=state.input_ids[:, state.length - fresh:state.length],
                    attention_mask=state.mask(), position_ids=state.positions[:, state.length - fresh:state.length],
                    cache=cache, use_cache=cache is not None, logits_to_keep=1)
@@ -1219,6 +1399,10 @@ def _available_memory() -> int | None:
 class _DecodeState:
     """The growing sequences of a generate() call, in buffers sized for the final length:
     token ids, positions and (with padding) the attention mask."""
+
+    # Encoder-decoder models: the encoder's output (and padding mask) the decoder attends to.
+    encoder_states: torch.Tensor | None = None
+    encoder_mask: torch.Tensor | None = None
 
     def __init__(self, input_ids, attention_mask, position_ids, max_length, cache):
         self.batch, self.length = input_ids.shape
