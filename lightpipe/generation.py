@@ -321,7 +321,7 @@ GENERATION_FIELDS = tuple(GENERATION_DEFAULTS) + (
     "assistant_early_exit", "token_healing", "watermarking_config", "prefill_chunk_size",
     "compile_config", "disable_compile", "is_assistant", "use_mtp")
 # Settings lightpipe does not implement, with the value that means "off".
-_UNSUPPORTED = {"typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+_UNSUPPORTED = {"epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
                 "exponential_decay_length_penalty": None, "encoder_repetition_penalty": 1.0,
                 "encoder_no_repeat_ngram_size": 0, "sequence_bias": None, "guidance_scale": 1.0,
                 "top_h": None, "num_beam_groups": 1, "diversity_penalty": 0.0,
@@ -606,6 +606,30 @@ class TopPLogitsWarper:
         remove = cumulative <= (1 - self.top_p)  # the tail holding at most 1 - top_p of the mass
         remove[..., -self.min_tokens_to_keep:] = False
         return scores.masked_fill(remove.scatter(1, order, remove), -math.inf)
+
+
+class TypicalLogitsWarper:
+    """Locally typical sampling (Meister et al., 2022, arXiv:2202.00666): rank the tokens by how
+    far their surprisal (-log p) is from the distribution's entropy and keep the most typical
+    ones until they hold ``mass`` of the probability."""
+
+    def __init__(self, mass: float, min_tokens_to_keep: int = 1):
+        mass = float(mass)
+        if not 0 < mass < 1:
+            raise ValueError(f"`typical_p` has to be a float > 0 and < 1, but is {mass}.")
+        self.mass, self.min_tokens_to_keep = mass, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        log_probs = scores.log_softmax(dim=-1)
+        probs = log_probs.exp()
+        entropy = -(log_probs * probs).nansum(dim=-1, keepdim=True)
+        distance = (entropy + log_probs).abs()  # |surprisal - entropy|
+        by_distance, order = distance.sort(dim=-1)  # most typical first
+        held = scores.gather(-1, order).softmax(dim=-1).cumsum(dim=-1)
+        last = (held < self.mass).sum(dim=-1, keepdim=True).clamp_(max=scores.shape[-1] - 1)
+        remove = distance > by_distance.gather(-1, last)  # ties with the last one kept stay
+        remove.scatter_(-1, order[:, :self.min_tokens_to_keep], False)
+        return scores.masked_fill(remove, -math.inf)
 
 
 class MinPLogitsWarper:
@@ -1206,6 +1230,8 @@ class GenerationMixin:
                 processors.append(TopPLogitsWarper(config.top_p, keep))
             if config.min_p is not None:
                 processors.append(MinPLogitsWarper(config.min_p, keep))
+            if config.typical_p is not None and config.typical_p < 1.0:
+                processors.append(TypicalLogitsWarper(config.typical_p, keep))
         if config.renormalize_logits:
             processors.append(LogitNormalization())
         return processors

@@ -112,7 +112,8 @@ def test_eos_rows_are_padded_and_stop(decoder):
 
 @pytest.mark.parametrize("kwargs", [{"temperature": 0.7}, {"top_k": 5}, {"top_p": 0.8},
                                     {"temperature": 1.3, "top_k": 20, "top_p": 0.9},
-                                    {"min_p": 0.1}, {"top_k": 1}])
+                                    {"min_p": 0.1}, {"top_k": 1}, {"typical_p": 0.6},
+                                    {"temperature": 0.8, "top_k": 30, "typical_p": 0.9}])
 def test_sampling_filtered_distributions_match_reference(decoder, kwargs):
     folder = decoder("llama")
     ours, theirs = load_pair(folder)
@@ -284,7 +285,8 @@ def test_bad_generation_arguments_are_clear_errors(decoder):
         (dict(max_new_tokens=0), "max_new_tokens"),
         (dict(stop_strings=["x"], max_new_tokens=3), "tokenizer"),
         (dict(max_new_tokens=5, temprature=0.5), "not used by the model.*temprature"),
-        (dict(max_new_tokens=5, typical_p=0.5), "typical_p"),
+        (dict(max_new_tokens=5, do_sample=True, typical_p=1.5), "typical_p"),
+        (dict(max_new_tokens=5, epsilon_cutoff=0.1), "epsilon_cutoff"),
         (dict(max_length=2), "max_length"),
     ]
     for kwargs, message in cases:
