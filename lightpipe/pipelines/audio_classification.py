@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Pipeline
-
-_FUNCTIONS = ("softmax", "sigmoid", "none")
+from .base import Pipeline, check_function_to_apply, class_scores
 
 
 class AudioClassificationPipeline(Pipeline):
@@ -25,10 +23,7 @@ class AudioClassificationPipeline(Pipeline):
             raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
         post: dict[str, Any] = {"top_k": num_labels if top_k is None else min(top_k, num_labels)}
         if function_to_apply is not None:
-            if function_to_apply not in _FUNCTIONS:
-                raise ValueError(f"Invalid value for `function_to_apply`: {function_to_apply}. "
-                                 f"Valid options are {list(_FUNCTIONS)}")
-            post["function_to_apply"] = function_to_apply
+            post["function_to_apply"] = check_function_to_apply(function_to_apply)
         return {}, {}, post
 
     def preprocess(self, item: Any) -> dict:
@@ -52,20 +47,8 @@ class AudioClassificationPipeline(Pipeline):
     def postprocess(self, model_outputs: dict, top_k: int = 5,
                     function_to_apply: str | None = None) -> list[dict]:
         config = self.model.config
-        if function_to_apply is None:
-            if config.get("problem_type") == "regression":
-                function_to_apply = "none"
-            elif config.get("problem_type") == "multi_label_classification":
-                function_to_apply = "sigmoid"
-            else:
-                function_to_apply = "softmax"
-        logits = model_outputs["logits"][0].float()
-        if function_to_apply == "softmax":
-            probs = logits.softmax(-1)
-        elif function_to_apply == "sigmoid":
-            probs = logits.sigmoid()
-        else:
-            probs = logits
-        scores, ids = probs.topk(top_k)
-        return [{"score": score, "label": config.id2label[index]}
-                for score, index in zip(scores.tolist(), ids.tolist())]
+        # The reference's audio pipeline uses sigmoid only for multi-label models.
+        scores = class_scores(config, model_outputs["logits"][0], function_to_apply,
+                              one_label_sigmoid=False)
+        best = (-scores).argsort(kind="stable")[:top_k]
+        return [{"score": scores[index].item(), "label": config.id2label[int(index)]} for index in best]

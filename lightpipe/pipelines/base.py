@@ -251,6 +251,40 @@ def softmax(logits: "np.ndarray") -> "np.ndarray":
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+CLASS_FUNCTIONS = ("softmax", "sigmoid", "none")
+
+
+def check_function_to_apply(value: Any) -> str:
+    """A classifier's ``function_to_apply`` (a string or the reference's enum) -> its name."""
+    name = str(getattr(value, "value", value)).lower()
+    if name not in CLASS_FUNCTIONS:
+        raise ValueError(f"function_to_apply={value!r} is not one of {', '.join(CLASS_FUNCTIONS)}.")
+    return name
+
+
+def class_scores(config: Any, logits: torch.Tensor, function_to_apply: str | None = None,
+                 one_label_sigmoid: bool = True) -> "np.ndarray":
+    """One item's classifier logits (num_labels,) -> scores, in numpy as the reference computes
+    them. The default function is the reference's: none for regression, sigmoid for multi-label
+    models (and for one-label text and image classifiers), softmax otherwise."""
+    import numpy as np
+
+    if function_to_apply is None:
+        problem = config.get("problem_type")
+        if problem == "regression":
+            function_to_apply = "none"
+        elif problem == "multi_label_classification" or (one_label_sigmoid and config.num_labels == 1):
+            function_to_apply = "sigmoid"
+        else:
+            function_to_apply = "softmax"
+    values = logits.float().numpy()
+    if function_to_apply == "softmax":
+        return softmax(values)
+    if function_to_apply == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-values))
+    return values
+
+
 def check_text(item: Any, task: str) -> str:
     """A text input must be a string; anything else is a clear error."""
     if not isinstance(item, str):

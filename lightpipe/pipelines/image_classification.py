@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, softmax
-
-_FUNCTIONS = ("softmax", "sigmoid", "none")
+from .base import Pipeline, check_function_to_apply, class_scores
 
 
 class ImagePipeline(Pipeline):
@@ -71,10 +69,6 @@ class ImagePipeline(Pipeline):
             self.image_processor.save_pretrained(folder)
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
 class ImageClassificationPipeline(ImagePipeline):
     """``pipe(image)`` -> ``[{"label": ..., "score": ...}, ...]`` (the ``top_k`` best, 5 by
     default). ``function_to_apply``: "softmax", "sigmoid" or "none" (default: sigmoid for one
@@ -94,25 +88,13 @@ class ImageClassificationPipeline(ImagePipeline):
                 raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
             post["top_k"] = top_k
         if function_to_apply is not None:
-            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
-            if name not in _FUNCTIONS:
-                raise ValueError(f"function_to_apply={function_to_apply!r} is not one of "
-                                 f"{', '.join(_FUNCTIONS)}.")
-            post["function_to_apply"] = name
+            post["function_to_apply"] = check_function_to_apply(function_to_apply)
         return pre, {}, post
 
     def postprocess(self, model_outputs: dict, function_to_apply: str | None = None,
                     top_k: int = 5) -> list[dict]:
         config = self.model.config
-        if function_to_apply is None:
-            if config.problem_type == "regression":
-                function_to_apply = "none"
-            elif config.problem_type == "multi_label_classification" or config.num_labels == 1:
-                function_to_apply = "sigmoid"
-            else:
-                function_to_apply = "softmax"
-        logits = model_outputs["logits"][0].float().numpy()
-        scores = {"softmax": softmax, "sigmoid": _sigmoid}.get(function_to_apply, lambda x: x)(logits)
+        scores = class_scores(config, model_outputs["logits"][0], function_to_apply)
         results = [{"label": config.id2label[i], "score": score.item()} for i, score in enumerate(scores)]
         results.sort(key=lambda entry: entry["score"], reverse=True)
         return results[:min(top_k, config.num_labels)]

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from .base import Pipeline, encoding_rows, raise_type, softmax
-
-_FUNCTIONS = ("softmax", "sigmoid", "none")
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+from .base import Pipeline, check_function_to_apply, class_scores, encoding_rows, raise_type
 
 
 class TextClassificationPipeline(Pipeline):
@@ -37,11 +29,7 @@ class TextClassificationPipeline(Pipeline):
             post["top_k"] = top_k
             post["_legacy"] = False
         if function_to_apply is not None:
-            name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
-            if name not in _FUNCTIONS:
-                raise ValueError(f"function_to_apply={function_to_apply!r} is not one of "
-                                 f"{', '.join(_FUNCTIONS)}.")
-            post["function_to_apply"] = name
+            post["function_to_apply"] = check_function_to_apply(function_to_apply)
         tokenizer_kwargs.pop("padding", None)  # batches are padded by the pipeline
         return tokenizer_kwargs, {}, post
 
@@ -96,15 +84,7 @@ class TextClassificationPipeline(Pipeline):
     def postprocess(self, model_outputs: dict, function_to_apply: str | None = None,
                     top_k: int | None = 1, _legacy: bool = True) -> Any:
         config = self.model.config
-        if function_to_apply is None:
-            if config.problem_type == "regression":
-                function_to_apply = "none"
-            elif config.problem_type == "multi_label_classification" or config.num_labels == 1:
-                function_to_apply = "sigmoid"
-            else:
-                function_to_apply = "softmax"
-        logits = model_outputs["logits"][0].float().numpy()
-        scores = {"softmax": softmax, "sigmoid": _sigmoid}.get(function_to_apply, lambda x: x)(logits)
+        scores = class_scores(config, model_outputs["logits"][0], function_to_apply)
         if top_k == 1 and _legacy:
             return {"label": config.id2label[int(scores.argmax())], "score": scores.max().item()}
         results = [{"label": config.id2label[i], "score": score.item()} for i, score in enumerate(scores)]
