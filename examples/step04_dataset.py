@@ -32,20 +32,22 @@ def data():
 for index, out in enumerate(transcriber(data(), batch_size=2)):
     print(f"generator {index}:", json.dumps(out))
 
-# 2. A dataset: `datasets` when installed (the tutorial's), else rows of the same layout.
+# 2. A dataset: `datasets` when installed (the tutorial's), else rows of the same layout,
+# streamed through KeyDataset as the tutorial does (lightpipe.pipelines.pt_utils).
+from lightpipe.pipelines.pt_utils import KeyDataset
+
 try:
     from datasets import load_dataset
 
     if args.audio:
         raise ImportError  # local files given: use them
     dataset = load_dataset("hf-internal-testing/librispeech_asr_dummy", "clean", split="validation[:4]")
-    rows = dataset["audio"]  # what KeyDataset(dataset, "audio") yields, row by row
 except ImportError:
     import soundfile
 
-    rows = []
+    dataset = []
     for path in args.audio:
         samples, rate = soundfile.read(path, dtype="float32")
-        rows.append({"array": samples, "sampling_rate": rate, "path": path})
-for index, out in enumerate(transcriber(iter(rows), batch_size=2)):
+        dataset.append({"audio": {"array": samples, "sampling_rate": rate, "path": path}})
+for index, out in enumerate(transcriber(KeyDataset(dataset, "audio"), batch_size=2)):
     print(f"dataset {index}:", json.dumps(out))

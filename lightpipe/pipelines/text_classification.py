@@ -44,7 +44,7 @@ class TextClassificationPipeline(Pipeline):
         singles, pairs = [], []  # (position, text) and (position, text, pair)
         for position, item in enumerate(items):
             if isinstance(item, str):
-                if text_pair is None:
+                if not text_pair:
                     singles.append((position, item))
                 else:
                     pairs.append((position, item, text_pair))
@@ -56,19 +56,24 @@ class TextClassificationPipeline(Pipeline):
                 for value in (text, pair):
                     if value is not None and not isinstance(value, str):
                         raise_type(value, self.task, "strings in 'text' and 'text_pair'")
-                if pair is None:
+                if not pair:
                     singles.append((position, text))
                 else:
                     pairs.append((position, text, pair))
             elif (isinstance(item, list) and len(item) == 1 and isinstance(item[0], list)
                   and len(item[0]) == 2):
-                pairs.append((position, item[0][0], item[0][1]))
+                if item[0][1]:
+                    pairs.append((position, item[0][0], item[0][1]))
+                else:
+                    singles.append((position, item[0][0]))
             elif isinstance(item, list):
                 raise ValueError(
                     "The pipeline received invalid inputs: to send text pairs, send a dict "
                     '{"text": "My text", "text_pair": "My pair"} (or a list of them).')
             else:
                 raise_type(item, self.task, "a string, a {'text', 'text_pair'} dict, or a list of them")
+        # The reference tokenizes one item at a time, where an empty pair ("") means no pair;
+        # here pairs go through the tokenizer together (batch mode), so such items join the singles.
         encoded: list[dict | None] = [None] * len(items)
         if singles:
             rows = encoding_rows(self.tokenizer([t for _, t in singles], **tokenizer_kwargs))

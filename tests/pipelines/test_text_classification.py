@@ -118,20 +118,20 @@ def test_generator_in_iterator_out_lazily(pipes):
 
 
 def test_dataset_like_input_streams(pipes):
-    class KeyDataset:  # the shape of transformers' KeyDataset / a datasets.Dataset column
-        def __init__(self, rows):
-            self.rows = rows
+    """lightpipe's KeyDataset / KeyPairDataset stream like the reference's over the same rows."""
+    from transformers.pipelines.pt_utils import KeyDataset as TheirKeyDataset
+    from transformers.pipelines.pt_utils import KeyPairDataset as TheirKeyPairDataset
 
-        def __len__(self):
-            return len(self.rows)
-
-        def __getitem__(self, index):
-            return self.rows[index]["text"]
+    from lightpipe.pipelines.pt_utils import KeyDataset, KeyPairDataset
 
     ours, theirs = pipes("bert", num_labels=3)
-    results = ours(KeyDataset([{"text": t} for t in TEXTS]), batch_size=4)
+    rows = [{"text": t, "other": t[::-1] if i % 3 else ""} for i, t in enumerate(TEXTS)]  # "": no pair
+    results = ours(KeyDataset(rows, "text"), batch_size=4)
     assert not isinstance(results, list)
-    assert_outputs_close(list(results), theirs(TEXTS))
+    assert_outputs_close(list(results), list(theirs(TheirKeyDataset(rows, "text"), batch_size=4)))
+    pairs = ours(KeyPairDataset(rows, "text", "other"), batch_size=4)
+    assert not isinstance(pairs, list)
+    assert_outputs_close(list(pairs), list(theirs(TheirKeyPairDataset(rows, "text", "other"), batch_size=4)))
 
 
 def test_model_object_and_tokenizer(tiny_model):
