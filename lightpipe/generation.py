@@ -970,6 +970,11 @@ class GenerationMixin:
         ModelOutput with ``sequences`` (and ``scores`` / ``logits`` / ``sequences_scores``)
         when ``return_dict_in_generate=True``. ``generator`` (lightpipe's addition) seeds
         sampling without touching torch's global random state.
+
+        Decoder-only models also take the prompt as ``inputs_embeds=`` (batch, sequence,
+        hidden size), with or without the ``input_ids`` they stand for: the sequences returned
+        then start with those ids (none given: only the new tokens); see
+        ``_generate_from_embeds``.
         """
         config, model_kwargs, default_max = self._generation_config_for_call(generation_config, kwargs)
         encoder_inputs = None
@@ -981,6 +986,8 @@ class GenerationMixin:
             raise ValueError("Pass the prompt either as `inputs` or as `input_ids`, not both.")
         input_ids = inputs if inputs is not None else input_ids
         attention_mask = model_kwargs.pop("attention_mask", None)
+        # A decoder-only prompt given as embeddings (encoder-decoders: refused below, as before).
+        inputs_embeds = None if self.is_encoder_decoder else model_kwargs.pop("inputs_embeds", None)
         for name in ("use_cache", "output_attentions", "output_hidden_states", "token_type_ids"):
             model_kwargs.pop(name, None)
         if model_kwargs:
@@ -1005,6 +1012,10 @@ class GenerationMixin:
             return self._generate_encoder_decoder(encoder_inputs, config, mode, default_max,
                                                   logits_processor, stopping_criteria, streamer,
                                                   tokenizer, generator)
+        if inputs_embeds is not None:
+            return self._generate_from_embeds(inputs_embeds, input_ids, attention_mask, config, mode,
+                                              default_max, logits_processor, stopping_criteria,
+                                              streamer, tokenizer, generator)
         eos, pad = self._special_tokens(config, attention_mask is not None, input_ids)
         if input_ids is None:
             if config.bos_token_id is None:
@@ -1125,6 +1136,125 @@ class GenerationMixin:
             return self._beam_search(state, config, processors, criteria, pad, eos, generator,
                                      batch_size)
         return self._sample(state, config, processors, criteria, pad, streamer, generator)
+
+    # -- decoder-only models: a prompt given as embeddings
+    def _generate_from_embeds(self, inputs_embeds, input_ids, attention_mask, config, mode: str,
+                              default_max: bool, logits_processor, stopping_criteria, streamer,
+                              tokenizer, generator):
+        """``generate(inputs_embeds=...)``, as the reference: the first step reads the prompt as
+        embeddings, later steps feed the new tokens through the cache. The returned sequences
+        are the ``input_ids`` given with the embeddings (none: only the new tokens), then the
+        new tokens; lengths (max_new_tokens, min_new_tokens) count those ids, and an explicit
+        ``max_length`` / ``min_length`` also counts the embedded prompt when the ids do not
+        stand for all of it. The attention mask (given, or inferred from the ids' padding)
+        covers the embedded prompt; positions follow it as for ids."""
+        import inspect
+
+        device = self.device
+        if "inputs_embeds" not in inspect.signature(self.forward).parameters:
+            raise UnsupportedModelError(f"{type(self).__name__} does not take inputs_embeds: "
+                                        "pass the prompt as input_ids.")
+        if not isinstance(inputs_embeds, torch.Tensor) or inputs_embeds.dim() != 3 \
+                or not inputs_embeds.is_floating_point():
+            got = (f"a {inputs_embeds.dim()}-D {inputs_embeds.dtype} tensor"
+                   if isinstance(inputs_embeds, torch.Tensor) else type(inputs_embeds).__name__)
+            raise InputError(f"inputs_embeds must be a 3-D float tensor (batch, sequence, hidden "
+                             f"size), such as model.get_input_embeddings()(input_ids); got {got}.")
+        batch_size, embeds_length, width = inputs_embeds.shape
+        if batch_size == 0 or embeds_length == 0:
+            raise InputError(f"inputs_embeds is empty (shape {tuple(inputs_embeds.shape)}): give "
+                             "at least one position per row.")
+        embedding = self.get_input_embeddings() if hasattr(self, "get_input_embeddings") else None
+        expected = getattr(embedding, "embedding_dim", None)
+        if expected is not None and width != expected:
+            raise InputError(f"inputs_embeds has {width} features per position but this model's "
+                             f"input embeddings have {expected}: build them with "
+                             "model.get_input_embeddings() (shape: batch, sequence, "
+                             f"{expected}).")
+        inputs_embeds = inputs_embeds.to(device=device, dtype=self.dtype)
+        if input_ids is None:  # only the new tokens will be returned
+            input_ids = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+        elif not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 \
+                or input_ids.is_floating_point():
+            raise InputError("input_ids must be a 2-D tensor of token ids (batch, sequence); "
+                             "the tokenizer gives one with return_tensors='pt'.")
+        elif input_ids.shape[0] != batch_size or input_ids.shape[1] > embeds_length:
+            raise InputError(f"input_ids {tuple(input_ids.shape)} do not fit inputs_embeds "
+                             f"{tuple(inputs_embeds.shape)}: give the same batch size, and at "
+                             "most as many ids as embedded positions (the ids of the prompt's "
+                             "last positions), or leave input_ids out.")
+        input_ids = input_ids.to(device)
+        ids_length = input_ids.shape[1]
+        offset = embeds_length - ids_length  # embedded positions with no id in the sequences
+        eos, pad = self._special_tokens(config, attention_mask is not None, inputs_embeds)
+        if attention_mask is None:  # as the reference: from the ids' padding, if ids are given
+            attention_mask = self._infer_mask(input_ids, pad, eos) if ids_length else \
+                torch.ones(batch_size, embeds_length, dtype=torch.long, device=device)
+        if not isinstance(attention_mask, torch.Tensor) or \
+                tuple(attention_mask.shape) != (batch_size, embeds_length):
+            got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else \
+                type(attention_mask).__name__
+            raise InputError(f"The attention mask must cover the embedded prompt: shape (batch, "
+                             f"sequence) = {(batch_size, embeds_length)}, 1 for real positions "
+                             f"and 0 for (left) padding; got {got}. When input_ids are shorter "
+                             "than inputs_embeds, pass attention_mask.")
+        attention_mask = attention_mask.to(device)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        if bool(attention_mask.all()):
+            attention_mask = None
+        config.use_cache = True  # as the reference: the embeddings are read once, into the cache
+
+        expand = max(config.num_beams, config.num_return_sequences)
+        if expand > 1:
+            inputs_embeds = inputs_embeds.repeat_interleave(expand, dim=0)
+            input_ids = input_ids.repeat_interleave(expand, dim=0)
+            position_ids = position_ids.repeat_interleave(expand, dim=0)
+            if attention_mask is not None:
+                attention_mask = attention_mask.repeat_interleave(expand, dim=0)
+        if streamer is not None:
+            streamer.put(input_ids.cpu())
+
+        if offset:  # the reference's rule: an explicit max/min length counts the embeddings
+            if config.max_new_tokens is None and not default_max:
+                config.max_length -= embeds_length
+            if config.min_new_tokens is None:
+                config.min_length = max(config.min_length - embeds_length, 0)
+        self._set_lengths(config, ids_length, default_max)
+        limit = self.max_positions()
+        if offset and self.learned_positions and limit is not None and \
+                config.max_length + offset > limit:
+            if embeds_length >= limit:
+                raise InputError(
+                    f"The embedded prompt has {embeds_length} positions but this model reads at "
+                    f"most {limit}, so there is no room for a new token. Shorten it.")
+            logger.warning("The embedded prompt (%d positions) plus the new tokens would need more "
+                           "than the model's %d positions: generating at most %d new tokens.",
+                           embeds_length, limit, limit - embeds_length)
+            config.max_length = limit - offset
+        if not ids_length:
+            for name, what, off in (("repetition_penalty", "the penalty", 1.0),
+                                    ("no_repeat_ngram_size", "n-gram constraints", 0)):
+                if getattr(config, name) not in (None, off):
+                    warnings.warn(f"Passing `{name}` with `inputs_embeds` and without `input_ids` "
+                                  f"to `generate` will apply {what} only to newly generated "
+                                  "tokens, not to the prompt.", UserWarning, stacklevel=3)
+        processors = self._logits_processors(config, ids_length, attention_mask, eos, logits_processor)
+        criteria = self._stopping_criteria(config, eos, tokenizer, stopping_criteria)
+        state = _EmbedsDecodeState(inputs_embeds, input_ids, attention_mask, position_ids,
+                                   config.max_length, KVCache(config.max_length + offset))
+        if mode.startswith("beam"):
+            return self._beam_search(state, config, processors, criteria, pad, eos, generator,
+                                     batch_size)
+        return self._sample(state, config, processors, criteria, pad, streamer, generator)
+
+    def _embeds_step(self, state: _EmbedsDecodeState) -> torch.Tensor:
+        """The first step of generate(inputs_embeds=...): the embedded prompt into the cache;
+        the next-token logits (batch, vocab) in float32. Later steps are ``_step``'s."""
+        embeds, state.prompt_embeds = state.prompt_embeds, None
+        out = self(inputs_embeds=embeds, attention_mask=state.mask(),
+                   position_ids=state.positions[:, :state.length], cache=state.cache,
+                   use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].to(dtype=torch.float32, copy=True)
 
     # -- preparation
     def _generation_config_for_call(self, generation_config, kwargs):
@@ -1261,6 +1391,8 @@ class GenerationMixin:
                               state.encoder_states, state.encoder_mask, cache=cache,
                               use_cache=cache is not None, logits_to_keep=1)
             return out.logits[:, -1].to(dtype=torch.float32, copy=True)
+        if state.prompt_embeds is not None:  # generate(inputs_embeds=...): its first step
+            return self._embeds_step(state)
         out = self(input_ids=state.input_ids[:, state.length - fresh:state.length],
                    attention_mask=state.mask(), position_ids=state.positions[:, state.length - fresh:state.length],
                    cache=cache, use_cache=cache is not None, logits_to_keep=1)
@@ -1302,7 +1434,7 @@ class GenerationMixin:
     # -- beam search (the reference's vectorised algorithm, step for step)
     def _beam_search(self, state, config, processors, criteria, pad, eos, generator, batch_size):
         num_beams, max_length = config.num_beams, config.max_length
-        prompt_length = cur_length = state.length
+        prompt_length = cur_length = state.tokens().shape[1]
         length_penalty, early_stopping = config.length_penalty, config.early_stopping
         keep = max(2, 1 + (0 if eos is None else len(eos))) * num_beams
         top_beams = torch.arange(keep, device=state.device) < num_beams
@@ -1310,7 +1442,7 @@ class GenerationMixin:
         device = state.device
 
         running = torch.full((batch_size, num_beams, max_length), fill, dtype=torch.long, device=device)
-        running[:, :, :cur_length] = state.tokens().view(batch_size, num_beams, -1)
+        running[:, :, :cur_length] = state.tokens().view(batch_size, num_beams, cur_length)
         finished = running.clone()
         running_scores = torch.zeros(batch_size, num_beams, device=device)
         running_scores[:, 1:] = -1e9  # only the first copy of each prompt starts a beam
@@ -1429,6 +1561,8 @@ class _DecodeState:
     # Encoder-decoder models: the encoder's output (and padding mask) the decoder attends to.
     encoder_states: torch.Tensor | None = None
     encoder_mask: torch.Tensor | None = None
+    # generate(inputs_embeds=...): the embedded prompt, until the first step has read it.
+    prompt_embeds: torch.Tensor | None = None
 
     def __init__(self, input_ids, attention_mask, position_ids, max_length, cache):
         self.batch, self.length = input_ids.shape
@@ -1464,6 +1598,28 @@ class _DecodeState:
         """Beam search: the surviving beams' tokens (reordered), one token longer."""
         self.length = sequences.shape[1]
         self._ids[:, :self.length] = sequences
+
+
+class _EmbedsDecodeState(_DecodeState):
+    """The state of generate(inputs_embeds=...). Positions, mask and ``length`` count the
+    embedded prompt, as the cache does, so later steps run as for ids; the token ids
+    (``tokens()``, what generate() returns) are the ``input_ids`` given with the embeddings
+    (possibly none) and the new tokens: they start after the first ``offset`` positions,
+    which have no ids."""
+
+    def __init__(self, inputs_embeds, input_ids, attention_mask, position_ids, max_length, cache):
+        self.offset = inputs_embeds.shape[1] - input_ids.shape[1]
+        no_ids = input_ids.new_zeros(input_ids.shape[0], self.offset)
+        super().__init__(torch.cat((no_ids, input_ids), dim=1), attention_mask, position_ids,
+                         max_length + self.offset, cache)
+        self.prompt_embeds = inputs_embeds
+
+    def tokens(self) -> torch.Tensor:
+        return self._ids[:, self.offset:self.length]
+
+    def replace(self, sequences: torch.Tensor) -> None:
+        self.length = self.offset + sequences.shape[1]
+        self._ids[:, self.offset:self.length] = sequences
 
 
 def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -65,3 +65,34 @@ def test_library_source_never_imports_the_reference():
     pattern = re.compile(r"^\s*(import|from)\s+(transformers|accelerate|sentence_transformers|optimum)\b", re.M)
     offenders = [str(p) for p in root.rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_speech_vision_and_seq2seq_work_without_transformers(whisper_folder, vision_model, speech_files):
+    """The other modalities too, with every library module imported, and nothing of the
+    reference's kin (nor torchaudio, librosa, timm) loaded."""
+    import json
+    from pathlib import Path
+
+    whisper = whisper_folder()
+    vit = vision_model("vit", "AutoModelForImageClassification")
+    bart = Path(__file__).parent / "golden" / "seq2seq" / "bart"
+    result = _run(f"""
+        import importlib, json, pkgutil, sys
+        import numpy as np
+        import lightpipe
+        for module in pkgutil.walk_packages(lightpipe.__path__, "lightpipe."):
+            if not module.name.startswith(("lightpipe.serving", "lightpipe.demo", "lightpipe.__main__")):
+                importlib.import_module(module.name)
+        asr = lightpipe.pipeline("automatic-speech-recognition", model={str(whisper)!r})
+        text = asr({str(speech_files["flac"])!r}, generate_kwargs={{"max_new_tokens": 5}})["text"]
+        image = (np.arange(40 * 30 * 3) % 255).astype(np.uint8).reshape(40, 30, 3)
+        labels = lightpipe.pipeline("image-classification", model={str(vit)!r})(image, top_k=2)
+        summary = lightpipe.pipeline("summarization", model={str(bart)!r})("a b c d e", max_length=8)
+        kin = [m for m in sys.modules if m.split(".")[0] in BLOCKED + ("torchaudio", "librosa", "timm")]
+        print(json.dumps({{"text": text, "labels": labels, "summary": summary, "kin": kin}}))
+    """)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert isinstance(out["text"], str) and len(out["labels"]) == 2
+    assert isinstance(out["summary"][0]["summary_text"], str)
+    assert out["kin"] == []
