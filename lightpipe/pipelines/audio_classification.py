@@ -39,7 +39,10 @@ class AudioClassificationPipeline(Pipeline):
     def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
         from .automatic_speech_recognition import collate_audio
 
-        return collate_audio(pieces, self.feature_extractor, self.device), [{} for _ in pieces]
+        batch = collate_audio(pieces, self.feature_extractor, self.device)
+        dtype = self.model.dtype  # float32 features into a bfloat16 / float16 model
+        batch = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
+        return batch, [{} for _ in pieces]
 
     def _forward(self, model_inputs: dict, **params: Any) -> dict:
         return self.model(**model_inputs)
