@@ -134,6 +134,10 @@ _TASK_OF_HEAD = {
 }
 # A bare AutoModel of an image family extracts image features.
 _MODALITY_TASK = {("image", "feature-extraction"): "image-feature-extraction"}
+# Families whose checkpoints serve one task more specifically than their head says (the Hub's
+# pipeline_tag for them): CLIP classifies images zero-shot, Marian translates.
+_FAMILY_TASK = {("clip", "AutoModel"): "zero-shot-image-classification",
+                ("marian", "AutoModelForSeq2SeqLM"): "translation"}
 
 # Where pipeline() finds the loader of each preprocessor ("module:Class", lazily imported).
 _PREPROCESSOR_LOADERS = {
@@ -176,6 +180,8 @@ def _infer_task(config) -> str:
     model_type = config.get("model_type")
     for architecture in config.get("architectures") or []:
         head = head_of_architecture(architecture, model_type)
+        if (model_type, head) in _FAMILY_TASK:
+            return _FAMILY_TASK[(model_type, head)]
         if head in _TASK_OF_HEAD:
             task = _TASK_OF_HEAD[head]
             return _MODALITY_TASK.get((MODALITY.get(model_type or ""), task), task)

@@ -81,3 +81,21 @@ def test_batch_size_validation(tiny_model):
     assert len(clf(["a", "b", "c", "d", "e"])) == 5
     with pytest.raises(ValueError, match="batch_size"):
         clf(["a"], batch_size=0)
+
+
+def test_task_inferred_for_every_modality(whisper_folder, wav2vec2_folder, vision_model):
+    """pipeline(model=folder) with no task: the task the checkpoint's architecture (and family)
+    serves, as the Hub's pipeline_tag would name it."""
+    from pathlib import Path
+
+    golden = Path(__file__).resolve().parents[1] / "golden" / "seq2seq"
+    cases = [(whisper_folder(), "automatic-speech-recognition"),
+             (wav2vec2_folder(), "automatic-speech-recognition"),
+             (wav2vec2_folder("AutoModelForAudioClassification"), "audio-classification"),
+             (vision_model("vit", "AutoModelForImageClassification"), "image-classification"),
+             (vision_model("vit", "AutoModel"), "image-feature-extraction"),
+             (vision_model("detr", "AutoModelForObjectDetection"), "object-detection"),
+             (vision_model("clip", "AutoModel"), "zero-shot-image-classification"),
+             (golden / "bart", "text2text-generation"), (golden / "opus-mt-en-de", "translation")]
+    for folder, task in cases:
+        assert lightpipe.pipeline(model=str(folder)).task == task, folder
