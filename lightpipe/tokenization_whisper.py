@@ -250,12 +250,15 @@ def decode_asr(tokenizer: Any, model_outputs: list[dict], *, return_timestamps: 
     time_offset = 0.0
     begin = tokenizer.timestamp_begin
     previous_tokens: list[list[int]] = []
+    words = return_timestamps == "word"
+    previous_times: list[list[tuple[float, float]]] = []  # per-token (start, end), for words
     skip = False
     right_stride_start = None
     special = set(tokenizer.all_special_ids)
     plain = tokenizer._plain if hasattr(tokenizer, "_plain") else tokenizer.decode
     for output in model_outputs:
         token_ids = tokenizer._strip_prompt(_as_list(output["tokens"])[0])
+        token_times = _as_list(output["token_timestamps"])[0] if words else None
         last_timestamp = None
         first_timestamp = begin
         cur_max = prev_len = penultimate = 0.0
@@ -273,6 +276,7 @@ def decode_asr(tokenizer: Any, model_outputs: list[dict], *, return_timestamps: 
                             break
                         last_timestamp = token
         current_tokens: list[int] = []
+        current_times: list[tuple[float, float]] = []
         for index, token in enumerate(token_ids):
             if token in special:
                 text = plain([token])[2:-2]
@@ -307,21 +311,30 @@ def decode_asr(tokenizer: Any, model_outputs: list[dict], *, return_timestamps: 
                 elif time != chunk["timestamp"][0]:
                     chunk["timestamp"][1] = time
                     previous_tokens.append(current_tokens)
-                    chunk["text"] = plain(longest_common_sequence(previous_tokens))
+                    if words:
+                        previous_times.append(current_times)
+                    _close_chunk(tokenizer, chunk, previous_tokens, previous_times, words,
+                                 last_language)
                     chunks.append(chunk)
                     previous_tokens, current_tokens = [], []
+                    previous_times, current_times = [], []
                     chunk = new_chunk()
             else:
                 current_tokens.append(token)
+                if words:
+                    start = round((token_times[index - 1] if index else 0.0) + time_offset, 2)
+                    current_times.append((start, round(token_times[index] + time_offset, 2)))
         if "stride" in output:
             time_offset += chunk_len - stride_right
         if current_tokens:
             previous_tokens.append(current_tokens)
+            if words:
+                previous_times.append(current_times)
         elif not any(p for p in previous_tokens):
             chunk = new_chunk()
-            previous_tokens = []
+            previous_tokens, previous_times = [], []
     if previous_tokens:
-        chunk["text"] = plain(longest_common_sequence(previous_tokens))
+        _close_chunk(tokenizer, chunk, previous_tokens, previous_times, words, last_language)
         chunks.append(chunk)
     full_text = "".join(c["text"] for c in chunks)
     optional: dict = {}
@@ -333,30 +346,132 @@ def decode_asr(tokenizer: Any, model_outputs: list[dict], *, return_timestamps: 
                 c["timestamp"] = tuple(c["timestamp"])
             if not return_language:
                 c.pop("language")
+        if words:
+            chunks = [word for c in chunks for word in c["words"]]
+            if not return_language:
+                for word in chunks:
+                    word.pop("language", None)
         optional = {"chunks": chunks}
     return full_text, optional
 
 
-def longest_common_sequence(sequences: list[list[int]]) -> list[int]:
+def _close_chunk(tokenizer: Any, chunk: dict, token_lists: list, time_lists: list, words: bool,
+                 language: str | None) -> None:
+    """The chunk's text from its token sequences joined on their overlaps; with ``words``,
+    also its words, each timed from its first token's start to its last token's end."""
+    plain = tokenizer._plain if hasattr(tokenizer, "_plain") else tokenizer.decode
+    if not words:
+        chunk["text"] = plain(longest_common_sequence(token_lists))
+        return
+    tokens, times = longest_common_sequence(token_lists, time_lists)
+    chunk["text"] = plain(tokens)
+    chunk["words"] = [{"text": text, "timestamp": (times[group[0]][0], times[group[-1]][1]),
+                       "language": language}
+                      for text, group in zip(*combine_tokens_into_words(tokenizer, tokens, language))]
+
+
+PREPEND_PUNCTUATION = "\"'“¡¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+NO_SPACE_LANGUAGES = {"chinese", "japanese", "thai", "lao", "myanmar", "cantonese"}
+
+
+def combine_tokens_into_words(tokenizer: Any, tokens: list[int],
+                              language: str | None = None) -> tuple[list[str], list[list[int]]]:
+    """(words, the token positions of each word), as Whisper groups tokens into words: at
+    complete characters for languages written without spaces, else at spaces and
+    punctuation; then opening punctuation joins the next word, closing the previous one."""
+    language = language or getattr(tokenizer, "language", None) or "english"
+    pieces = _split_on_characters(tokenizer, tokens)
+    if language not in NO_SPACE_LANGUAGES:
+        grouped: list[list] = []
+        punctuation = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+        for text, positions in pieces:
+            starts = (tokens[positions[0]] >= tokenizer.eos_token_id or text.startswith(" ")
+                      or text.strip() in punctuation or not grouped)
+            if starts:
+                grouped.append([text, list(positions)])
+            else:
+                grouped[-1][0] += text
+                grouped[-1][1].extend(positions)
+        pieces = [(text, positions) for text, positions in grouped]
+    texts = [text for text, _ in pieces]
+    groups = [list(positions) for _, positions in pieces]
+    # Opening punctuation (a word of its own, after a space) moves onto the word after it.
+    j = len(texts) - 1
+    for i in range(len(texts) - 2, -1, -1):
+        if texts[i].startswith(" ") and texts[i].strip() in PREPEND_PUNCTUATION:
+            texts[j], groups[j] = texts[i] + texts[j], groups[i] + groups[j]
+            texts[i], groups[i] = "", []
+        else:
+            j = i
+    # Closing punctuation joins the word before it.
+    i = 0
+    for j in range(1, len(texts)):
+        if not texts[i].endswith(" ") and texts[j] in APPEND_PUNCTUATION:
+            texts[i], groups[i] = texts[i] + texts[j], groups[i] + groups[j]
+            texts[j], groups[j] = "", []
+        else:
+            i = j
+    kept = [(t, g) for t, g in zip(texts, groups) if t and g]
+    return [t for t, _ in kept], [g for _, g in kept]
+
+
+def _split_on_characters(tokenizer: Any, tokens: list[int]) -> list[tuple[str, list[int]]]:
+    """Runs of tokens that decode to whole characters (a multi-byte character split over
+    tokens stays in one run), each with its token positions."""
+    def text_of(ids):
+        return tokenizer.decode(ids, decode_with_timestamps=True)
+
+    full = text_of(tokens)
+    bad = "\ufffd"
+    out, current, offset = [], [], 0
+    for position in range(len(tokens)):
+        current.append(position)
+        text = text_of([tokens[p] for p in current])
+        at = text.find(bad)
+        if at < 0 or offset + at >= len(full) or full[offset + at] == bad:
+            out.append((text, current))
+            current = []
+            offset += len(text)
+    return out
+
+
+def longest_common_sequence(sequences: list[list[int]], times: list[list] | None = None) -> Any:
     """Join token sequences of overlapping chunks: each pair is aligned where the most tokens
-    agree (ties go to longer overlaps), and cut in the middle of that overlap."""
+    agree (ties go to longer overlaps), and cut in the middle of that overlap. With ``times``
+    (each token's (start, end)), a token only agrees when its left time is not after its
+    right time, and the times are cut the same way: returns (tokens, times)."""
     import numpy as np
 
     left = sequences[0]
+    left_times = times[0] if times else None
     total: list[int] = []
-    for right in sequences[1:]:
+    total_times: list = []
+    for index, right in enumerate(sequences[1:], start=1):
         left_length, right_length = len(left), len(right)
         best, best_indices = 0.0, (left_length, left_length, 0, 0)
         left_array, right_array = np.asarray(left), np.asarray(right)
         for i in range(1, left_length + right_length):
             left_start, left_stop = max(0, left_length - i), min(left_length, left_length + right_length - i)
             right_start, right_stop = max(0, i - left_length), min(right_length, i)
-            matches = int(np.sum(left_array[left_start:left_stop] == right_array[right_start:right_stop]))
+            if times:
+                matches = sum(1 for k in range(left_stop - left_start)
+                              if left[left_start + k] == right[right_start + k]
+                              and left_times[left_start + k] <= times[index][right_start + k])
+            else:
+                matches = int(np.sum(left_array[left_start:left_stop] == right_array[right_start:right_stop]))
             matching = matches / i + i / 10000.0
             if matches > 1 and matching > best:
                 best, best_indices = matching, (left_start, left_stop, right_start, right_stop)
         left_start, left_stop, right_start, right_stop = best_indices
         total.extend(left[:(left_stop + left_start) // 2])
         left = right[(right_stop + right_start) // 2:]
+        if times:
+            total_times.extend(left_times[:(left_stop + left_start) // 2])
+            left_times = times[index][(right_stop + right_start) // 2:]
     total.extend(left)
-    return total
+    if times is None:
+        return total
+    if times:
+        total_times.extend(left_times)
+    return total, total_times

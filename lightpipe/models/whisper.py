@@ -22,6 +22,7 @@ from ..generation import GenerationMixin, Linear, decoder_attention
 from ..modeling import ModelOutput, PreTrainedModel
 from ..tokenization_whisper import TASKS, TO_LANGUAGE_CODE
 from .layers import activation, attention, merge_heads, split_heads
+from .whisper_alignment import dtw, median_filter
 
 # 1. Config fields read, with the defaults config.json may leave out.
 WHISPER_DEFAULTS = {
@@ -60,7 +61,7 @@ class WhisperAttention(nn.Module):
         self.out_proj = Linear(hidden, hidden)
 
     def forward(self, hidden_states: torch.Tensor, key_states: torch.Tensor | None = None,
-                cache: Any = None, causal: bool = False) -> torch.Tensor:
+                cache: Any = None, causal: bool = False, weights: list | None = None) -> torch.Tensor:
         query = split_heads(self.q_proj(hidden_states), self.num_heads)
         if key_states is not None:  # cross-attention
             def project():
@@ -68,7 +69,13 @@ class WhisperAttention(nn.Module):
                         split_heads(self.v_proj(key_states), self.num_heads))
 
             key, value = cache.cross(self.layer, project) if cache is not None else project()
-            out = attention(query, key, value, None)
+            if weights is None:
+                out = attention(query, key, value, None)
+            else:  # the softmax weights are wanted (word timestamps): the explicit product
+                scores = query.float() @ key.float().transpose(-1, -2) / query.shape[-1] ** 0.5
+                probs = scores.softmax(dim=-1)
+                weights.append(probs)
+                out = (probs @ value.float()).to(value.dtype)
         else:
             key = split_heads(self.k_proj(hidden_states), self.num_heads)
             value = split_heads(self.v_proj(hidden_states), self.num_heads)
@@ -110,11 +117,12 @@ class WhisperDecoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(hidden)
         self.activation = activation(config.activation_function)
 
-    def forward(self, hidden_states, encoder_states, cache=None) -> torch.Tensor:
+    def forward(self, hidden_states, encoder_states, cache=None, weights=None) -> torch.Tensor:
         hidden_states = hidden_states + self.self_attn(self.self_attn_layer_norm(hidden_states),
                                                        cache=cache, causal=True)
         hidden_states = hidden_states + self.encoder_attn(
-            self.encoder_attn_layer_norm(hidden_states), encoder_states, cache=cache)
+            self.encoder_attn_layer_norm(hidden_states), encoder_states, cache=cache,
+            weights=weights)
         return hidden_states + self.fc2(self.activation(self.fc1(self.final_layer_norm(hidden_states))))
 
 
@@ -159,7 +167,9 @@ class WhisperDecoder(nn.Module):
         self.layer_norm = nn.LayerNorm(hidden)
 
     def forward(self, input_ids: torch.Tensor, encoder_states: torch.Tensor,
-                cache: Any = None) -> torch.Tensor:
+                cache: Any = None, weights: list | None = None) -> torch.Tensor:
+        """``weights``: a list that receives each layer's cross-attention probabilities
+        (batch, heads, tokens, frames), for word timestamps."""
         past = cache.get_seq_length() if cache is not None else 0
         end = past + input_ids.shape[1]
         if end > self.max_positions:
@@ -167,7 +177,7 @@ class WhisperDecoder(nn.Module):
                              f"reaches {end}. Lower max_new_tokens.")
         hidden_states = self.embed_tokens(input_ids) + self.embed_positions.weight[past:end]
         for layer in self.layers:
-            hidden_states = layer(hidden_states, encoder_states, cache)
+            hidden_states = layer(hidden_states, encoder_states, cache, weights)
         return self.layer_norm(hidden_states)
 
 
@@ -335,25 +345,34 @@ class WhisperForConditionalGeneration(GenerationMixin, WhisperPreTrainedModel):
     def generate(self, inputs: torch.Tensor | None = None, generation_config: Any = None,
                  logits_processor: list | None = None, language: Any = None,
                  task: str | None = None, return_timestamps: bool | None = None,
-                 is_multilingual: bool | None = None, **kwargs: Any):
+                 is_multilingual: bool | None = None, return_token_timestamps: bool = False,
+                 return_segments: bool = False, **kwargs: Any):
         """Short-form (<= 30 s) transcription or translation, as transformers' Whisper
         generate: the prompt from ``language`` / ``task`` / ``return_timestamps`` (the language
         detected when not given), suppressed tokens and timestamp rules from the generation
         config; when a window's output closes a segment with two timestamps, decoding resumes
         from that time, as the reference does. Returns the generated tokens after the prompt,
-        without the final <|endoftext|>, right-padded with ``pad_token_id``. Longer audio
-        (sequential long-form decoding) is not implemented: use the ASR pipeline's chunking."""
+        without the final <|endoftext|>, right-padded with ``pad_token_id``; with
+        ``return_token_timestamps`` a dict that adds each token's time in its window
+        (``token_timestamps``; ``return_segments`` adds the windows, timed from the audio's
+        start). Longer audio (sequential long-form decoding) is not implemented: use the ASR
+        pipeline's chunking."""
         from ..generation import GenerationConfig
 
         features = inputs if inputs is not None else kwargs.pop("input_features", None)
         encoder_outputs = kwargs.pop("encoder_outputs", None)
-        kwargs.pop("attention_mask", None)  # Whisper's encoder reads whole 30 s windows
+        # Whisper's encoder reads whole 30 s windows; the mask only bounds the word alignment.
+        attention_mask = kwargs.pop("attention_mask", None)
         if kwargs.pop("decoder_input_ids", None) is not None:
             raise InputError("Whisper builds its own decoder prompt: pass language= and task= "
                              "instead of decoder_input_ids.")
         if generation_config is not None and not isinstance(generation_config, GenerationConfig):
             raise InputError("generation_config must be a GenerationConfig.")
         config, kwargs, _ = self._generation_config_for_call(generation_config, kwargs)
+        heads = getattr(config, "alignment_heads", None)
+        if return_token_timestamps and not heads:
+            raise InputError("This checkpoint's generation_config.json has no alignment_heads, so "
+                             "token (word) timestamps are not available.")
         if is_multilingual is not None:
             config.is_multilingual = is_multilingual
         if getattr(config, "is_multilingual", None) is False and (task or language):
@@ -398,6 +417,8 @@ class WhisperForConditionalGeneration(GenerationMixin, WhisperPreTrainedModel):
         total = features.shape[-1] if encoder_outputs is None else num_frames
         seek = [0] * batch
         pieces: list[list[list[int]]] = [[] for _ in range(batch)]
+        times: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+        frames = attention_mask.sum(-1).tolist() if attention_mask is not None else None
         active = list(range(batch))
         for _ in range(total + 1):  # each round moves every row on by at least one frame
             if not active:
@@ -411,18 +432,72 @@ class WhisperForConditionalGeneration(GenerationMixin, WhisperPreTrainedModel):
             out = super().generate(encoder_outputs=encoded, decoder_input_ids=prompt[active],
                                    generation_config=config, logits_processor=processors, **kwargs)
             sequences = out["sequences"] if isinstance(out, dict) else out
-            for row, tokens in zip(active, sequences[:, begin:].tolist()):
+            stamps = None
+            if return_token_timestamps:
+                stamps = self._token_timestamps(
+                    sequences, encoded, heads, begin,
+                    None if frames is None else [int(frames[i]) - seek[i] for i in active])
+            for index, (row, tokens) in enumerate(zip(active, sequences[:, begin:].tolist())):
                 tokens = _strip_end(tokens, config)
                 window = min(num_frames, total - seek[row])
                 tokens, advance = _segment(tokens, timestamp_begin, window)
                 pieces[row].append(tokens)
+                if stamps is not None:  # (this window's times, the window's start in seconds)
+                    times[row].append((stamps[index, begin:begin + len(tokens)], seek[row] * 0.01))
                 seek[row] += max(advance, 1)
             # (given encoder states cannot be re-encoded from a later start: one round)
             active = [i for i in active if seek[i] < total] if features is not None else []
         rows = [[t for piece in row for t in piece] for row in pieces]
         longest = max(len(r) for r in rows)
         fill = config.pad_token_id if config.pad_token_id is not None else 0
-        return torch.tensor([r + [fill] * (longest - len(r)) for r in rows], dtype=torch.long)
+        sequences = torch.tensor([r + [fill] * (longest - len(r)) for r in rows], dtype=torch.long)
+        if not return_token_timestamps:
+            return sequences
+        stamps = []
+        for row in times:  # padded with each row's last time, as the reference pads
+            values = torch.cat([t for t, _ in row]) if row else torch.zeros(0)
+            last = float(values[-1]) if len(values) else 0.0
+            stamps.append(torch.cat([values, torch.full((longest - len(values),), last)]))
+        out = {"sequences": sequences, "token_timestamps": torch.stack(stamps)}
+        if return_segments:  # each window's tokens, timed from the start of the audio
+            out["segments"] = [[{"tokens": torch.tensor(tokens, dtype=torch.long),
+                                 "token_timestamps": t + offset}
+                                for tokens, (t, offset) in zip(pieces[i], times[i])]
+                               for i in range(batch)]
+        return out
+
+    def _token_timestamps(self, sequences: torch.Tensor, encoded: torch.Tensor, heads: list,
+                          begin: int, frames: list[int] | None) -> torch.Tensor:
+        """Each token's time (seconds) from the cross-attention of the alignment heads, as
+        the reference computes it: the decoder re-run on the output (the weights each step
+        saw), the weights cut to the audio's frames, normalised over the tokens, median
+        filtered, averaged over the heads and aligned to the frames by dynamic time warping;
+        the prompt gets 0.0 and the last token repeats the time before it."""
+        import numpy as np
+
+        weights: list[torch.Tensor] = []
+        self.model.decoder(sequences[:, :-1].to(encoded.device), encoded, None, weights)
+        chosen = torch.stack([weights[layer][:, head] for layer, head in heads], dim=1)
+        chosen = chosen[:, :, begin:].float().cpu()  # (batch, heads, tokens, frames)
+        width = int(self.config.get("median_filter_width", 7))
+        if frames is not None and len(set(frames)) == 1:
+            # The reference cuts a batch with one frame count once more before the rows are
+            # cut (which only matters when the count is below zero after a seek past the audio).
+            chosen = chosen[..., :frames[0] // 2]
+        out = torch.zeros(sequences.shape[0], sequences.shape[1], dtype=torch.float32)
+        if chosen.shape[2] == 0:
+            return out
+        for row in range(sequences.shape[0]):
+            matrix = chosen[row] if frames is None else chosen[row, ..., :frames[row] // 2]
+            mean = matrix.mean(dim=-2, keepdim=True)
+            std = (matrix - mean).square().mean(dim=-2, keepdim=True).sqrt()
+            matrix = median_filter((matrix - mean) / std, width).mean(dim=0)
+            text_index, time_index = dtw(-matrix.double().numpy())
+            jumps = np.diff(text_index, prepend=-1) != 0
+            times = torch.tensor(time_index[jumps] * 0.02, dtype=torch.float32)
+            out[row, begin:begin + len(times)] = times
+            out[row, begin + len(times):] = times[-1]
+        return out
 
 
 def _pad_frames(features: torch.Tensor, frames: int) -> torch.Tensor:

@@ -52,7 +52,8 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     Inputs: a file path (wav, flac, ogg, mp3, ...), the bytes of a file, a 1-D numpy array at
     the model's sampling rate, or ``{"raw"|"array": samples, "sampling_rate": rate}`` (resampled;
     an optional ``"stride": (left, right)`` for CTC models), a list of these or an iterator.
-    Arguments: ``return_timestamps`` ("char"/"word" for CTC; True for Whisper segments),
+    Arguments: ``return_timestamps`` ("char"/"word" for CTC; True for Whisper segments, "word"
+    for Whisper words timed from the cross-attention of its ``alignment_heads``),
     ``chunk_length_s`` / ``stride_length_s`` for long audio, ``generate_kwargs`` (Whisper:
     ``language``, ``task``, ``max_new_tokens``, ...) and ``batch_size``.
     """
@@ -102,9 +103,6 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
                     "Whisper cannot return `char` timestamps, only word level or segment level "
                     "timestamps. Use `return_timestamps='word'` or `return_timestamps=True` "
                     "respectively.")
-            if self.type == "seq2seq_whisper" and return_timestamps == "word":
-                raise ValueError("Word-level timestamps for Whisper (cross-attention DTW) are not "
-                                 "supported by lightpipe yet: use return_timestamps=True.")
             fwd["return_timestamps"] = return_timestamps
             post["return_timestamps"] = return_timestamps
         return pre, fwd, post
@@ -186,9 +184,18 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             params = self._generate_kwargs(generate_kwargs)
             if return_timestamps:
                 params["return_timestamps"] = True
+            if return_timestamps == "word":  # per-token times from the alignment heads
+                params["return_token_timestamps"] = params["return_segments"] = True
             tokens = self.model.generate(model_inputs["input_features"],
                                          attention_mask=attention_mask, **params)
             if isinstance(tokens, dict):
+                if "segments" in tokens:
+                    times = [torch.cat([s["token_timestamps"] for s in row]) if row
+                             else torch.zeros(0) for row in tokens["segments"]]
+                    longest = tokens["sequences"].shape[1]
+                    times = torch.stack([torch.nn.functional.pad(t, (0, longest - len(t)))
+                                         for t in times])
+                    return {"tokens": tokens["sequences"], "token_timestamps": times}
                 tokens = tokens["sequences"]
             return {"tokens": tokens}
         logits = self.model(input_values=model_inputs["input_values"],
@@ -221,6 +228,8 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
             outputs = []
             for output in model_outputs:
                 entry = {"tokens": output["tokens"]}
+                if "token_timestamps" in output:
+                    entry["token_timestamps"] = output["token_timestamps"]
                 if "stride" in output:
                     total, left, right = output["stride"]
                     rate = extractor.sampling_rate

@@ -172,3 +172,37 @@ def test_real_whisper_transcribes_speech(real_whisper, speech_files):
     with torch.no_grad():
         want = reference.generate(features)
     assert model.generate(features).tolist() == want.tolist()
+
+
+# --- word timestamps: token times from the cross-attention of the alignment heads ----------
+ALIGNMENT_HEADS = [[0, 1], [1, 0], [1, 3]]
+
+
+@pytest.fixture(scope="module")
+def aligned_whisper_pair(whisper_folder):
+    folder = whisper_folder(alignment_heads=ALIGNMENT_HEADS)
+    return (folder, lightpipe.AutoModelForSpeechSeq2Seq.from_pretrained(folder),
+            transformers.WhisperForConditionalGeneration.from_pretrained(folder).eval())
+
+
+@pytest.mark.parametrize("kwargs,mask", [({}, True), ({}, False), ({"num_beams": 2}, True),
+                                         ({"return_timestamps": True}, True),
+                                         ({"max_new_tokens": 5, "language": "fr"}, True)])
+def test_whisper_token_timestamps_match_reference(aligned_whisper_pair, kwargs, mask):
+    folder, ours, theirs = aligned_whisper_pair
+    extractor = transformers.WhisperFeatureExtractor.from_pretrained(folder)
+    audio = [noise_audio(3.0, 0), noise_audio(7.0, 1)]
+    inputs = extractor(audio, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
+    masks = {"attention_mask": inputs.attention_mask} if mask else {}
+    with torch.no_grad():
+        want = theirs.generate(inputs.input_features, return_token_timestamps=True, **masks, **kwargs)
+    got = ours.generate(inputs.input_features, return_token_timestamps=True, **masks, **kwargs)
+    assert got["sequences"].tolist() == want["sequences"].tolist()
+    torch.testing.assert_close(got["token_timestamps"], want["token_timestamps"].float(),
+                               rtol=0, atol=0.021)
+
+
+def test_whisper_token_timestamps_need_alignment_heads(whisper_pair):
+    folder, ours, _ = whisper_pair
+    with pytest.raises(InputError, match="alignment_heads"):
+        ours.generate(whisper_features(folder), return_token_timestamps=True)

@@ -164,3 +164,50 @@ def test_audio_classification_bad_arguments(classification_pipes):
     ours, _ = classification_pipes
     with pytest.raises(ValueError, match="function_to_apply"):
         ours(CLIPS[0], function_to_apply="relu")
+
+
+@pytest.fixture(scope="module")
+def aligned_whisper_pipes(whisper_folder):
+    folder = str(whisper_folder(alignment_heads=[[0, 1], [1, 0], [1, 3]]))
+    return (lightpipe.pipeline("automatic-speech-recognition", model=folder),
+            transformers.pipeline("automatic-speech-recognition", model=folder))
+
+
+def assert_words_close(ours, theirs):
+    """Same text and words; word times within 0.02 s."""
+    if isinstance(theirs, list):
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert_words_close(a, b)
+        return
+    assert ours["text"] == theirs["text"]
+    assert [w["text"] for w in ours["chunks"]] == [w["text"] for w in theirs["chunks"]]
+    for a, b in zip(ours["chunks"], theirs["chunks"]):
+        assert set(a) == set(b) == {"text", "timestamp"}
+        assert all(isinstance(t, float) for t in a["timestamp"])
+        assert np.allclose(a["timestamp"], b["timestamp"], rtol=0, atol=0.0201), (a, b)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"num_beams": 1}, {"batch_size": 2, "num_beams": 1}, {"batch_size": 2},
+    {"generate_kwargs": {"language": "fr", "num_beams": 1}},
+    {"chunk_length_s": 10, "batch_size": 3, "num_beams": 1},
+    {"chunk_length_s": 10},
+])
+def test_whisper_word_timestamps_match_reference(aligned_whisper_pipes, kwargs):
+    ours, theirs = aligned_whisper_pipes
+    clips = [noise_audio(4.0, 0), noise_audio(25.0, 1)]
+    if "chunk_length_s" in kwargs:
+        clips = [noise_audio(23.0, 4), noise_audio(6.0, 5)]
+    got = ours(clips, return_timestamps="word", **kwargs)
+    want = theirs(clips, return_timestamps="word", **kwargs)
+    assert any(w["timestamp"][1] > 0 for w in want[0]["chunks"])  # a case with real times
+    assert_words_close(got, want)
+    assert_words_close(ours(clips[1], return_timestamps="word", **kwargs),
+                       theirs(clips[1], return_timestamps="word", **kwargs))
+
+
+def test_whisper_word_timestamps_need_alignment_heads(whisper_pipes):
+    ours, _ = whisper_pipes
+    with pytest.raises(InputError, match="alignment_heads"):
+        ours(CLIPS[0], return_timestamps="word")
