@@ -1040,12 +1040,8 @@ class GenerationMixin:
         if bool(attention_mask.all()):
             attention_mask = None  # no padding: SDPA's causal path, no mask to build
 
-        expand = max(config.num_beams, config.num_return_sequences)
-        if expand > 1:
-            input_ids = input_ids.repeat_interleave(expand, dim=0)
-            position_ids = position_ids.repeat_interleave(expand, dim=0)
-            if attention_mask is not None:
-                attention_mask = attention_mask.repeat_interleave(expand, dim=0)
+        input_ids, position_ids, attention_mask = _expand_rows(config, input_ids, position_ids,
+                                                               attention_mask)
         if streamer is not None:
             streamer.put(input_ids.cpu())
 
@@ -1116,12 +1112,7 @@ class GenerationMixin:
             if self.prepend_decoder_start and bool((decoder_input_ids[:, 0] != starts[:, 0]).all()):
                 decoder_input_ids = torch.cat((starts, decoder_input_ids), dim=-1)
 
-        expand = max(config.num_beams, config.num_return_sequences)
-        if expand > 1:
-            decoder_input_ids = decoder_input_ids.repeat_interleave(expand, dim=0)
-            encoded = encoded.repeat_interleave(expand, dim=0)
-            if mask is not None:
-                mask = mask.repeat_interleave(expand, dim=0)
+        decoder_input_ids, encoded, mask = _expand_rows(config, decoder_input_ids, encoded, mask)
         if streamer is not None:
             streamer.put(decoder_input_ids.cpu())
         prompt_length = decoder_input_ids.shape[1]
@@ -1204,13 +1195,8 @@ class GenerationMixin:
             attention_mask = None
         config.use_cache = True  # as the reference: the embeddings are read once, into the cache
 
-        expand = max(config.num_beams, config.num_return_sequences)
-        if expand > 1:
-            inputs_embeds = inputs_embeds.repeat_interleave(expand, dim=0)
-            input_ids = input_ids.repeat_interleave(expand, dim=0)
-            position_ids = position_ids.repeat_interleave(expand, dim=0)
-            if attention_mask is not None:
-                attention_mask = attention_mask.repeat_interleave(expand, dim=0)
+        inputs_embeds, input_ids, position_ids, attention_mask = _expand_rows(
+            config, inputs_embeds, input_ids, position_ids, attention_mask)
         if streamer is not None:
             streamer.put(input_ids.cpu())
 
@@ -1620,6 +1606,14 @@ class _EmbedsDecodeState(_DecodeState):
     def replace(self, sequences: torch.Tensor) -> None:
         self.length = self.offset + sequences.shape[1]
         self._ids[:, self.offset:self.length] = sequences
+
+
+def _expand_rows(config, *tensors):
+    """Each prompt row repeated once per beam / returned sequence (None stays None)."""
+    expand = max(config.num_beams, config.num_return_sequences)
+    if expand == 1:
+        return tensors
+    return tuple(None if t is None else t.repeat_interleave(expand, dim=0) for t in tensors)
 
 
 def _gather(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
