@@ -34,6 +34,13 @@ _EXPORTS = {
     "AutoModelForImageClassification": "lightpipe.models",
     "AutoModelForObjectDetection": "lightpipe.models",
     "AutoModelForZeroShotImageClassification": "lightpipe.models",
+    "AutoModelForVision2Seq": "lightpipe.models",
+    "AutoModelForVisualQuestionAnswering": "lightpipe.models",
+    "AutoModelForDocumentQuestionAnswering": "lightpipe.models",
+    "AutoModelForImageToImage": "lightpipe.models",
+    "AutoModelForDepthEstimation": "lightpipe.models",
+    "AutoModelForSemanticSegmentation": "lightpipe.models",
+    "AutoModelForImageSegmentation": "lightpipe.models",
     "AutoBackbone": "lightpipe.models",
     "AutoProcessor": "lightpipe.processing",
     "AutoFeatureExtractor": "lightpipe.processing.audio",
@@ -76,7 +83,11 @@ if TYPE_CHECKING:  # for editors and type checkers only
                          AutoModelForMaskedLM, AutoModelForObjectDetection,
                          AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM,
                          AutoModelForSequenceClassification, AutoModelForSpeechSeq2Seq,
-                         AutoModelForTokenClassification, AutoModelForZeroShotImageClassification)
+                         AutoModelForTokenClassification, AutoModelForZeroShotImageClassification,
+                         AutoModelForVision2Seq, AutoModelForVisualQuestionAnswering,
+                         AutoModelForDocumentQuestionAnswering, AutoModelForImageToImage,
+                         AutoModelForDepthEstimation, AutoModelForSemanticSegmentation,
+                         AutoModelForImageSegmentation)
     from .processing import AutoProcessor
     from .processing.audio import AutoFeatureExtractor
     from .processing.image import AutoImageProcessor

@@ -66,6 +66,13 @@ ARCHITECTURE_SUFFIXES: dict[str, str] = {
     "ForAudioClassification": "AutoModelForAudioClassification",
     "ForImageClassification": "AutoModelForImageClassification",
     "ForObjectDetection": "AutoModelForObjectDetection",
+    "ForVisionQuestionAnswering": "AutoModelForVisualQuestionAnswering",
+    "ForDocumentQuestionAnswering": "AutoModelForDocumentQuestionAnswering",
+    "ForImageSuperResolution": "AutoModelForImageToImage",
+    "ForDepthEstimation": "AutoModelForDepthEstimation",
+    "ForSemanticSegmentation": "AutoModelForSemanticSegmentation",
+    "ForImageSegmentation": "AutoModelForImageSegmentation",
+    "ForVision2Seq": "AutoModelForVision2Seq",
     "Model": "AutoModel",
 }
 
@@ -186,6 +193,36 @@ class AutoModelForObjectDetection(_AutoModelBase):
 
 class AutoModelForZeroShotImageClassification(_AutoModelBase):
     head = "AutoModelForZeroShotImageClassification"
+
+
+class AutoModelForVision2Seq(_AutoModelBase):
+    """Image captioning models (image-to-text): vision encoder + text decoder."""
+
+    head = "AutoModelForVision2Seq"
+
+
+class AutoModelForVisualQuestionAnswering(_AutoModelBase):
+    head = "AutoModelForVisualQuestionAnswering"
+
+
+class AutoModelForDocumentQuestionAnswering(_AutoModelBase):
+    head = "AutoModelForDocumentQuestionAnswering"
+
+
+class AutoModelForImageToImage(_AutoModelBase):
+    head = "AutoModelForImageToImage"
+
+
+class AutoModelForDepthEstimation(_AutoModelBase):
+    head = "AutoModelForDepthEstimation"
+
+
+class AutoModelForSemanticSegmentation(_AutoModelBase):
+    head = "AutoModelForSemanticSegmentation"
+
+
+class AutoModelForImageSegmentation(_AutoModelBase):
+    head = "AutoModelForImageSegmentation"
 
 
 class AutoBackbone(_AutoModelBase):

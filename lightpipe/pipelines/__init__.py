@@ -93,7 +93,7 @@ _TASKS = [
          preprocessors=("image_processor",)),
     Task("zero-shot-object-detection", "AutoModel", ("google/owlvit-base-patch32", "cbc355f"),
          kind="image"),
-    Task("image-segmentation", "AutoModelForImageSegmentation",
+    Task("image-segmentation", ("AutoModelForImageSegmentation", "AutoModelForSemanticSegmentation"),
          ("facebook/detr-resnet-50-panoptic", "d53b52a"), kind="image"),
     Task("depth-estimation", "AutoModelForDepthEstimation", ("Intel/dpt-large", "bc15f29"),
          kind="image"),
@@ -130,6 +130,13 @@ _TASK_OF_HEAD = {
     "AutoModelForAudioClassification": "audio-classification",
     "AutoModelForImageClassification": "image-classification",
     "AutoModelForObjectDetection": "object-detection",
+    "AutoModelForVision2Seq": "image-to-text",
+    "AutoModelForVisualQuestionAnswering": "visual-question-answering",
+    "AutoModelForDocumentQuestionAnswering": "document-question-answering",
+    "AutoModelForImageToImage": "image-to-image",
+    "AutoModelForDepthEstimation": "depth-estimation",
+    "AutoModelForSemanticSegmentation": "image-segmentation",
+    "AutoModelForImageSegmentation": "image-segmentation",
     "AutoModel": "feature-extraction",
 }
 # A bare AutoModel of an image family extracts image features.
