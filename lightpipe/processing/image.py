@@ -632,7 +632,8 @@ def pad_batch(images: list["np.ndarray"]) -> tuple["torch.Tensor", "torch.Tensor
     return torch.from_numpy(pixels), torch.from_numpy(mask)
 
 
-IMAGE_PROCESSORS: dict[str, type[ImageProcessor]] = {
+# Processors defined in other modules are "module:Class" strings, imported on first use.
+IMAGE_PROCESSORS: dict[str, type[ImageProcessor] | str] = {
     "ViTImageProcessor": ViTImageProcessor,
     "DeiTImageProcessor": ViTImageProcessor,
     "CLIPImageProcessor": CLIPImageProcessor,
@@ -640,7 +641,7 @@ IMAGE_PROCESSORS: dict[str, type[ImageProcessor]] = {
     "DetrImageProcessor": DetrImageProcessor,
 }
 # model_type -> processor, for folders whose preprocessor_config.json names no type.
-_BY_MODEL_TYPE = {"vit": ViTImageProcessor, "swin": ViTImageProcessor, "clip": CLIPImageProcessor,
+_BY_MODEL_TYPE: dict[str, type[ImageProcessor] | str] = {"vit": ViTImageProcessor, "swin": ViTImageProcessor, "clip": CLIPImageProcessor,
                   "convnext": ConvNextImageProcessor, "resnet": ConvNextImageProcessor,
                   "detr": DetrImageProcessor}
 
@@ -649,7 +650,16 @@ def processor_class_for(name: str | None) -> type[ImageProcessor] | None:
     if not name:
         return None
     base = re.sub(r"(Fast|Pil)$", "", name).replace("FeatureExtractor", "ImageProcessor")
-    return IMAGE_PROCESSORS.get(base)
+    return _load_class(IMAGE_PROCESSORS.get(base))
+
+
+def _load_class(entry: type[ImageProcessor] | str | None) -> type[ImageProcessor] | None:
+    if isinstance(entry, str):
+        import importlib
+
+        module, _, name = entry.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return entry
 
 
 class AutoImageProcessor:
@@ -684,7 +694,7 @@ class AutoImageProcessor:
             target = processor_class_for(named)
         if target is None:
             model_type = _read_json(folder / "config.json").get("model_type") if (folder / "config.json").is_file() else None
-            target = _BY_MODEL_TYPE.get(model_type or "", ImageProcessor)
+            target = _load_class(_BY_MODEL_TYPE.get(model_type or "")) or ImageProcessor
         return target(**{**settings, **overrides})
 
 
