@@ -59,6 +59,30 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return F.linear(inputs, weight, bias)
 
 
+def linear_add(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               packed: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
+    """``residual + linear(inputs, weight, bias)``; in float32 on the CPU one oneDNN call adds
+    the residual as the product is written (the same numbers to ~1e-7: one rounding fewer).
+    Other dtypes add separately, rounding where the reference rounds."""
+    if (_ONEDNN_LINEAR is not None and inputs.dtype == torch.float32 and inputs.device.type == "cpu"
+            and weight.dtype == torch.float32 and residual.dtype == torch.float32
+            and residual.shape == inputs.shape[:-1] + weight.shape[:1]
+            and not (torch.is_grad_enabled() and weight.requires_grad)):
+        return _ONEDNN_LINEAR.binary(inputs, residual, weight if packed is None else packed, bias, "add")
+    return residual + linear(inputs, weight, bias, packed)
+
+
+def linear_gelu_tanh(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     packed: torch.Tensor | None) -> torch.Tensor | None:
+    """``gelu(linear(...), approximate="tanh")`` in one oneDNN call (float32 on the CPU, equal
+    to ~1e-7); None where that does not apply, for the caller to compute it its own way."""
+    if (_ONEDNN_LINEAR is not None and inputs.dtype == torch.float32 and inputs.device.type == "cpu"
+            and weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and weight.requires_grad)):
+        return _ONEDNN_LINEAR(inputs, weight if packed is None else packed, bias, "gelu", [], "tanh")
+    return None
+
+
 def _onednn_ops():
     try:
         if torch.backends.mkldnn.is_available():
@@ -945,6 +969,13 @@ class GenerationMixin:
         for module in missing:
             module.pack()
 
+    def begin_decode(self) -> None:
+        """Called by generate() once the weights are packed: a model with a lean path for its
+        one-token decoding steps resolves what that path needs here (GPT-2)."""
+
+    def end_decode(self) -> None:
+        """Called when generate() returns or fails: drop what ``begin_decode`` kept."""
+
     def unpack_linear_weights(self) -> None:
         """Free the packed copies made by ``pack_linear_weights``."""
         for module in self.modules():
@@ -1008,53 +1039,57 @@ class GenerationMixin:
         device = self.device
         if self.pack_weights and device.type == "cpu":
             self.pack_linear_weights()
-        if encoder_inputs is not None:
-            return self._generate_encoder_decoder(encoder_inputs, config, mode, default_max,
-                                                  logits_processor, stopping_criteria, streamer,
-                                                  tokenizer, generator)
-        if inputs_embeds is not None:
-            return self._generate_from_embeds(inputs_embeds, input_ids, attention_mask, config, mode,
-                                              default_max, logits_processor, stopping_criteria,
-                                              streamer, tokenizer, generator)
-        eos, pad = self._special_tokens(config, attention_mask is not None, input_ids)
-        if input_ids is None:
-            if config.bos_token_id is None:
-                raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
-            input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long)
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-            raise InputError("input_ids must be a 2-D tensor of token ids (batch, sequence); "
-                             "the tokenizer gives one with return_tensors='pt'.")
-        if input_ids.shape[1] == 0:
-            raise InputError("The prompt is empty (0 tokens). Pass input_ids=None to start from "
-                             "the model's bos_token_id, or give at least one token.")
-        input_ids = input_ids.to(device)
-        batch_size = input_ids.shape[0]
-        if attention_mask is None:
-            attention_mask = self._infer_mask(input_ids, pad, eos)
-        attention_mask = attention_mask.to(device)
-        if batch_size > 1 and pad is not None and bool((attention_mask[:, -1] == 0).any()):
-            logger.warning("A decoder-only architecture is being used, but right-padding was "
-                           "detected! For correct generation results, please set "
-                           "`padding_side='left'` when initializing the tokenizer.")
-        position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-        if bool(attention_mask.all()):
-            attention_mask = None  # no padding: SDPA's causal path, no mask to build
+        self.begin_decode()
+        try:
+            if encoder_inputs is not None:
+                return self._generate_encoder_decoder(encoder_inputs, config, mode, default_max,
+                                                      logits_processor, stopping_criteria, streamer,
+                                                      tokenizer, generator)
+            if inputs_embeds is not None:
+                return self._generate_from_embeds(inputs_embeds, input_ids, attention_mask, config, mode,
+                                                  default_max, logits_processor, stopping_criteria,
+                                                  streamer, tokenizer, generator)
+            eos, pad = self._special_tokens(config, attention_mask is not None, input_ids)
+            if input_ids is None:
+                if config.bos_token_id is None:
+                    raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
+                input_ids = torch.full((1, 1), config.bos_token_id, dtype=torch.long)
+            if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+                raise InputError("input_ids must be a 2-D tensor of token ids (batch, sequence); "
+                                 "the tokenizer gives one with return_tensors='pt'.")
+            if input_ids.shape[1] == 0:
+                raise InputError("The prompt is empty (0 tokens). Pass input_ids=None to start from "
+                                 "the model's bos_token_id, or give at least one token.")
+            input_ids = input_ids.to(device)
+            batch_size = input_ids.shape[0]
+            if attention_mask is None:
+                attention_mask = self._infer_mask(input_ids, pad, eos)
+            attention_mask = attention_mask.to(device)
+            if batch_size > 1 and pad is not None and bool((attention_mask[:, -1] == 0).any()):
+                logger.warning("A decoder-only architecture is being used, but right-padding was "
+                               "detected! For correct generation results, please set "
+                               "`padding_side='left'` when initializing the tokenizer.")
+            position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+            if bool(attention_mask.all()):
+                attention_mask = None  # no padding: SDPA's causal path, no mask to build
 
-        input_ids, position_ids, attention_mask = _expand_rows(config, input_ids, position_ids,
-                                                               attention_mask)
-        if streamer is not None:
-            streamer.put(input_ids.cpu())
+            input_ids, position_ids, attention_mask = _expand_rows(config, input_ids, position_ids,
+                                                                   attention_mask)
+            if streamer is not None:
+                streamer.put(input_ids.cpu())
 
-        prompt_length = input_ids.shape[1]
-        self._set_lengths(config, prompt_length, default_max)
-        processors = self._logits_processors(config, prompt_length, attention_mask, eos, logits_processor)
-        criteria = self._stopping_criteria(config, eos, tokenizer, stopping_criteria)
-        state = _DecodeState(input_ids, attention_mask, position_ids, config.max_length,
-                             KVCache(config.max_length) if config.use_cache else None)
-        if mode.startswith("beam"):
-            return self._beam_search(state, config, processors, criteria, pad, eos, generator,
-                                     batch_size)
-        return self._sample(state, config, processors, criteria, pad, streamer, generator)
+            prompt_length = input_ids.shape[1]
+            self._set_lengths(config, prompt_length, default_max)
+            processors = self._logits_processors(config, prompt_length, attention_mask, eos, logits_processor)
+            criteria = self._stopping_criteria(config, eos, tokenizer, stopping_criteria)
+            state = _DecodeState(input_ids, attention_mask, position_ids, config.max_length,
+                                 KVCache(config.max_length) if config.use_cache else None)
+            if mode.startswith("beam"):
+                return self._beam_search(state, config, processors, criteria, pad, eos, generator,
+                                         batch_size)
+            return self._sample(state, config, processors, criteria, pad, streamer, generator)
+        finally:
+            self.end_decode()
 
     # -- encoder-decoder models: the encoder runs once, the decoder generates
     def _pop_encoder_inputs(self, inputs, model_kwargs: dict) -> dict:

@@ -73,3 +73,75 @@ def test_pipeline_infers_text_generation(decoder):
     pipe = lightpipe.pipeline(model=str(decoder("gpt2")))
     assert pipe.task == "text-generation"
     assert type(pipe.model).__name__ == "GPT2LMHeadModel"
+
+
+@pytest.mark.parametrize("overrides", [{}, {"scale_attn_by_inverse_layer_idx": True},
+                                       {"activation_function": "relu", "n_inner": 40}])
+def test_lean_decoding_step_equals_the_blocks(decoder, overrides):
+    """generate()'s one-token steps skip the module calls (``_decode_one``): on a left-padded
+    batch their logits are exactly those of the blocks, step after step."""
+    model = lightpipe.AutoModelForCausalLM.from_pretrained(decoder("gpt2", **overrides))
+    model.pack_linear_weights()
+    ids = torch.randint(6, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    logits = {}
+    with torch.inference_mode():
+        for lean in (False, True):
+            if lean:
+                model.begin_decode()
+            out = model(input_ids=ids[:, :5], attention_mask=mask[:, :5], use_cache=True)
+            steps = []
+            for end in range(6, 10):
+                out = model(input_ids=ids[:, end - 1:end], attention_mask=mask[:, :end], cache=out.cache)
+                steps.append(out.logits)
+            logits[lean] = torch.cat(steps, dim=1)
+            model.end_decode()
+    assert torch.equal(logits[True], logits[False])
+    assert "decode_plan" not in model.transformer.__dict__
+
+
+def test_generate_takes_the_lean_step_and_drops_its_plan(decoder, monkeypatch):
+    from lightpipe.models import gpt2
+
+    model, reference = load_pair(decoder("gpt2"))
+    calls = []
+    original = gpt2.GPT2Model._decode_one
+    monkeypatch.setattr(gpt2.GPT2Model, "_decode_one",
+                        lambda self, *args: calls.append(1) or original(self, *args))
+    ids = torch.randint(6, 400, (1, 5), generator=torch.Generator().manual_seed(2))
+    options = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    ours = model.generate(ids, **options)
+    assert len(calls) == 5  # every step after the prompt's
+    assert torch.equal(ours, reference.generate(ids, attention_mask=torch.ones_like(ids), **options))
+    assert "decode_plan" not in model.transformer.__dict__
+    monkeypatch.setattr(gpt2.GPT2Model, "_decode_one", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # the plan is dropped when generate() fails too
+        model.generate(ids, **options)
+    assert "decode_plan" not in model.transformer.__dict__
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_products_equal_their_parts(dtype):
+    """A residual added inside the product, and GPT-2's tanh GELU fused into it: float32 equal
+    to the separate operations within rounding; bfloat16 computed separately, exactly."""
+    from lightpipe.generation import _ONEDNN_PACK, linear, linear_add, linear_gelu_tanh
+    from lightpipe.models.gpt2 import gelu_new
+
+    generator = torch.Generator().manual_seed(0)
+    weight = (torch.randn(48, 32, generator=generator) / 6).to(dtype)
+    bias = torch.randn(48, generator=generator).to(dtype)
+    inputs = torch.randn(3, 5, 32, generator=generator).to(dtype)
+    residual = torch.randn(3, 5, 48, generator=generator).to(dtype)
+    packed = _ONEDNN_PACK(weight, None) if _ONEDNN_PACK is not None else None
+    with torch.inference_mode():
+        plain = torch.nn.functional.linear(inputs, weight, bias)
+        for stored in (None, packed):
+            added = linear_add(inputs, weight, bias, stored, residual)
+            fused = linear_gelu_tanh(inputs, weight, bias, stored)
+            if dtype == torch.float32:
+                torch.testing.assert_close(added, residual + plain, rtol=1e-6, atol=1e-6)
+                torch.testing.assert_close(fused, gelu_new(plain), rtol=1e-6, atol=1e-6)
+            else:
+                assert torch.equal(added, residual + linear(inputs, weight, bias, stored))
+                assert fused is None
