@@ -462,10 +462,17 @@ class LogitsProcessorList(list):
         return scores
 
 
-def _ban(scores: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-    """A copy of ``scores`` with these tokens (those inside the vocabulary) at -inf."""
-    token_ids = token_ids.to(scores.device)
-    return scores.index_fill(1, token_ids[(token_ids >= 0) & (token_ids < scores.shape[-1])], -math.inf)
+def _ban(scores: torch.Tensor, token_ids: torch.Tensor, memo: dict | None = None) -> torch.Tensor:
+    """A copy of ``scores`` with these tokens (those inside the vocabulary) at -inf. ``memo``
+    keeps the filtered ids per vocabulary size and device (processors run every step)."""
+    key = (scores.shape[-1], scores.device)
+    index = None if memo is None else memo.get(key)
+    if index is None:
+        token_ids = token_ids.to(scores.device)
+        index = token_ids[(token_ids >= 0) & (token_ids < scores.shape[-1])]
+        if memo is not None:
+            memo[key] = index
+    return scores.index_fill(1, index, -math.inf)
 
 
 class MinLengthLogitsProcessor:
@@ -473,9 +480,12 @@ class MinLengthLogitsProcessor:
 
     def __init__(self, min_length: int, eos_token_id: torch.Tensor):
         self.min_length, self.eos_token_id = min_length, eos_token_id
+        self._memo: dict = {}
 
     def __call__(self, input_ids, scores):
-        return _ban(scores, self.eos_token_id) if input_ids.shape[-1] < self.min_length else scores
+        if input_ids.shape[-1] >= self.min_length:
+            return scores
+        return _ban(scores, self.eos_token_id, self._memo)
 
 
 class MinNewTokensLengthLogitsProcessor(MinLengthLogitsProcessor):
