@@ -74,9 +74,35 @@ def child(lib: str, folder: str, dtype_name: str, batch: int, new_tokens: int,
         output = model.generate(prompt, **options)
         seconds = time.perf_counter() - start
     assert output.shape == (batch, PROMPT_LENGTH + new_tokens), output.shape
-    return {"lib": lib, "seconds": seconds, "tokens_per_s": batch * new_tokens / seconds,
-            "weights_bytes": weights, "threads": torch.get_num_threads(),
-            "tokens": output[:, PROMPT_LENGTH:].tolist()}
+    result = {"lib": lib, "seconds": seconds, "tokens_per_s": batch * new_tokens / seconds,
+              "weights_bytes": weights, "threads": torch.get_num_threads(),
+              "tokens": output[:, PROMPT_LENGTH:].tolist()}
+    if lib == "lightpipe":
+        result["products_ms"] = products_ms(model, batch)
+    return result
+
+
+def products_ms(model, batch: int, repeats: int = 20) -> float | None:
+    """Milliseconds one decoding step spends in its matrix products alone: every linear layer
+    of the model, in the order a step runs them (their registration order), from the packed
+    weights generate() made, back to back on (batch, 1, in) inputs. Median of ``repeats``."""
+    import torch
+
+    from lightpipe.generation import _ONEDNN_LINEAR, PackableLinear
+
+    layers = [m for m in model.modules() if isinstance(m, PackableLinear)]
+    if _ONEDNN_LINEAR is None or any(m.packed_weight() is None for m in layers):
+        return None
+    work = [(torch.randn(batch, 1, m.dense_weight().shape[1], dtype=m.weight.dtype),
+             m.packed_weight(), m.bias) for m in layers]
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for inputs, packed, bias in work:
+                _ONEDNN_LINEAR(inputs, packed, bias, "none", [], "")
+            times.append(time.perf_counter() - start)
+    return 1e3 * median(times)
 
 
 def bandwidth_child(threads: int | None, gib: float = 1.0, runs: int = 7) -> dict:
@@ -156,10 +182,16 @@ def main() -> None:
         weights = ours[0]["weights_bytes"]
         floor_tps = batch * copy_bw * 1e9 / weights  # tokens/s if a step only read the weights
         same = ours[0]["tokens"] == theirs[0]["tokens"]
+        products = [r["products_ms"] for r in ours if r.get("products_ms")]
+        products = median(products) if products else None
         entry = {"lightpipe_tokens_per_s": ours_tps, "transformers_tokens_per_s": theirs_tps,
                  "speedup": ours_tps / theirs_tps, "speedup_vs_transformers_float32": ours_tps / reference_f32,
                  "weights_bytes": weights, "bandwidth_floor_tokens_per_s": floor_tps,
                  "of_floor": ours_tps / floor_tps, "transformers_of_floor": theirs_tps / floor_tps,
+                 # the step's matrix products alone, and the share of the floor they would
+                 # reach if nothing else ran (an upper bound for "of_floor")
+                 "products_ms": products,
+                 "products_of_floor": (1e3 * weights / (copy_bw * 1e9) / products) if products else None,
                  "same_tokens_as_transformers": same,
                  "runs": {lib: [{k: v for k, v in r.items() if k != "tokens"} for r in results]
                           for lib, results in (("lightpipe", ours), ("transformers", theirs))}}
@@ -173,6 +205,11 @@ def main() -> None:
           f"median of {args.rounds} interleaved runs, {info['cores']} cores, {threads} torch threads")
     print(table(rows, ["model", "dtype", "batch", "lightpipe tok/s", "transformers tok/s",
                        "speedup", "vs tf fp32", "floor tok/s", "of floor", "same tokens"]))
+    print("\nthe matrix products alone (lightpipe's packed weights, back to back), per step:")
+    for key, entry in summary.items():
+        if entry["products_ms"]:
+            print(f"  {key}: {entry['products_ms']:.2f} ms = {100 * entry['products_of_floor']:.0f}% "
+                  f"of the floor if nothing else ran (measured: {100 * entry['of_floor']:.0f}%)")
     print(f"\nmemory bandwidth ({bandwidths[0]['threads']} threads): copy {copy_bw:.1f} GB/s "
           f"(read + written), read {read_bw:.1f} GB/s; floor = weights bytes / copy bandwidth")
 

@@ -6,9 +6,16 @@ Names are imported lazily, on first use, so ``import lightpipe`` does not import
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+# CPU tensors of 2 MB or more (the packed weights every decoding step streams, KV caches) in
+# transparent huge pages, where Linux offers them on request: fewer TLB misses while streaming
+# weights (bench/RESULTS.md). torch reads this once, at its first CPU allocation, so it applies
+# when lightpipe is imported before any tensor is made. THP_MEM_ALLOC_ENABLE=0 opts out.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -96,3 +96,18 @@ def test_speech_vision_and_seq2seq_work_without_transformers(whisper_folder, vis
     assert isinstance(out["text"], str) and len(out["labels"]) == 2
     assert isinstance(out["summary"][0]["summary_text"], str)
     assert out["kin"] == []
+
+
+def test_import_asks_torch_for_huge_pages_unless_told_otherwise():
+    """``import lightpipe`` before any tensor: torch's large CPU allocations are madvised to
+    transparent huge pages (THP_MEM_ALLOC_ENABLE); a caller's own setting wins."""
+    code = """
+        import os
+        {preset}
+        import torch, lightpipe
+        print(os.environ.get("THP_MEM_ALLOC_ENABLE"))
+    """
+    for preset, want in (("", "1"), ("os.environ['THP_MEM_ALLOC_ENABLE'] = '0'", "0")):
+        result = _run(code.format(preset=preset))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == want
