@@ -141,6 +141,14 @@ class Linear(PackableLinear, nn.Linear):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return linear(inputs, self.weight, self.bias, self.packed_weight())
 
+    def forward_add(self, inputs: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``residual + self(inputs)``, fused where it can be (see ``linear_add``)."""
+        return linear_add(inputs, self.weight, self.bias, self.packed_weight(), residual)
+
+    def parts(self) -> tuple:
+        """(weight, bias, packed weight): ``linear``'s arguments, for lean decoding steps."""
+        return self.weight, self.bias, self.packed_weight()
+
 
 class KVCache:
     """Keys and values of the tokens seen so far, per layer, in preallocated buffers of shape

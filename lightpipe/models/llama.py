@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention, lm_logits,
+from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention, linear,
+                          linear_add, lm_logits,
                           open_cache)
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
@@ -187,6 +188,11 @@ class LlamaMLP(nn.Module):
     def forward(self, hidden_states):
         return self.down_proj(self.act(self.gate_proj(hidden_states)) * self.up_proj(hidden_states))
 
+    def add_to(self, hidden_states, residual):
+        """``residual + self(hidden_states)``, the residual fused into down_proj's product."""
+        inner = self.act(self.gate_proj(hidden_states)) * self.up_proj(hidden_states)
+        return self.down_proj.forward_add(inner, residual)
+
 
 class LlamaAttention(nn.Module):
     def __init__(self, config, layer_idx: int, qkv_bias: bool, o_bias: bool):
@@ -202,6 +208,10 @@ class LlamaAttention(nn.Module):
         self.o_proj = Linear(heads * self.head_dim, config.hidden_size, bias=o_bias)
 
     def forward(self, hidden_states, cos, sin, mask, cache):
+        return self.o_proj(self.context(hidden_states, cos, sin, mask, cache))
+
+    def context(self, hidden_states, cos, sin, mask, cache):
+        """The attention's output before o_proj: (batch, seq, heads * head_dim)."""
         batch, seq, _ = hidden_states.shape
         shape = (batch, seq, -1, self.head_dim)
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (batch, heads, seq, head_dim)
@@ -211,7 +221,7 @@ class LlamaAttention(nn.Module):
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
         context = decoder_attention(query, key, value, mask, scale=self.scale, groups=self.groups)
-        return self.o_proj(context.transpose(1, 2).reshape(batch, seq, -1))
+        return context.transpose(1, 2).reshape(batch, seq, -1)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -223,8 +233,10 @@ class LlamaDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
     def forward(self, hidden_states, cos, sin, mask, cache):
-        hidden_states = hidden_states + self.self_attn(self.input_layernorm(hidden_states), cos, sin, mask, cache)
-        return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+        attention = self.self_attn
+        context = attention.context(self.input_layernorm(hidden_states), cos, sin, mask, cache)
+        hidden_states = attention.o_proj.forward_add(context, hidden_states)
+        return self.mlp.add_to(self.post_attention_layernorm(hidden_states), hidden_states)
 
 
 def head_dim_of(config) -> int:
@@ -290,10 +302,45 @@ class LlamaModel(LlamaPreTrainedModel):
                  for window in set(self.windows)}
         cos, sin = self.rotary_emb(position_ids, inputs_embeds.dtype)
         hidden_states = inputs_embeds
-        for layer, window in zip(self.layers, self.windows):
-            hidden_states = layer(hidden_states, cos, sin, masks[window], cache)
+        plan = self.__dict__.get("decode_plan")
+        if plan is not None and seq == 1 and cache is not None:
+            hidden_states = self._decode_one(hidden_states, cos, sin, masks, cache, plan)
+        else:
+            for layer, window in zip(self.layers, self.windows):
+                hidden_states = layer(hidden_states, cos, sin, masks[window], cache)
         return ModelOutput(last_hidden_state=self.norm(hidden_states),
                            cache=cache if use_cache else None)
+
+
+    # generate()'s one-token steps: the layers' maths without the module calls (see GPT-2's
+    # make_decode_plan for why), over tensors resolved once per generate() call.
+    def make_decode_plan(self) -> list[tuple]:
+        plan = []
+        for layer, window in zip(self.layers, self.windows):
+            attention, mlp = layer.self_attn, layer.mlp
+            plan.append((layer.input_layernorm, layer.post_attention_layernorm, window,
+                         attention.head_dim, attention.scale, attention.groups, mlp.act,
+                         *(module.parts() for module in (attention.q_proj, attention.k_proj,
+                                                         attention.v_proj, attention.o_proj,
+                                                         mlp.gate_proj, mlp.up_proj, mlp.down_proj))))
+        return plan
+
+    def _decode_one(self, hidden_states, cos, sin, masks, cache, plan):
+        batch = hidden_states.shape[0]
+        for index, (norm_1, norm_2, window, head_dim, scale, groups, act,
+                    q_proj, k_proj, v_proj, o_proj, gate, up, down) in enumerate(plan):
+            x = norm_1(hidden_states)
+            query = linear(x, *q_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
+            key = linear(x, *k_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
+            value = linear(x, *v_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
+            key, value = cache.update(rotate(key, cos, sin), value, index)
+            context = decoder_attention(rotate(query, cos, sin), key, value, masks[window],
+                                        scale=scale, groups=groups)
+            hidden_states = linear_add(context.transpose(1, 2).reshape(batch, 1, -1), *o_proj,
+                                       hidden_states)
+            x = norm_2(hidden_states)
+            hidden_states = linear_add(act(linear(x, *gate)) * linear(x, *up), *down, hidden_states)
+        return hidden_states
 
 
 # 4. Heads.
@@ -312,6 +359,12 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
+
+    def begin_decode(self) -> None:
+        self.model.decode_plan = self.model.make_decode_plan()
+
+    def end_decode(self) -> None:
+        self.model.__dict__.pop("decode_plan", None)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
                 inputs_embeds=None, use_cache=None, logits_to_keep: int = 0, **kwargs) -> ModelOutput:

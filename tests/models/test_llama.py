@@ -99,3 +99,43 @@ def test_unsupported_rope_kind_is_a_clear_error(decoder, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(lightpipe.UnsupportedModelError, match="longrope"):
         lightpipe.AutoModelForCausalLM.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("model_type,overrides", [
+    ("llama", {}),
+    ("llama", {"num_key_value_heads": 4, "attention_bias": True, "mlp_bias": True}),
+    ("mistral", {}),  # sliding window 6: the steps below go past it
+    ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}),
+])
+def test_lean_decoding_step_equals_the_layers(decoder, model_type, overrides):
+    """generate()'s one-token steps skip the module calls (``_decode_one``): on a left-padded
+    batch their logits are exactly the layers', step after step; generate() uses that path and
+    drops its plan when done."""
+    from lightpipe.models import llama
+
+    model = lightpipe.AutoModelForCausalLM.from_pretrained(decoder(model_type, **overrides))
+    model.pack_linear_weights()
+    ids = torch.randint(6, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0
+    logits = {}
+    with torch.inference_mode():
+        for lean in (False, True):
+            if lean:
+                model.begin_decode()
+            out = model(input_ids=ids[:, :4], attention_mask=mask[:, :4], use_cache=True)
+            steps = []
+            for end in range(5, 13):
+                out = model(input_ids=ids[:, end - 1:end], attention_mask=mask[:, :end], cache=out.cache)
+                steps.append(out.logits)
+            logits[lean] = torch.cat(steps, dim=1)
+            model.end_decode()
+    assert torch.equal(logits[True], logits[False])
+    calls = []
+    original = llama.LlamaModel._decode_one
+    try:
+        llama.LlamaModel._decode_one = lambda self, *args: calls.append(1) or original(self, *args)
+        model.generate(ids[:1], max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    finally:
+        llama.LlamaModel._decode_one = original
+    assert len(calls) == 3 and "decode_plan" not in model.model.__dict__
