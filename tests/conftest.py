@@ -412,3 +412,7 @@ def assert_logits_match(folder: Path, lengths=(9, 4, 13), prefill: int = 5,
 from tests.fixtures.audio import *  # noqa: E402,F401,F403
 from tests.fixtures.seq2seq import *  # noqa: E402,F401,F403
 from tests.fixtures.vision import *  # noqa: E402,F401,F403
+from tests.fixtures.document import *  # noqa: E402,F401,F403
+from tests.fixtures.multimodal import *  # noqa: E402,F401,F403
+from tests.fixtures.dense import *  # noqa: E402,F401,F403
+from tests.fixtures.captioning import *  # noqa: E402,F401,F403

@@ -41,7 +41,15 @@ MODEL_TYPES: dict[str, str] = {
     "convnext": "convnext",
     "resnet": "resnet",
     "clip": "clip",
-    "detr": "detr",
+    "detr": "detr_segmentation:HEADS",  # detr.py's heads + DetrForSegmentation
+    "vision-encoder-decoder": "vision_encoder_decoder",  # image-to-text (vit-gpt2 captioners)
+    "blip": "blip",  # image-to-text: BlipForConditionalGeneration
+    "vilt": "vilt",
+    "swin2sr": "swin2sr",
+    "dpt": "dpt",
+    "segformer": "segformer",
+    "depth_anything": "depth_anything",
+    "layoutlm": "layoutlm",  # document question answering
 }
 
 # Families whose inputs are not text: "ForSequenceClassification" means audio- or image-
@@ -50,6 +58,10 @@ MODALITY: dict[str, str] = {
     "whisper": "audio", "wav2vec2": "audio",
     "vit": "image", "swin": "image", "convnext": "image", "resnet": "image", "clip": "image",
     "detr": "image",
+    "vision-encoder-decoder": "image",
+    "vilt": "multimodal", "swin2sr": "image",
+    "dpt": "image", "segformer": "image", "depth_anything": "image",
+    "layoutlm": "multimodal",
 }
 
 # Suffix of an architecture name (config.architectures) -> Auto class / head.
@@ -72,6 +84,7 @@ ARCHITECTURE_SUFFIXES: dict[str, str] = {
     "ForDepthEstimation": "AutoModelForDepthEstimation",
     "ForSemanticSegmentation": "AutoModelForSemanticSegmentation",
     "ForImageSegmentation": "AutoModelForImageSegmentation",
+    "ForSegmentation": "AutoModelForImageSegmentation",  # DetrForSegmentation
     "ForVision2Seq": "AutoModelForVision2Seq",
     "Model": "AutoModel",
 }

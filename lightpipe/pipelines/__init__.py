@@ -94,24 +94,33 @@ _TASKS = [
     Task("zero-shot-object-detection", "AutoModel", ("google/owlvit-base-patch32", "cbc355f"),
          kind="image"),
     Task("image-segmentation", ("AutoModelForImageSegmentation", "AutoModelForSemanticSegmentation"),
-         ("facebook/detr-resnet-50-panoptic", "d53b52a"), kind="image"),
+         ("facebook/detr-resnet-50-panoptic", "d53b52a"),
+         "image_segmentation:ImageSegmentationPipeline", kind="image",
+         preprocessors=("image_processor",)),
     Task("depth-estimation", "AutoModelForDepthEstimation", ("Intel/dpt-large", "bc15f29"),
-         kind="image"),
+         "depth_estimation:DepthEstimationPipeline", kind="image",
+         preprocessors=("image_processor",)),
     Task("image-to-image", "AutoModelForImageToImage",
-         ("caidas/swin2SR-classical-sr-x2-64", None), kind="image"),
+         ("caidas/swin2SR-classical-sr-x2-64", None),
+         "image_to_image:ImageToImagePipeline", kind="image", preprocessors=("image_processor",)),
     Task("mask-generation", "AutoModel", ("facebook/sam-vit-huge", "87aecf0"), kind="image"),
     Task("keypoint-matching", "AutoModel", ("magic-leap-community/superglue_outdoor", "f4041f8"),
          kind="image"),
     Task("video-classification", "AutoModelForVideoClassification",
          ("MCG-NJU/videomae-base-finetuned-kinetics", "488eb9a"), kind="video"),
     Task("image-to-text", "AutoModelForVision2Seq", ("ydshieh/vit-gpt2-coco-en", None),
-         kind="multimodal"),
+         "image_to_text:ImageToTextPipeline", kind="multimodal",
+         preprocessors=("image_processor", "tokenizer")),
     Task("image-text-to-text", "AutoModelForImageTextToText",
          ("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", None), kind="multimodal"),
     Task("visual-question-answering", "AutoModelForVisualQuestionAnswering",
-         ("dandelin/vilt-b32-finetuned-vqa", None), aliases=("vqa",), kind="multimodal"),
+         ("dandelin/vilt-b32-finetuned-vqa", None),
+         "visual_question_answering:VisualQuestionAnsweringPipeline", aliases=("vqa",),
+         kind="multimodal", preprocessors=("image_processor", "tokenizer")),
     Task("document-question-answering", "AutoModelForDocumentQuestionAnswering",
-         ("impira/layoutlm-document-qa", "beed3c4"), kind="multimodal"),
+         ("impira/layoutlm-document-qa", "beed3c4"),
+         "document_question_answering:DocumentQuestionAnsweringPipeline", kind="multimodal",
+         preprocessors=("tokenizer",)),
 ]
 
 SUPPORTED_TASKS: dict[str, Task] = {task.name: task for task in _TASKS}
@@ -144,7 +153,11 @@ _MODALITY_TASK = {("image", "feature-extraction"): "image-feature-extraction"}
 # Families whose checkpoints serve one task more specifically than their head says (the Hub's
 # pipeline_tag for them): CLIP classifies images zero-shot, Marian translates.
 _FAMILY_TASK = {("clip", "AutoModel"): "zero-shot-image-classification",
-                ("marian", "AutoModelForSeq2SeqLM"): "translation"}
+                ("layoutlm", "AutoModelForQuestionAnswering"): "document-question-answering",
+                ("vision-encoder-decoder", "AutoModel"): "image-to-text",
+                ("blip", "AutoModelForSeq2SeqLM"): "image-to-text",  # BlipForConditionalGeneration
+                ("marian", "AutoModelForSeq2SeqLM"): "translation",
+                ("vilt", "AutoModelForQuestionAnswering"): "visual-question-answering"}
 
 # Where pipeline() finds the loader of each preprocessor ("module:Class", lazily imported).
 _PREPROCESSOR_LOADERS = {

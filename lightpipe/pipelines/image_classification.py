@@ -69,6 +69,31 @@ class ImagePipeline(Pipeline):
             self.image_processor.save_pretrained(folder)
 
 
+class SizeGroupedImagePipeline(ImagePipeline):
+    """Image tasks whose images keep their own processed size (DETR's, DPT's with
+    ``keep_aspect_ratio``, Swin2SR's padding): only images of one size share a batch, since
+    padding them would change what the model sees, so results do not depend on
+    ``batch_size``. Each piece carries its original ``target_size`` (height, width) to
+    postprocess."""
+
+    def preprocess(self, item: Any, timeout: float | None = None) -> dict:
+        image = self.load(item, timeout)
+        return {"pixel_values": self.pixels(image), "target_size": (image.height, image.width)}
+
+    def _forward_pieces(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
+        groups: dict[tuple, list[int]] = {}
+        for index, piece in enumerate(pieces):
+            groups.setdefault(tuple(piece["pixel_values"].shape), []).append(index)
+        outputs: list[dict | None] = [None] * len(pieces)
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                chosen = indices[start:start + batch_size]
+                done = super()._forward_pieces([pieces[j] for j in chosen], batch_size, fwd)
+                for j, out in zip(chosen, done):
+                    outputs[j] = out
+        return outputs  # type: ignore[return-value]
+
+
 class ImageClassificationPipeline(ImagePipeline):
     """``pipe(image)`` -> ``[{"label": ..., "score": ...}, ...]`` (the ``top_k`` best, 5 by
     default). ``function_to_apply``: "softmax", "sigmoid" or "none" (default: sigmoid for one

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .image_classification import ImagePipeline
+from .image_classification import SizeGroupedImagePipeline
 
 
-class ObjectDetectionPipeline(ImagePipeline):
+class ObjectDetectionPipeline(SizeGroupedImagePipeline):
     """``pipe(image)`` -> ``[{"score": ..., "label": ..., "box": {"xmin", "ymin", "xmax",
     "ymax"}}, ...]``: detections scoring above ``threshold`` (0.5), boxes in pixels of the
     original image (ints, as the reference). Images keep their own size (short side 800 by
@@ -31,24 +31,6 @@ class ObjectDetectionPipeline(ImagePipeline):
                 raise InputError(f"threshold must be a number between 0 and 1, got {threshold!r}.")
             post["threshold"] = float(threshold)
         return pre, {}, post
-
-    def preprocess(self, item: Any, timeout: float | None = None) -> dict:
-        image = self.load(item, timeout)
-        return {"pixel_values": self.pixels(image), "target_size": (image.height, image.width)}
-
-    def _forward_pieces(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
-        # Batch only images of one size (no padding: DETR's convolutions would see it).
-        groups: dict[tuple, list[int]] = {}
-        for index, piece in enumerate(pieces):
-            groups.setdefault(tuple(piece["pixel_values"].shape), []).append(index)
-        outputs: list[dict | None] = [None] * len(pieces)
-        for indices in groups.values():
-            for start in range(0, len(indices), batch_size):
-                chosen = indices[start:start + batch_size]
-                done = super()._forward_pieces([pieces[j] for j in chosen], batch_size, fwd)
-                for j, out in zip(chosen, done):
-                    outputs[j] = out
-        return outputs  # type: ignore[return-value]
 
     def _forward(self, model_inputs: dict, **params: Any) -> dict:
         out = self.model(**self.normalized(model_inputs))

@@ -639,11 +639,22 @@ IMAGE_PROCESSORS: dict[str, type[ImageProcessor] | str] = {
     "CLIPImageProcessor": CLIPImageProcessor,
     "ConvNextImageProcessor": ConvNextImageProcessor,
     "DetrImageProcessor": DetrImageProcessor,
+    "BlipImageProcessor": "lightpipe.models.blip:BlipImageProcessor",
+    "DPTImageProcessor": "lightpipe.processing.dpt:DPTImageProcessor",
+    "SegformerImageProcessor": "lightpipe.processing.segformer:SegformerImageProcessor",
+    "ViltImageProcessor": "lightpipe.processing.vilt:ViltImageProcessor",
+    "Swin2SRImageProcessor": "lightpipe.processing.swin2sr:Swin2SRImageProcessor",
 }
 # model_type -> processor, for folders whose preprocessor_config.json names no type.
 _BY_MODEL_TYPE: dict[str, type[ImageProcessor] | str] = {"vit": ViTImageProcessor, "swin": ViTImageProcessor, "clip": CLIPImageProcessor,
                   "convnext": ConvNextImageProcessor, "resnet": ConvNextImageProcessor,
-                  "detr": DetrImageProcessor}
+                  "detr": DetrImageProcessor,
+                  "blip": "lightpipe.models.blip:BlipImageProcessor",
+                  "dpt": "lightpipe.processing.dpt:DPTImageProcessor",
+                  "depth_anything": "lightpipe.processing.dpt:DPTImageProcessor",
+                  "segformer": "lightpipe.processing.segformer:SegformerImageProcessor",
+                  "vilt": "lightpipe.processing.vilt:ViltImageProcessor",
+                  "swin2sr": "lightpipe.processing.swin2sr:Swin2SRImageProcessor"}
 
 
 def processor_class_for(name: str | None) -> type[ImageProcessor] | None:

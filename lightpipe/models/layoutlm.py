@@ -1,0 +1,193 @@
+"""LayoutLM v1 (Xu et al., 2019, arXiv:1912.13318): BERT plus 2-D position embeddings.
+
+Matches transformers' ``models/layoutlm/modeling_layoutlm.py`` for inference. The encoder is
+BERT's (bert.py); the one real difference is in the embeddings: each token also carries its
+word's box on the page, ``bbox = (x0, y0, x1, y1)`` normalised to 0-1000, and the embeddings
+add ``x(x0) + y(y0) + x(x1) + y(y1) + h(y1 - y0) + w(x1 - x0)`` to BERT's sum. Parameter
+names are the Hub checkpoints' (``layoutlm.embeddings.x_position_embeddings.weight``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..modeling import ModelOutput
+from .bert import (BERT_DEFAULTS, BertEmbeddings, BertModel, BertOnlyMLMHead, BertPreTrainedModel,
+                   span_logits)
+from .layers import padding_mask
+
+# 1. Config fields read (BERT's, plus the size of the 2-D position tables).
+LAYOUTLM_DEFAULTS = {**BERT_DEFAULTS, "max_2d_position_embeddings": 1024}
+
+
+# 2. Modules.
+class LayoutLMEmbeddings(BertEmbeddings):
+    """BERT's word + position + token-type embeddings, plus the word boxes' 2-D embeddings."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        size = config.max_2d_position_embeddings
+        self.x_position_embeddings = nn.Embedding(size, config.hidden_size)
+        self.y_position_embeddings = nn.Embedding(size, config.hidden_size)
+        self.h_position_embeddings = nn.Embedding(size, config.hidden_size)
+        self.w_position_embeddings = nn.Embedding(size, config.hidden_size)
+
+    def forward(self, input_ids, bbox=None, token_type_ids=None, position_ids=None,
+                inputs_embeds=None):
+        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        if position_ids is None:
+            position_ids = self.position_ids(reference)
+        limit = self.position_embeddings.num_embeddings
+        if int(position_ids.max()) >= limit:
+            raise InputError(
+                f"The input has {reference.shape[1]} tokens but this model reads at most {limit} "
+                "positions. Truncate it, or let the document-question-answering pipeline split "
+                "the document into windows (max_seq_len=, doc_stride=).")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(reference, dtype=torch.long)
+        if bbox is None:
+            bbox = torch.zeros(*reference.shape, 4, dtype=torch.long, device=reference.device)
+        check_boxes(bbox, self.x_position_embeddings.num_embeddings)
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        # bbox: (batch, seq, 4) as x0, y0, x1, y1
+        x0, y0, x1, y1 = bbox.unbind(-1)
+        layout = (self.x_position_embeddings(x0) + self.y_position_embeddings(y0)
+                  + self.x_position_embeddings(x1) + self.y_position_embeddings(y1)
+                  + self.h_position_embeddings(y1 - y0) + self.w_position_embeddings(x1 - x0))
+        embeddings = (inputs_embeds + self.position_embeddings(position_ids) + layout
+                      + self.token_type_embeddings(token_type_ids))
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+def check_boxes(bbox: torch.Tensor, limit: int) -> None:
+    """Boxes must be whole numbers in [0, limit) with x1 >= x0 and y1 >= y0; else a clear error
+    (the reference fails inside an embedding look-up)."""
+    if bbox.dim() != 3 or bbox.shape[-1] != 4:
+        raise InputError(f"bbox must be (batch, seq, 4) boxes (x0, y0, x1, y1); got shape "
+                         f"{tuple(bbox.shape)}.")
+    if bbox.dtype.is_floating_point or bbox.dtype == torch.bool:
+        raise InputError("bbox must hold integers (boxes normalised to 0-1000), not "
+                         f"{bbox.dtype}.")
+    if bbox.numel() == 0:
+        return
+    low, high = int(bbox.min()), int(bbox.max())
+    if low < 0 or high >= limit:
+        raise InputError(f"Box coordinates must lie in [0, {limit - 1}] (boxes normalised to "
+                         f"0-1000); got values from {low} to {high}.")
+    if bool(((bbox[..., 2] < bbox[..., 0]) | (bbox[..., 3] < bbox[..., 1])).any()):
+        raise InputError("Each box is (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0; some box "
+                         "has its corners swapped.")
+
+
+class LayoutLMPreTrainedModel(BertPreTrainedModel):
+    base_model_prefix = "layoutlm"
+    config_defaults = LAYOUTLM_DEFAULTS
+    embeddings_class = LayoutLMEmbeddings
+
+
+class LayoutLMModel(LayoutLMPreTrainedModel, BertModel):
+    """The encoder; ``last_hidden_state`` (batch, seq, hidden) and ``pooler_output``."""
+
+    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, output_hidden_states=False,
+                first_token_only=False, **unused) -> ModelOutput:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise InputError("Pass exactly one of input_ids and inputs_embeds.")
+        hidden_states = self.embeddings(input_ids, bbox, token_type_ids, position_ids,
+                                        inputs_embeds)
+        hidden_states, all_states = self.encoder(hidden_states, padding_mask(attention_mask),
+                                                 output_hidden_states, first_token_only)
+        pooled = self.pooler(hidden_states) if self.pooler is not None else None
+        return ModelOutput(last_hidden_state=hidden_states, pooler_output=pooled,
+                           hidden_states=all_states)
+
+
+# 3. Heads. Every head of the reference builds the pooler; those that do not read it skip it.
+class LayoutLMForQuestionAnswering(LayoutLMPreTrainedModel):
+    """Start and end logits over the tokens (extractive document question answering)."""
+
+    optional_weights = [r"^qa_outputs\."]
+    ignored_weights = [r"^layoutlm\.pooler\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.layoutlm = LayoutLMModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, output_hidden_states=False,
+                **unused) -> ModelOutput:
+        out = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, position_ids,
+                            inputs_embeds, output_hidden_states)
+        return span_logits(self.qa_outputs(out.last_hidden_state), out)
+
+
+class LayoutLMForTokenClassification(LayoutLMPreTrainedModel):
+    optional_weights = [r"^classifier\."]
+    ignored_weights = [r"^layoutlm\.pooler\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.layoutlm = LayoutLMModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, output_hidden_states=False,
+                **unused) -> ModelOutput:
+        out = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, position_ids,
+                            inputs_embeds, output_hidden_states)
+        return ModelOutput(logits=self.classifier(self.dropout(out.last_hidden_state)),
+                           hidden_states=out.get("hidden_states"))
+
+
+class LayoutLMForSequenceClassification(LayoutLMPreTrainedModel):
+    optional_weights = [r"^classifier\.", r"^layoutlm\.pooler\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.layoutlm = LayoutLMModel(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, output_hidden_states=False,
+                **unused) -> ModelOutput:
+        out = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, position_ids,
+                            inputs_embeds, output_hidden_states,
+                            first_token_only=True)  # the pooler reads [CLS]
+        return ModelOutput(logits=self.classifier(self.dropout(out.pooler_output)),
+                           hidden_states=out.get("hidden_states"))
+
+
+class LayoutLMForMaskedLM(LayoutLMPreTrainedModel):
+    tied_weights = {"cls.predictions.decoder.weight": "layoutlm.embeddings.word_embeddings.weight",
+                    "cls.predictions.decoder.bias": "cls.predictions.bias"}
+    ignored_weights = [r"^layoutlm\.pooler\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.layoutlm = LayoutLMModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+
+    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, inputs_embeds=None, output_hidden_states=False,
+                **unused) -> ModelOutput:
+        out = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, position_ids,
+                            inputs_embeds, output_hidden_states)
+        return ModelOutput(logits=self.cls(out.last_hidden_state),
+                           hidden_states=out.get("hidden_states"))
+
+
+# model_type -> head -> class, read by models/__init__.py
+HEADS = {
+    "AutoModel": LayoutLMModel,
+    "AutoModelForDocumentQuestionAnswering": LayoutLMForQuestionAnswering,
+    "AutoModelForQuestionAnswering": LayoutLMForQuestionAnswering,
+    "AutoModelForTokenClassification": LayoutLMForTokenClassification,
+    "AutoModelForSequenceClassification": LayoutLMForSequenceClassification,
+    "AutoModelForMaskedLM": LayoutLMForMaskedLM,
+}

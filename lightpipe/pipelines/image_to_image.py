@@ -1,0 +1,46 @@
+"""image-to-image: super-resolution and restoration (Swin2SR), as transformers 4.x's
+``ImageToImagePipeline`` (v5 removed it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .image_classification import SizeGroupedImagePipeline
+
+
+class ImageToImagePipeline(SizeGroupedImagePipeline):
+    """``pipe(image)`` -> a PIL image; a list in, a list out. The output is the model's
+    reconstruction of the image *as its processor padded it* (Swin2SR mirrors the bottom and
+    right edges out to the next multiple of 8), clamped to [0, 1] and rounded to 8-bit RGB, as
+    the reference returns it: a 64x64 input gives 144x144 at x2. Images of one size share a
+    batch, so results do not depend on ``batch_size``."""
+
+    task = "image-to-image"
+
+    def _sanitize_parameters(self, timeout: float | None = None, head_mask: Any = None, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
+        if head_mask is not None:
+            raise InputError("head_mask is not supported by lightpipe's image-to-image models "
+                             "(Swin2SR ignores it in the reference too); leave it out.")
+        return ({"timeout": timeout} if timeout is not None else {}), {}, {}
+
+    def _forward(self, model_inputs: dict, **params: Any) -> dict:
+        out = self.model(**self.normalized(model_inputs))
+        if "reconstruction" not in out:
+            raise InputError(f"{type(self.model).__name__} gives no reconstruction: the "
+                             "image-to-image pipeline takes image-to-image models (Swin2SR).")
+        return {"reconstruction": out["reconstruction"]}
+
+    def postprocess(self, model_outputs: dict, **params: Any):
+        """(1, channels, H, W) in [0, 1] -> a PIL image (RGB, or L for one channel)."""
+        from PIL import Image
+
+        values = model_outputs["reconstruction"][0].float().clamp(0, 1).numpy()
+        pixels = (np.moveaxis(values, 0, -1) * 255.0).round().astype(np.uint8)
+        if pixels.shape[-1] == 1:
+            pixels = pixels[..., 0]
+        return Image.fromarray(np.ascontiguousarray(pixels))

@@ -1,0 +1,143 @@
+"""image-to-text: a caption per image, from a vision encoder-decoder's ``generate()``.
+
+transformers 5 dropped this pipeline (image-text-to-text replaced it); lightpipe keeps it with
+transformers 4.57's semantics (``pipelines/image_to_text.py``):
+- Generation settings: the call's (``max_new_tokens``, ``generate_kwargs``) > the pipeline's
+  (``pipeline(..., num_beams=2)``) > the model's generation config > the task's
+  ``config.task_specific_params["image-to-text"]`` > the pipeline default
+  ``max_new_tokens=256``; as in 4.57, a model ``max_length`` other than 20 replaces that
+  default, and a ``max_new_tokens`` still set beats a ``max_length`` given in the call.
+- Inputs: every form the image pipelines take (path, URL, PIL image, array, base64, bytes),
+  lists, iterators, datasets; ``timeout`` for URLs.
+- ``prompt=``: conditional captioning (BLIP: the caption continues the prompt, and includes
+  it), refused for vision-encoder-decoder models with the reference's error.
+- Outputs: ``[{"generated_text": ...}]`` per image (one record per returned sequence).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+from ..errors import InputError
+from ..generation import GENERATION_DEFAULTS, GENERATION_FIELDS, GenerationConfig
+from .image_classification import ImagePipeline
+
+logger = logging.getLogger("lightpipe")
+
+
+class ImageToTextPipeline(ImagePipeline):
+    """``pipe(image)`` -> ``[{"generated_text": "two birds are standing next to each other "}]``.
+
+    Arguments (call, or pipeline() for the generation ones): ``max_new_tokens``,
+    ``generate_kwargs`` (any ``generate()`` argument: ``num_beams``, ``max_length``,
+    ``repetition_penalty``, ...), ``timeout`` (seconds, for image URLs), ``prompt``.
+    """
+
+    task = "image-to-text"
+    default_generation = {"max_new_tokens": 256}
+
+    def __init__(self, model, tokenizer=None, *args: Any, task: str = "", **kwargs: Any):
+        if not getattr(model, "is_encoder_decoder", False) or not hasattr(model, "generate"):
+            raise InputError(f"The image-to-text pipeline needs an image captioning model "
+                             f"(AutoModelForVision2Seq); {type(model).__name__} is not one.")
+        if tokenizer is None:
+            raise InputError("The image-to-text pipeline needs the model's tokenizer to decode the "
+                             "captions: pass tokenizer= (an object or a folder).")
+        self.model, self.tokenizer = model, tokenizer
+        self.task = task or type(self).task
+        init_generation = {k: kwargs.pop(k) for k in list(kwargs) if k in GENERATION_FIELDS}
+        self.generation_config = self._pipeline_generation(init_generation)
+        super().__init__(model, tokenizer, *args, task=task, **kwargs)
+
+    def _pipeline_generation(self, init_generation: dict) -> GenerationConfig:
+        """4.57's ``Pipeline.__init__``: the pipeline defaults, the model's non-default
+        generation settings over them, then the pipeline() arguments."""
+        settings: dict[str, Any] = {**GENERATION_DEFAULTS, **self.default_generation}
+        for key, value in self.model.generation_config.to_dict().items():
+            default = GENERATION_DEFAULTS.get(key)
+            if settings.get(key) == default and value != default:
+                settings[key] = copy.deepcopy(value)
+        settings.update(init_generation)
+        if (settings.get("max_new_tokens") == self.default_generation["max_new_tokens"]
+                and settings.get("max_length") not in (None, 20)):
+            settings["max_new_tokens"] = None  # the model's max_length wins over the default
+        task_params = (self.model.config.get("task_specific_params") or {}).get(self.task)
+        if task_params:
+            settings.update({k: v for k, v in task_params.items() if k != "prefix"})
+        if settings.get("pad_token_id") is None and self.tokenizer is not None:
+            settings["pad_token_id"] = self.tokenizer.pad_token_id
+        settings.pop("transformers_version", None)
+        return GenerationConfig(**settings)
+
+    def _sanitize_parameters(self, max_new_tokens: int | None = None,
+                             generate_kwargs: dict | None = None, prompt: Any = None,
+                             timeout: float | None = None, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}. "
+                            "Pass generate() arguments as generate_kwargs={...}.")
+        pre: dict[str, Any] = {}
+        forward: dict[str, Any] = {}
+        if prompt is not None:
+            pre["prompt"] = prompt
+        if timeout is not None:
+            pre["timeout"] = timeout
+        if max_new_tokens is not None:
+            forward["max_new_tokens"] = max_new_tokens
+        if generate_kwargs is not None:
+            if not isinstance(generate_kwargs, dict):
+                raise InputError(f"generate_kwargs must be a dict of generate() arguments, got "
+                                 f"{type(generate_kwargs).__name__}.")
+            if max_new_tokens is not None and "max_new_tokens" in generate_kwargs:
+                raise ValueError("`max_new_tokens` is defined both as an argument and inside "
+                                 "`generate_kwargs` argument, please use only 1 version")
+            forward.update(generate_kwargs)
+        return pre, forward, {}
+
+    # --- running ---
+    def preprocess(self, item: Any, prompt: Any = None, timeout: float | None = None) -> dict:
+        image = self.load(item, timeout)
+        if prompt is not None:
+            logger.warning("Passing `prompt` to the `image-to-text` pipeline is deprecated (as in "
+                           "transformers 4.48+); use the `image-text-to-text` pipeline instead.")
+            if not isinstance(prompt, str):
+                raise InputError(
+                    f"Received an invalid text input, got - {type(prompt)} - but expected a single "
+                    "string. Note also that one single text can be provided for conditional image "
+                    "to text generation.")
+            model_type = self.model.config.get("model_type")
+            if model_type == "vision-encoder-decoder":
+                raise InputError(f"Model type {model_type} does not support conditional text "
+                                 "generation: caption without prompt=.")
+            encoded = self.tokenizer(prompt)  # BLIP: [CLS] prompt [SEP], the caption's start
+            return {"pixel_values": self.pixels(image), "input_ids": list(encoded["input_ids"]),
+                    "attention_mask": list(encoded["attention_mask"])}
+        return {"pixel_values": self.pixels(image)}
+
+    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+        """Images stacked (ImagePipeline); a prompt's ids too (one prompt per call: one length)."""
+        import torch
+
+        batch, extras = super()._collate(pieces)
+        for key in ("input_ids", "attention_mask"):
+            if key in pieces[0]:
+                batch[key] = torch.tensor([piece[key] for piece in pieces], device=self.device)
+                for extra in extras:
+                    extra.pop(key, None)
+        return batch, extras
+
+    def _forward(self, model_inputs: dict, **generate_kwargs: Any) -> dict:
+        inputs = self.normalized(model_inputs)
+        pixel_values = inputs.pop("pixel_values")
+        batch = pixel_values.shape[0]
+        if "generation_config" not in generate_kwargs:
+            generate_kwargs["generation_config"] = self.generation_config
+        output_ids = self.model.generate(pixel_values, **inputs, **generate_kwargs)
+        if not hasattr(output_ids, "shape"):  # return_dict_in_generate=True
+            output_ids = output_ids["sequences"]
+        return {"output_ids": output_ids.reshape(batch, output_ids.shape[0] // batch, -1)}
+
+    def postprocess(self, model_outputs: dict) -> list[dict]:
+        return [{"generated_text": self.tokenizer.decode(ids.tolist(), skip_special_tokens=True)}
+                for ids in model_outputs["output_ids"][0]]
