@@ -145,6 +145,29 @@ def page_for(pipe: Any) -> Page:
     if task == "automatic-speech-recognition":
         return Page([("Audio", {"type": "filepath", "label": "Audio"})],
                     [("Textbox", {"label": "Transcript", "lines": 4})], lambda value: pipe(value)["text"])
+    image = ("Image", {"type": "pil", "label": "Image"})
+    if task == "image-to-text":
+        return Page([image], [("Textbox", {"label": "Caption", "lines": 2})],
+                    lambda value: pipe(value)[0]["generated_text"])
+    if task == "visual-question-answering":
+        return Page([image, ("Textbox", {"label": "Question", "lines": 1})], [bars],
+                    lambda value, question: _label_scores(pipe(image=value, question=question, top_k=5),
+                                                          "answer"))
+    if task == "document-question-answering":
+        return Page([("Image", {"type": "pil", "label": "Document"}),
+                     ("Textbox", {"label": "Question", "lines": 1})], [bars],
+                    lambda value, question: _label_scores(pipe(image=value, question=question, top_k=3),
+                                                          "answer"),
+                    note="Words and boxes come from the tesseract program (apt-get install tesseract-ocr).")
+    if task in ("image-to-image", "depth-estimation"):
+        key = "depth" if task == "depth-estimation" else None
+        return Page([image], [("Image", {"type": "pil", "label": "Depth" if key else "Output"})],
+                    lambda value: pipe(value)[key] if key else pipe(value))
+    if task == "image-segmentation":
+        def segment(value: Any):
+            return value, [(item["mask"], str(item["label"])) for item in pipe(value)]
+
+        return Page([image], [("AnnotatedImage", {"label": "Segments"})], segment)
     raise ValueError(f"lightpipe demo has no page for the {task!r} task yet.")
 
 

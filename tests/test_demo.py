@@ -220,3 +220,30 @@ def test_image_audio_and_seq2seq_pages(vision_model, test_images, wav2vec2_folde
                       ("text2text-generation", "generated_text")):
         fake = FakePipe(task, [{key: "out"}])
         assert page_for(fake).run("in") == "out" and fake.calls[0][0] == ("in",)
+
+
+def test_multimodal_and_dense_pages(captioner, vilt_checkpoint, swin2sr_checkpoint, dense_model,
+                                    layoutlm_model, document_image):
+    """image-to-text, VQA, document QA, image-to-image, depth and segmentation pages show what
+    their pipelines return."""
+    from PIL import Image
+
+    image = Image.new("RGB", (48, 40), (120, 60, 30))
+    caption = lightpipe.pipeline("image-to-text", model=captioner())
+    assert page_for(caption).run(image) == caption(image)[0]["generated_text"]
+    vqa = lightpipe.pipeline("visual-question-answering", model=vilt_checkpoint())
+    answers = vqa(image=image, question="what colour is it?", top_k=5)
+    assert page_for(vqa).run(image, "what colour is it?") == {a["answer"]: a["score"] for a in answers}
+    docqa = lightpipe.pipeline("document-question-answering", model=layoutlm_model())
+    page = Image.open(document_image)
+    found = docqa(image=page, question="What is the invoice number?", top_k=3)
+    found = found if isinstance(found, list) else [found]
+    assert page_for(docqa).run(page, "What is the invoice number?") == {f["answer"]: f["score"] for f in found}
+    upscale = lightpipe.pipeline("image-to-image", model=swin2sr_checkpoint())
+    assert page_for(upscale).run(image).size == upscale(image).size
+    depth = lightpipe.pipeline("depth-estimation", model=dense_model("dpt", "DPTForDepthEstimation"))
+    assert page_for(depth).run(image).tobytes() == depth(image)["depth"].tobytes()
+    segment = lightpipe.pipeline("image-segmentation",
+                                 model=dense_model("segformer", "SegformerForSemanticSegmentation"))
+    shown, parts = page_for(segment).run(image)
+    assert shown is image and [label for _, label in parts] == [s["label"] for s in segment(image)]

@@ -701,3 +701,64 @@ def test_image_and_audio_over_http(server, media_models, test_images, tmp_path):
     answer = server.post("/v1/pipelines/asr", {"inputs": {"array": samples.tolist(), "sampling_rate": 16000}})
     assert answer.status_code == 200, answer.text
     assert answer.json() == asr({"array": samples, "sampling_rate": 16000})
+
+
+def test_multimodal_inputs_and_image_outputs_travel_as_json(tmp_path):
+    """{"image", "question"} inputs: the image goes through the same checks as an image input
+    (base64, data: URI, URL; never a server path); a dict without one (document QA with
+    word_boxes) stays as it is. Images in outputs leave as PNG data: URIs."""
+    import io
+
+    from PIL import Image
+
+    from lightpipe.serving.app import ApiError, _multimodal_item
+    from lightpipe.serving.batcher import encode_json
+
+    encoded = base64.b64encode(b"\x89PNG fake").decode()
+    assert _multimodal_item({"image": encoded, "question": "q?"}, "inputs[0]") == \
+        {"image": b"\x89PNG fake", "question": "q?"}
+    assert _multimodal_item(encoded, "inputs[0]") == b"\x89PNG fake"
+    boxes = {"question": "q?", "word_boxes": [["total", [1, 2, 3, 4]]]}
+    assert _multimodal_item(boxes, "inputs[0]") is boxes
+    local = tmp_path / "secret.png"
+    local.write_bytes(b"x")
+    with pytest.raises(ApiError, match="does not read files") as caught:
+        _multimodal_item({"image": str(local), "question": "q?"}, "inputs[3]")
+    assert caught.value.param == "inputs[3].image"
+
+    image = Image.new("RGB", (3, 2), (10, 20, 30))
+    payload = json.loads(encode_json([{"depth": image, "score": 0.5}]))
+    header, data = payload[0]["depth"].split(",", 1)
+    assert header == "data:image/png;base64" and payload[0]["score"] == 0.5
+    decoded = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert decoded.size == (3, 2) and decoded.tobytes() == image.tobytes()
+
+
+def test_vqa_and_image_to_image_over_http(tmp_path_factory, vilt_checkpoint, swin2sr_checkpoint,
+                                          test_images):
+    import io
+
+    from PIL import Image
+
+    config = {"models": [{"name": "vqa", "task": "visual-question-answering", "model": str(vilt_checkpoint())},
+                         {"name": "sr", "task": "image-to-image", "model": str(swin2sr_checkpoint())}]}
+    running = start_from_config(tmp_path_factory.mktemp("multimodal_server"), config)
+    try:
+        path = Path(test_images["rgb_jpeg"])
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        answer = running.post("/v1/pipelines/vqa", {"inputs": {"image": encoded, "question": "what is it?"},
+                                                    "parameters": {"top_k": 2}})
+        assert answer.status_code == 200, answer.text
+        local = lightpipe.pipeline("visual-question-answering", model=str(vilt_checkpoint()))
+        assert_outputs_close(answer.json(), local(image=str(path), question="what is it?", top_k=2))
+        refused = running.post("/v1/pipelines/vqa", {"inputs": {"image": str(path), "question": "q"}})
+        assert refused.status_code == 422 and "does not read files" in refused.json()["error"]["message"]
+        answer = running.post("/v1/pipelines/sr", {"inputs": encoded})
+        assert answer.status_code == 200, answer.text
+        sent = answer.json()
+        sent = sent[0] if isinstance(sent, list) else sent
+        shown = Image.open(io.BytesIO(base64.b64decode(sent.split(",", 1)[1])))
+        want = lightpipe.pipeline("image-to-image", model=str(swin2sr_checkpoint()))(str(path))
+        assert shown.size == want.size and shown.tobytes() == want.tobytes()
+    finally:
+        assert running.stop() == 0, "".join(running.lines)

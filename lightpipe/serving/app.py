@@ -133,6 +133,8 @@ class ServedModel:
         """Image and audio inputs arrive as JSON: base64 file bytes (or a data: URI), an
         http(s) URL for images, or for audio {"array": [...], "sampling_rate": N}. A server never
         opens a path on its own disk because a client named it."""
+        if self.kind == "multimodal":  # an image, or {"image": ..., "question": ...}
+            return [_multimodal_item(item, f"{field}[{index}]") for index, item in enumerate(items)]
         if self.kind not in ("image", "audio"):
             return items
         return [_media_item(self.kind, item, f"{field}[{index}]") for index, item in enumerate(items)]
@@ -319,6 +321,17 @@ def _media_item(kind: str, item: Any, param: str) -> Any:
     except (binascii.Error, ValueError):
         raise ApiError(422, f"{param} is not valid base64; {_MEDIA_HELP[kind]}.", "invalid_input",
                        param) from None
+
+
+def _multimodal_item(item: Any, param: str) -> Any:
+    """An image-and-text task's input: its image, as any image input, inside a dict or alone
+    (image-to-text); a dict without an image stays as it is (document question answering with
+    the client's word_boxes)."""
+    if isinstance(item, dict):
+        if item.get("image") is None:
+            return item
+        return {**item, "image": _media_item("image", item["image"], f"{param}.image")}
+    return _media_item("image", item, param)
 
 
 def _kind(value: Any) -> str:

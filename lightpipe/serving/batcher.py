@@ -52,7 +52,15 @@ def encode_json(payload: Any) -> bytes:
 
 
 def _plain(value: Any) -> Any:
-    """numpy arrays and scalars, tensors: to lists and numbers."""
+    """numpy arrays and scalars, tensors: to lists and numbers; images (image-to-image, depth
+    maps, segmentation masks): to PNG data: URIs."""
+    if hasattr(value, "mode") and hasattr(value, "save"):  # a PIL image
+        import base64
+        import io
+
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     if hasattr(value, "tolist"):
         return value.tolist()
     if hasattr(value, "item"):
