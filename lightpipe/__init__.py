@@ -48,6 +48,9 @@ _EXPORTS = {
     "AutoModelForDepthEstimation": "lightpipe.models",
     "AutoModelForSemanticSegmentation": "lightpipe.models",
     "AutoModelForImageSegmentation": "lightpipe.models",
+    "AutoModelForVideoClassification": "lightpipe.models",
+    "AutoModelForTableQuestionAnswering": "lightpipe.models",
+    "AutoModelForZeroShotObjectDetection": "lightpipe.models",
     "AutoBackbone": "lightpipe.models",
     "AutoProcessor": "lightpipe.processing",
     "AutoFeatureExtractor": "lightpipe.processing.audio",
@@ -94,7 +97,8 @@ if TYPE_CHECKING:  # for editors and type checkers only
                          AutoModelForVision2Seq, AutoModelForVisualQuestionAnswering,
                          AutoModelForDocumentQuestionAnswering, AutoModelForImageToImage,
                          AutoModelForDepthEstimation, AutoModelForSemanticSegmentation,
-                         AutoModelForImageSegmentation)
+                         AutoModelForImageSegmentation, AutoModelForVideoClassification,
+                         AutoModelForTableQuestionAnswering, AutoModelForZeroShotObjectDetection)
     from .processing import AutoProcessor
     from .processing.audio import AutoFeatureExtractor
     from .processing.image import AutoImageProcessor

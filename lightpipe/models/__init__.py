@@ -86,6 +86,7 @@ ARCHITECTURE_SUFFIXES: dict[str, str] = {
     "ForImageSegmentation": "AutoModelForImageSegmentation",
     "ForSegmentation": "AutoModelForImageSegmentation",  # DetrForSegmentation
     "ForVision2Seq": "AutoModelForVision2Seq",
+    "ForVideoClassification": "AutoModelForVideoClassification",
     "Model": "AutoModel",
 }
 
@@ -236,6 +237,18 @@ class AutoModelForSemanticSegmentation(_AutoModelBase):
 
 class AutoModelForImageSegmentation(_AutoModelBase):
     head = "AutoModelForImageSegmentation"
+
+
+class AutoModelForVideoClassification(_AutoModelBase):
+    head = "AutoModelForVideoClassification"
+
+
+class AutoModelForTableQuestionAnswering(_AutoModelBase):
+    head = "AutoModelForTableQuestionAnswering"
+
+
+class AutoModelForZeroShotObjectDetection(_AutoModelBase):
+    head = "AutoModelForZeroShotObjectDetection"
 
 
 class AutoBackbone(_AutoModelBase):

@@ -146,6 +146,9 @@ _TASK_OF_HEAD = {
     "AutoModelForDepthEstimation": "depth-estimation",
     "AutoModelForSemanticSegmentation": "image-segmentation",
     "AutoModelForImageSegmentation": "image-segmentation",
+    "AutoModelForVideoClassification": "video-classification",
+    "AutoModelForTableQuestionAnswering": "table-question-answering",
+    "AutoModelForZeroShotObjectDetection": "zero-shot-object-detection",
     "AutoModel": "feature-extraction",
 }
 # A bare AutoModel of an image family extracts image features.
