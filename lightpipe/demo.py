@@ -130,6 +130,17 @@ def page_for(pipe: Any) -> Page:
         return Page([("Image", {"type": "pil", "label": "Image"}),
                      ("Slider", {"label": "Threshold", "minimum": 0.0, "maximum": 1.0, "value": 0.5, "step": 0.05})],
                     [("AnnotatedImage", {"label": "Detections"})], detect)
+    if task == "zero-shot-object-detection":
+        def detect_labels(image: Any, names: str, threshold: float):
+            labels = [n.strip() for n in names.split(",") if n.strip()]
+            found = pipe(image, candidate_labels=labels, threshold=float(threshold))
+            return image, [((d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"]),
+                            f"{d['label']} {d['score']:.2f}") for d in found]
+
+        return Page([("Image", {"type": "pil", "label": "Image"}),
+                     ("Textbox", {"label": "Objects to find, comma-separated", "lines": 1}),
+                     ("Slider", {"label": "Threshold", "minimum": 0.0, "maximum": 1.0, "value": 0.1, "step": 0.01})],
+                    [("AnnotatedImage", {"label": "Detections"})], detect_labels)
     if task == "image-feature-extraction":
         def embed(image: Any) -> dict:
             import torch
@@ -168,6 +179,9 @@ def page_for(pipe: Any) -> Page:
             return value, [(item["mask"], str(item["label"])) for item in pipe(value)]
 
         return Page([image], [("AnnotatedImage", {"label": "Segments"})], segment)
+    if task == "video-classification":
+        return Page([("Video", {"label": "Video"})], [bars],
+                    lambda value: _label_scores(pipe(value, top_k=5)))
     raise ValueError(f"lightpipe demo has no page for the {task!r} task yet.")
 
 

@@ -1097,6 +1097,7 @@ SPECIAL_TOKENIZERS: dict[str, str] = {
     "MarianTokenizer": "lightpipe.tokenization_spm:MarianTokenizer",
     "T5Tokenizer": "lightpipe.tokenization_spm:T5Tokenizer",
     "CLIPTokenizer": "lightpipe.tokenization_clip:CLIPTokenizer",
+    "TapasTokenizer": "lightpipe.tokenization_tapas:TapasTokenizer",
 }
 
 

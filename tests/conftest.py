@@ -416,3 +416,6 @@ from tests.fixtures.document import *  # noqa: E402,F401,F403
 from tests.fixtures.multimodal import *  # noqa: E402,F401,F403
 from tests.fixtures.dense import *  # noqa: E402,F401,F403
 from tests.fixtures.captioning import *  # noqa: E402,F401,F403
+from tests.fixtures.video import *  # noqa: E402,F401,F403
+from tests.fixtures.owlvit import *  # noqa: E402,F401,F403
+from tests.fixtures.table import *  # noqa: E402,F401,F403

@@ -182,7 +182,7 @@ def test_tasks_json(capsys):
     assert by_name["text-classification"]["ready"] is True
     assert by_name["text-classification"]["aliases"] == ["sentiment-analysis"]
     assert by_name["depth-estimation"]["ready"] is True
-    assert by_name["table-question-answering"]["ready"] is False
+    assert by_name["mask-generation"]["ready"] is False
 
 
 def test_help_and_tasks_do_not_import_torch():
@@ -236,7 +236,7 @@ def test_bad_json_line_on_stdin(capsys, monkeypatch, classifier):
 
 
 def test_task_not_built_yet_and_debug_reraises(capsys, monkeypatch, tmp_path):
-    code, _, err = run_cli(capsys, monkeypatch, ["run", "table-question-answering", "x"])
+    code, _, err = run_cli(capsys, monkeypatch, ["run", "mask-generation", "x"])
     assert code == 2 and "not implemented in lightpipe yet" in err
     with pytest.raises(lightpipe.UnknownTaskError):
         main(["--debug", "run", "no-such-task", "x"])

@@ -247,3 +247,20 @@ def test_multimodal_and_dense_pages(captioner, vilt_checkpoint, swin2sr_checkpoi
                                  model=dense_model("segformer", "SegformerForSemanticSegmentation"))
     shown, parts = page_for(segment).run(image)
     assert shown is image and [label for _, label in parts] == [s["label"] for s in segment(image)]
+
+
+def test_video_page(videomae_checkpoint, video_files):
+    classify = lightpipe.pipeline("video-classification", model=videomae_checkpoint())
+    path = str(video_files["main"])
+    assert page_for(classify).run(path) == {r["label"]: r["score"] for r in classify(path, top_k=5)}
+
+
+def test_zero_shot_detection_page(owlvit_folder):
+    from PIL import Image
+
+    detector = lightpipe.pipeline("zero-shot-object-detection", model=owlvit_folder)
+    image = Image.new("RGB", (40, 30), (200, 30, 30))
+    shown, boxes = page_for(detector).run(image, "a cat, a dog,", 0.0)
+    found = detector(image, candidate_labels=["a cat", "a dog"], threshold=0.0)
+    assert shown is image and [label for _, label in boxes] == \
+        [f"{d['label']} {d['score']:.2f}" for d in found]

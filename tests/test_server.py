@@ -660,6 +660,8 @@ def test_media_inputs_decode_base64_and_refuse_server_paths(tmp_path):
     assert _media_item("audio", encoded, "inputs[0]") == payload
     assert _media_item("image", f"data:image/png;base64,{encoded}", "inputs[0]") == payload
     assert _media_item("image", "https://example.com/cat.png", "inputs[0]") == "https://example.com/cat.png"
+    assert _media_item("video", "https://example.com/clip.mp4", "inputs[0]") == "https://example.com/clip.mp4"
+    assert _media_item("video", encoded, "inputs[0]") == payload
     item = _media_item("audio", {"array": [0.0, 0.5, -0.5], "sampling_rate": 16000}, "inputs[0]")
     assert item["sampling_rate"] == 16000 and item["array"].dtype == np.float32
     np.testing.assert_array_equal(item["array"], [0.0, 0.5, -0.5])
@@ -668,7 +670,8 @@ def test_media_inputs_decode_base64_and_refuse_server_paths(tmp_path):
     cases = [("audio", str(local), "does not read files"), ("image", str(local), "does not read files"),
              ("audio", "https://example.com/a.wav", "does not fetch audio URLs"),
              ("audio", "not base64!", "not valid base64"), ("image", 42, "not a number"),
-             ("audio", {"array": "x", "sampling_rate": 16000}, "sampling_rate")]
+             ("audio", {"array": "x", "sampling_rate": 16000}, "sampling_rate"),
+             ("video", str(local), "does not read files"), ("video", "not base64!", "not valid base64")]
     for kind, value, message in cases:
         with pytest.raises(ApiError, match=message) as caught:
             _media_item(kind, value, "inputs[0]")

@@ -50,6 +50,10 @@ MODEL_TYPES: dict[str, str] = {
     "segformer": "segformer",
     "depth_anything": "depth_anything",
     "layoutlm": "layoutlm",  # document question answering
+    "tapas": "tapas",  # table question answering
+    "videomae": "videomae",  # video classification
+    "owlvit": "owlvit",  # zero-shot object detection
+    "owlv2": "owlv2",
 }
 
 # Families whose inputs are not text: "ForSequenceClassification" means audio- or image-
@@ -62,6 +66,8 @@ MODALITY: dict[str, str] = {
     "vilt": "multimodal", "swin2sr": "image",
     "dpt": "image", "segformer": "image", "depth_anything": "image",
     "layoutlm": "multimodal",
+    "videomae": "video",
+    "owlvit": "image", "owlv2": "image",
 }
 
 # Suffix of an architecture name (config.architectures) -> Auto class / head.

@@ -64,7 +64,8 @@ _TASKS = [
     Task("translation", "AutoModelForSeq2SeqLM", ("google-t5/t5-base", None),
          "text2text_generation:TranslationPipeline"),
     Task("table-question-answering", "AutoModelForTableQuestionAnswering",
-         ("google/tapas-base-finetuned-wtq", "e3dde19")),
+         ("google/tapas-base-finetuned-wtq", "e3dde19"),
+         "table_question_answering:TableQuestionAnsweringPipeline"),
     Task("automatic-speech-recognition", ("AutoModelForSpeechSeq2Seq", "AutoModelForCTC"),
          ("facebook/wav2vec2-base-960h", "22aad52"),
          "automatic_speech_recognition:AutomaticSpeechRecognitionPipeline", kind="audio",
@@ -91,8 +92,10 @@ _TASKS = [
     Task("object-detection", "AutoModelForObjectDetection", ("facebook/detr-resnet-50", "1d5f47b"),
          "object_detection:ObjectDetectionPipeline", kind="image",
          preprocessors=("image_processor",)),
-    Task("zero-shot-object-detection", "AutoModel", ("google/owlvit-base-patch32", "cbc355f"),
-         kind="image"),
+    Task("zero-shot-object-detection", ("AutoModelForZeroShotObjectDetection", "AutoModel"),
+         ("google/owlvit-base-patch32", "cbc355f"),
+         "zero_shot_object_detection:ZeroShotObjectDetectionPipeline", kind="image",
+         preprocessors=("image_processor", "tokenizer")),
     Task("image-segmentation", ("AutoModelForImageSegmentation", "AutoModelForSemanticSegmentation"),
          ("facebook/detr-resnet-50-panoptic", "d53b52a"),
          "image_segmentation:ImageSegmentationPipeline", kind="image",
@@ -107,7 +110,9 @@ _TASKS = [
     Task("keypoint-matching", "AutoModel", ("magic-leap-community/superglue_outdoor", "f4041f8"),
          kind="image"),
     Task("video-classification", "AutoModelForVideoClassification",
-         ("MCG-NJU/videomae-base-finetuned-kinetics", "488eb9a"), kind="video"),
+         ("MCG-NJU/videomae-base-finetuned-kinetics", "488eb9a"),
+         "video_classification:VideoClassificationPipeline", kind="video",
+         preprocessors=("image_processor",)),
     Task("image-to-text", "AutoModelForVision2Seq", ("ydshieh/vit-gpt2-coco-en", None),
          "image_to_text:ImageToTextPipeline", kind="multimodal",
          preprocessors=("image_processor", "tokenizer")),
@@ -157,10 +162,13 @@ _MODALITY_TASK = {("image", "feature-extraction"): "image-feature-extraction"}
 # pipeline_tag for them): CLIP classifies images zero-shot, Marian translates.
 _FAMILY_TASK = {("clip", "AutoModel"): "zero-shot-image-classification",
                 ("layoutlm", "AutoModelForQuestionAnswering"): "document-question-answering",
+                ("tapas", "AutoModelForQuestionAnswering"): "table-question-answering",
                 ("vision-encoder-decoder", "AutoModel"): "image-to-text",
                 ("blip", "AutoModelForSeq2SeqLM"): "image-to-text",  # BlipForConditionalGeneration
                 ("marian", "AutoModelForSeq2SeqLM"): "translation",
-                ("vilt", "AutoModelForQuestionAnswering"): "visual-question-answering"}
+                ("vilt", "AutoModelForQuestionAnswering"): "visual-question-answering",
+                ("owlvit", "AutoModelForObjectDetection"): "zero-shot-object-detection",
+                ("owlv2", "AutoModelForObjectDetection"): "zero-shot-object-detection"}
 
 # Where pipeline() finds the loader of each preprocessor ("module:Class", lazily imported).
 _PREPROCESSOR_LOADERS = {

@@ -20,12 +20,14 @@ SPECIAL_PROCESSORS: dict[str, str] = {
     "WhisperProcessor": "lightpipe.processing.audio:WhisperProcessor",
     "Wav2Vec2Processor": "lightpipe.processing.audio:Wav2Vec2Processor",
     "CLIPProcessor": "lightpipe.processing.image:CLIPProcessor",
+    "OwlViTProcessor": "lightpipe.processing.owlvit:OwlViTProcessor",
+    "Owlv2Processor": "lightpipe.processing.owlvit:OwlViTProcessor",
 }
 
 
 # When a folder records no processor_class, the model type decides (as transformers does).
 _PROCESSOR_OF_MODEL_TYPE = {"whisper": "WhisperProcessor", "wav2vec2": "Wav2Vec2Processor",
-                            "clip": "CLIPProcessor"}
+                            "clip": "CLIPProcessor", "owlvit": "OwlViTProcessor", "owlv2": "Owlv2Processor"}
 
 
 class Processor:

@@ -644,6 +644,9 @@ IMAGE_PROCESSORS: dict[str, type[ImageProcessor] | str] = {
     "SegformerImageProcessor": "lightpipe.processing.segformer:SegformerImageProcessor",
     "ViltImageProcessor": "lightpipe.processing.vilt:ViltImageProcessor",
     "Swin2SRImageProcessor": "lightpipe.processing.swin2sr:Swin2SRImageProcessor",
+    "VideoMAEImageProcessor": "lightpipe.processing.video:VideoMAEImageProcessor",
+    "OwlViTImageProcessor": "lightpipe.processing.owlvit:OwlViTImageProcessor",
+    "Owlv2ImageProcessor": "lightpipe.processing.owlvit:Owlv2ImageProcessor",
 }
 # model_type -> processor, for folders whose preprocessor_config.json names no type.
 _BY_MODEL_TYPE: dict[str, type[ImageProcessor] | str] = {"vit": ViTImageProcessor, "swin": ViTImageProcessor, "clip": CLIPImageProcessor,
@@ -654,7 +657,10 @@ _BY_MODEL_TYPE: dict[str, type[ImageProcessor] | str] = {"vit": ViTImageProcesso
                   "depth_anything": "lightpipe.processing.dpt:DPTImageProcessor",
                   "segformer": "lightpipe.processing.segformer:SegformerImageProcessor",
                   "vilt": "lightpipe.processing.vilt:ViltImageProcessor",
-                  "swin2sr": "lightpipe.processing.swin2sr:Swin2SRImageProcessor"}
+                  "swin2sr": "lightpipe.processing.swin2sr:Swin2SRImageProcessor",
+                  "videomae": "lightpipe.processing.video:VideoMAEImageProcessor",
+                  "owlvit": "lightpipe.processing.owlvit:OwlViTImageProcessor",
+                  "owlv2": "lightpipe.processing.owlvit:Owlv2ImageProcessor"}
 
 
 def processor_class_for(name: str | None) -> type[ImageProcessor] | None:

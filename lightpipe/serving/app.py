@@ -130,12 +130,12 @@ class ServedModel:
                                         f"at most {limit} per text.", "input_too_long", field)
 
     def media_inputs(self, items: list, field: str) -> list:
-        """Image and audio inputs arrive as JSON: base64 file bytes (or a data: URI), an
-        http(s) URL for images, or for audio {"array": [...], "sampling_rate": N}. A server never
+        """Image, video and audio inputs arrive as JSON: base64 file bytes (or a data: URI), an
+        http(s) URL for images and videos, or for audio {"array": [...], "sampling_rate": N}. A server never
         opens a path on its own disk because a client named it."""
         if self.kind == "multimodal":  # an image, or {"image": ..., "question": ...}
             return [_multimodal_item(item, f"{field}[{index}]") for index, item in enumerate(items)]
-        if self.kind not in ("image", "audio"):
+        if self.kind not in ("image", "audio", "video"):
             return items
         return [_media_item(self.kind, item, f"{field}[{index}]") for index, item in enumerate(items)]
 
@@ -286,6 +286,7 @@ def _strings(item: Any):
 
 _MEDIA_HELP = {
     "image": "an image is a base64 string of the file's bytes, a data: URI or an http(s) URL",
+    "video": "a video is a base64 string of the file's bytes, a data: URI or an http(s) URL",
     "audio": ('audio is a base64 string of the file\'s bytes, a data: URI, or {"array": [samples], '
               '"sampling_rate": N}'),
 }

@@ -1,0 +1,165 @@
+"""zero-shot-object-detection: boxes for labels given at call time (OWL-ViT)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, InputTypeError
+from .image_classification import ImagePipeline
+
+
+def _check_labels(labels: Any) -> list[str]:
+    """A comma-separated string (split on "," as the reference, spaces kept) or a non-empty list
+    of strings -> the list of labels."""
+    if labels is None:
+        raise InputError("The zero-shot-object-detection pipeline needs candidate_labels, e.g. "
+                         "pipe(image, candidate_labels=['cat', 'remote control']) or "
+                         "pipe({'image': image, 'candidate_labels': ['cat']}).")
+    if isinstance(labels, str):
+        labels = labels.split(",")
+    if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+        raise InputTypeError(f"candidate_labels must be a string or a list of strings, not "
+                             f"{labels!r}; e.g. candidate_labels=['cat', 'dog'].")
+    if not labels:
+        raise InputError("candidate_labels is empty: give at least one label, e.g. ['cat'].")
+    return list(labels)
+
+
+def _is_labels(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple))
+                                      and all(isinstance(v, str) for v in value))
+
+
+class ZeroShotObjectDetectionPipeline(ImagePipeline):
+    """``pipe(image, candidate_labels=["cat", "dog"])`` -> ``[{"score": ..., "label": ...,
+    "box": {"xmin", "ymin", "xmax", "ymax"}}, ...]``: every box whose score for a label is above
+    ``threshold`` (0.1), best first (the ``top_k`` best when given), boxes in pixels of the
+    original image (ints, as the reference).
+
+    Inputs: one image (path, URL, PIL image, array, base64) with ``candidate_labels``; a list of
+    images with one label list for all or one per image; ``{"image", "candidate_labels"}`` dicts
+    (lists of them, iterators, datasets). Where the reference runs the model once per (image,
+    label), this pipeline runs it once per batch of images with all their labels as queries:
+    each label's logits do not depend on the others, so results are the same."""
+
+    task = "zero-shot-object-detection"
+
+    def __call__(self, image: Any = None, candidate_labels: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if "text_queries" in kwargs:
+            candidate_labels = kwargs.pop("text_queries")
+        if image is None and kwargs.get("images") is not None:
+            image = kwargs.pop("images")
+        if isinstance(image, tuple):
+            image = list(image)
+        if (isinstance(image, list) and image and not any(isinstance(i, dict) for i in image)
+                and candidate_labels is not None and not _is_labels(candidate_labels)):
+            # one label list per image
+            if not isinstance(candidate_labels, (list, tuple)) or not all(
+                    _is_labels(labels) for labels in candidate_labels):
+                raise InputTypeError("candidate_labels must be a string, a list of strings, or "
+                                     "one such list per image.")
+            if len(candidate_labels) != len(image):
+                raise InputError(f"Got {len(image)} images but {len(candidate_labels)} candidate "
+                                 "label lists: give one list per image, or one list for all.")
+            image = [{"image": i, "candidate_labels": labels} for i, labels in zip(image, candidate_labels)]
+            candidate_labels = None
+        if candidate_labels is not None:
+            kwargs["candidate_labels"] = candidate_labels
+        return super().__call__(image, *args, **kwargs)
+
+    def _sanitize_parameters(self, candidate_labels: Any = None, threshold: Any = None,
+                             top_k: Any = None, timeout: float | None = None, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
+        pre: dict[str, Any] = {}
+        post: dict[str, Any] = {}
+        if timeout is not None:
+            pre["timeout"] = timeout
+        if candidate_labels is not None:
+            pre["candidate_labels"] = _check_labels(candidate_labels)
+        if threshold is not None:
+            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+                raise InputTypeError(f"threshold must be a number between 0 and 1, got {threshold!r}.")
+            post["threshold"] = float(threshold)
+        if top_k is not None:
+            if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
+                raise InputTypeError(f"top_k must be a non-negative integer (0: all), got {top_k!r}.")
+            post["top_k"] = top_k
+        return pre, {}, post
+
+    def preprocess(self, item: Any, timeout: float | None = None,
+                   candidate_labels: list[str] | None = None) -> dict:
+        if isinstance(item, dict):
+            if "image" not in item:
+                raise InputError(f"An input dict needs an 'image' key (and 'candidate_labels'); "
+                                 f"got keys {sorted(item)}.")
+            labels = _check_labels(item.get("candidate_labels", candidate_labels))
+            item = item["image"]
+        else:
+            labels = _check_labels(candidate_labels)
+        image = self.load(item, timeout)
+        return {"pixel_values": self.pixels(image), "target_size": (image.height, image.width),
+                "labels": labels, "query_ids": self._tokenize(labels)}
+
+    def _tokenize(self, labels: list[str]) -> list[list[int]]:
+        if self.tokenizer is None:
+            raise InputError("This pipeline needs a tokenizer for the candidate labels: pass "
+                             "tokenizer= (or a model folder with tokenizer files).")
+        ids = self.tokenizer(labels)["input_ids"]  # each label alone, unpadded (as the reference)
+        config = getattr(self.model, "towers", self.model)
+        limit = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+        for label, row in zip(labels, ids):
+            if limit and len(row) > limit:
+                raise InputError(f"The label {label!r} is {len(row)} tokens long but the model "
+                                 f"reads at most {limit}: shorten it.")
+        return [list(row) for row in ids]
+
+    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+        """Images stacked; each image's queries padded to the batch's most queries (rows of
+        id 0, which the model masks) and longest query (the tokenizer's pad id, masked out)."""
+        import torch
+
+        queries = max(len(p["query_ids"]) for p in pieces)
+        length = max(len(row) for p in pieces for row in p["query_ids"])
+        pad = self._pad_value("input_ids")
+        input_ids = torch.zeros((len(pieces) * queries, length), dtype=torch.long)
+        attention_mask = torch.ones((len(pieces) * queries, length), dtype=torch.long)
+        for index, piece in enumerate(pieces):
+            for number, row in enumerate(piece["query_ids"]):
+                at = index * queries + number
+                input_ids[at, :len(row)] = torch.tensor(row)
+                input_ids[at, len(row):] = pad
+                attention_mask[at, len(row):] = 0
+        pixels = torch.from_numpy(np.stack([p["pixel_values"] for p in pieces]))
+        batch = {"pixel_values": pixels.to(self.device), "input_ids": input_ids.to(self.device),
+                 "attention_mask": attention_mask.to(self.device)}
+        extras = [{"labels": p["labels"], "target_size": p["target_size"]} for p in pieces]
+        return batch, extras
+
+    def _forward(self, model_inputs: dict, **params: Any) -> dict:
+        out = self.model(**self.normalized(model_inputs))
+        return {"logits": out["logits"], "pred_boxes": out["pred_boxes"]}
+
+    def postprocess(self, model_outputs: dict, threshold: float = 0.1,
+                    top_k: int | None = None) -> list[dict]:
+        import torch
+
+        from ..processing.owlvit import center_to_corners
+
+        height, width = model_outputs["target_size"]
+        if getattr(self.image_processor, "square_boxes", False):  # OWLv2: boxes in the padded square
+            height = width = max(height, width)
+        logits = model_outputs["logits"][0].float()  # (patches, queries)
+        scale = torch.tensor([width, height, width, height], dtype=torch.int32)
+        boxes = (center_to_corners(model_outputs["pred_boxes"][0].float()) * scale).int().tolist()
+        results = []
+        for number, label in enumerate(model_outputs["labels"]):
+            scores = torch.sigmoid(logits[:, number])
+            for index in ((scores > threshold) & (scores != 0)).nonzero()[:, 0].tolist():
+                xmin, ymin, xmax, ymax = boxes[index]
+                results.append({"score": scores[index].item(), "label": label,
+                                "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}})
+        results.sort(key=lambda entry: entry["score"], reverse=True)  # stable, as the reference
+        return results[:top_k] if top_k else results
