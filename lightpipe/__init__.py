@@ -51,6 +51,7 @@ _EXPORTS = {
     "AutoModelForVideoClassification": "lightpipe.models",
     "AutoModelForTableQuestionAnswering": "lightpipe.models",
     "AutoModelForZeroShotObjectDetection": "lightpipe.models",
+    "AutoModelForImageTextToText": "lightpipe.models",
     "AutoBackbone": "lightpipe.models",
     "AutoProcessor": "lightpipe.processing",
     "AutoFeatureExtractor": "lightpipe.processing.audio",
@@ -98,7 +99,8 @@ if TYPE_CHECKING:  # for editors and type checkers only
                          AutoModelForDocumentQuestionAnswering, AutoModelForImageToImage,
                          AutoModelForDepthEstimation, AutoModelForSemanticSegmentation,
                          AutoModelForImageSegmentation, AutoModelForVideoClassification,
-                         AutoModelForTableQuestionAnswering, AutoModelForZeroShotObjectDetection)
+                         AutoModelForTableQuestionAnswering, AutoModelForZeroShotObjectDetection,
+                         AutoModelForImageTextToText)
     from .processing import AutoProcessor
     from .processing.audio import AutoFeatureExtractor
     from .processing.image import AutoImageProcessor

@@ -419,3 +419,4 @@ from tests.fixtures.captioning import *  # noqa: E402,F401,F403
 from tests.fixtures.video import *  # noqa: E402,F401,F403
 from tests.fixtures.owlvit import *  # noqa: E402,F401,F403
 from tests.fixtures.table import *  # noqa: E402,F401,F403
+from tests.fixtures.llava import *  # noqa: E402,F401,F403

@@ -54,6 +54,7 @@ MODEL_TYPES: dict[str, str] = {
     "videomae": "videomae",  # video classification
     "owlvit": "owlvit",  # zero-shot object detection
     "owlv2": "owlv2",
+    "llava": "llava",  # image-text-to-text: LlavaForConditionalGeneration
 }
 
 # Families whose inputs are not text: "ForSequenceClassification" means audio- or image-
@@ -68,6 +69,7 @@ MODALITY: dict[str, str] = {
     "layoutlm": "multimodal",
     "videomae": "video",
     "owlvit": "image", "owlv2": "image",
+    "llava": "multimodal",
 }
 
 # Suffix of an architecture name (config.architectures) -> Auto class / head.
@@ -255,6 +257,10 @@ class AutoModelForTableQuestionAnswering(_AutoModelBase):
 
 class AutoModelForZeroShotObjectDetection(_AutoModelBase):
     head = "AutoModelForZeroShotObjectDetection"
+
+
+class AutoModelForImageTextToText(_AutoModelBase):
+    head = "AutoModelForImageTextToText"
 
 
 class AutoBackbone(_AutoModelBase):

@@ -117,7 +117,9 @@ _TASKS = [
          "image_to_text:ImageToTextPipeline", kind="multimodal",
          preprocessors=("image_processor", "tokenizer")),
     Task("image-text-to-text", "AutoModelForImageTextToText",
-         ("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", None), kind="multimodal"),
+         ("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", None),
+         "image_text_to_text:ImageTextToTextPipeline", kind="multimodal",
+         preprocessors=("tokenizer",)),
     Task("visual-question-answering", "AutoModelForVisualQuestionAnswering",
          ("dandelin/vilt-b32-finetuned-vqa", None),
          "visual_question_answering:VisualQuestionAnsweringPipeline", aliases=("vqa",),
@@ -154,6 +156,7 @@ _TASK_OF_HEAD = {
     "AutoModelForVideoClassification": "video-classification",
     "AutoModelForTableQuestionAnswering": "table-question-answering",
     "AutoModelForZeroShotObjectDetection": "zero-shot-object-detection",
+    "AutoModelForImageTextToText": "image-text-to-text",
     "AutoModel": "feature-extraction",
 }
 # A bare AutoModel of an image family extracts image features.
@@ -168,7 +171,8 @@ _FAMILY_TASK = {("clip", "AutoModel"): "zero-shot-image-classification",
                 ("marian", "AutoModelForSeq2SeqLM"): "translation",
                 ("vilt", "AutoModelForQuestionAnswering"): "visual-question-answering",
                 ("owlvit", "AutoModelForObjectDetection"): "zero-shot-object-detection",
-                ("owlv2", "AutoModelForObjectDetection"): "zero-shot-object-detection"}
+                ("owlv2", "AutoModelForObjectDetection"): "zero-shot-object-detection",
+                ("llava", "AutoModelForSeq2SeqLM"): "image-text-to-text"}  # LlavaForConditionalGeneration
 
 # Where pipeline() finds the loader of each preprocessor ("module:Class", lazily imported).
 _PREPROCESSOR_LOADERS = {

@@ -22,12 +22,14 @@ SPECIAL_PROCESSORS: dict[str, str] = {
     "CLIPProcessor": "lightpipe.processing.image:CLIPProcessor",
     "OwlViTProcessor": "lightpipe.processing.owlvit:OwlViTProcessor",
     "Owlv2Processor": "lightpipe.processing.owlvit:OwlViTProcessor",
+    "LlavaProcessor": "lightpipe.processing.llava:LlavaProcessor",
 }
 
 
 # When a folder records no processor_class, the model type decides (as transformers does).
 _PROCESSOR_OF_MODEL_TYPE = {"whisper": "WhisperProcessor", "wav2vec2": "Wav2Vec2Processor",
-                            "clip": "CLIPProcessor", "owlvit": "OwlViTProcessor", "owlv2": "Owlv2Processor"}
+                            "clip": "CLIPProcessor", "owlvit": "OwlViTProcessor", "owlv2": "Owlv2Processor",
+                            "llava": "LlavaProcessor"}
 
 
 class Processor:

@@ -1,0 +1,252 @@
+"""image-text-to-text: text generated from images and a prompt, by a vision-language model
+(LLaVA 1.5: ``LlavaForConditionalGeneration``), as transformers 5's
+``pipelines/image_text_to_text.py``.
+
+- ``pipe(images=image_or_list, text="USER: <image>\\nWhat is this? ASSISTANT:")``: a prompt with
+  one ``<image>`` per image -> ``[{"input_text": prompt, "generated_text": prompt + answer}]``.
+- ``pipe(text=messages)``: chat messages whose content holds ``{"type": "image", "image" / "url"
+  / "path": ...}`` and ``{"type": "text", "text": ...}`` parts, rendered by the chat template
+  with the generation prompt -> ``[{"input_text": messages, "generated_text": messages +
+  [{"role": "assistant", "content": answer}]}]`` (a chat ending in an assistant message is
+  continued instead). A list of chats gives a list of such lists.
+- ``pipe(images=[...], text=[prompt, ...])``: the images dealt out to the prompts in order (one
+  per ``<image>``); each prompt runs alone, so its answer does not depend on padding (the
+  reference pads on the tokenizer's side, right for some checkpoints, which spoils the shorter
+  prompts' answers).
+- ``max_new_tokens`` (default 256 unless the model's generation config sets a length),
+  ``generate_kwargs``, ``return_full_text=False`` (only the new text), ``timeout`` for URLs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import InputError, InputTypeError
+from .base import Pipeline
+
+_IMAGE_KEYS = ("image", "url", "path")
+
+
+class ImageTextToTextPipeline(Pipeline):
+    task = "image-text-to-text"
+    default_max_new_tokens = 256
+
+    def __init__(self, model, tokenizer=None, *args: Any, processor: Any = None,
+                 image_processor: Any = None, **kwargs: Any):
+        if not hasattr(model, "generate") or not hasattr(model, "embed_with_images"):
+            raise InputError(f"The image-text-to-text pipeline needs a vision-language model "
+                             f"(AutoModelForImageTextToText, e.g. LLaVA); {type(model).__name__} "
+                             "is not one.")
+        from ..processing.llava import LlavaProcessor
+
+        if not isinstance(processor, LlavaProcessor) or not processor.patch_size:
+            processor = self._load_processor(model, tokenizer, image_processor)
+        super().__init__(model, processor.tokenizer, *args, image_processor=processor.image_processor,
+                         processor=processor, **kwargs)
+
+    @staticmethod
+    def _load_processor(model, tokenizer, image_processor):
+        from ..processing.llava import LlavaProcessor
+
+        name = getattr(model, "name_or_path", None)
+        if name is None:
+            raise InputError("The image-text-to-text pipeline needs the model's processor: load "
+                             "the model with from_pretrained or pass processor= (a "
+                             "LlavaProcessor.from_pretrained(folder)).")
+        processor = LlavaProcessor.from_pretrained(name)
+        if tokenizer is not None:
+            processor.tokenizer = tokenizer
+        if image_processor is not None:
+            processor.image_processor = image_processor
+        return processor
+
+    def _sanitize_parameters(self, max_new_tokens: int | None = None,
+                             generate_kwargs: dict | None = None, return_full_text: bool | None = None,
+                             continue_final_message: bool | None = None, timeout: float | None = None,
+                             skip_special_tokens: bool | None = None, **kwargs: Any):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}. "
+                            "Pass generate() arguments as generate_kwargs={...}.")
+        forward: dict[str, Any] = {}
+        if generate_kwargs is not None:
+            if not isinstance(generate_kwargs, dict):
+                raise InputTypeError(f"generate_kwargs must be a dict of generate() arguments, got "
+                                     f"{type(generate_kwargs).__name__}.")
+            forward.update(generate_kwargs)
+        if max_new_tokens is not None:
+            if "max_new_tokens" in forward:
+                raise ValueError("'max_new_tokens' is defined twice, once in 'generate_kwargs' and "
+                                 "once as a direct parameter, please use only one")
+            forward["max_new_tokens"] = max_new_tokens
+        pre = {"timeout": timeout, "continue_final_message": continue_final_message}
+        post = {"return_full_text": True if return_full_text is None else bool(return_full_text),
+                "continue_final_message": continue_final_message,
+                "skip_special_tokens": True if skip_special_tokens is None else skip_special_tokens}
+        return pre, forward, post
+
+    # --- running ---
+    def __call__(self, images: Any = None, text: Any = None, **kwargs: Any) -> Any:
+        if images is None and text is None:
+            raise InputError("You must at least provide either text or images.")
+        if text is None and _is_chat(images):  # a chat given positionally
+            images, text = None, images
+        pre, fwd, post = self._sanitize_parameters(**kwargs)
+        pre = {**self._preprocess_params, **pre}
+        fwd = {**self._forward_params, **fwd}
+        post = {**self._postprocess_params, **post}
+        if _is_chat(text):
+            if images is not None:
+                raise InputError("Invalid input: you passed `chat` and `images` as separate input "
+                                 "arguments. Images must be placed inside the chat message's "
+                                 "`content`, e.g. {'type': 'image', 'url': ...}.")
+            if isinstance(text[0], dict):
+                return self._run(text, None, pre, fwd, post)
+            return [self._run(chat, None, pre, fwd, post) for chat in text]
+        if text is None:
+            raise InputError("You must provide text for this pipeline: a prompt with one <image> "
+                             "per image, or chat messages.")
+        if isinstance(text, (list, tuple)) and text and all(isinstance(t, str) for t in text):
+            return self._run_prompts(list(text), images, pre, fwd, post)
+        if not isinstance(text, str):
+            raise InputTypeError(f"text must be a prompt string, a list of them, or chat messages "
+                                 f"(a list of dicts with 'role' and 'content'), got "
+                                 f"{type(text).__name__}.")
+        return self._run(text, images, pre, fwd, post)
+
+    def _run_prompts(self, prompts: list[str], images: Any, pre: dict, fwd: dict,
+                     post: dict) -> list[dict]:
+        """Several prompts: the images are dealt out in order, as many to each prompt as it has
+        <image> tokens, and each prompt runs alone (no padding), so each answer is the one that
+        prompt gets by itself. One flat list of records, as the reference."""
+        listed = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
+        token = self.processor.image_token
+        wanted = sum(prompt.count(token) for prompt in prompts)
+        if wanted != len(listed):
+            raise InputError(f"The prompts have {wanted} {token} tokens in all but {len(listed)} "
+                             f"image(s) were given: put one {token} where each image goes.")
+        records, start = [], 0
+        for prompt in prompts:
+            count = prompt.count(token)
+            mine = listed[start:start + count] or None
+            start += count
+            records.extend(self._run(prompt, mine, pre, fwd, post))
+        return records
+
+    def _run(self, prompt: Any, images: Any, pre: dict, fwd: dict, post: dict) -> list[dict]:
+        inputs = self.preprocess(prompt, images, **pre)
+        outputs = self._forward(inputs, **fwd)
+        return self.postprocess(outputs, **post)
+
+    def preprocess(self, prompt: Any, images: Any = None, timeout: float | None = None,
+                   continue_final_message: bool | None = None) -> dict:
+        from ..processing.image import load_image
+
+        if isinstance(prompt, str):
+            loaded = None
+            if images is not None:
+                listed = images if isinstance(images, (list, tuple)) else [images]
+                loaded = [load_image(image, timeout=timeout) for image in listed]
+            encoded = self.processor(text=prompt, images=loaded)
+            return {**encoded, "prompt": prompt}
+        messages = [_check_message(message) for message in prompt]
+        if continue_final_message is None:
+            continue_final_message = messages[-1]["role"] == "assistant"
+        loaded, shown = [], []
+        for message in messages:
+            content = message["content"]
+            if isinstance(content, str):
+                shown.append(message)
+                continue
+            parts = []
+            for part in content:
+                if isinstance(part, dict) and part.get("type") == "image":
+                    source = next((part[k] for k in _IMAGE_KEYS if part.get(k) is not None), None)
+                    if source is None:
+                        raise InputError("An image part of the chat has no image: give it as "
+                                         "{'type': 'image', 'image': ...} (or 'url' / 'path').")
+                    loaded.append(load_image(source, timeout=timeout))
+                    part = {"type": "image"}
+                parts.append(part)
+            shown.append({**message, "content": parts})
+        template = self.processor.chat_template
+        rendered = self.tokenizer.apply_chat_template(
+            shown, chat_template=template, tokenize=False,
+            add_generation_prompt=not continue_final_message,
+            continue_final_message=continue_final_message)
+        bos = getattr(self.tokenizer, "bos_token", None)
+        special = not (bos and rendered.startswith(bos))  # the template wrote it already
+        encoded = self.processor(text=rendered, images=loaded or None, add_special_tokens=special)
+        return {**encoded, "prompt": prompt, "continue_final_message": continue_final_message}
+
+    def _forward(self, inputs: dict, **generate_kwargs: Any) -> dict:
+        import torch
+
+        generate_kwargs = dict(generate_kwargs)
+        config = self.model.generation_config
+        if "generation_config" not in generate_kwargs and "max_new_tokens" not in generate_kwargs \
+                and "max_length" not in generate_kwargs and config.max_new_tokens is None \
+                and config.max_length in (None, 20):
+            generate_kwargs["max_new_tokens"] = self.default_max_new_tokens
+        device = self.device
+        pixel_values = inputs.get("pixel_values")
+        if pixel_values is not None:
+            pixel_values = torch.as_tensor(pixel_values).to(device=device, dtype=self.dtype)
+        input_ids = torch.as_tensor(inputs["input_ids"]).to(device)
+        mask = inputs.get("attention_mask")
+        mask = torch.as_tensor(mask).to(device) if mask is not None else None
+        with torch.no_grad():
+            sequences = self.model.generate(input_ids=input_ids, pixel_values=pixel_values,
+                                            attention_mask=mask, **generate_kwargs)
+        if not hasattr(sequences, "shape"):  # return_dict_in_generate=True
+            sequences = sequences["sequences"]
+        return {"sequences": sequences, "input_ids": input_ids, "prompt": inputs["prompt"],
+                "continue_final_message": inputs.get("continue_final_message")}
+
+    def postprocess(self, outputs: dict, return_full_text: bool = True,
+                    continue_final_message: bool | None = None,
+                    skip_special_tokens: bool = True) -> list[dict]:
+        decode = self.tokenizer.batch_decode
+        prompt = outputs["prompt"]
+        generated = decode(outputs["sequences"].tolist(), skip_special_tokens=skip_special_tokens)
+        decoded_input = decode(outputs["input_ids"].tolist(), skip_special_tokens=skip_special_tokens)[0]
+        records = []
+        for text in generated:
+            start = text.find(decoded_input)
+            if 0 <= start <= 2:  # the prompt (after up to 2 stray characters) comes back: cut it
+                text = text[start + len(decoded_input):]
+            if return_full_text:
+                text = self._full(prompt, text, outputs, continue_final_message)
+            records.append({"input_text": prompt, "generated_text": text})
+        return records
+
+    @staticmethod
+    def _full(prompt: Any, text: str, outputs: dict, continue_final_message: bool | None) -> Any:
+        if isinstance(prompt, str):
+            return prompt + text
+        if continue_final_message is None:
+            continue_final_message = outputs.get("continue_final_message")
+        messages = list(prompt)
+        if not continue_final_message:
+            return messages + [{"role": "assistant", "content": text}]
+        last = copy.copy(messages[-1])
+        content = last["content"]
+        if isinstance(content, str):
+            content = content + text
+        else:
+            final = dict(content[-1])
+            final["text"] = final["text"] + text
+            content = list(content[:-1]) + [final]
+        return messages[:-1] + [{"role": last["role"], "content": content}]
+
+
+def _is_chat(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and \
+        isinstance(value[0], (list, tuple, dict))
+
+
+def _check_message(message: Any) -> dict:
+    if not isinstance(message, dict) or "role" not in message or "content" not in message:
+        raise InputTypeError("Chat messages must be dicts with 'role' and 'content' (a string, or "
+                             "a list of {'type': 'image', ...} and {'type': 'text', ...} parts).")
+    return message
