@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import InputError, UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import attention, merge_heads, run_layers, split_heads
-from .vit import ViTAttention, ViTIntermediate, ViTLayer, ViTSelfOutput, pair
+from .vit import ViTIntermediate, ViTLayer, ViTSelfOutput, pair
 
 # 1. Config fields read, with the defaults config.json may leave out.
 VIDEOMAE_DEFAULTS = {
@@ -128,12 +128,14 @@ class VideoMAESelfAttention(nn.Module):
         return merge_heads(attention(query, key, value, None))
 
 
-class VideoMAEAttention(ViTAttention):
-    """ViT's attention block with VideoMAE's self-attention (separate q/v biases)."""
-
+class VideoMAEAttention(nn.Module):
     def __init__(self, config):
-        super().__init__(config)
+        super().__init__()
         self.attention = VideoMAESelfAttention(config)
+        self.output = ViTSelfOutput(config)
+
+    def forward(self, hidden_states):
+        return self.output(self.attention(hidden_states))
 
 
 class VideoMAELayer(nn.Module):
