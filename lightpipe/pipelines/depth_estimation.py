@@ -7,13 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .image_classification import SizeGroupedImagePipeline
-
-
-def check_timeout(timeout: Any) -> float:
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise InputError(f"timeout must be a positive number of seconds, got {timeout!r}.")
-    return float(timeout)
+from .image_classification import SizeGroupedImagePipeline, check_timeout
 
 
 class DepthEstimationPipeline(SizeGroupedImagePipeline):

@@ -69,6 +69,13 @@ class ImagePipeline(Pipeline):
             self.image_processor.save_pretrained(folder)
 
 
+def check_timeout(timeout: Any) -> float:
+    """An image download ``timeout``: a positive number of seconds."""
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise InputError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+    return float(timeout)
+
+
 class SizeGroupedImagePipeline(ImagePipeline):
     """Image tasks whose images keep their own processed size (DETR's, DPT's with
     ``keep_aspect_ratio``, Swin2SR's padding): only images of one size share a batch, since

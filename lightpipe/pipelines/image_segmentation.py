@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .depth_estimation import check_timeout
-from .image_classification import SizeGroupedImagePipeline
+from .image_classification import SizeGroupedImagePipeline, check_timeout
 
 SUBTASKS = ("panoptic", "instance", "semantic")
 
