@@ -1,8 +1,9 @@
 """The model registry (model_type -> module) and the Auto model classes.
 
 Each model module defines ``HEADS``: {Auto class name: model class}. Modules are imported on
-first use, so a registry look-up costs nothing until a model of that family is built.
-Variants whose maths is the same as a sibling's are entries here, not copies.
+first use, so a registry look-up costs nothing until a model of that family is built. Which
+module serves which ``model_type`` is read from the family registry, ``lightpipe.families``;
+variants whose maths is the same as a sibling's are entries there, not copies.
 """
 
 from __future__ import annotations
@@ -13,64 +14,8 @@ from typing import Any
 
 from ..config import Config
 from ..errors import UnsupportedModelError, closest, refuse_remote_code
+from ..families import FAMILIES, modality
 from ..hub import resolve
-
-# model_type -> "module" (its HEADS) or "module:NAME" (another heads dict of that module)
-MODEL_TYPES: dict[str, str] = {
-    "bert": "bert",
-    "distilbert": "distilbert",
-    "roberta": "roberta",
-    "xlm-roberta": "roberta:XLM_ROBERTA_HEADS",
-    "camembert": "roberta:CAMEMBERT_HEADS",
-    "gpt2": "gpt2",
-    "llama": "llama",
-    "mistral": "llama:MISTRAL_HEADS",
-    "qwen2": "llama:QWEN2_HEADS",
-    "opt": "opt",
-    # sequence-to-sequence text (issue 7)
-    "t5": "t5",
-    "mt5": "t5:MT5_HEADS",
-    "bart": "bart",
-    "marian": "marian",
-    # speech (issue 6)
-    "whisper": "whisper",
-    "wav2vec2": "wav2vec2",
-    # vision (issue 8)
-    "vit": "vit",
-    "swin": "swin",
-    "convnext": "convnext",
-    "resnet": "resnet",
-    "clip": "clip",
-    "detr": "detr_segmentation:HEADS",  # detr.py's heads + DetrForSegmentation
-    "vision-encoder-decoder": "vision_encoder_decoder",  # image-to-text (vit-gpt2 captioners)
-    "blip": "blip",  # image-to-text: BlipForConditionalGeneration
-    "vilt": "vilt",
-    "swin2sr": "swin2sr",
-    "dpt": "dpt",
-    "segformer": "segformer",
-    "depth_anything": "depth_anything",
-    "layoutlm": "layoutlm",  # document question answering
-    "tapas": "tapas",  # table question answering
-    "videomae": "videomae",  # video classification
-    "owlvit": "owlvit",  # zero-shot object detection
-    "owlv2": "owlv2",
-    "llava": "llava",  # image-text-to-text: LlavaForConditionalGeneration
-}
-
-# Families whose inputs are not text: "ForSequenceClassification" means audio- or image-
-# classification for them, and pipeline() loads their feature extractor / image processor.
-MODALITY: dict[str, str] = {
-    "whisper": "audio", "wav2vec2": "audio",
-    "vit": "image", "swin": "image", "convnext": "image", "resnet": "image", "clip": "image",
-    "detr": "image",
-    "vision-encoder-decoder": "image",
-    "vilt": "multimodal", "swin2sr": "image",
-    "dpt": "image", "segformer": "image", "depth_anything": "image",
-    "layoutlm": "multimodal",
-    "videomae": "video",
-    "owlvit": "image", "owlv2": "image",
-    "llava": "multimodal",
-}
 
 # Suffix of an architecture name (config.architectures) -> Auto class / head.
 ARCHITECTURE_SUFFIXES: dict[str, str] = {
@@ -111,19 +56,21 @@ def head_of_architecture(architecture: str, model_type: str | None = None) -> st
     'WhisperForConditionalGeneration' (model_type 'whisper') -> 'AutoModelForSpeechSeq2Seq'."""
     for suffix, head in ARCHITECTURE_SUFFIXES.items():
         if architecture.endswith(suffix):
-            return _MODALITY_HEADS.get(MODALITY.get(model_type or ""), {}).get(head, head)
+            return _MODALITY_HEADS.get(modality(model_type), {}).get(head, head)
     return None
 
 
 def heads_for(model_type: str | None) -> dict[str, type]:
     """{Auto class name: model class} for a model_type; a clear error when unsupported."""
-    module = MODEL_TYPES.get(model_type or "")
-    if module is None:
+    family = FAMILIES.get(model_type or "")
+    if family is None:
         raise UnsupportedModelError(
-            f"model_type {model_type!r} is not supported by lightpipe.{closest(str(model_type), MODEL_TYPES)} "
-            f"Supported model types: {', '.join(sorted(MODEL_TYPES))}.")
-    module, _, name = module.partition(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name or "HEADS")
+            f"model_type {model_type!r} is not supported by lightpipe.{closest(str(model_type), FAMILIES)} "
+            f"Supported model types: {', '.join(sorted(FAMILIES))}.")
+    module, _, name = family.module.partition(":")
+    # A plain name is a file of lightpipe/models; a dotted path is a module of its own.
+    module = module if "." in module else f"{__name__}.{module}"
+    return getattr(importlib.import_module(module), name or "HEADS")
 
 
 def model_class(config: Config, head: str) -> type:

@@ -161,19 +161,6 @@ _TASK_OF_HEAD = {
 }
 # A bare AutoModel of an image family extracts image features.
 _MODALITY_TASK = {("image", "feature-extraction"): "image-feature-extraction"}
-# Families whose checkpoints serve one task more specifically than their head says (the Hub's
-# pipeline_tag for them): CLIP classifies images zero-shot, Marian translates.
-_FAMILY_TASK = {("clip", "AutoModel"): "zero-shot-image-classification",
-                ("layoutlm", "AutoModelForQuestionAnswering"): "document-question-answering",
-                ("tapas", "AutoModelForQuestionAnswering"): "table-question-answering",
-                ("vision-encoder-decoder", "AutoModel"): "image-to-text",
-                ("blip", "AutoModelForSeq2SeqLM"): "image-to-text",  # BlipForConditionalGeneration
-                ("marian", "AutoModelForSeq2SeqLM"): "translation",
-                ("vilt", "AutoModelForQuestionAnswering"): "visual-question-answering",
-                ("owlvit", "AutoModelForObjectDetection"): "zero-shot-object-detection",
-                ("owlv2", "AutoModelForObjectDetection"): "zero-shot-object-detection",
-                ("llava", "AutoModelForSeq2SeqLM"): "image-text-to-text"}  # LlavaForConditionalGeneration
-
 # Where pipeline() finds the loader of each preprocessor ("module:Class", lazily imported).
 _PREPROCESSOR_LOADERS = {
     "tokenizer": "lightpipe.tokenization:AutoTokenizer",
@@ -210,16 +197,18 @@ def _pipeline_class(task: Task):
 
 
 def _infer_task(config) -> str:
-    from ..models import MODALITY, head_of_architecture
+    from ..families import FAMILIES, modality
+    from ..models import head_of_architecture
 
     model_type = config.get("model_type")
+    hints = FAMILIES[model_type].tasks if model_type in FAMILIES else {}
     for architecture in config.get("architectures") or []:
         head = head_of_architecture(architecture, model_type)
-        if (model_type, head) in _FAMILY_TASK:
-            return _FAMILY_TASK[(model_type, head)]
+        if head in hints:  # the family serves a task more specifically than its head says
+            return hints[head]
         if head in _TASK_OF_HEAD:
             task = _TASK_OF_HEAD[head]
-            return _MODALITY_TASK.get((MODALITY.get(model_type or ""), task), task)
+            return _MODALITY_TASK.get((modality(model_type), task), task)
     raise UnknownTaskError(
         f"Cannot infer the task from this checkpoint (architectures={config.get('architectures')}). "
         "Pass it: pipeline('text-classification', model=...).")

@@ -5,31 +5,38 @@ feature extractor or an image processor, as transformers' processors do (Whisper
 
 from __future__ import annotations
 
-import importlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelNotFoundError, refuse_remote_code
+from ..families import by_class_name, load, processor_name
+from ..jsonfile import read_json
 
-# Family-specific processors (processor_class in processor_config.json /
-# preprocessor_config.json / tokenizer_config.json -> "module:Class"). Each takes the same
-# constructor as Processor. Others are the generic Processor.
-SPECIAL_PROCESSORS: dict[str, str] = {
-    "WhisperProcessor": "lightpipe.processing.audio:WhisperProcessor",
-    "Wav2Vec2Processor": "lightpipe.processing.audio:Wav2Vec2Processor",
-    "CLIPProcessor": "lightpipe.processing.image:CLIPProcessor",
-    "OwlViTProcessor": "lightpipe.processing.owlvit:OwlViTProcessor",
-    "Owlv2Processor": "lightpipe.processing.owlvit:OwlViTProcessor",
-    "LlavaProcessor": "lightpipe.processing.llava:LlavaProcessor",
-}
+# Where a preprocessor's settings may sit inside a processor_config.json (transformers 5.25
+# saves one processor file with its parts nested), and its own legacy files.
+_NESTED_KEYS = {"feature_extractor": ("feature_extractor", "audio_processor"),
+                "image_processor": ("image_processor",),
+                "video_processor": ("video_processor", "image_processor")}
+_LEGACY_FILES = {"feature_extractor": ("preprocessor_config.json",),
+                 "image_processor": ("preprocessor_config.json",),
+                 "video_processor": ("video_preprocessor_config.json", "preprocessor_config.json")}
 
 
-# When a folder records no processor_class, the model type decides (as transformers does).
-_PROCESSOR_OF_MODEL_TYPE = {"whisper": "WhisperProcessor", "wav2vec2": "Wav2Vec2Processor",
-                            "clip": "CLIPProcessor", "owlvit": "OwlViTProcessor", "owlv2": "Owlv2Processor",
-                            "llava": "LlavaProcessor"}
+def preprocessor_settings(folder: Path, part: str) -> dict:
+    """The saved settings of a folder's feature extractor, image processor or video processor
+    (``part``), as the reference reads them: nested in ``processor_config.json`` first, then
+    the part's own file (``preprocessor_config.json``, ``video_preprocessor_config.json``);
+    {} when the folder has none."""
+    nested = read_json(Path(folder) / "processor_config.json")
+    for key in _NESTED_KEYS[part]:
+        if isinstance(nested.get(key), dict):
+            return dict(nested[key])
+    for name in _LEGACY_FILES[part]:
+        settings = read_json(Path(folder) / name)
+        if settings:
+            return settings
+    return {}
 
 
 class Processor:
@@ -118,7 +125,8 @@ class AutoProcessor:
         refuse_remote_code(trust_remote_code)
         folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                          local_files_only=local_files_only, subfolder=subfolder, weights=False)
-        preprocessor = _read(folder / "preprocessor_config.json")
+        preprocessor = preprocessor_settings(folder, "feature_extractor")
+        image_settings = preprocessor_settings(folder, "image_processor")
         tokenizer = feature_extractor = image_processor = None
         if _has_tokenizer(folder):
             from ..tokenization import AutoTokenizer
@@ -130,7 +138,8 @@ class AutoProcessor:
             from .audio import AutoFeatureExtractor
 
             feature_extractor = AutoFeatureExtractor.from_pretrained(folder)
-        elif preprocessor:
+        elif image_settings:
+            preprocessor = image_settings
             from .image import AutoImageProcessor
 
             image_processor = AutoImageProcessor.from_pretrained(folder)
@@ -141,22 +150,23 @@ class AutoProcessor:
                 "no processor to load. Check the folder or Hub id.")
         if len(parts) == 1:
             return parts[0]
-        processor_class = (_read(folder / "processor_config.json").get("processor_class")
+        processor_class = (read_json(folder / "processor_config.json").get("processor_class")
                            or preprocessor.get("processor_class")
-                           or _read(folder / "tokenizer_config.json").get("processor_class")
-                           or _PROCESSOR_OF_MODEL_TYPE.get(_read(folder / "config.json").get("model_type")))
+                           or read_json(folder / "tokenizer_config.json").get("processor_class")
+                           or processor_name(read_json(folder / "config.json").get("model_type")))
         return _processor_class(processor_class)(
             tokenizer=tokenizer, feature_extractor=feature_extractor,
             image_processor=image_processor)
 
 
 def _processor_class(name: str | None) -> type:
-    target = SPECIAL_PROCESSORS.get(name or "")
+    # Family-specific processors (processor_class in processor_config.json / ... -> the family
+    # registry's "module:Class"), each with Processor's constructor; others are the generic one.
+    target = by_class_name("processor").get(name or "")
     if target is None:
         return Processor
-    module, _, attr = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), attr)
+        return load(target)
     except (ModuleNotFoundError, AttributeError):
         return Processor
 
@@ -165,14 +175,3 @@ def _has_tokenizer(folder: Path) -> bool:
     names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
              "spiece.model", "source.spm")
     return any((folder / name).is_file() for name in names)
-
-
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(f"Could not read {path}: {err}. The file is damaged; download it "
-                                 "again.") from err
-    return value if isinstance(value, dict) else {}

@@ -1,9 +1,5 @@
-"""Audio input without a system ffmpeg, resampling, and the speech feature extractors.
+"""The speech feature extractors (audio decoding and resampling are in ``audio_io``).
 
-- ``load_audio(item, sampling_rate)``: a file path (wav, flac, ogg, mp3, ... decoded by
-  ``soundfile``, or by ``av``, which ships its own decoders), raw file bytes, a 1-D array, or a
-  ``{"raw"|"array": ..., "sampling_rate": ...}`` dict -> mono float32 at the model's rate.
-- ``resample``: a windowed-sinc (Kaiser) polyphase resampler in torch, anti-aliased.
 - ``WhisperFeatureExtractor`` (log-mel, as transformers' but batched and fused in torch) and
   ``Wav2Vec2FeatureExtractor`` (zero-mean unit-variance, padding), ``AutoFeatureExtractor``.
 - ``WhisperProcessor`` / ``Wav2Vec2Processor``: a tokenizer with a feature extractor.
@@ -12,291 +8,20 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, InputTypeError, ModelNotFoundError
-from . import Processor
-
-_SAMPLE_KINDS = "f", "i", "u"
-
-
-# --- decoding -------------------------------------------------------------------------------
-
-def decode_audio(source: str | os.PathLike | bytes) -> tuple[Any, int]:
-    """A file path or the bytes of a file -> (float32 array of shape (channels, samples), rate).
-
-    ``soundfile`` (libsndfile: wav, flac, ogg/vorbis, opus, mp3 in recent builds) first, then
-    ``av`` (FFmpeg's decoders bundled in the wheel: mp3, m4a/aac, webm, ...)."""
-    import io
-
-    import numpy as np
-
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"The audio file {str(source)!r} does not exist. Pass a path to a "
-                             "wav/flac/ogg/mp3 file, the file's bytes, or a 1-D array.")
-        data = path.read_bytes()
-        name = str(source)
-    else:
-        data, name = bytes(source), "the audio bytes"
-    if not data:
-        raise InputError(f"{name} is empty: there is no audio to decode.")
-    errors = []
-    try:
-        import soundfile
-
-        samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-        return np.ascontiguousarray(samples.T), int(rate)
-    except Exception as err:  # libsndfile could not read it: try FFmpeg's decoders
-        errors.append(f"soundfile: {err}")
-    try:
-        return _decode_with_av(data)
-    except Exception as err:
-        errors.append(f"av: {err}")
-    raise InputError(f"Could not decode {name} as audio ({'; '.join(errors)}). Is it an audio "
-                     "file (wav, flac, ogg, mp3, m4a, webm)? Alternatively pass a 1-D numpy "
-                     "array with {'raw': array, 'sampling_rate': rate}.")
-
-
-def _decode_with_av(data: bytes) -> tuple[Any, int]:
-    import io
-
-    import av
-    import numpy as np
-
-    with av.open(io.BytesIO(data), mode="r") as container:
-        if not container.streams.audio:
-            raise ValueError("no audio stream")
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate or stream.rate
-        channels = stream.codec_context.channels or 1
-        resampler = av.AudioResampler(format="fltp", layout="mono" if channels == 1 else "stereo",
-                                      rate=rate)
-        pieces = []
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                pieces.append(out.to_ndarray())
-        for out in resampler.resample(None):
-            pieces.append(out.to_ndarray())
-    if not pieces:
-        raise ValueError("the stream has no samples")
-    return np.ascontiguousarray(np.concatenate(pieces, axis=1), dtype=np.float32), int(rate)
-
-
-def to_mono(array: Any, what: str = "The audio") -> Any:
-    """(samples,) stays; (channels, samples) with 1 or 2 channels is averaged, as the reference
-    reads a 2-D array; anything else is an error naming the fix."""
-    if array.ndim == 1:
-        return array
-    if array.ndim != 2:
-        raise InputError(f"{what} must be mono (samples,) or (channels, samples); got shape "
-                         f"{tuple(array.shape)}.")
-    if array.shape[0] > 2:
-        raise InputError(f"{what} has shape {tuple(array.shape)}: axis 0 is read as channels. If "
-                         "the array is (samples, channels) as soundfile returns, transpose it; "
-                         "with more than 2 channels, mix it down to mono first.")
-    return array.mean(axis=0)
-
-
-def as_waveform(array: Any, what: str = "The audio") -> Any:
-    """An array-like of samples -> a float32 numpy array, checking dtype and emptiness.
-    Integer PCM (int16, int32, uint8) is scaled to [-1, 1] as soundfile reads it."""
-    import numpy as np
-
-    if hasattr(array, "detach"):  # a torch tensor
-        array = array.detach().cpu().float().numpy()
-    if isinstance(array, (list, tuple)):
-        array = np.asarray(array)
-    if not isinstance(array, np.ndarray):
-        raise InputTypeError(f"{what} must be a numpy array (or a file path, bytes or a dict with "
-                             f"'raw'/'array' and 'sampling_rate'); got {type(array).__name__}.")
-    kind = array.dtype.kind
-    if kind not in _SAMPLE_KINDS:
-        raise InputTypeError(f"{what} has dtype {array.dtype}: audio samples must be floats "
-                             "(float32/float64) or integer PCM (int16, int32).")
-    if kind == "i":
-        array = array.astype(np.float32) / float(2 ** (8 * array.dtype.itemsize - 1))
-    elif kind == "u":
-        half = float(2 ** (8 * array.dtype.itemsize - 1))
-        array = (array.astype(np.float32) - half) / half
-    array = to_mono(array, what)
-    if array.size == 0:
-        raise InputError(f"{what} is empty: there are no samples to process.")
-    if kind == "f" and array.dtype != np.float32:
-        array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise InputError(f"{what} contains NaN or infinite samples.")
-    return array
-
-
-def load_audio(item: Any, sampling_rate: int, task: str = "audio") -> tuple[Any, dict]:
-    """One pipeline input -> (mono float32 waveform at ``sampling_rate``, extras).
-
-    Extras: ``stride`` (left, right) in samples at ``sampling_rate`` when the dict had one,
-    and the dict's other keys (passed through to the output, as the reference does)."""
-    import numpy as np
-
-    extras: dict = {}
-    if isinstance(item, (str, os.PathLike)):
-        if str(item).startswith(("http://", "https://")):
-            item = _download(str(item))
-        array, rate = decode_audio(item)
-        return resample(to_mono(array, f"The audio {str(item)!r}"), rate, sampling_rate), extras
-    if isinstance(item, (bytes, bytearray)):
-        array, rate = decode_audio(bytes(item))
-        return resample(to_mono(array), rate, sampling_rate), extras
-    if isinstance(item, dict):
-        item = dict(item)
-        stride = item.pop("stride", None)
-        if "sampling_rate" not in item or ("raw" not in item and "array" not in item):
-            raise InputError(
-                f"A dict given to the {task} pipeline needs a 'raw' (or 'array') key with the "
-                "samples and a 'sampling_rate' key with their rate; got keys "
-                f"{sorted(item) + (['stride'] if stride is not None else [])}.")
-        array = item.pop("raw", None)
-        if array is None:
-            item.pop("path", None)
-            array = item.pop("array")
-        rate = item.pop("sampling_rate")
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate <= 0:
-            raise InputError(f"sampling_rate must be a positive number, got {rate!r}.")
-        array = as_waveform(array)
-        ratio = sampling_rate / rate
-        if rate != sampling_rate:
-            array = resample(array, int(rate), sampling_rate)
-        if stride is not None:
-            if len(stride) != 2 or stride[0] + stride[1] > len(array) / ratio + 1e-9:
-                raise InputError(f"stride={stride!r} is too large for an input of {len(array)} "
-                                 "samples: it is (left, right) in samples, and their sum must "
-                                 "be less than the input length.")
-            extras["stride"] = (len(array), int(round(stride[0] * ratio)),
-                                int(round(stride[1] * ratio)))
-        extras["extra"] = item
-        return array, extras
-    if isinstance(item, np.ndarray) or hasattr(item, "detach"):
-        return as_waveform(item), extras
-    raise InputTypeError(
-        f"The {task} pipeline takes a file path, the bytes of an audio file, a 1-D numpy array "
-        "at the model's sampling rate, or a dict {'raw': array, 'sampling_rate': rate}; got "
-        f"{type(item).__name__}.")
-
-
-def _download(url: str) -> bytes:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (a user's URL)
-            return response.read()
-    except OSError as err:
-        raise ModelNotFoundError(f"Could not download {url}: {err}.") from err
-
-
-# --- resampling -----------------------------------------------------------------------------
-
-_KERNELS: dict = {}
-
-
-def _resample_kernel(orig: int, new: int, zero_crossings: int = 16, rolloff: float = 0.945,
-                     beta: float = 14.769656459379492):
-    """Polyphase filters (new phases, taps) of a Kaiser-windowed sinc low-pass at
-    ``rolloff`` x the lower Nyquist rate, as in resampy's "kaiser_best" design."""
-    import torch
-
-    key = (orig, new, zero_crossings, rolloff, beta)
-    if key not in _KERNELS:
-        cutoff = min(orig, new) * rolloff  # in units of the common rate
-        width = math.ceil(zero_crossings * orig / cutoff)
-        taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig
-        # Output phase j sits at j/new input periods: the filter is centred there.
-        times = (taps[None, :] - torch.arange(new, dtype=torch.float64)[:, None] / new) * cutoff
-        times = times.clamp(-zero_crossings, zero_crossings)
-        window = torch.special.i0(beta * torch.sqrt(1 - (times / zero_crossings) ** 2)) / \
-            torch.special.i0(torch.tensor(beta, dtype=torch.float64))
-        sinc = torch.special.sinc(times)
-        _KERNELS[key] = ((sinc * window * cutoff / orig).float(), width)
-    return _KERNELS[key]
-
-
-def resample(waveform: Any, orig_rate: int, new_rate: int) -> Any:
-    """Resample a 1-D (or (channels, samples)) float32 numpy array from ``orig_rate`` to
-    ``new_rate`` with a windowed-sinc polyphase filter (stop band below -80 dB)."""
-    import numpy as np
-    import torch
-
-    orig_rate, new_rate = int(orig_rate), int(new_rate)
-    if orig_rate == new_rate:
-        return waveform
-    common = math.gcd(orig_rate, new_rate)
-    orig, new = orig_rate // common, new_rate // common
-    if new > 4096:
-        raise InputError(f"Cannot resample from {orig_rate} Hz to {new_rate} Hz: the ratio "
-                         f"{new}/{orig} is too fine. Resample to a round rate first.")
-    kernel, width = _resample_kernel(orig, new)
-    signal = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
-    shape = signal.shape
-    signal = signal.reshape(-1, 1, shape[-1])
-    length = shape[-1]
-    padded = torch.nn.functional.pad(signal, (width, width + orig))
-    with torch.inference_mode():
-        out = torch.nn.functional.conv1d(padded, kernel[:, None, :], stride=orig)  # (B, new, frames)
-    out = out.transpose(1, 2).reshape(signal.shape[0], -1)
-    target = math.ceil(new * length / orig)
-    return out[:, :target].reshape(*shape[:-1], target).numpy()
-
+from ..families import by_class_name, by_model_type, load
+from ..jsonfile import read_json
+from . import Processor, preprocessor_settings
+from .audio_io import (as_waveform, decode_audio, load_audio, resample,  # noqa: F401
+                       to_mono)
+from .features import BatchFeature, to_tensors  # noqa: F401
 
 # --- feature extractors ---------------------------------------------------------------------
-
-class BatchFeature(dict):
-    """A feature extractor's output: a dict with attribute access and ``.to(device/dtype)``."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"BatchFeature has no key {name!r}") from None
-
-    def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
-        """Move tensors to a device; a dtype applies to floating tensors only."""
-        import torch
-
-        for key, value in list(self.items()):
-            if isinstance(value, torch.Tensor):
-                if value.is_floating_point():
-                    self[key] = value.to(*args, **kwargs)
-                else:
-                    device = next((a for a in args if not isinstance(a, torch.dtype)),
-                                  kwargs.get("device"))
-                    if device is not None:
-                        self[key] = value.to(device)
-        return self
-
-
-def _convert(features: dict, return_tensors: Any) -> BatchFeature:
-    import numpy as np
-
-    if return_tensors in ("pt", "np"):
-        for key, value in list(features.items()):
-            if isinstance(value, list):
-                value = np.stack(value) if value and len({len(v) for v in value}) == 1 else value
-            if return_tensors == "pt" and isinstance(value, np.ndarray):
-                import torch
-
-                value = torch.from_numpy(np.ascontiguousarray(value))
-            elif return_tensors == "pt" and not hasattr(value, "shape"):
-                raise InputError(f"Cannot make a tensor of {key!r}: its rows differ in length. "
-                                 "Pass padding=True.")
-            features[key] = value
-    elif return_tensors is not None:
-        raise ValueError(f"return_tensors={return_tensors!r}: use 'pt', 'np' or None.")
-    return BatchFeature(features)
-
 
 class FeatureExtractor:
     """Base: configuration from preprocessor_config.json, ``save_pretrained``, input checks."""
@@ -501,7 +226,7 @@ class WhisperFeatureExtractor(FeatureExtractor):
             out["attention_mask"] = mask
         if return_tensors is None:
             out = {k: [np.asarray(row) for row in v] for k, v in out.items()}
-        return _convert(out, return_tensors)
+        return to_tensors(out, return_tensors)
 
     def log_mel(self, waveforms: Any, device: Any = "cpu", slice_rows: int = 4) -> Any:
         """(batch, samples) float32 -> (batch, feature_size, frames) log-mel, as numpy."""
@@ -618,12 +343,7 @@ class Wav2Vec2FeatureExtractor(FeatureExtractor):
         out: dict[str, Any] = {"input_values": values}
         if return_attention_mask:
             out["attention_mask"] = masks
-        return _convert(out, return_tensors)
-
-
-_EXTRACTORS = {"WhisperFeatureExtractor": WhisperFeatureExtractor,
-               "Wav2Vec2FeatureExtractor": Wav2Vec2FeatureExtractor}
-_BY_MODEL_TYPE = {"whisper": WhisperFeatureExtractor, "wav2vec2": Wav2Vec2FeatureExtractor}
+        return to_tensors(out, return_tensors)
 
 
 class AutoFeatureExtractor:
@@ -641,33 +361,24 @@ class AutoFeatureExtractor:
         refuse_remote_code(trust_remote_code)
         folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                          local_files_only=local_files_only, subfolder=subfolder, weights=False)
-        settings = _read_json(folder / "preprocessor_config.json")
-        model_type = _read_json(folder / "config.json").get("model_type")
+        settings = preprocessor_settings(folder, "feature_extractor")
+        model_type = read_json(folder / "config.json").get("model_type")
         if not settings:
             raise ModelNotFoundError(f"{name_or_path}: no preprocessor_config.json, so there is no "
                                      "feature extractor to load.")
         name = settings.get("feature_extractor_type") or ""
-        extractor = _EXTRACTORS.get(name) or _BY_MODEL_TYPE.get(model_type or "")
-        if extractor is None:
+        extractors = by_class_name("feature_extractor")  # from the family registry
+        target = extractors.get(name) or by_model_type("feature_extractor").get(model_type or "")
+        if target is None:
             from ..errors import UnsupportedModelError
 
             raise UnsupportedModelError(
                 f"Feature extractor {name or model_type!r} is not supported by lightpipe; it has "
-                f"{', '.join(_EXTRACTORS)}.")
+                f"{', '.join(extractors)}.")
         settings.update(kwargs)
         for key in ("processor_class",):
             settings.pop(key, None)
-        return extractor(**settings)
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(f"Could not read {path}: {err}. Download the file again.") from err
-    return value if isinstance(value, dict) else {}
+        return load(target)(**settings)
 
 
 # --- processors -----------------------------------------------------------------------------

@@ -12,19 +12,19 @@ the CPU, torch on a GPU), which pipelines do just before the model.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import os
 import re
-import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, InputTypeError, ModelNotFoundError, refuse_remote_code
-from . import Processor
+from ..errors import InputError, ModelNotFoundError, refuse_remote_code
+from ..families import by_class_name, by_model_type, load
+from ..jsonfile import read_json
+from . import Processor, preprocessor_settings
+from .features import BatchFeature  # noqa: F401
+from .image_io import (URL_MAX_BYTES, URL_TIMEOUT, _is_array, array_to_pil, fetch_url,  # noqa: F401
+                       image_list, load_image, to_rgb, to_rgb_on_white, upright)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,192 +37,6 @@ IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-URL_TIMEOUT = 10.0               # seconds, when the caller gives none
-URL_MAX_BYTES = 64 * 1024 * 1024  # an image larger than this is refused
-_EXIF_ORIENTATION = 0x0112
-
-
-# --- loading ---------------------------------------------------------------------------------
-def load_image(image: Any, timeout: float | None = None) -> "Image.Image":
-    """A path, an http(s) URL, base64 data (a ``data:`` URI or a raw base64 string), bytes, a PIL
-    image, a numpy array (HWC or CHW, uint8 or float in [0, 1]) or a torch tensor -> an upright
-    RGB PIL image (as transformers' ``load_image``: EXIF orientation, then ``convert("RGB")``)."""
-    from PIL import Image
-
-    if isinstance(image, os.PathLike):
-        image = os.fspath(image)
-    if isinstance(image, str):
-        image = _open_string(image, timeout)
-    elif isinstance(image, (bytes, bytearray)):
-        image = _open_bytes(bytes(image), "the given bytes")
-    elif not isinstance(image, Image.Image):
-        if _is_array(image):
-            image = array_to_pil(image)
-        else:
-            raise InputTypeError(
-                f"An image must be a file path, an http(s) URL, base64 data, a PIL image or a "
-                f"numpy array; got {type(image).__name__}.")
-    if image.width == 0 or image.height == 0:
-        raise InputError(f"The image is empty ({image.width}x{image.height} pixels): pass an "
-                         "image with at least one pixel.")
-    return to_rgb(upright(image))
-
-
-def upright(image: "Image.Image") -> "Image.Image":
-    """Apply the EXIF orientation tag (the camera's rotation), copying only when there is one."""
-    from PIL import ImageOps
-
-    try:
-        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # a damaged EXIF block: as the reference, keep the pixels as stored
-        return image
-    return ImageOps.exif_transpose(image) if orientation not in (None, 1) else image
-
-
-def to_rgb(image: "Image.Image") -> "Image.Image":
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def to_rgb_on_white(image: "Image.Image") -> "Image.Image":
-    """RGB with any transparency composited onto white (the processors' ``do_convert_rgb``)."""
-    from PIL import Image
-
-    if "A" in image.getbands() or image.info.get("transparency") is not None:
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    return to_rgb(image)
-
-
-def _open_string(text: str, timeout: float | None) -> "Image.Image":
-    if text.startswith(("http://", "https://")):
-        return _open_bytes(fetch_url(text, timeout), text)
-    if os.path.isfile(text):
-        return _open_file(text)
-    is_uri = text.startswith("data:") and "," in text
-    data = text.split(",", 1)[1] if is_uri else text
-    raw = None
-    if is_uri or len(data) >= 64:  # shorter strings are mistyped paths, not images
-        try:
-            raw = base64.b64decode(data.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raw = None
-    if raw:
-        return _open_bytes(raw, "the base64 data")
-    if os.path.isdir(text):
-        raise InputError(f"{text!r} is a folder, not an image file.")
-    shown = text if len(text) < 120 else text[:117] + "..."
-    raise InputError(f"No image at {shown!r}: it is not an existing file, an http(s) URL, or "
-                     "base64 data. Check the path (relative paths start from the current "
-                     "directory).")
-
-
-def _open_file(path: str) -> "Image.Image":
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(path)
-        image.load()
-    except UnidentifiedImageError:
-        raise InputError(f"{path} is not an image file PIL can read (is it an image? JPEG, PNG, "
-                         "WebP, BMP, GIF and TIFF are supported).") from None
-    except OSError as err:
-        raise InputError(f"Could not read the image {path}: {err}. The file may be truncated "
-                         "or damaged.") from None
-    return image
-
-
-def _open_bytes(data: bytes, source: str) -> "Image.Image":
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except UnidentifiedImageError:
-        raise InputError(f"The data from {source} is not an image PIL can read.") from None
-    except OSError as err:
-        raise InputError(f"Could not decode the image from {source}: {err}.") from None
-    return image
-
-
-def fetch_url(url: str, timeout: float | None = None, max_bytes: int = URL_MAX_BYTES) -> bytes:
-    """Download an image, with a timeout and a size limit; a clear error when offline."""
-    import urllib.error
-    import urllib.request
-
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise InputError(f"Cannot fetch {url}: HF_HUB_OFFLINE is set, so lightpipe makes no "
-                         "network requests. Download the image and pass its file path.")
-    request = urllib.request.Request(url, headers={"User-Agent": "lightpipe"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout or URL_TIMEOUT) as response:
-            length = response.headers.get("Content-Length")
-            if length is not None and int(length) > max_bytes:
-                raise InputError(f"{url} is {int(length)} bytes, more than the {max_bytes}-byte "
-                                 "limit for images.")
-            data = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as err:
-        raise InputError(f"Could not fetch {url}: HTTP {err.code} {err.reason}.") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        raise InputError(f"Could not fetch {url}: {reason}. Check the address and the network "
-                         "connection, or download the image and pass its file path.") from None
-    if len(data) > max_bytes:
-        raise InputError(f"{url} is more than the {max_bytes}-byte limit for images.")
-    return data
-
-
-def _is_array(value: Any) -> bool:
-    return hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__array__")
-
-
-def array_to_pil(array: Any) -> "Image.Image":
-    """A numpy array or tensor (HWC or CHW; 1, 3 or 4 channels or 2-D; uint8 or float in
-    [0, 1]) -> a PIL image. Floats become uint8 as the reference converts them (x * 255,
-    truncated)."""
-    import numpy as np
-    from PIL import Image
-
-    if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
-        array = np.moveaxis(array, 0, -1)  # CHW -> HWC
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-        raise InputError(f"An image array must be (height, width), (height, width, channels) "
-                         f"or (channels, height, width) with 1, 3 or 4 channels; got shape "
-                         f"{tuple(array.shape)}.")
-    if array.size == 0:
-        raise InputError(f"The image array is empty (shape {tuple(array.shape)}).")
-    if array.dtype != np.uint8:
-        if array.dtype == np.bool_:
-            array = array.astype(np.uint8) * 255
-        elif np.issubdtype(array.dtype, np.floating) and not np.allclose(array, np.round(array)):
-            if array.min() < 0 or array.max() > 1:
-                raise InputError("A float image array must hold values in [0, 1] (or whole "
-                                 f"numbers in [0, 255]); got [{array.min()}, {array.max()}].")
-            array = (array * 255).astype(np.uint8)
-        else:
-            if array.min() < 0 or array.max() > 255:
-                raise InputError("An integer image array must hold values in [0, 255]; got "
-                                 f"[{array.min()}, {array.max()}].")
-            array = array.astype(np.uint8)
-    return Image.fromarray(np.ascontiguousarray(array))
-
-
-def image_list(images: Any) -> tuple[list, bool]:
-    """One image, a list/tuple or an iterator of images -> (list, whether a batch was given)."""
-    if isinstance(images, (list, tuple)):
-        return list(images), True
-    if isinstance(images, (types.GeneratorType, Iterator)):
-        return list(images), True
-    if _is_array(images) and len(images.shape) == 4:  # a batch array (N, H, W, C) / (N, C, H, W)
-        return list(images), True
-    return [images], False
-
 
 # --- sizes -----------------------------------------------------------------------------------
 _SIZE_KEYS = ({"height", "width"}, {"shortest_edge"}, {"shortest_edge", "longest_edge"},
@@ -286,30 +100,6 @@ def max_hw_size(height: int, width: int, max_height: int, max_width: int) -> tup
 
 
 # --- image processors ------------------------------------------------------------------------
-class BatchFeature(dict):
-    """A processor's output: a dict with attribute access and ``.to(device or dtype)``."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"BatchFeature has no key {name!r}; it has {list(self)}") from None
-
-    def to(self, *args: Any, **kwargs: Any) -> "BatchFeature":
-        import torch
-
-        out = BatchFeature()
-        for key, value in self.items():
-            if isinstance(value, torch.Tensor) and value.is_floating_point():
-                value = value.to(*args, **kwargs)
-            elif isinstance(value, torch.Tensor):
-                devices = [a for a in args if not isinstance(a, torch.dtype)]
-                device = kwargs.get("device", devices[0] if devices else None)
-                value = value.to(device) if device is not None else value
-            out[key] = value
-        return out
-
-
 class ImageProcessor:
     """Resize (PIL, filter ``resample``), center crop, rescale, normalise; as transformers' PIL
     image processors. ``processor(images, return_tensors="pt")`` -> ``{"pixel_values": (batch,
@@ -632,51 +422,15 @@ def pad_batch(images: list["np.ndarray"]) -> tuple["torch.Tensor", "torch.Tensor
     return torch.from_numpy(pixels), torch.from_numpy(mask)
 
 
-# Processors defined in other modules are "module:Class" strings, imported on first use.
-IMAGE_PROCESSORS: dict[str, type[ImageProcessor] | str] = {
-    "ViTImageProcessor": ViTImageProcessor,
-    "DeiTImageProcessor": ViTImageProcessor,
-    "CLIPImageProcessor": CLIPImageProcessor,
-    "ConvNextImageProcessor": ConvNextImageProcessor,
-    "DetrImageProcessor": DetrImageProcessor,
-    "BlipImageProcessor": "lightpipe.models.blip:BlipImageProcessor",
-    "DPTImageProcessor": "lightpipe.processing.dpt:DPTImageProcessor",
-    "SegformerImageProcessor": "lightpipe.processing.segformer:SegformerImageProcessor",
-    "ViltImageProcessor": "lightpipe.processing.vilt:ViltImageProcessor",
-    "Swin2SRImageProcessor": "lightpipe.processing.swin2sr:Swin2SRImageProcessor",
-    "VideoMAEImageProcessor": "lightpipe.processing.video:VideoMAEImageProcessor",
-    "OwlViTImageProcessor": "lightpipe.processing.owlvit:OwlViTImageProcessor",
-    "Owlv2ImageProcessor": "lightpipe.processing.owlvit:Owlv2ImageProcessor",
-}
-# model_type -> processor, for folders whose preprocessor_config.json names no type.
-_BY_MODEL_TYPE: dict[str, type[ImageProcessor] | str] = {"vit": ViTImageProcessor, "swin": ViTImageProcessor, "clip": CLIPImageProcessor,
-                  "convnext": ConvNextImageProcessor, "resnet": ConvNextImageProcessor,
-                  "detr": DetrImageProcessor,
-                  "blip": "lightpipe.models.blip:BlipImageProcessor",
-                  "dpt": "lightpipe.processing.dpt:DPTImageProcessor",
-                  "depth_anything": "lightpipe.processing.dpt:DPTImageProcessor",
-                  "segformer": "lightpipe.processing.segformer:SegformerImageProcessor",
-                  "vilt": "lightpipe.processing.vilt:ViltImageProcessor",
-                  "swin2sr": "lightpipe.processing.swin2sr:Swin2SRImageProcessor",
-                  "videomae": "lightpipe.processing.video:VideoMAEImageProcessor",
-                  "owlvit": "lightpipe.processing.owlvit:OwlViTImageProcessor",
-                  "owlv2": "lightpipe.processing.owlvit:Owlv2ImageProcessor"}
-
-
 def processor_class_for(name: str | None) -> type[ImageProcessor] | None:
     if not name:
         return None
     base = re.sub(r"(Fast|Pil)$", "", name).replace("FeatureExtractor", "ImageProcessor")
-    return _load_class(IMAGE_PROCESSORS.get(base))
+    return _load_class(by_class_name("image_processor").get(base))
 
 
-def _load_class(entry: type[ImageProcessor] | str | None) -> type[ImageProcessor] | None:
-    if isinstance(entry, str):
-        import importlib
-
-        module, _, name = entry.partition(":")
-        return getattr(importlib.import_module(module), name)
-    return entry
+def _load_class(entry: str | None) -> type[ImageProcessor] | None:
+    return load(entry) if entry else None
 
 
 class AutoImageProcessor:
@@ -698,30 +452,21 @@ class AutoImageProcessor:
         refuse_remote_code(trust_remote_code)
         folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                          local_files_only=local_files_only, subfolder=subfolder, weights=False)
-        path = folder / "preprocessor_config.json"
-        if not path.is_file():
+        settings = preprocessor_settings(folder, "image_processor")
+        if not settings:
             raise ModelNotFoundError(
-                f"{name_or_path} has no preprocessor_config.json, so there is no image processor "
-                "to load. Check the folder or Hub id (image models ship this file).")
-        settings = _read_json(path)
+                f"{name_or_path} has no preprocessor_config.json (nor an image processor in "
+                "processor_config.json), so there is no image processor to load. Check the "
+                "folder or Hub id (image models ship this file).")
         named = settings.pop("image_processor_type", None) or settings.pop("feature_extractor_type", None)
         settings.pop("processor_class", None)
         target = image_processor_class
         if target is None or target is ImageProcessor:
             target = processor_class_for(named)
         if target is None:
-            model_type = _read_json(folder / "config.json").get("model_type") if (folder / "config.json").is_file() else None
-            target = _load_class(_BY_MODEL_TYPE.get(model_type or "")) or ImageProcessor
+            model_type = read_json(folder / "config.json").get("model_type")
+            target = _load_class(by_model_type("image_processor").get(model_type or "")) or ImageProcessor
         return target(**{**settings, **overrides})
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelNotFoundError(f"Could not read {path}: {err}. The file is damaged; download it "
-                                 "again.") from err
-    return value if isinstance(value, dict) else {}
 
 
 class CLIPProcessor(Processor):

@@ -10,12 +10,12 @@ settings there, under ``image_processor``), else from the model's ``config.json`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, InputTypeError
+from ..jsonfile import read_json
 from . import Processor
 
 
@@ -45,7 +45,7 @@ class LlavaProcessor(Processor):
         from .image import AutoImageProcessor, CLIPImageProcessor
 
         folder = resolve(name_or_path, weights=False, **kwargs)
-        settings = _read(folder / "processor_config.json")
+        settings = read_json(folder / "processor_config.json")
         if (folder / "preprocessor_config.json").is_file():
             image_processor = AutoImageProcessor.from_pretrained(folder)
         elif isinstance(settings.get("image_processor"), dict):
@@ -102,8 +102,8 @@ class LlavaProcessor(Processor):
 def _settings(folder: Path) -> dict:
     """patch_size, vision_feature_select_strategy, num_additional_image_tokens, image_token and
     chat_template from processor_config.json; config.json when it does not say."""
-    settings = _read(folder / "processor_config.json")
-    model = _read(folder / "config.json")
+    settings = read_json(folder / "processor_config.json")
+    model = read_json(folder / "config.json")
     vision = model.get("vision_config") or {}
     extra = settings.get("num_additional_image_tokens")
     if extra is None:  # CLIP towers add a CLS state
@@ -114,10 +114,3 @@ def _settings(folder: Path) -> dict:
             "num_additional_image_tokens": int(extra),
             "image_token": settings.get("image_token") or "<image>",
             "chat_template": settings.get("chat_template")}
-
-
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    value = json.loads(path.read_text(encoding="utf-8"))
-    return value if isinstance(value, dict) else {}

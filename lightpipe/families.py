@@ -1,0 +1,211 @@
+"""The family registry: one entry per ``model_type`` lightpipe runs.
+
+Every other table (the model registry and modalities in ``models``, the task hints of
+``pipeline()``, the tokenizer, processor, image-processor and feature-extractor look-ups) is
+derived from ``FAMILIES``. Adding a family is its model file (plus its processor file when it
+has rules of its own) and one entry here. This module imports no torch and no model code.
+
+Class references are ``"module:Class"`` strings relative to the ``lightpipe`` package,
+imported on first use (``load``). Where the name a checkpoint writes differs from our class's
+name, write ``"Name=module:Class"`` (``Owlv2Processor`` is read by our ``OwlViTProcessor``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MODALITIES = ("text", "image", "audio", "video", "multimodal")
+
+
+@dataclass(frozen=True)
+class Family:
+    """What lightpipe knows of one ``model_type``.
+
+    - ``module``: the model file in ``lightpipe/models`` whose ``HEADS`` dict maps Auto class
+      names to model classes; ``"module:NAME"`` takes another heads dict of that module (a
+      variant: Mistral is ``"llama:MISTRAL_HEADS"``).
+    - ``modality``: what the family's inputs are. For a family that is not "text",
+      "ForSequenceClassification" means audio or image classification, and a bare ``AutoModel``
+      of an image family extracts image features.
+    - ``tokenizer``: the tokenizer class transformers uses for this model type when the
+      folder's ``tokenizer_config.json`` names none (it decides the model inputs, e.g.
+      ``token_type_ids``, and how a folder without ``tokenizer.json`` is read).
+    - ``processor`` / ``image_processor`` / ``feature_extractor``: ``"module:Class"`` of the
+      family's AutoProcessor / AutoImageProcessor / AutoFeatureExtractor class, used when the
+      folder names none; the class is also found by its name when a folder names it.
+    - ``tasks``: ``{head: task}`` where the family's checkpoints serve a task more specifically
+      than their head says (the Hub's pipeline_tag: CLIP's AutoModel classifies images zero-shot).
+    """
+
+    module: str
+    modality: str = "text"
+    tokenizer: str | None = None
+    processor: str | None = None
+    image_processor: str | None = None
+    feature_extractor: str | None = None
+    tasks: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality {self.modality!r}: use one of {MODALITIES}")
+
+
+_WORDPIECE = "BertTokenizer"
+_ROBERTA = "RobertaTokenizer"
+_GPT2 = "GPT2Tokenizer"
+_VIT_IMAGE = "processing.image:ViTImageProcessor"
+_CONVNEXT_IMAGE = "processing.image:ConvNextImageProcessor"
+_DPT_IMAGE = "processing.dpt:DPTImageProcessor"
+
+FAMILIES: dict[str, Family] = {
+    # text encoders
+    "bert": Family("bert", tokenizer=_WORDPIECE),
+    "distilbert": Family("distilbert", tokenizer=_WORDPIECE),
+    "roberta": Family("roberta", tokenizer=_ROBERTA),
+    "xlm-roberta": Family("roberta:XLM_ROBERTA_HEADS"),
+    "camembert": Family("roberta:CAMEMBERT_HEADS"),
+    # text decoders
+    "gpt2": Family("gpt2", tokenizer=_GPT2),
+    "llama": Family("llama"),
+    "mistral": Family("llama:MISTRAL_HEADS"),
+    "qwen2": Family("llama:QWEN2_HEADS"),
+    "opt": Family("opt", tokenizer=_GPT2),
+    # sequence to sequence
+    "t5": Family("t5"),
+    "mt5": Family("t5:MT5_HEADS"),
+    "bart": Family("bart", tokenizer=_ROBERTA),
+    "marian": Family("marian", tasks={"AutoModelForSeq2SeqLM": "translation"}),
+    # speech
+    "whisper": Family("whisper", "audio", processor="processing.audio:WhisperProcessor",
+                      feature_extractor="processing.audio:WhisperFeatureExtractor"),
+    "wav2vec2": Family("wav2vec2", "audio", processor="processing.audio:Wav2Vec2Processor",
+                       feature_extractor="processing.audio:Wav2Vec2FeatureExtractor"),
+    # vision
+    "vit": Family("vit", "image", image_processor=_VIT_IMAGE),
+    "swin": Family("swin", "image", image_processor=_VIT_IMAGE),
+    "convnext": Family("convnext", "image", image_processor=_CONVNEXT_IMAGE),
+    "resnet": Family("resnet", "image", image_processor=_CONVNEXT_IMAGE),
+    "clip": Family("clip", "image", processor="processing.image:CLIPProcessor",
+                   image_processor="processing.image:CLIPImageProcessor",
+                   tasks={"AutoModel": "zero-shot-image-classification"}),
+    "detr": Family("detr_segmentation:HEADS", "image",  # detr.py's heads + DetrForSegmentation
+                   image_processor="processing.image:DetrImageProcessor"),
+    "dpt": Family("dpt", "image", image_processor=_DPT_IMAGE),
+    "depth_anything": Family("depth_anything", "image", image_processor=_DPT_IMAGE),
+    "segformer": Family("segformer", "image",
+                        image_processor="processing.segformer:SegformerImageProcessor"),
+    "swin2sr": Family("swin2sr", "image", image_processor="processing.swin2sr:Swin2SRImageProcessor"),
+    "videomae": Family("videomae", "video", image_processor="processing.video:VideoMAEImageProcessor"),
+    # images and text
+    "vision-encoder-decoder": Family("vision_encoder_decoder", "image",
+                                     tasks={"AutoModel": "image-to-text"}),
+    "blip": Family("blip", "multimodal", tokenizer=_WORDPIECE,
+                   image_processor="models.blip:BlipImageProcessor",
+                   tasks={"AutoModelForSeq2SeqLM": "image-to-text"}),
+    "vilt": Family("vilt", "multimodal", tokenizer=_WORDPIECE,
+                   image_processor="processing.vilt:ViltImageProcessor",
+                   tasks={"AutoModelForQuestionAnswering": "visual-question-answering"}),
+    "layoutlm": Family("layoutlm", "multimodal", tokenizer=_WORDPIECE,
+                       tasks={"AutoModelForQuestionAnswering": "document-question-answering"}),
+    "tapas": Family("tapas", tokenizer="TapasTokenizer",
+                    tasks={"AutoModelForQuestionAnswering": "table-question-answering"}),
+    "owlvit": Family("owlvit", "image", processor="processing.owlvit:OwlViTProcessor",
+                     image_processor="processing.owlvit:OwlViTImageProcessor",
+                     tasks={"AutoModelForObjectDetection": "zero-shot-object-detection"}),
+    "owlv2": Family("owlv2", "image", processor="Owlv2Processor=processing.owlvit:OwlViTProcessor",
+                    image_processor="processing.owlvit:Owlv2ImageProcessor",
+                    tasks={"AutoModelForObjectDetection": "zero-shot-object-detection"}),
+    "llava": Family("llava", "multimodal", processor="processing.llava:LlavaProcessor",
+                    tasks={"AutoModelForSeq2SeqLM": "image-text-to-text"}),
+}
+# Class names checkpoints write for a class of ours that no family names as its default,
+# per kind ("processor", "image_processor", "feature_extractor").
+CLASS_ALIASES: dict[str, dict[str, str]] = {
+    "image_processor": {"DeiTImageProcessor": _VIT_IMAGE},
+}
+
+# Tokenizer classes with behaviour of their own (tokenizer_config.json's tokenizer_class ->
+# "module:Class"); other classes load as the generic Tokenizer.
+SPECIAL_TOKENIZERS: dict[str, str] = {
+    "WhisperTokenizer": "tokenization.whisper:WhisperTokenizer",
+    "Wav2Vec2CTCTokenizer": "tokenization.ctc:Wav2Vec2CTCTokenizer",
+    "MarianTokenizer": "tokenization.spm:MarianTokenizer",
+    "T5Tokenizer": "tokenization.spm:T5Tokenizer",
+    "CLIPTokenizer": "tokenization.clip:CLIPTokenizer",
+    "TapasTokenizer": "tokenization.tapas:TapasTokenizer",
+}
+
+# Model types lightpipe does not run but whose tokenizer folders it reads (AutoTokenizer alone):
+# the class transformers picks for them when tokenizer_config.json names none.
+TOKENIZER_ONLY: dict[str, str] = {
+    **dict.fromkeys(
+        ["align", "bark", "bros", "chinese_clip", "convbert", "electra", "ernie", "flava", "git",
+         "grounding-dino", "megatron-bert", "mm-grounding-dino", "nezha", "nomic_bert", "qdqbert",
+         "realm", "retribert", "squeezebert", "tvp", "visual_bert"], _WORDPIECE),
+    "mobilebert": "MobileBertTokenizer", "lxmert": "LxmertTokenizer",
+    "dpr": "DPRQuestionEncoderTokenizer", "canine": "CanineTokenizer",
+    "deberta": "DebertaTokenizer", "deberta-v2": "DebertaV2Tokenizer", "fnet": "FNetTokenizer",
+    "layoutlmv2": "LayoutLMv2Tokenizer", "markuplm": "MarkupLMTokenizer",
+    "longformer": _ROBERTA, "led": "LEDTokenizer", "mvp": "MvpTokenizer",
+    **dict.fromkeys(["gpt_neo", "gptj", "codegen", "phi"], _GPT2),
+}
+
+
+# --- derived tables ---------------------------------------------------------------------------
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """'Name=module:Class' or 'module:Class' -> (the name checkpoints write, 'module:Class')."""
+    name, _, target = ref.rpartition("=")
+    return (name or target.rpartition(":")[2]), target
+
+
+def load(ref: str) -> Any:
+    """Import what a 'module:Class' reference (relative to lightpipe) names."""
+    module, _, attr = split_ref(ref)[1].partition(":")
+    return getattr(importlib.import_module(f"lightpipe.{module}"), attr)
+
+
+def by_class_name(kind: str) -> dict[str, str]:
+    """{class name a folder may write: 'module:Class'} for ``kind`` ('processor',
+    'image_processor' or 'feature_extractor'), from every family and the aliases."""
+    table: dict[str, str] = {}
+    for family in FAMILIES.values():
+        ref = getattr(family, kind)
+        if ref:
+            name, target = split_ref(ref)
+            table.setdefault(name, target)
+    for name, target in CLASS_ALIASES.get(kind, {}).items():
+        table.setdefault(name, target)
+    return table
+
+
+def by_model_type(kind: str) -> dict[str, str]:
+    """{model_type: 'module:Class'} of each family that has a ``kind`` (see ``by_class_name``)."""
+    return {model_type: split_ref(getattr(f, kind))[1]
+            for model_type, f in FAMILIES.items() if getattr(f, kind)}
+
+
+def processor_name(model_type: str | None) -> str | None:
+    """The processor class name transformers records for a model type, or None."""
+    family = FAMILIES.get(model_type or "")
+    return split_ref(family.processor)[0] if family and family.processor else None
+
+
+def tokenizer_of_model_type() -> dict[str, str]:
+    """{model_type: tokenizer class name} used when a folder declares no tokenizer class."""
+    table = dict(TOKENIZER_ONLY)
+    table.update({t: f.tokenizer for t, f in FAMILIES.items() if f.tokenizer})
+    return table
+
+
+def modality(model_type: str | None) -> str:
+    family = FAMILIES.get(model_type or "")
+    return family.modality if family else "text"
+
+
+def task_hints() -> dict[tuple[str, str], str]:
+    """{(model_type, head): task} from every family's ``tasks``."""
+    return {(t, head): task for t, f in FAMILIES.items() for head, task in f.tasks.items()}
