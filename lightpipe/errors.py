@@ -33,6 +33,11 @@ class WeightsError(LightpipeError, OSError):
     """The weights file is missing, truncated, corrupt or does not fit the model."""
 
 
+class ConfigError(LightpipeError, ValueError):
+    """config.json holds a value no model can be built from: a wrong type, a size out of range,
+    sizes that do not fit together or do not fit the checkpoint."""
+
+
 class InputError(LightpipeError, ValueError):
     """The input given to a pipeline, tokenizer or model is not usable."""
 

@@ -10,15 +10,17 @@ any tensor is made.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import re
 import struct
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from .errors import WeightsError
+from .jsonfile import read_json
 
 if TYPE_CHECKING:
     import torch
@@ -28,10 +30,12 @@ SAFE_INDEX = "model.safetensors.index.json"
 BIN_SINGLE = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
 
+# safetensors dtype -> (torch dtype name, bytes per element)
 _SAFE_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
-    "BOOL": "bool", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
+    "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
+    "U8": ("uint8", 1), "BOOL": ("bool", 1), "F8_E4M3": ("float8_e4m3fn", 1),
+    "F8_E5M2": ("float8_e5m2", 1),
 }
 
 
@@ -40,11 +44,7 @@ def weight_files(folder: Path) -> list[Path]:
     for index_name in (SAFE_INDEX, BIN_INDEX):
         index = folder / index_name
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise WeightsError(f"{index} is not a valid shard index: {err}") from err
-            files = [folder / name for name in dict.fromkeys(weight_map.values())]
+            files = shard_files(index)
             missing = [f.name for f in files if not f.is_file()]
             if missing:
                 raise WeightsError(
@@ -62,8 +62,38 @@ def weight_files(folder: Path) -> list[Path]:
         f"{BIN_INDEX}. Pass a folder saved with save_pretrained() or downloaded from the Hub.")
 
 
+def shard_files(index: Path) -> list[Path]:
+    """The shard files a shard index names, each checked to lie inside the index's folder."""
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        found = "missing" if weight_map is None else f"{weight_map!r}"[:80]
+        raise WeightsError(
+            f"{index} is not a valid shard index: its weight_map must map each tensor name to "
+            f"the shard file that holds it, but it is {found}. Download the model again.")
+    names = {}
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard.strip():
+            raise WeightsError(
+                f"{index} is not a valid shard index: weight_map[{tensor!r:.80}] is "
+                f"{shard!r:.80}, not a file name. Download the model again.")
+        names.setdefault(shard, None)
+    for name in names:
+        relative = PurePosixPath(name.replace("\\", "/"))
+        parts = relative.parts
+        if relative.is_absolute() or not parts or ".." in parts or ":" in parts[0]:
+            raise WeightsError(
+                f"{index} names the shard {name!r}, which is outside the model folder: lightpipe "
+                "reads only files inside the model's folder. The index is damaged or was made to "
+                "read other files; download the model again.")
+    return [index.parent / name for name in names]
+
+
 def read_safetensors_header(path: Path) -> tuple[dict, int]:
-    """Parse and check a safetensors header; return (entries, offset of the data)."""
+    """Parse and check a safetensors header; return (entries, offset of the data).
+
+    Every entry is checked as the safetensors library checks it (a known dtype, a shape of
+    whole numbers >= 0, offsets that are whole numbers, inside the data and matching the
+    shape), and the tensors must tile the data section exactly, without gaps or overlaps."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
         head = handle.read(8)
@@ -83,18 +113,63 @@ def read_safetensors_header(path: Path) -> tuple[dict, int]:
     data_start = 8 + header_len
     header.pop("__metadata__", None)
     for name, entry in header.items():
-        try:
-            begin, end = entry["data_offsets"]
-            dtype = _SAFE_DTYPES[entry["dtype"]]
-            shape = [int(d) for d in entry["shape"]]
-        except (KeyError, TypeError, ValueError) as err:
-            raise WeightsError(f"{path}: tensor {name!r} has a bad header entry ({err}).") from err
-        if data_start + end > size or begin > end:
-            raise WeightsError(
-                f"{path} is truncated: tensor {name!r} ends at byte {data_start + end} but the file "
-                f"has {size} bytes. Download it again.")
-        entry["torch_dtype"], entry["shape"] = dtype, shape
+        _check_entry(path, name, entry, size - data_start)
+    _check_layout(path, header, size - data_start)
     return header, data_start
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_entry(path: Path, name: str, entry: object, data_size: int) -> None:
+    """One header entry, as safetensors' own validation; adds ``torch_dtype``."""
+    def bad(problem: str) -> WeightsError:
+        return WeightsError(f"{path}: tensor {name!r} {problem}. The file is corrupt (or was not "
+                            "written by a safetensors writer): download it again.")
+
+    if not isinstance(entry, dict):
+        raise bad(f"has a header entry that is not an object ({entry!r:.60})")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in _SAFE_DTYPES:
+        raise WeightsError(f"{path}: tensor {name!r} has dtype {dtype!r:.40}, which lightpipe does "
+                           f"not read (it reads {', '.join(_SAFE_DTYPES)}). Use a checkpoint saved "
+                           "in one of those dtypes, or download the file again if it is damaged.")
+    if not isinstance(shape, list) or not all(_is_whole(d) and d >= 0 for d in shape):
+        raise bad(f"has shape {shape!r:.80}: a shape is a list of whole numbers, none negative")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_whole, offsets))):
+        raise bad(f"has data_offsets {offsets!r:.80}: they must be two whole numbers [begin, end]")
+    begin, end = offsets
+    if begin < 0 or end < begin:
+        raise bad(f"has data_offsets {offsets}: they must satisfy 0 <= begin <= end (a negative "
+                  "offset would read the file's header as tensor data)")
+    if end > data_size:
+        raise WeightsError(
+            f"{path} is truncated: tensor {name!r} ends at byte {end} of the data, past the end of "
+            f"its {data_size} bytes. Download it again.")
+    count = math.prod(shape)
+    if count * _SAFE_DTYPES[dtype][1] != end - begin:
+        raise bad(f"has {end - begin} bytes for shape {shape} of {dtype} "
+                  f"({count * _SAFE_DTYPES[dtype][1]} expected)")
+    entry["torch_dtype"] = _SAFE_DTYPES[dtype][0]
+
+
+def _check_layout(path: Path, header: dict, data_size: int) -> None:
+    """The tensors tile the data section in order, as the safetensors library requires: no
+    overlaps (two tensors over the same bytes), no gaps, no bytes left after the last one."""
+    expected, previous = 0, None
+    for name, entry in sorted(header.items(), key=lambda item: tuple(item[1]["data_offsets"])):
+        begin, end = entry["data_offsets"]
+        if begin != expected:
+            problem = (f"overlaps tensor {previous!r}, which ends at byte {expected}"
+                       if begin < expected else f"leaves {begin - expected} bytes unused before it")
+            raise WeightsError(f"{path}: tensor {name!r} (data_offsets {[begin, end]}) {problem}. "
+                               "The file is corrupt: download it again.")
+        expected, previous = end, name
+    if expected != data_size:
+        raise WeightsError(
+            f"{path} has {data_size - expected} bytes after its last tensor that no header entry "
+            "describes: the file is corrupt. Download it again.")
 
 
 def read_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
@@ -109,13 +184,7 @@ def read_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
     for name, entry in header.items():
         dtype = getattr(torch, entry["torch_dtype"])
         begin, end = entry["data_offsets"]
-        count = 1
-        for dim in entry["shape"]:
-            count *= dim
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if count * itemsize != end - begin:
-            raise WeightsError(f"{path}: tensor {name!r} has {end - begin} bytes for shape "
-                               f"{entry['shape']}; the file is corrupt.")
+        count, itemsize = math.prod(entry["shape"]), _SAFE_DTYPES[entry["dtype"]][1]
         if count == 0:
             tensors[name] = torch.empty(entry["shape"], dtype=dtype)
         elif (data_start + begin) % itemsize == 0:
@@ -128,17 +197,27 @@ def read_safetensors(path: Path) -> dict[str, "torch.Tensor"]:
 
 
 def read_torch_bin(path: Path) -> dict[str, "torch.Tensor"]:
+    """A ``pytorch_model.bin`` state dict, unpickled with ``weights_only=True``. The zip format
+    (torch >= 1.6) is memory-mapped; the legacy format (a bare pickle stream, still common in
+    older Hub repositories) cannot be, so it is read into memory."""
     import pickle
 
     import torch
 
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if not magic.startswith((b"PK", b"\x80")):  # a zip archive, or a pickle (protocol >= 2)
+        raise WeightsError(f"{path} is not a PyTorch checkpoint (neither the zip nor the legacy "
+                           "format): it is corrupt or truncated; download it again.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=magic.startswith(b"PK"))
     except pickle.UnpicklingError as err:
+        reason = next((line.strip() for line in str(err).splitlines() if "Unsupported" in line), "")
         raise WeightsError(
-            f"{path} holds objects other than tensors, and lightpipe only loads pickled weights "
-            "with weights_only=True. Convert the checkpoint to safetensors.") from err
-    except (RuntimeError, EOFError, OSError) as err:
+            f"{path} holds objects other than tensors (or is corrupt), and lightpipe only loads "
+            f"pickled weights with weights_only=True{': ' + reason if reason else ''}. Convert "
+            "the checkpoint to safetensors.") from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise WeightsError(f"{path} could not be read ({err}): it is corrupt or truncated.") from err
     if not isinstance(state, dict):
         raise WeightsError(f"{path} does not hold a state dict.")
