@@ -1,27 +1,3 @@
-"""CLIP's tokenizer: the generic tokenizer over CLIP's tokenizer.json, with CLIP's decoding.
+"""CLIP's tokenizer: moved to ``lightpipe.tokenization.clip``; this path keeps working."""
 
-Encoding is the generic one (tokenizer.json holds CLIP's normaliser, pre-tokenizer and BPE with
-the ``</w>`` end-of-word suffix). Decoding follows transformers' ``CLIPTokenizer``: byte-level
-decoding, then every ``</w>`` becomes a space and the ends are stripped.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-from .tokenization import Tokenizer
-
-
-class CLIPTokenizer(Tokenizer):
-    @classmethod
-    def from_folder(cls, folder, **kwargs: Any) -> "CLIPTokenizer":
-        from tokenizers import decoders
-
-        tokenizer = super().from_folder(folder, **kwargs)
-        tokenizer._backend.decoder = decoders.ByteLevel()
-        return tokenizer
-
-    def _decode(self, ids: list[int], skip_special_tokens: bool, clean_up: bool | None) -> str:
-        text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
-        suffix = getattr(self._backend.model, "end_of_word_suffix", None) or "</w>"
-        return text.replace(suffix, " ").strip()
+from .tokenization.clip import *  # noqa: F401,F403

@@ -511,6 +511,19 @@ def test_import_does_not_load_torch():
     assert lightpipe.AutoTokenizer is AutoTokenizer
 
 
+def test_special_tokenizers_import_from_the_package_and_the_old_paths():
+    import importlib
+
+    from lightpipe.tokenization import SPECIAL_TOKENIZERS
+
+    for name, target in SPECIAL_TOKENIZERS.items():
+        module, _, attr = target.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        assert module.startswith("lightpipe.tokenization.") and cls.__name__ == name
+        old = "lightpipe.tokenization_" + module.rpartition(".")[2]
+        assert getattr(importlib.import_module(old), attr) is cls
+
+
 # --- errors -------------------------------------------------------------------------------
 
 def test_missing_files(tmp_path):

@@ -8,8 +8,8 @@ import torch
 import transformers
 
 import lightpipe
-from lightpipe.tokenization_ctc import Wav2Vec2CTCTokenizer
-from lightpipe.tokenization_whisper import WhisperTokenizer
+from lightpipe.tokenization.ctc import Wav2Vec2CTCTokenizer
+from lightpipe.tokenization.whisper import WhisperTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def whisper_pair(whisper_folder):
 def test_whisper_language_tables_match_reference():
     from transformers.models.whisper import tokenization_whisper as reference
 
-    from lightpipe import tokenization_whisper
+    from lightpipe.tokenization import whisper as tokenization_whisper
 
     assert tokenization_whisper.LANGUAGES == reference.LANGUAGES
     assert tokenization_whisper.TO_LANGUAGE_CODE == reference.TO_LANGUAGE_CODE

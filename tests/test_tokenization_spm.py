@@ -13,7 +13,7 @@ import torch
 import transformers
 
 import lightpipe
-from lightpipe.tokenization_spm import MarianTokenizer, T5Tokenizer
+from lightpipe.tokenization.spm import MarianTokenizer, T5Tokenizer
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "Paris is the capital of France!",
          "", "   spaces   and 123 numbers  ", "Ünïcödé zebra qx 東京", ">>de<< My name is Wolfgang.",

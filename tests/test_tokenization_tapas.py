@@ -8,7 +8,7 @@ import transformers
 
 from lightpipe.errors import InputError, InputTypeError
 from lightpipe.tokenization import AutoTokenizer
-from lightpipe.tokenization_tapas import TapasTokenizer, numeric_spans
+from lightpipe.tokenization.tapas import TapasTokenizer, numeric_spans
 
 from .fixtures.table import QUERIES, TABLE, reference_frame, tapas_path  # noqa: F401
 
