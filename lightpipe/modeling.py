@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Config
+from .config import Config, ConfigError, check_fields, layer_counts, layer_fields, size_terms
 from .errors import WeightsError, refuse_remote_code
 from .hub import resolve
 from . import weights as weights_io
@@ -29,6 +29,12 @@ logger = logging.getLogger("lightpipe")
 _LEGACY_RENAMES = [(r"\.gamma$", ".weight"), (r"\.beta$", ".bias"),
                    (r"LayerNorm\.gamma$", "LayerNorm.weight"), (r"LayerNorm\.beta$", "LayerNorm.bias")]
 
+
+# A config may ask for this many more parameters than its checkpoint holds (fresh heads,
+# weights stored packed) before it is taken as not describing the checkpoint.
+_SPARE_PARAMETERS = 50_000_000
+# The deepest published transformers have about a thousand layers.
+_MAX_LAYERS = 10_000
 
 _INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
                    "eye_", "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
@@ -53,6 +59,97 @@ def skip_init():
             for name, function in saved.items():
                 setattr(init, name, function)
             nn.Embedding._fill_padding_idx_with_zero = fill_padding
+
+
+_NUMBERED = re.compile(r"(.*?)\.(\d+)\.")  # "encoder.layer.3.attention" -> encoder.layer, 3
+
+
+def _shorten_names(names: list[str], limit: int = 8) -> str:
+    """Weight names in short, as the reference's load report merges them: a numbered list's
+    entries as one ("encoder.layer.{2-5}.* (64 weights)"), the leaves of one module as one
+    ("classifier.{bias, weight}"); at most ``limit`` groups, then how many more."""
+    groups: dict[str, list] = {}
+    for name in names:
+        match = _NUMBERED.match(name)
+        if match:
+            groups.setdefault(match.group(1) + ".{}.*", []).append(int(match.group(2)))
+        else:
+            module, _, leaf = name.rpartition(".")
+            groups.setdefault(module + ".{}" if module else "{}", []).append(leaf)
+    parts = []
+    for key, items in groups.items():
+        distinct = sorted(set(items))
+        if isinstance(distinct[0], int):
+            runs: list[list[int]] = []
+            for number in distinct:
+                if runs and number == runs[-1][-1] + 1:
+                    runs[-1].append(number)
+                else:
+                    runs.append([number])
+            shown = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+            count = f" ({len(items)} weights)" if len(items) > 1 else ""
+        else:
+            shown, count = ", ".join(distinct), ""
+        parts.append(key.format(shown if len(distinct) == 1 else f"{{{shown}}}") + count)
+    more = f" and {len(parts) - limit} more" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def _available_memory() -> int | None:
+    """Bytes free for new allocations: Linux's MemAvailable, less when a cgroup limit is lower;
+    elsewhere the machine's RAM; None when nothing says."""
+    amounts = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            amounts += [int(line.split()[1]) * 1024 for line in meminfo
+                        if line.startswith("MemAvailable:")]
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            amounts.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError, IndexError):
+        pass
+    if amounts:
+        return min(amounts)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_buildable(config: Config, state: dict | None = None) -> None:
+    """Refuse, before anything is built, a config (already through ``check_fields``, defaults
+    filled) whose sizes cannot be right: with a checkpoint, more layers than it has tensors or
+    far more parameters than it holds; without one, more than memory can hold."""
+    layers = layer_counts(config)
+    deepest = max(layers, default=(0, ""))
+    terms = size_terms(config)
+    estimate = sum(count for count, _ in terms)
+    largest = max(terms, default=(0, ""))[1]
+    fix = "Correct config.json (or pass the config the checkpoint was saved with)."
+    if state is not None:
+        total = sum(count for count, _ in layers)
+        if total > len(state):  # every layer has weights of its own
+            raise ConfigError(
+                f"config.json asks for {total:,} layers ({', '.join(t for _, t in layers)}), but "
+                f"the checkpoint holds only {len(state)} tensors: config.json does not match the "
+                f"weights. {fix}")
+        held = sum(tensor.numel() for tensor in state.values())
+        if estimate > 4 * held + _SPARE_PARAMETERS:
+            raise ConfigError(
+                f"config.json describes a model of at least {estimate:,} parameters (mostly "
+                f"{largest}), but the checkpoint holds {held:,}: config.json does not match the "
+                f"weights. {fix}")
+        return
+    if deepest[0] > _MAX_LAYERS:
+        raise ConfigError(f"config.json asks for {deepest[0]:,} layers ({deepest[1]}); lightpipe "
+                          f"builds at most {_MAX_LAYERS:,}. {fix}")
+    needed = estimate * torch.empty((), dtype=torch.get_default_dtype()).element_size()
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"config.json describes a model of at least {estimate:,} parameters (mostly "
+            f"{largest}): {needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB "
+            f"of memory available. {fix}")
 
 
 class ModelOutput(dict):
@@ -202,15 +299,25 @@ class PreTrainedModel(nn.Module):
                         token: str | bool | None = None, cache_dir: str | None = None,
                         local_files_only: bool = False, trust_remote_code: bool | None = None,
                         subfolder: str = "", output_loading_info: bool = False,
-                        **config_overrides: Any):
-        """Load a checkpoint folder or Hub id into this model class."""
+                        gguf_file: str | os.PathLike | None = None, **config_overrides: Any):
+        """Load a checkpoint folder or Hub id into this model class; with ``gguf_file``, the
+        config and (dequantised) weights of that llama.cpp file (see ``lightpipe.gguf``)."""
         refuse_remote_code(trust_remote_code)
-        folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
-                         local_files_only=local_files_only, subfolder=subfolder)
-        if config is None:
-            config = Config.from_folder(folder)
+        hub = dict(revision=revision, token=token, cache_dir=cache_dir,
+                   local_files_only=local_files_only, subfolder=subfolder)
+        if gguf_file is not None:
+            from .gguf import read_checkpoint
+
+            file_config, state = read_checkpoint(name_or_path, gguf_file, **hub)
+            config = file_config if config is None else config
+        else:
+            folder = resolve(name_or_path, **hub)
+            if config is None:
+                config = Config.from_folder(folder)
         config.update({k: v for k, v in config_overrides.items() if v is not None})
-        state = weights_io.read_weights(folder)
+        check_fields(config)
+        if gguf_file is None:
+            state = weights_io.read_weights(folder)
         if torch_dtype is not None and dtype == "auto":
             dtype = torch_dtype
         target_dtype = resolve_dtype(dtype, config, state)
@@ -222,6 +329,8 @@ class PreTrainedModel(nn.Module):
     @classmethod
     def from_config(cls, config: Config, dtype: Any = None, device: Any = None):
         """A model with fresh random weights (as transformers' ``from_config``)."""
+        check_fields(config)
+        check_buildable(config.set_defaults(cls.config_defaults))
         model = cls(config).to(dtype=resolve_dtype(dtype), device=resolve_device(device))
         model.apply(model._init_weights)
         model.tie_weights()
@@ -229,6 +338,7 @@ class PreTrainedModel(nn.Module):
 
     @classmethod
     def _from_state(cls, config: Config, state: dict, dtype: torch.dtype, device: torch.device):
+        check_buildable(config.set_defaults(cls.config_defaults), state)
         with torch.device("meta"), skip_init():
             model = cls(config)
         state = model._adapt_state(state)
@@ -248,8 +358,10 @@ class PreTrainedModel(nn.Module):
             # A base-model checkpoint loaded into a head class: put the base under its prefix.
             return {(f"{prefix}.{k}" if f"{prefix}.{k}" in own else k): v for k, v in state.items()}
         if not self.has_base_prefix and has_prefix:
-            # A head checkpoint loaded into the base class: keep the base, drop the head.
-            return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            # A head checkpoint loaded into the base class: the base without its prefix; the
+            # head's weights stay as they are, reported as unused.
+            return {(k[len(prefix) + 1:] if k.startswith(prefix + ".") else k): v
+                    for k, v in state.items()}
         return state
 
     def _assign(self, state: dict, dtype: torch.dtype, device: torch.device) -> dict:
@@ -289,8 +401,27 @@ class PreTrainedModel(nn.Module):
         self.tie_weights()
         self._materialize_buffers(device)
         if unexpected:
-            logger.info("Checkpoint weights not used by %s: %s", type(self).__name__, ", ".join(unexpected))
+            logger.warning(self._unused_report(unexpected))
         return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def _unused_report(self, unexpected: list[str]) -> str:
+        """The warning for checkpoint weights left unused (the reference warns too), saying
+        when they are layers beyond those config.json builds."""
+        text = (f"Some weights of the checkpoint were not used by {type(self).__name__}: "
+                f"{_shorten_names(unexpected)}.")
+        modules = dict(self.named_modules())
+        for name in dict.fromkeys(unexpected):
+            match = _NUMBERED.match(name)
+            stack = modules.get(match.group(1)) if match else None
+            if isinstance(stack, nn.ModuleList) and int(match.group(2)) >= len(stack):
+                fields = " or ".join(layer_fields(self.config, len(stack))) or "its layer count"
+                return (f"{text} The checkpoint has more {match.group(1)} entries than the "
+                        f"{len(stack)} that config.json builds ({fields}): the model is not the "
+                        "one that was saved, and its outputs will differ. Fix the layer count in "
+                        "config.json.")
+        return (f"{text} This is expected when the checkpoint was saved from another head or "
+                f"task; if it was saved from {type(self).__name__}, config.json does not match "
+                "the weights.")
 
     def _init_missing(self, names: list[str], dtype: torch.dtype, device: torch.device) -> None:
         modules = dict(self.named_modules())

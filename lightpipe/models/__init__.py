@@ -99,10 +99,17 @@ class _AutoModelBase:
         if not isinstance(name_or_path, (str, os.PathLike)):
             raise TypeError(f"{cls.__name__}.from_pretrained takes a folder or a Hub id, "
                             f"not {type(name_or_path).__name__}.")
-        folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
-                         local_files_only=local_files_only, subfolder=subfolder)
-        if config is None:
-            config = Config.from_folder(folder)
+        hub = dict(revision=revision, token=token, cache_dir=cache_dir,
+                   local_files_only=local_files_only, subfolder=subfolder)
+        if kwargs.get("gguf_file") is not None:  # config and weights from one llama.cpp file
+            from ..gguf import locate, read_config
+
+            path = kwargs["gguf_file"] = locate(name_or_path, kwargs["gguf_file"], **hub)
+            folder = path.parent
+            config = read_config(folder, path) if config is None else config
+        else:
+            folder = resolve(name_or_path, **hub)
+            config = Config.from_folder(folder) if config is None else config
         model = model_class(config, cls.head).from_pretrained(folder, config=config, **kwargs)
         model.name_or_path = str(name_or_path)
         return model

@@ -250,8 +250,17 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     from ..config import Config
     from ..hub import resolve
 
+    gguf_file = kwargs.pop("gguf_file", None) or model_kwargs.get("gguf_file")
     if isinstance(model, (str, os.PathLike)):
-        folder = resolve(model, **hub_kwargs)
+        if gguf_file is not None:  # config, weights and tokenizer from one llama.cpp file
+            from ..gguf import load_tokenizer, locate, read_config
+
+            path = model_kwargs["gguf_file"] = locate(model, gguf_file, **hub_kwargs)
+            folder = path.parent
+            config = read_config(folder, path) if config is None else config
+            tokenizer = load_tokenizer(folder, path) if tokenizer is None else tokenizer
+        else:
+            folder = resolve(model, **hub_kwargs)
         if config is None or isinstance(config, (str, os.PathLike)):
             config = Config.from_folder(resolve(config, **hub_kwargs) if config else folder)
         if task is None:
