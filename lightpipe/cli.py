@@ -46,18 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the full traceback of an error instead of a one-line message")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser(
-        "run", help="run a task's pipeline over inputs; print one JSON line per result",
-        description="Run a task's pipeline over INPUT arguments or stdin lines.",
-        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = _command(commands, "run", cmd_run,
+                   "run a task's pipeline over inputs; print one JSON line per result",
+                   "Run a task's pipeline over INPUT arguments or stdin lines.",
+                   epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("task", metavar="TASK", help="a task name or alias (see `lightpipe tasks`)")
     run.add_argument("inputs", metavar="INPUT", nargs="*", help="texts to run (default: stdin lines)")
     run.add_argument("--model", "-m", help="a Hub id or local folder (default: the task's default model)")
-    run.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
-    run.add_argument("--dtype", choices=DTYPES, default="auto",
-                     help="weights dtype (default: auto, the checkpoint's own)")
+    _add_loading_arguments(run)
     run.add_argument("--batch-size", type=_positive_int, metavar="N", help="inputs per forward pass")
-    run.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
     run.add_argument("--kwargs", metavar="JSON", default="{}",
                      help='call arguments as a JSON object, e.g. \'{"top_k": 2}\'')
     progress = run.add_mutually_exclusive_group()
@@ -67,18 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="never show it (default: shown when stderr is a terminal)")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                      help="show the full traceback of an error")
-    run.set_defaults(func=cmd_run)
 
-    tasks = commands.add_parser("tasks", help="list every task and whether lightpipe runs it yet",
-                                description="List every task, its aliases and its default model.")
+    tasks = _command(commands, "tasks", cmd_tasks, "list every task and whether lightpipe runs it yet",
+                     "List every task, its aliases and its default model.")
     tasks.add_argument("--json", action="store_true", help="print the table as JSON")
-    tasks.set_defaults(func=cmd_tasks)
 
-    serve = commands.add_parser(
-        "serve", help="serve models over HTTP with dynamic batching (OpenAI-compatible endpoints)",
-        description="Serve TASK --model M, or the models of a --config file, over HTTP: "
-                    "POST /v1/pipelines/NAME, /v1/embeddings, /v1/chat/completions, /v1/completions; "
-                    "GET /v1/models, /health, /metrics. Needs the server extra.")
+    serve = _command(commands, "serve", cmd_serve,
+                     "serve models over HTTP with dynamic batching (OpenAI-compatible endpoints)",
+                     "Serve TASK --model M, or the models of a --config file, over HTTP: "
+                     "POST /v1/pipelines/NAME, /v1/embeddings, /v1/chat/completions, /v1/completions; "
+                     "GET /v1/models, /health, /metrics. Needs the server extra.")
     serve.add_argument("task", metavar="TASK", nargs="?", help="a task name or alias")
     serve.add_argument("--model", "-m", help="a Hub id or local folder")
     serve.add_argument("--name", help="the model's name in URLs and OpenAI requests (default: "
@@ -99,47 +94,52 @@ def build_parser() -> argparse.ArgumentParser:
                        help="characters per text input (default 50000)")
     serve.add_argument("--max-body-bytes", type=_positive_int, metavar="N",
                        help="request body size limit (default 4 MiB)")
-    serve.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
-    serve.add_argument("--dtype", choices=DTYPES, help="weights dtype (default: the checkpoint's own)")
-    serve.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
+    _add_loading_arguments(serve, dtype_default=None)
     serve.add_argument("--kwargs", metavar="JSON", default="{}",
                        help="pipeline() arguments as a JSON object, e.g. '{\"truncation\": true}'")
     serve.add_argument("--threads", type=_positive_int, metavar="N",
                        help="torch threads (default: all cores but one, left to the HTTP event loop)")
     serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--access-log", action="store_true", default=None, help="log every request")
-    serve.set_defaults(func=cmd_serve)
 
-    demo = commands.add_parser(
-        "demo", help="open a web demo (gradio) of a task's pipeline",
-        description="A gradio page fitted to TASK: text box, label bars, highlighted entities, "
+    demo = _command(commands, "demo", cmd_demo, "open a web demo (gradio) of a task's pipeline",
+                    "A gradio page fitted to TASK: text box, label bars, highlighted entities, "
                     "uploads. Needs the demo extra.")
     demo.add_argument("task", metavar="TASK", help="a task name or alias")
     demo.add_argument("--model", "-m", help="a Hub id or local folder (default: the task's default model)")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    demo.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
-    demo.add_argument("--dtype", choices=DTYPES, default="auto", help="weights dtype")
-    demo.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
-    demo.set_defaults(func=cmd_demo)
+    _add_loading_arguments(demo)
 
-    chat = commands.add_parser(
-        "chat", help="chat with an instruct model in the terminal, replies streamed",
-        description="Chat with a text-generation model that has a chat template. Each stdin line "
+    chat = _command(commands, "chat", cmd_chat,
+                    "chat with an instruct model in the terminal, replies streamed",
+                    "Chat with a text-generation model that has a chat template. Each stdin line "
                     "is your next message; the reply streams to stdout. /reset starts over, /exit "
                     "(or Ctrl-D) quits.")
     chat.add_argument("--model", "-m", required=True, help="a Hub id or local folder (an instruct model)")
     chat.add_argument("--system", help="a system message that opens the conversation")
     chat.add_argument("--max-new-tokens", type=_positive_int, default=256, metavar="N",
                       help="longest reply, in tokens (default 256)")
-    chat.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
-    chat.add_argument("--dtype", choices=DTYPES, default="auto",
-                      help="weights dtype (default: auto, the checkpoint's own)")
-    chat.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
+    _add_loading_arguments(chat)
     chat.add_argument("--kwargs", metavar="JSON", default="{}",
                       help='generate() arguments as a JSON object, e.g. \'{"do_sample": false}\'')
-    chat.set_defaults(func=cmd_chat)
     return parser
+
+
+def _command(commands: Any, name: str, func: Any, summary: str, description: str,
+             **extra: Any) -> argparse.ArgumentParser:
+    """A subcommand's parser, whose parsed arguments run ``func``."""
+    parser = commands.add_parser(name, help=summary, description=description, **extra)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_loading_arguments(parser: argparse.ArgumentParser, dtype_default: str | None = "auto") -> None:
+    """--device, --dtype and --revision: how a command loads its model."""
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, a GPU index, or auto")
+    parser.add_argument("--dtype", choices=DTYPES, default=dtype_default,
+                        help="weights dtype (default: the checkpoint's own)")
+    parser.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
 
 
 def _positive_int(text: str) -> int:

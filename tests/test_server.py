@@ -653,7 +653,7 @@ def test_config_errors_name_the_problem(tmp_path):
 # --- image and audio inputs arrive as JSON ---
 
 def test_media_inputs_decode_base64_and_refuse_server_paths(tmp_path):
-    from lightpipe.serving.app import ApiError, _media_item
+    from lightpipe.serving.routes import ApiError, _media_item
 
     payload = b"RIFF\x00\x00fake-bytes"
     encoded = base64.b64encode(payload).decode()
@@ -714,7 +714,7 @@ def test_multimodal_inputs_and_image_outputs_travel_as_json(tmp_path):
 
     from PIL import Image
 
-    from lightpipe.serving.app import ApiError, _multimodal_item
+    from lightpipe.serving.routes import ApiError, _multimodal_item
     from lightpipe.serving.batcher import encode_json
 
     encoded = base64.b64encode(b"\x89PNG fake").decode()

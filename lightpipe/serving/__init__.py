@@ -3,8 +3,12 @@
     settings.py    ModelSpec / ServerSettings and the config file (no heavy imports)
     batcher.py     the queue, the collector and the worker thread of one model
     metrics.py     counters and histograms in the Prometheus text format
-    app.py         routes, request checks, JSON errors
+    errors.py      ApiError and the JSON error shape, request body reading (a leaf module)
+    state.py       ServedModel (pipeline, batcher, request checks) and ServerState
+    routes.py      /health, /metrics, /v1/models, /v1/pipelines/NAME; media inputs; the route wrapper
+    pooling.py     sentence-embedding pooling settings read from the checkpoint
     openai_api.py  /v1/embeddings, /v1/chat/completions, /v1/completions
+    app.py         build_app: the routes on one Starlette app
     runner.py      the process: load models, torch threads, socket, uvicorn, graceful shutdown
 
 From Python: ``serve(build_settings(models=[{"task": "feature-extraction", "model": M}]))``.

@@ -1,10 +1,8 @@
 """OpenAI-compatible endpoints: ``/v1/embeddings``, ``/v1/chat/completions``, ``/v1/completions``.
 
 Embeddings come from a feature-extraction model: the token vectors of each text, pooled and
-normalised as the checkpoint's sentence-transformers files say (``modules.json``,
-``1_Pooling/config.json``, ``sentence_bert_config.json``'s max_seq_length); without them, mean
-pooling and L2 normalisation. ``encoding_format: "base64"`` (the openai client's default) sends
-little-endian float32 bytes.
+normalised as the checkpoint says (pooling.py). ``encoding_format: "base64"`` (the openai
+client's default) sends little-endian float32 bytes.
 """
 
 from __future__ import annotations
@@ -14,60 +12,15 @@ import base64
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .app import ApiError, ServedModel, ServerState, pipeline_error, read_json, require_object
-from .batcher import QueueFull
-
-_POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "lasttoken")
-
-
-def pooling_settings(folder: Path | None, tokenizer: Any) -> dict:
-    """{"pooling": "mean"|"cls"|"max"|"lasttoken", "normalize": bool, "max_length": int|None}."""
-    settings = {"pooling": "mean", "normalize": True, "max_length": None}
-    folder = Path(folder) if folder else None
-    modules = _read(folder / "modules.json") if folder else None
-    if isinstance(modules, list):  # a sentence-transformers checkpoint: it says what to do
-        settings["normalize"] = False
-        for module in modules:
-            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
-            if kind == "Normalize":
-                settings["normalize"] = True
-            elif kind == "Pooling":
-                pooling = _read(folder / module.get("path", "") / "config.json") or {}
-                for mode in _POOLING_MODES:
-                    if pooling.get(f"pooling_mode_{mode}"):
-                        settings["pooling"] = mode.split("_")[0]
-                        break
-        bert_config = _read(folder / "sentence_bert_config.json") or {}
-        settings["max_length"] = bert_config.get("max_seq_length")
-    if settings["max_length"] is None:
-        limit = getattr(tokenizer, "model_max_length", None)
-        settings["max_length"] = limit if isinstance(limit, int) and limit < 1_000_000 else None
-    return settings
-
-
-def _read(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def pool(hidden: Any, mode: str) -> Any:
-    """(1, tokens, hidden) of one text, padding already cut off -> (hidden,) float32."""
-    hidden = hidden[0].float()
-    if mode == "cls":
-        return hidden[0]
-    if mode == "max":
-        return hidden.max(dim=0).values
-    if mode == "lasttoken":
-        return hidden[-1]
-    return hidden.mean(dim=0)
+from .errors import ApiError, pipeline_error, read_json, require_object
+from .pooling import pool, pooling_settings
+from .routes import run_batch
+from .state import ServedModel, ServerState
 
 
 async def embeddings(request: Request, state: ServerState) -> Response:
@@ -143,9 +96,13 @@ CHAT_FIELDS = _SAMPLING_FIELDS | {"messages", "max_completion_tokens", "logprobs
 COMPLETION_FIELDS = _SAMPLING_FIELDS | {"prompt", "echo", "logprobs", "suffix", "best_of"}
 
 
-def _generation_model(state: ServerState, body: Any, allowed: set[str], required: set[str]) -> tuple[ServedModel, dict]:
+async def _generation_request(request: Request, state: ServerState, allowed: set[str],
+                              required: set[str], default_max_tokens: int
+                              ) -> tuple[ServedModel, dict, dict]:
+    """A chat or completion request -> (its text-generation model, its body, its settings)."""
     from ..pipelines import SUPPORTED_TASKS
 
+    body = await read_json(request, state.settings.max_body_bytes)
     if not SUPPORTED_TASKS["text-generation"].available:
         raise ApiError(501, "Text generation is not built in lightpipe yet, so /v1/chat/completions "
                             "and /v1/completions cannot answer. Embeddings and /v1/pipelines work.",
@@ -155,7 +112,10 @@ def _generation_model(state: ServerState, body: Any, allowed: set[str], required
     if model.task != "text-generation":
         raise ApiError(422, f"Model {model.name!r} serves {model.task}; this endpoint needs a "
                             "text-generation model.", "wrong_task", "model")
-    return model, body
+    request.state.model = model.name
+    settings = generation_settings(body, default_max_tokens)
+    settings["stream"], settings["stream_options"] = body.get("stream", False), body.get("stream_options")
+    return model, body, settings
 
 
 def _number(body: dict, key: str, low: float, high: float, default: Any, integer: bool = False) -> Any:
@@ -252,8 +212,6 @@ def queue_streamer(tokenizer: Any, loop: Any, queue: Any) -> Any:
 
 async def _generate(request: Request, state: ServerState, model: ServedModel, items: list,
                     settings: dict, kind: str, echo: bool = False) -> Response:
-    from ..pipelines.base import Pipeline
-
     pipe, body_stream = model.pipe, settings.get("stream", False)
     generate, stop, max_tokens = settings["generate"], settings["stop"], settings["max_tokens"]
     seed = settings["seed"]
@@ -264,8 +222,8 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
 
         if seed is not None:
             extra["generator"] = torch.Generator(device=pipe.device).manual_seed(seed)
-        return Pipeline.__call__(pipe, batch, batch_size=model.spec.max_batch_size,
-                                 return_full_text=echo and not body_stream, **generate, **extra)
+        return run_batch(model, batch, batch_size=model.spec.max_batch_size,
+                         return_full_text=echo and not body_stream, **generate, **extra)
 
     def prompt_tokens(item: Any) -> int:
         return len(pipe.preprocess_many([item])[0]["input_ids"])
@@ -298,12 +256,8 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
     pieces: asyncio.Queue = asyncio.Queue()
     streamer = queue_streamer(pipe.tokenizer, loop, pieces)
 
-    try:
-        job = model.batcher.submit("stream:" + ident, items, lambda batch: call(batch, streamer=streamer),
-                                   lambda results: {"done": True})
-    except QueueFull:
-        raise ApiError(429, f"The queue of model {model.name!r} is full. Retry shortly.", "queue_full",
-                       headers={"Retry-After": "1"}) from None
+    job = model.submit("stream:" + ident, items, lambda batch: call(batch, streamer=streamer),
+                       lambda results: {"done": True})
     # Wait for the first text (or a failure, the timeout, the client leaving) before answering
     # 200, so that an error is still a JSON error with its status.
     first = asyncio.ensure_future(pieces.get())
@@ -394,22 +348,16 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
 async def chat_completions(request: Request, state: ServerState) -> Response:
     from ..pipelines.text_generation import Chat
 
-    model, body = _generation_model(state, await read_json(request, state.settings.max_body_bytes),
-                                    CHAT_FIELDS, {"model", "messages"})
-    request.state.model = model.name
-    settings = generation_settings(body, default_max_tokens=256)
-    settings["stream"], settings["stream_options"] = body.get("stream", False), body.get("stream_options")
+    model, body, settings = await _generation_request(request, state, CHAT_FIELDS, {"model", "messages"},
+                                                      default_max_tokens=256)
     messages = _chat_messages(body["messages"])
     model.check_inputs([messages], "messages")
     return await _generate(request, state, model, [Chat(messages)], settings, "chat")
 
 
 async def completions(request: Request, state: ServerState) -> Response:
-    model, body = _generation_model(state, await read_json(request, state.settings.max_body_bytes),
-                                    COMPLETION_FIELDS, {"model", "prompt"})
-    request.state.model = model.name
-    settings = generation_settings(body, default_max_tokens=16)
-    settings["stream"], settings["stream_options"] = body.get("stream", False), body.get("stream_options")
+    model, body, settings = await _generation_request(request, state, COMPLETION_FIELDS,
+                                                      {"model", "prompt"}, default_max_tokens=16)
     prompts = body["prompt"]
     prompts = [prompts] if isinstance(prompts, str) else prompts
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):

@@ -11,9 +11,11 @@ import threading
 import time
 from typing import Any
 
-from .app import ServedModel, ServerState, build_app
+from .app import build_app
 from .metrics import Metrics
 from .settings import ServerSettings
+from .state import ServedModel, ServerState
+
 
 def load_models(settings: ServerSettings, metrics: Metrics) -> list[ServedModel]:
     from ..hub import resolve
