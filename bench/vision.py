@@ -73,7 +73,7 @@ start = time.perf_counter()
 if library == "lightpipe":
     pieces = pipe.preprocess_many(paths)
     for first in range(0, n, 16):
-        batch, _ = pipe._collate(pieces[first:first + 16])
+        batch, _ = pipe.collate(pieces[first:first + 16])
         pipe.normalized(batch)
 else:
     pieces = [pipe.preprocess(p) for p in paths]

@@ -520,8 +520,9 @@ def test_special_tokenizers_import_from_the_package_and_the_old_paths():
         module, _, attr = target.partition(":")
         cls = getattr(importlib.import_module(module), attr)
         assert module.startswith("lightpipe.tokenization.") and cls.__name__ == name
-        old = "lightpipe.tokenization_" + module.rpartition(".")[2]
-        assert getattr(importlib.import_module(old), attr) is cls
+        short = module.rpartition(".")[2]
+        if short in ("whisper", "ctc", "spm", "tapas", "clip"):  # modules that had a top-level path
+            assert getattr(importlib.import_module(f"lightpipe.tokenization_{short}"), attr) is cls
 
 
 # --- errors -------------------------------------------------------------------------------

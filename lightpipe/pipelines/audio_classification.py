@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Pipeline, check_function_to_apply, class_scores
+from .audio_base import AudioPipeline
+from .common import class_scores, classifier_options, ranked_labels, refuse_unknown
 
 
-class AudioClassificationPipeline(Pipeline):
+class AudioClassificationPipeline(AudioPipeline):
     """``pipe("clip.wav")`` -> ``[{'score': 0.9, 'label': 'yes'}, ...]`` (all labels by default,
     best first). Inputs as the ASR pipeline: a file path, bytes, a 1-D array at the model's
     rate, or ``{"raw"|"array": ..., "sampling_rate": ...}`` (resampled)."""
@@ -16,14 +17,12 @@ class AudioClassificationPipeline(Pipeline):
 
     def _sanitize_parameters(self, top_k: int | None = None, function_to_apply: str | None = None,
                              **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"AudioClassificationPipeline got unexpected arguments: {', '.join(kwargs)}")
+        refuse_unknown(self, kwargs)
         num_labels = self.model.config.num_labels
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
-        post: dict[str, Any] = {"top_k": num_labels if top_k is None else min(top_k, num_labels)}
-        if function_to_apply is not None:
-            post["function_to_apply"] = check_function_to_apply(function_to_apply)
+        post = {"top_k": num_labels if top_k is None else min(top_k, num_labels),
+                **classifier_options(function_to_apply=function_to_apply)}
         return {}, {}, post
 
     def preprocess(self, item: Any) -> dict:
@@ -36,22 +35,10 @@ class AudioClassificationPipeline(Pipeline):
         features = extractor(waveform, sampling_rate=extractor.sampling_rate, return_tensors="np")
         return {key: torch.from_numpy(value[0]) for key, value in features.items()}
 
-    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
-        from .automatic_speech_recognition import collate_audio
-
-        batch = collate_audio(pieces, self.feature_extractor, self.device)
-        dtype = self.model.dtype  # float32 features into a bfloat16 / float16 model
-        batch = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
-        return batch, [{} for _ in pieces]
-
-    def _forward(self, model_inputs: dict, **params: Any) -> dict:
-        return self.model(**model_inputs)
-
     def postprocess(self, model_outputs: dict, top_k: int = 5,
                     function_to_apply: str | None = None) -> list[dict]:
         config = self.model.config
         # The reference's audio pipeline uses sigmoid only for multi-label models.
         scores = class_scores(config, model_outputs["logits"][0], function_to_apply,
                               one_label_sigmoid=False)
-        best = (-scores).argsort(kind="stable")[:top_k]
-        return [{"score": scores[index].item(), "label": config.id2label[int(index)]} for index in best]
+        return [{"score": score, "label": label} for label, score in ranked_labels(config, scores, top_k)]

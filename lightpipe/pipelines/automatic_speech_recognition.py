@@ -3,7 +3,7 @@
 Audio is decoded without a system ffmpeg (processing/audio.py). Long audio is cut into
 overlapping chunks (``chunk_length_s``, ``stride_length_s``) that are batched like any other
 pieces and merged as transformers merges them: CTC logits trimmed by their strides, Whisper
-token sequences joined on their longest common overlap (tokenization_whisper.decode_asr).
+token sequences joined on their longest common overlap (tokenization/whisper.py, decode_asr).
 """
 
 from __future__ import annotations
@@ -14,29 +14,12 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .base import Pipeline
+from .audio_base import AudioPipeline
+from .generative import unset_defaults
 
 # What transformers' pipeline passes to generate() unless the model's generation config sets
 # it: Whisper checkpoints are decoded with 5 beams, as in OpenAI's implementation.
 _GENERATION_DEFAULTS = {"max_new_tokens": 256, "num_beams": 5}
-
-
-def collate_audio(pieces: list[dict], feature_extractor: Any, device: torch.device) -> dict:
-    """Pad ``input_values`` (with the extractor's padding value) and attention masks (with 0)
-    to the longest piece; stack ``input_features`` (Whisper's are all 30 s)."""
-    batch = {}
-    pad_value = float(getattr(feature_extractor, "padding_value", 0.0))
-    for key in ("input_values", "input_features", "attention_mask"):
-        if key not in pieces[0]:
-            continue
-        values = [p[key] for p in pieces]
-        longest = max(v.shape[-1] for v in values)
-        fill = pad_value if key != "attention_mask" else 0
-        out = torch.full((len(values), *values[0].shape[:-1], longest), fill, dtype=values[0].dtype)
-        for row, value in enumerate(values):
-            out[row, ..., :value.shape[-1]] = value
-        batch[key] = out.to(device)
-    return batch
 
 
 def rescale_stride(stride: tuple[int, int, int], ratio: float) -> tuple[int, int, int]:
@@ -46,7 +29,7 @@ def rescale_stride(stride: tuple[int, int, int], ratio: float) -> tuple[int, int
     return frames, int(round(left / total * frames)), int(round(right / total * frames))
 
 
-class AutomaticSpeechRecognitionPipeline(Pipeline):
+class AutomaticSpeechRecognitionPipeline(AudioPipeline):
     """``pipe("speech.flac")`` -> ``{"text": "..."}``.
 
     Inputs: a file path (wav, flac, ogg, mp3, ...), the bytes of a file, a 1-D numpy array at
@@ -172,12 +155,6 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
                 break
 
     # --- batching and the model ----------------------------------------------------------------
-    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
-        batch = collate_audio(pieces, self.feature_extractor, self.device)
-        names = {"input_values", "input_features", "attention_mask"}
-        extras = [{k: v for k, v in p.items() if k not in names} for p in pieces]
-        return batch, extras
-
     def _forward(self, model_inputs: dict, return_timestamps: Any = None, **generate_kwargs: Any) -> dict:
         attention_mask = model_inputs.get("attention_mask")
         if self.type == "seq2seq_whisper":
@@ -208,11 +185,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
         params = dict(generate_kwargs)
         config = getattr(self.model, "generation_config", None)
         declared = set(config.to_diff_dict()) if config is not None and hasattr(config, "to_diff_dict") else set()
-        set_params = declared | set(params)
-        for key, value in _GENERATION_DEFAULTS.items():
-            if key in set_params or (key == "max_new_tokens" and "max_length" in set_params):
-                continue
-            params[key] = value
+        params.update(unset_defaults(_GENERATION_DEFAULTS, declared | set(params)))
         if self.tokenizer is not None and self.tokenizer.pad_token_id is not None:
             params.setdefault("pad_token_id", self.tokenizer.pad_token_id)
         return params
@@ -221,7 +194,7 @@ class AutomaticSpeechRecognitionPipeline(Pipeline):
     def postprocess(self, model_outputs: list[dict], return_timestamps: Any = None) -> dict:
         optional: dict[str, Any] = {}
         if self.type == "seq2seq_whisper":
-            from ..tokenization_whisper import decode_asr
+            from ..tokenization.whisper import decode_asr
 
             extractor = self.feature_extractor
             time_precision = extractor.chunk_length / self.model.config.max_source_positions

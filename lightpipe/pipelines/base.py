@@ -1,15 +1,12 @@
-"""Pipeline: argument routing, batching by length, iteration, devices.
+"""Pipeline: the steps of a call, batching by length, iteration, devices.
 
-A task pipeline writes four small methods, as in transformers:
-  ``_sanitize_parameters(**kwargs) -> (preprocess, forward, postprocess) kwargs``
-  ``preprocess(item) -> one model input`` (or ``preprocess_many`` for a whole window at once,
-      and a list of pieces per item for tasks that split long inputs into windows)
-  ``_forward(batch) -> model outputs``
-  ``postprocess(output) -> plain Python``
-The base does the rest: it takes a window of inputs, sorts their pieces by length, pads each
-batch only to its own longest piece, runs the model under ``torch.inference_mode``, cuts each
-output back to its piece's length, and returns results in the caller's order. One item in,
-one result out; a list in, a list out; a generator or dataset in, an iterator out.
+A task pipeline writes the small methods transformers' pipelines write
+(``_sanitize_parameters``, ``preprocess``, ``_forward``, ``postprocess``) and, where its inputs
+or answers take special forms, overrides the public hooks documented on ``Pipeline``. The base
+does the rest: it takes a window of inputs, sorts their pieces by length, pads each batch only
+to its own longest piece, runs the model under ``torch.inference_mode``, cuts each output back
+to its piece's length, and returns results in the caller's order. One item in, one result out;
+a list in, a list out; a generator or dataset in, an iterator out.
 """
 
 from __future__ import annotations
@@ -19,22 +16,62 @@ import gc
 import itertools
 import types
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from ..errors import InputTypeError
-
-if TYPE_CHECKING:
-    import numpy as np
 from ..modeling import resolve_device
+from .common import is_dataset
 
 # How many batches of inputs a streaming call reads ahead to sort by length.
 _WINDOW_BATCHES = 16
 
 
 class Pipeline:
-    """Base class of every task pipeline (see the module docstring)."""
+    """Base class of every task pipeline.
+
+    ``pipe(*args, batch_size=None, **kwargs)`` runs four public steps. A task overrides the ones
+    its inputs and answers need, never ``__call__``; a server calls the last three itself, on
+    items from many requests:
+
+    - ``gather_inputs(*args, **kwargs) -> (inputs, params)``: the call's positional arguments and
+      input keywords (``images=``, ``question=``, ...) -> one inputs value and the parameters
+      left. Default: one positional input (or ``inputs=``).
+    - ``split_inputs(inputs, params) -> (items, single)``: the inputs -> a list of items (for a
+      generator or dataset, an iterator of them, whose results stream out), and whether the
+      call answers one item rather than a list. A task may move per-item settings from
+      ``params`` into the items (it removes them from ``params``). Default: a list is its items;
+      a dataset or iterator streams; anything else is one item.
+    - ``run_items(items, batch_size=None, **params) -> list``: one result per item, in order
+      (tasks override the steps below, not this).
+    - ``shape_results(inputs, single, params, results) -> answer``: the call's answer from its
+      results (never called for streamed inputs). Default: the one result for a single item,
+      else the list.
+
+    ``check_parameters(**params)`` raises what a call with those parameters would, so that a
+    server can refuse a request before it queues it.
+
+    ``run_items`` checks ``batch_size`` and the parameters, then runs the window of items through
+    ``run_window``, made of these steps:
+
+    - ``_sanitize_parameters(**params) -> (preprocess, forward, postprocess) kwargs`` (the
+      transformers name; it also checks the values).
+    - ``preprocess(item, **pre) -> piece``, or ``preprocess_many(items, **pre) -> pieces`` to
+      handle a window at once. A piece is a dict: model inputs plus fields for postprocess. With
+      ``chunked = True`` an item gives a list of pieces (long inputs in windows).
+    - ``make_batches(pieces, batch_size) -> [[piece index, ...], ...]``: which pieces share a
+      forward. Default: longest first, ``batch_size`` at a time.
+    - ``collate(pieces) -> (batch, extras)``: one batch of tensors on the model's device and each
+      piece's other fields (passed through to postprocess). Default: token lists padded to the
+      longest, other tensors stacked.
+    - ``_forward(batch, **fwd) -> outputs`` (the transformers name), under inference mode; each
+      output row is cut back to its piece's length for the keys in ``sequence_outputs``.
+    - ``postprocess(output, **post) -> result`` (given the list of an item's outputs when
+      ``chunked``).
+    - ``run_window(items, batch_size, pre, fwd, post) -> list``: all of the above for one window
+      (``batch_size`` None when neither the call nor the pipeline set one). Override it only when
+      an item cannot be cut into pieces that batch independently.
+    """
 
     task = ""
     # Outputs with a sequence axis (dim 1) that are cut back to each piece's length.
@@ -98,36 +135,72 @@ class Pipeline:
                 f"{getattr(self.model, 'name_or_path', type(self.model).__name__)!r}, "
                 f"device={self.device})")
 
-    # --- running ---
-    def __call__(self, inputs: Any = None, *args: Any, batch_size: int | None = None,
-                 num_workers: int | None = None, **kwargs: Any) -> Any:
+    # --- the call ---
+    def __call__(self, *args: Any, batch_size: int | None = None, num_workers: int | None = None,
+                 **kwargs: Any) -> Any:
+        inputs, params = self.gather_inputs(*args, **kwargs)
+        items, single = self.split_inputs(inputs, params)
+        if isinstance(items, list):
+            results = self.run_items(items, batch_size=batch_size, **params)
+            return self.shape_results(inputs, single, params, results)
+        steps = self._resolve(batch_size, params)  # checked now, not at the first item read
+        return self._stream(items, *steps)
+
+    def gather_inputs(self, inputs: Any = None, *args: Any, **params: Any) -> tuple[Any, dict]:
+        """The call's arguments -> (inputs, parameters)."""
         if args:
             raise TypeError(f"{type(self).__name__} takes one input (an item, a list or an "
                             f"iterator); got {1 + len(args)} positional arguments.")
-        if batch_size is None:
-            batch_size = self._batch_size or 1
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        pre, fwd, post = self._sanitize_parameters(**kwargs)
-        params = ({**self._preprocess_params, **pre}, {**self._forward_params, **fwd},
-                  {**self._postprocess_params, **post})
-        if isinstance(inputs, list):
-            return self._run_window(inputs, batch_size, *params)
-        if _is_dataset(inputs):
-            return self._stream((inputs[i] for i in range(len(inputs))), batch_size, *params)
-        if isinstance(inputs, (types.GeneratorType, Iterator)):
-            return self._stream(inputs, batch_size, *params)
-        return self._run_window([inputs], batch_size, *params)[0]
+        return inputs, params
 
-    def _stream(self, inputs: Iterable, batch_size: int, pre: dict, fwd: dict, post: dict) -> Iterator:
-        iterator = iter(inputs)
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[list | Iterator, bool]:
+        """The inputs -> (items, single): a list of items or an iterator of them."""
+        if isinstance(inputs, list):
+            return inputs, False
+        if is_dataset(inputs):
+            return (inputs[i] for i in range(len(inputs))), False
+        if isinstance(inputs, (types.GeneratorType, Iterator)):
+            return inputs, False
+        return [inputs], True
+
+    def run_items(self, items: list, batch_size: int | None = None, **params: Any) -> list:
+        """One result per item, in order, for items as ``split_inputs`` gives them."""
+        return self.run_window(list(items), *self._resolve(batch_size, params))
+
+    def shape_results(self, inputs: Any, single: bool, params: dict, results: list) -> Any:
+        """The call's answer from one result per item."""
+        return results[0] if single else results
+
+    def check_parameters(self, **params: Any) -> None:
+        """Raise the TypeError or ValueError a call with these parameters (after
+        ``split_inputs``) would raise, without running anything."""
+        self._sanitize_parameters(**params)
+
+    # --- running ---
+    def _resolve(self, batch_size: int | None, params: dict) -> tuple[int | None, dict, dict, dict]:
+        """The batch size and the (preprocess, forward, postprocess) parameters of one call:
+        the call's over the pipeline's."""
+        if batch_size is None:
+            batch_size = self._batch_size
+        if batch_size is not None and (not isinstance(batch_size, int)
+                                       or isinstance(batch_size, bool) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        pre, fwd, post = self._sanitize_parameters(**params)
+        return (batch_size, {**self._preprocess_params, **pre}, {**self._forward_params, **fwd},
+                {**self._postprocess_params, **post})
+
+    def _stream(self, items: Iterable, batch_size: int | None, pre: dict, fwd: dict,
+                post: dict) -> Iterator:
+        iterator = iter(items)
         while True:
-            window = list(itertools.islice(iterator, batch_size * _WINDOW_BATCHES))
+            window = list(itertools.islice(iterator, (batch_size or 1) * _WINDOW_BATCHES))
             if not window:
                 return
-            yield from self._run_window(window, batch_size, pre, fwd, post)
+            yield from self.run_window(window, batch_size, pre, fwd, post)
 
-    def _run_window(self, items: list, batch_size: int, pre: dict, fwd: dict, post: dict) -> list:
+    def run_window(self, items: list, batch_size: int | None, pre: dict, fwd: dict,
+                   post: dict) -> list:
+        """One window of items -> one result each: preprocess, batches, forward, postprocess."""
         if not items:
             return []
         processed = self.preprocess_many(items, **pre)
@@ -136,7 +209,7 @@ class Pipeline:
             for piece in (result if self.chunked else [result]):
                 owners.append(index)
                 pieces.append(piece)
-        outputs = self._forward_pieces(pieces, batch_size, fwd)
+        outputs = self._forward_pieces(pieces, batch_size or 1, fwd)
         if self.chunked:
             grouped: list[list] = [[] for _ in items]
             for owner, out in zip(owners, outputs):
@@ -146,15 +219,11 @@ class Pipeline:
             return [self.postprocess(out, **post) for out in outputs]
 
     def _forward_pieces(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
-        """Run the model over pieces in batches sorted by length; outputs in piece order."""
+        """Run the model over pieces in the batches ``make_batches`` forms; outputs in piece order."""
         lengths = [_piece_length(p) for p in pieces]
-        # Longest first: the first batch sets the size of every later buffer, so glibc can
-        # reuse memory instead of fragmenting it (zero-shot peak RSS 790 -> 440 MiB).
-        order = sorted(range(len(pieces)), key=lengths.__getitem__, reverse=True)
         outputs: list[dict | None] = [None] * len(pieces)
-        for start in range(0, len(order), batch_size):
-            chosen = order[start:start + batch_size]
-            batch, extras = self._collate([pieces[j] for j in chosen])
+        for chosen in self.make_batches(pieces, batch_size):
+            batch, extras = self.collate([pieces[j] for j in chosen])
             with torch.inference_mode():
                 result = self._forward(batch, **fwd)
             result = {k: v.to("cpu") if isinstance(v, torch.Tensor) else v
@@ -163,7 +232,15 @@ class Pipeline:
                 outputs[j] = {**self._unbatch(result, row, lengths[j]), **extras[row]}
         return outputs  # type: ignore[return-value]
 
-    # --- batching helpers ---
+    # --- batching ---
+    def make_batches(self, pieces: list[dict], batch_size: int) -> list[list[int]]:
+        """Piece indices grouped into forwards of at most ``batch_size``: longest first, so the
+        first batch sets the size of every later buffer and glibc can reuse memory instead of
+        fragmenting it (zero-shot peak RSS 790 -> 440 MiB)."""
+        lengths = [_piece_length(p) for p in pieces]
+        order = sorted(range(len(pieces)), key=lengths.__getitem__, reverse=True)
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
     def model_input_names(self) -> tuple[str, ...]:
         names = getattr(self.tokenizer, "model_input_names", None)
         base = tuple(names) if names else ("input_ids", "attention_mask", "token_type_ids")
@@ -175,7 +252,7 @@ class Pipeline:
             return 0 if pad is None else pad
         return 0
 
-    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+    def collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
         """Pieces -> one batch of tensors on the model's device (padded to the longest
         piece), and each piece's other fields, passed through to postprocess."""
         names = set(self.model_input_names())
@@ -227,72 +304,3 @@ def _gc_paused():
 def _piece_length(piece: dict) -> int:
     ids = piece.get("input_ids")
     return len(ids) if ids is not None else 0
-
-
-def _is_dataset(inputs: Any) -> bool:
-    """A `datasets.Dataset`, a KeyDataset or any other sized, indexable collection that is not
-    a text, a list or an array: streamed lazily, as the reference does."""
-    if isinstance(inputs, (str, bytes, dict, tuple, list, torch.Tensor)) or hasattr(inputs, "shape"):
-        return False
-    return hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__")
-
-
-def encoding_rows(batch: Any) -> list[dict]:
-    """A tokenizer's batch output (lists per key) -> one dict per row: the pieces to batch."""
-    keys = list(batch.keys())
-    return [{key: batch[key][row] for key in keys} for row in range(len(batch["input_ids"]))]
-
-
-def softmax(logits: "np.ndarray") -> "np.ndarray":
-    """Softmax over the last axis, in numpy as the reference computes its scores."""
-    import numpy as np
-
-    shifted = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-CLASS_FUNCTIONS = ("softmax", "sigmoid", "none")
-
-
-def check_function_to_apply(value: Any) -> str:
-    """A classifier's ``function_to_apply`` (a string or the reference's enum) -> its name."""
-    name = str(getattr(value, "value", value)).lower()
-    if name not in CLASS_FUNCTIONS:
-        raise ValueError(f"function_to_apply={value!r} is not one of {', '.join(CLASS_FUNCTIONS)}.")
-    return name
-
-
-def class_scores(config: Any, logits: torch.Tensor, function_to_apply: str | None = None,
-                 one_label_sigmoid: bool = True) -> "np.ndarray":
-    """One item's classifier logits (num_labels,) -> scores, in numpy as the reference computes
-    them. The default function is the reference's: none for regression, sigmoid for multi-label
-    models (and for one-label text and image classifiers), softmax otherwise."""
-    import numpy as np
-
-    if function_to_apply is None:
-        problem = config.get("problem_type")
-        if problem == "regression":
-            function_to_apply = "none"
-        elif problem == "multi_label_classification" or (one_label_sigmoid and config.num_labels == 1):
-            function_to_apply = "sigmoid"
-        else:
-            function_to_apply = "softmax"
-    values = logits.float().numpy()
-    if function_to_apply == "softmax":
-        return softmax(values)
-    if function_to_apply == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-values))
-    return values
-
-
-def check_text(item: Any, task: str) -> str:
-    """A text input must be a string; anything else is a clear error."""
-    if not isinstance(item, str):
-        raise_type(item, task, "a string (or a list of strings)")
-    return item
-
-
-def raise_type(item: Any, task: str, expected: str):
-    raise InputTypeError(f"The {task} pipeline takes {expected}, but got "
-                         f"{type(item).__name__}: {item!r:.80}.")
-

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .image_classification import SizeGroupedImagePipeline, check_timeout
+from .common import refuse_unknown
+from .vision_base import SizeGroupedImagePipeline, check_timeout
 
 
 class DepthEstimationPipeline(SizeGroupedImagePipeline):
@@ -19,9 +20,7 @@ class DepthEstimationPipeline(SizeGroupedImagePipeline):
 
     def _sanitize_parameters(self, timeout: float | None = None, parameters: dict | None = None,
                              **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}; "
-                            "it takes timeout.")
+        refuse_unknown(self, kwargs, "; it takes timeout.")
         pre = {}
         if isinstance(parameters, dict) and parameters.get("timeout") is not None:
             timeout = parameters["timeout"] if timeout is None else timeout

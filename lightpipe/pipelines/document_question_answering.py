@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError, InputTypeError, UnsupportedModelError
-from .base import Pipeline, _is_dataset
-from .question_answering import _best_spans
+from .base import Pipeline
+from .common import is_dataset
+from .spans import best_spans
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +105,9 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
             post["handle_impossible_answer"] = bool(handle_impossible_answer)
         return pre, {}, post
 
-    def __call__(self, image: Any = None, question: Any = None, word_boxes: Any = None,
-                 **kwargs: Any) -> Any:
-        """Answer a question about a document; see the class docstring for the input forms."""
+    def gather_inputs(self, image: Any = None, question: Any = None, word_boxes: Any = None,
+                      **params: Any) -> tuple[Any, dict]:
+        """The input forms of the class docstring -> one input."""
         if question is not None:
             if not isinstance(question, str):
                 raise InputTypeError(
@@ -125,19 +126,19 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
         else:
             inputs = image
             if not isinstance(inputs, (dict, list, tuple, types.GeneratorType)) \
-                    and not _is_dataset(inputs) and not hasattr(inputs, "__next__"):
+                    and not is_dataset(inputs) and not hasattr(inputs, "__next__"):
                 raise InputError("The document-question-answering pipeline got an image without "
                                  "a question: pass pipe(image=..., question='...').")
             if isinstance(inputs, tuple):
                 inputs = list(inputs)
-        return super().__call__(inputs, **kwargs)
+        return inputs, params
 
     # --- batching: word boxes travel with the tokens ---
     def model_input_names(self) -> tuple[str, ...]:
         return ("input_ids", "attention_mask", "token_type_ids")
 
-    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
-        batch, extras = super()._collate(pieces)
+    def collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+        batch, extras = super().collate(pieces)
         length = batch["input_ids"].shape[1]
         boxes = torch.zeros((len(pieces), length, 4), dtype=torch.long)
         for row, extra in enumerate(extras):
@@ -229,7 +230,7 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
             cells = start_logits.shape[-1] ** 2
             # More candidates than spans: the reference sorts them all (no partition).
             count = top_k if top_k == 1 or cells > top_k else cells + 1
-            starts, ends, scores, window_null = _best_spans(
+            starts, ends, scores, window_null = best_spans(
                 start_logits, end_logits, out["keep"], count, max_answer_len)
             if handle_impossible_answer:
                 null_score = min(null_score, window_null)

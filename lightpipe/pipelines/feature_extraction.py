@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Pipeline, check_text, encoding_rows
+from .base import Pipeline
+from .common import check_text, encoding_rows
 
 
 class FeatureExtractionPipeline(Pipeline):

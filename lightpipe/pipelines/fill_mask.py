@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .base import Pipeline, check_text
+from .base import Pipeline
+from .common import check_text, check_top_k
 
 logger = logging.getLogger("lightpipe")
 
@@ -42,9 +43,7 @@ class FillMaskPipeline(Pipeline):
             pre.pop("return_tensors", None)  # pieces stay lists until batched
         post: dict[str, Any] = {}
         if top_k is not None:
-            if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-                raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
-            post["top_k"] = top_k
+            post["top_k"] = check_top_k(top_k)
         if targets is not None:
             post["target_ids"] = self._target_ids(targets)
         return pre, {}, post
@@ -76,12 +75,11 @@ class FillMaskPipeline(Pipeline):
                              "targets out to rank the whole vocabulary).")
         return ids
 
-    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
-        results = super().__call__(inputs, *args, **kwargs)
+    def shape_results(self, inputs: Any, single: bool, params: dict, results: list) -> Any:
         # The reference answers a list of one text as it answers the text alone.
         if isinstance(inputs, list) and len(inputs) == 1:
             return results[0]
-        return results
+        return super().shape_results(inputs, single, params, results)
 
     def preprocess_many(self, items: list, **tokenizer_kwargs: Any) -> list:
         texts = [check_text(item, self.task) for item in items]

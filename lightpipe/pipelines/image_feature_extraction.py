@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
-from .image_classification import ImagePipeline
+from .common import given, refuse_unknown
+from .vision_base import ImagePipeline
 
 
 class ImageFeatureExtractionPipeline(ImagePipeline):
@@ -18,38 +19,23 @@ class ImageFeatureExtractionPipeline(ImagePipeline):
     def _sanitize_parameters(self, image_processor_kwargs: dict | None = None,
                              return_tensors: Any = None, pool: Any = None,
                              timeout: float | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
-        pre: dict[str, Any] = {}
-        if image_processor_kwargs:
-            pre["processor_options"] = dict(image_processor_kwargs)
-        if timeout is not None:
-            pre["timeout"] = timeout
-        post = {}
-        if pool is not None:
-            post["pool"] = pool
-        if return_tensors is not None:
-            post["return_tensors"] = return_tensors
-        return pre, {}, post
+        refuse_unknown(self, kwargs)
+        options = {"processor_options": dict(image_processor_kwargs)} if image_processor_kwargs else {}
+        return ({**options, **given(timeout=timeout)}, options,
+                given(pool=pool, return_tensors=return_tensors))
 
     def preprocess(self, item: Any, timeout: float | None = None,
                    processor_options: dict | None = None) -> dict:
         self._check_processor()
         image = self.load(item, timeout)
         options = self.image_processor.options(**(processor_options or {}))
-        return {"pixel_values": self.image_processor.prepare(image, **options), "_options": options}
+        return {"pixel_values": self.image_processor.prepare(image, **options)}
 
-    def _collate(self, pieces: list[dict]):
-        batch, extras = super()._collate(pieces)
-        batch["_options"] = extras[0]["_options"]
-        return batch, [{} for _ in extras]
-
-    def normalized(self, model_inputs: dict) -> dict:
-        inputs = dict(model_inputs)
-        options = inputs.pop("_options", None) or {}
-        inputs["pixel_values"] = self.image_processor.normalize_batch(
-            inputs["pixel_values"], dtype=self.model.dtype, **options)
-        return inputs
+    def _forward(self, model_inputs: dict, processor_options: dict | None = None) -> dict:
+        options = self.image_processor.options(**(processor_options or {}))
+        pixels = self.image_processor.normalize_batch(model_inputs["pixel_values"],
+                                                      dtype=self.model.dtype, **options)
+        return self.model(**{**model_inputs, "pixel_values": pixels})
 
     def postprocess(self, model_outputs: dict, pool: bool = False, return_tensors: bool = False) -> Any:
         if pool:

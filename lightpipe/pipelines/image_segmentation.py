@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .image_classification import SizeGroupedImagePipeline, check_timeout
+from .common import refuse_unknown
+from .vision_base import SizeGroupedImagePipeline, check_timeout
 
 SUBTASKS = ("panoptic", "instance", "semantic")
 
@@ -33,10 +34,8 @@ class ImageSegmentationPipeline(SizeGroupedImagePipeline):
                              mask_threshold: float | None = None,
                              overlap_mask_area_threshold: float | None = None,
                              timeout: float | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}; "
-                            "it takes subtask, threshold, mask_threshold, "
-                            "overlap_mask_area_threshold and timeout.")
+        refuse_unknown(self, kwargs, "; it takes subtask, threshold, mask_threshold, "
+                                     "overlap_mask_area_threshold and timeout.")
         pre, post = {}, {}
         if timeout is not None:
             pre["timeout"] = check_timeout(timeout)

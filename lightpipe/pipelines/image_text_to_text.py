@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import InputError, InputTypeError
 from .base import Pipeline
+from .common import refuse_unknown
 
 _IMAGE_KEYS = ("image", "url", "path")
 
@@ -65,9 +66,7 @@ class ImageTextToTextPipeline(Pipeline):
                              generate_kwargs: dict | None = None, return_full_text: bool | None = None,
                              continue_final_message: bool | None = None, timeout: float | None = None,
                              skip_special_tokens: bool | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}. "
-                            "Pass generate() arguments as generate_kwargs={...}.")
+        refuse_unknown(self, kwargs, ". Pass generate() arguments as generate_kwargs={...}.")
         forward: dict[str, Any] = {}
         if generate_kwargs is not None:
             if not isinstance(generate_kwargs, dict):
@@ -85,63 +84,75 @@ class ImageTextToTextPipeline(Pipeline):
                 "skip_special_tokens": True if skip_special_tokens is None else skip_special_tokens}
         return pre, forward, post
 
-    # --- running ---
-    def __call__(self, images: Any = None, text: Any = None, **kwargs: Any) -> Any:
+    # --- inputs and answers ---
+    def gather_inputs(self, images: Any = None, text: Any = None, **params: Any) -> tuple[Any, dict]:
+        """``pipe(images=..., text=...)`` -> a chat, a list of chats, or ``{"text": prompt or
+        prompts, "images": ...}``."""
         if images is None and text is None:
             raise InputError("You must at least provide either text or images.")
         if text is None and _is_chat(images):  # a chat given positionally
             images, text = None, images
-        pre, fwd, post = self._sanitize_parameters(**kwargs)
-        pre = {**self._preprocess_params, **pre}
-        fwd = {**self._forward_params, **fwd}
-        post = {**self._postprocess_params, **post}
         if _is_chat(text):
             if images is not None:
                 raise InputError("Invalid input: you passed `chat` and `images` as separate input "
                                  "arguments. Images must be placed inside the chat message's "
                                  "`content`, e.g. {'type': 'image', 'url': ...}.")
-            if isinstance(text[0], dict):
-                return self._run(text, None, pre, fwd, post)
-            return [self._run(chat, None, pre, fwd, post) for chat in text]
+            return text, params
         if text is None:
             raise InputError("You must provide text for this pipeline: a prompt with one <image> "
                              "per image, or chat messages.")
+        return {"text": text, "images": images}, params
+
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[list, bool]:
+        """Items are ``{"text": a prompt or a chat, "images": that prompt's images}``. Several
+        prompts: the images are dealt out in order, as many to each prompt as it has <image>
+        tokens."""
+        if _is_chat(inputs):
+            if isinstance(inputs[0], dict):
+                return [{"text": inputs, "images": None}], True
+            return [{"text": chat, "images": None} for chat in inputs], False
+        text, images = inputs["text"], inputs.get("images")
         if isinstance(text, (list, tuple)) and text and all(isinstance(t, str) for t in text):
-            return self._run_prompts(list(text), images, pre, fwd, post)
+            return self._deal_images(list(text), images), False
         if not isinstance(text, str):
             raise InputTypeError(f"text must be a prompt string, a list of them, or chat messages "
                                  f"(a list of dicts with 'role' and 'content'), got "
                                  f"{type(text).__name__}.")
-        return self._run(text, images, pre, fwd, post)
+        return [{"text": text, "images": images}], True
 
-    def _run_prompts(self, prompts: list[str], images: Any, pre: dict, fwd: dict,
-                     post: dict) -> list[dict]:
-        """Several prompts: the images are dealt out in order, as many to each prompt as it has
-        <image> tokens, and each prompt runs alone (no padding), so each answer is the one that
-        prompt gets by itself. One flat list of records, as the reference."""
+    def _deal_images(self, prompts: list[str], images: Any) -> list[dict]:
         listed = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
         token = self.processor.image_token
         wanted = sum(prompt.count(token) for prompt in prompts)
         if wanted != len(listed):
             raise InputError(f"The prompts have {wanted} {token} tokens in all but {len(listed)} "
                              f"image(s) were given: put one {token} where each image goes.")
-        records, start = [], 0
+        items, start = [], 0
         for prompt in prompts:
             count = prompt.count(token)
-            mine = listed[start:start + count] or None
+            items.append({"text": prompt, "images": listed[start:start + count] or None})
             start += count
-            records.extend(self._run(prompt, mine, pre, fwd, post))
-        return records
+        return items
 
-    def _run(self, prompt: Any, images: Any, pre: dict, fwd: dict, post: dict) -> list[dict]:
-        inputs = self.preprocess(prompt, images, **pre)
-        outputs = self._forward(inputs, **fwd)
-        return self.postprocess(outputs, **post)
+    def shape_results(self, inputs: Any, single: bool, params: dict, results: list) -> Any:
+        """Several prompts give one flat list of records, as the reference."""
+        if isinstance(inputs, dict) and not single:
+            return [record for records in results for record in records]
+        return super().shape_results(inputs, single, params, results)
 
-    def preprocess(self, prompt: Any, images: Any = None, timeout: float | None = None,
+    def run_window(self, items: list, batch_size: int | None, pre: dict, fwd: dict,
+                   post: dict) -> list:
+        """Each prompt runs alone (no padding), so its answer is the one it gets by itself (the
+        reference pads on the tokenizer's side, right for some checkpoints, which spoils the
+        shorter prompts' answers)."""
+        return [self.postprocess(self._forward(self.preprocess(item, **pre), **fwd), **post)
+                for item in items]
+
+    def preprocess(self, item: dict, timeout: float | None = None,
                    continue_final_message: bool | None = None) -> dict:
         from ..processing.image import load_image
 
+        prompt, images = item["text"], item.get("images")
         if isinstance(prompt, str):
             loaded = None
             if images is not None:

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .image_classification import SizeGroupedImagePipeline
+from .common import given, refuse_unknown
+from .vision_base import SizeGroupedImagePipeline
 
 
 class ImageToImagePipeline(SizeGroupedImagePipeline):
@@ -21,12 +22,11 @@ class ImageToImagePipeline(SizeGroupedImagePipeline):
     task = "image-to-image"
 
     def _sanitize_parameters(self, timeout: float | None = None, head_mask: Any = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
+        refuse_unknown(self, kwargs)
         if head_mask is not None:
             raise InputError("head_mask is not supported by lightpipe's image-to-image models "
                              "(Swin2SR ignores it in the reference too); leave it out.")
-        return ({"timeout": timeout} if timeout is not None else {}), {}, {}
+        return given(timeout=timeout), {}, {}
 
     def _forward(self, model_inputs: dict, **params: Any) -> dict:
         out = self.model(**self.normalized(model_inputs))

@@ -16,13 +16,13 @@ transformers 4.57's semantics (``pipelines/image_to_text.py``):
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
 from ..errors import InputError
-from ..generation import GENERATION_DEFAULTS, GENERATION_FIELDS, GenerationConfig
-from .image_classification import ImagePipeline
+from .common import given, refuse_unknown
+from .generative import pipeline_generation
+from .vision_base import ImagePipeline
 
 logger = logging.getLogger("lightpipe")
 
@@ -45,46 +45,15 @@ class ImageToTextPipeline(ImagePipeline):
         if tokenizer is None:
             raise InputError("The image-to-text pipeline needs the model's tokenizer to decode the "
                              "captions: pass tokenizer= (an object or a folder).")
-        self.model, self.tokenizer = model, tokenizer
-        self.task = task or type(self).task
-        init_generation = {k: kwargs.pop(k) for k in list(kwargs) if k in GENERATION_FIELDS}
-        self.generation_config = self._pipeline_generation(init_generation)
+        self.generation_config, _ = pipeline_generation(
+            model, tokenizer, kwargs, self.default_generation, task or type(self).task)
         super().__init__(model, tokenizer, *args, task=task, **kwargs)
-
-    def _pipeline_generation(self, init_generation: dict) -> GenerationConfig:
-        """4.57's ``Pipeline.__init__``: the pipeline defaults, the model's non-default
-        generation settings over them, then the pipeline() arguments."""
-        settings: dict[str, Any] = {**GENERATION_DEFAULTS, **self.default_generation}
-        for key, value in self.model.generation_config.to_dict().items():
-            default = GENERATION_DEFAULTS.get(key)
-            if settings.get(key) == default and value != default:
-                settings[key] = copy.deepcopy(value)
-        settings.update(init_generation)
-        if (settings.get("max_new_tokens") == self.default_generation["max_new_tokens"]
-                and settings.get("max_length") not in (None, 20)):
-            settings["max_new_tokens"] = None  # the model's max_length wins over the default
-        task_params = (self.model.config.get("task_specific_params") or {}).get(self.task)
-        if task_params:
-            settings.update({k: v for k, v in task_params.items() if k != "prefix"})
-        if settings.get("pad_token_id") is None and self.tokenizer is not None:
-            settings["pad_token_id"] = self.tokenizer.pad_token_id
-        settings.pop("transformers_version", None)
-        return GenerationConfig(**settings)
 
     def _sanitize_parameters(self, max_new_tokens: int | None = None,
                              generate_kwargs: dict | None = None, prompt: Any = None,
                              timeout: float | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}. "
-                            "Pass generate() arguments as generate_kwargs={...}.")
-        pre: dict[str, Any] = {}
-        forward: dict[str, Any] = {}
-        if prompt is not None:
-            pre["prompt"] = prompt
-        if timeout is not None:
-            pre["timeout"] = timeout
-        if max_new_tokens is not None:
-            forward["max_new_tokens"] = max_new_tokens
+        refuse_unknown(self, kwargs, ". Pass generate() arguments as generate_kwargs={...}.")
+        forward = given(max_new_tokens=max_new_tokens)
         if generate_kwargs is not None:
             if not isinstance(generate_kwargs, dict):
                 raise InputError(f"generate_kwargs must be a dict of generate() arguments, got "
@@ -93,7 +62,7 @@ class ImageToTextPipeline(ImagePipeline):
                 raise ValueError("`max_new_tokens` is defined both as an argument and inside "
                                  "`generate_kwargs` argument, please use only 1 version")
             forward.update(generate_kwargs)
-        return pre, forward, {}
+        return given(prompt=prompt, timeout=timeout), forward, {}
 
     # --- running ---
     def preprocess(self, item: Any, prompt: Any = None, timeout: float | None = None) -> dict:
@@ -114,18 +83,6 @@ class ImageToTextPipeline(ImagePipeline):
             return {"pixel_values": self.pixels(image), "input_ids": list(encoded["input_ids"]),
                     "attention_mask": list(encoded["attention_mask"])}
         return {"pixel_values": self.pixels(image)}
-
-    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
-        """Images stacked (ImagePipeline); a prompt's ids too (one prompt per call: one length)."""
-        import torch
-
-        batch, extras = super()._collate(pieces)
-        for key in ("input_ids", "attention_mask"):
-            if key in pieces[0]:
-                batch[key] = torch.tensor([piece[key] for piece in pieces], device=self.device)
-                for extra in extras:
-                    extra.pop(key, None)
-        return batch, extras
 
     def _forward(self, model_inputs: dict, **generate_kwargs: Any) -> dict:
         inputs = self.normalized(model_inputs)

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .image_classification import SizeGroupedImagePipeline
+from .common import given, refuse_unknown
+from .vision_base import SizeGroupedImagePipeline
 
 
 class ObjectDetectionPipeline(SizeGroupedImagePipeline):
@@ -21,16 +22,13 @@ class ObjectDetectionPipeline(SizeGroupedImagePipeline):
 
     def _sanitize_parameters(self, threshold: float | None = None, timeout: float | None = None,
                              **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
-        pre, post = {}, {}
-        if timeout is not None:
-            pre["timeout"] = timeout
+        refuse_unknown(self, kwargs)
+        post = {}
         if threshold is not None:
             if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
                 raise InputError(f"threshold must be a number between 0 and 1, got {threshold!r}.")
             post["threshold"] = float(threshold)
-        return pre, {}, post
+        return given(timeout=timeout), {}, post
 
     def _forward(self, model_inputs: dict, **params: Any) -> dict:
         out = self.model(**self.normalized(model_inputs))

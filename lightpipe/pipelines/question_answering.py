@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, InputTypeError
-from .base import Pipeline, _is_dataset
+from .base import Pipeline
+from .common import is_dataset
+from .spans import best_spans
 
 logger = logging.getLogger(__name__)
-
-# The reference's masking value for tokens that cannot be part of an answer.
-_MASKED_LOGIT = -10000.0
 
 
 class MissingFieldError(InputError, KeyError):
@@ -87,13 +86,25 @@ class QuestionAnsweringPipeline(Pipeline):
             post["align_to_words"] = align_to_words
         return pre, {}, post
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Answer one or several questions; see the class docstring for the input forms."""
-        inputs = _gather_inputs(args, kwargs)
-        # One example (however it was given) gives one result, not a list of one.
-        if isinstance(inputs, list) and len(inputs) == 1:
-            inputs = inputs[0]
-        return super().__call__(inputs, **kwargs)
+    def gather_inputs(self, *args: Any, **params: Any) -> tuple[Any, dict]:
+        """The input forms of the class docstring -> one input (popped from ``params``)."""
+        return _gather_inputs(args, params), params
+
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[Any, bool]:
+        """A dict, a list of them or an iterator of them. One example (however it was given)
+        gives one result, not a list of one."""
+        if isinstance(inputs, types.GeneratorType) or is_dataset(inputs):
+            return super().split_inputs(inputs, params)  # streamed: each item checked as read
+        if isinstance(inputs, dict):
+            return [inputs], True
+        if isinstance(inputs, str):
+            raise InputError("The question-answering pipeline got one string: pass "
+                             "pipe(question=..., context=...) or pipe(question, context).")
+        if isinstance(inputs, Iterable):
+            items = list(inputs)
+            return items, len(items) == 1
+        raise InputError(f"The question-answering pipeline takes {{'question', 'context'}} dicts; "
+                         f"got {type(inputs).__name__}: {inputs!r:.80}.")
 
     # --- preprocess: one tokenizer call for the whole window of examples ---
     def preprocess_many(self, items: list, padding: Any = "do_not_pad", doc_stride: int | None = None,
@@ -151,7 +162,7 @@ class QuestionAnsweringPipeline(Pipeline):
         for out in outputs:
             start_logits = out["start_logits"].float().numpy()  # (1, seq)
             end_logits = out["end_logits"].float().numpy()
-            starts, ends, scores, window_null = _best_spans(
+            starts, ends, scores, window_null = best_spans(
                 start_logits, end_logits, out["keep"], candidates, max_answer_len)
             if handle_impossible_answer:
                 null_score = min(null_score, window_null)
@@ -168,46 +179,6 @@ class QuestionAnsweringPipeline(Pipeline):
             answers.append({"score": null_score, "start": 0, "end": 0, "answer": ""})
         answers = sorted(answers, key=lambda answer: answer["score"], reverse=True)[:top_k]
         return answers[0] if len(answers) == 1 else answers
-
-
-def _best_spans(start_logits: np.ndarray, end_logits: np.ndarray, keep: np.ndarray, count: int,
-                max_answer_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """The ``count`` best (start, end) token spans of one window, their scores (start
-    probability x end probability), and the window's empty-answer score.
-
-    The numpy steps are the reference's own (argmax / argpartition / argsort on the same
-    float32 matrix), so ties among zero scores resolve the same way."""
-    masked = keep == 0
-    start = np.where(masked, _MASKED_LOGIT, start_logits)  # (1, seq), float32
-    end = np.where(masked, _MASKED_LOGIT, end_logits)
-    start = np.exp(start - start.max(axis=-1, keepdims=True))
-    start = start / start.sum()
-    end = np.exp(end - end.max(axis=-1, keepdims=True))
-    end = end / end.sum()
-    # Position 0 (CLS with right padding) scores the empty answer, then leaves the race.
-    null_score = (start[0, 0] * end[0, 0]).item()
-    start[0, 0] = end[0, 0] = 0.0
-
-    # (1, seq, seq): score of every span; keep end >= start and length <= max_answer_len.
-    spans = np.matmul(start[:, :, None], end[:, None, :])
-    spans = np.tril(np.triu(spans), max_answer_len - 1)
-    flat = spans.flatten()
-    if count == 1:
-        best = np.array([np.argmax(flat)])
-    elif len(flat) < count:
-        best = np.argsort(-flat)
-    else:
-        best = np.argpartition(-flat, count)[:count]
-        best = best[np.argsort(-flat[best])]
-    starts, ends = np.unravel_index(best, spans.shape)[1:]
-    # Quirk kept from the reference: it tests membership against keep's (row, column)
-    # indices, so position 0 counts as allowed whenever any token is.
-    allowed = np.flatnonzero(keep)
-    if allowed.size:
-        allowed = np.union1d(allowed, [0])
-    chosen = np.isin(starts, allowed) & np.isin(ends, allowed)
-    starts, ends = starts[chosen], ends[chosen]
-    return starts, ends, spans[0, starts, ends], null_score
 
 
 def _char_span(encoding: Any, start: int, end: int, sequence_index: int,
@@ -227,8 +198,8 @@ def _char_span(encoding: Any, start: int, end: int, sequence_index: int,
 # --- inputs ------------------------------------------------------------------------------------
 
 def _gather_inputs(args: tuple, kwargs: dict) -> Any:
-    """The call's arguments -> a list of examples (or an iterator of them), popping the
-    input keywords from ``kwargs``. The forms and pairing rules are the reference's."""
+    """The call's arguments -> one input: a dict, a list of them or an iterator of them,
+    popping the input keywords from ``kwargs``. The forms and pairing rules are the reference's."""
     question = kwargs.pop("question", None)
     context = kwargs.pop("context", None)
     legacy = {name: kwargs.pop(name) for name in ("X", "data") if name in kwargs}
@@ -264,17 +235,7 @@ def _gather_inputs(args: tuple, kwargs: dict) -> Any:
     else:
         raise InputError("The question-answering pipeline needs inputs: pipe(question=..., "
                          "context=...) or a {'question': ..., 'context': ...} dict.")
-    if isinstance(inputs, types.GeneratorType) or _is_dataset(inputs):
-        return inputs  # streamed: each item is checked as it is read
-    if isinstance(inputs, dict):
-        return [inputs]
-    if isinstance(inputs, str):
-        raise InputError("The question-answering pipeline got one string: pass "
-                         "pipe(question=..., context=...) or pipe(question, context).")
-    if isinstance(inputs, Iterable):
-        return list(inputs)
-    raise InputError(f"The question-answering pipeline takes {{'question', 'context'}} dicts; "
-                     f"got {type(inputs).__name__}: {inputs!r:.80}.")
+    return inputs
 
 
 def _check_example(item: Any) -> tuple[str, str]:

@@ -23,8 +23,9 @@ from typing import Any
 import torch
 
 from ..errors import InputError, InputTypeError
-from ..tokenization_tapas import as_table
+from ..tokenization.tapas import as_table
 from .base import Pipeline
+from .common import given, refuse_unknown
 
 
 class TableQuestionAnsweringPipeline(Pipeline):
@@ -42,20 +43,13 @@ class TableQuestionAnsweringPipeline(Pipeline):
 
     def _sanitize_parameters(self, sequential: bool | None = None, padding: Any = None,
                              truncation: Any = None, **kwargs: Any) -> tuple[dict, dict, dict]:
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
-        pre = {}
-        if padding is not None:
-            pre["padding"] = padding
-        if truncation is not None:
-            pre["truncation"] = truncation
+        refuse_unknown(self, kwargs)
         fwd = {"sequential": bool(sequential)} if sequential is not None else {}
-        return pre, fwd, {}
+        return given(padding=padding, truncation=truncation), fwd, {}
 
-    # --- inputs ---
-    def __call__(self, *args: Any, table: Any = None, query: Any = None,
-                 batch_size: int | None = None, num_workers: int | None = None,
-                 **kwargs: Any) -> Any:
+    # --- inputs and answers ---
+    def gather_inputs(self, *args: Any, table: Any = None, query: Any = None,
+                      **params: Any) -> tuple[Any, dict]:
         if len(args) > 2:
             raise TypeError("The table-question-answering pipeline takes (table, query); got "
                             f"{len(args)} positional arguments.")
@@ -67,28 +61,46 @@ class TableQuestionAnsweringPipeline(Pipeline):
                 if query is not None:
                     raise TypeError("query was given both by position and by name.")
                 query = args[1]
-        if batch_size is None:
-            batch_size = self._batch_size
-        if batch_size is not None and (not isinstance(batch_size, int)
-                                       or isinstance(batch_size, bool) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        pre, fwd, _ = self._sanitize_parameters(**kwargs)
-        pre = {**self._preprocess_params, **pre}
-        fwd = {**self._forward_params, **fwd}
-        items = _items(table, query)
-        if isinstance(items, Iterator):
-            return (self._answer(item, batch_size, pre, fwd) for item in items)
-        results = [self._answer(item, batch_size, pre, fwd) for item in items]
-        return results[0] if len(results) == 1 else results
+        if table is None:
+            raise InputError("No table: pass table={column name: [cells]} (or a DataFrame) and "
+                             "query='a question'.")
+        return (table if query is None else {"table": table, "query": query}), params
 
-    def _answer(self, item: Any, batch_size: int | None, pre: dict, fwd: dict) -> Any:
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[Any, bool]:
+        """A {"table", "query"} dict (one answer), a list of them (a list of answers, or the
+        answer alone for a list of one), or an iterator of them."""
+        if isinstance(inputs, dict) and "table" in inputs and "query" in inputs:
+            if inputs["query"] is None:
+                raise InputError("No query: give the input dict a 'query' (a question string).")
+            return [inputs], True
+        if isinstance(inputs, list) and inputs and all(isinstance(d, dict) for d in inputs):
+            if not all("table" in d and "query" in d for d in inputs):
+                raise InputError("Each dict of the list needs a 'table' and a 'query' key.")
+            return inputs, len(inputs) == 1
+        if isinstance(inputs, (types.GeneratorType, Iterator)):
+            return inputs, False
+        if isinstance(inputs, dict) or hasattr(inputs, "columns"):
+            raise InputError("No query: pass query='a question about the table' (or a list of "
+                             "questions) with the table.")
+        raise InputTypeError(
+            "The table-question-answering pipeline takes table= (a dict of column -> cells or a "
+            "DataFrame) and query=, a {'table', 'query'} dict or a list of them; got "
+            f"{type(inputs).__name__}: {inputs!r:.80}.")
+
+    def run_window(self, items: list, batch_size: int | None, pre: dict, fwd: dict,
+                   post: dict) -> list:
+        """Each table runs alone: its queries are one batch of rows, run ``batch_size`` rows at
+        a time (all at once when None), or one by one in order when ``sequential``."""
+        return [self._answer(item, batch_size, pre, fwd, post) for item in items]
+
+    def _answer(self, item: Any, batch_size: int | None, pre: dict, fwd: dict, post: dict) -> Any:
         if not isinstance(item, dict) or "table" not in item or "query" not in item:
             raise InputTypeError("Each input must be a dict with a 'table' and a 'query'; got "
                                  f"{type(item).__name__}: {item!r:.80}.")
         inputs = self.preprocess(item, **pre)
         with torch.inference_mode():
             outputs = self._forward(inputs, batch_size=batch_size, **fwd)
-        return self.postprocess(outputs)
+        return self.postprocess(outputs, **post)
 
     def preprocess(self, item: dict, padding: Any = True, truncation: Any = None) -> dict:
         header, rows = as_table(item["table"])
@@ -198,28 +210,3 @@ class TableQuestionAnsweringPipeline(Pipeline):
             return []
         return answers if len(answers) > 1 else answers[0]
 
-
-def _items(table: Any, query: Any) -> list | Iterator:
-    """The call's inputs -> a list of {"table", "query"} dicts (or an iterator of them)."""
-    if table is None:
-        raise InputError("No table: pass table={column name: [cells]} (or a DataFrame) and "
-                         "query='a question'.")
-    if query is not None:
-        return [{"table": table, "query": query}]
-    if isinstance(table, dict) and "table" in table and "query" in table:
-        if table["query"] is None:
-            raise InputError("No query: give the input dict a 'query' (a question string).")
-        return [table]
-    if isinstance(table, list) and table and all(isinstance(d, dict) for d in table):
-        if not all("table" in d and "query" in d for d in table):
-            raise InputError("Each dict of the list needs a 'table' and a 'query' key.")
-        return table
-    if isinstance(table, (types.GeneratorType, Iterator)):
-        return table
-    if isinstance(table, dict) or hasattr(table, "columns"):
-        raise InputError("No query: pass query='a question about the table' (or a list of "
-                         "questions) with the table.")
-    raise InputTypeError(
-        "The table-question-answering pipeline takes table= (a dict of column -> cells or a "
-        "DataFrame) and query=, a {'table', 'query'} dict or a list of them; got "
-        f"{type(table).__name__}: {table!r:.80}.")

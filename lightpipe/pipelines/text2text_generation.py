@@ -13,7 +13,6 @@ semantics (``pipelines/text2text_generation.py``): the same arguments, defaults 
 
 from __future__ import annotations
 
-import copy
 import enum
 import logging
 import re
@@ -22,8 +21,10 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..generation import GENERATION_DEFAULTS, GENERATION_FIELDS, GenerationConfig
-from .base import Pipeline, check_text
+from ..generation import GENERATION_FIELDS, GenerationConfig
+from .base import Pipeline
+from .common import check_text
+from .generative import pipeline_generation
 
 logger = logging.getLogger("lightpipe")
 
@@ -56,37 +57,14 @@ class Text2TextGenerationPipeline(Pipeline):
         if not getattr(model, "is_encoder_decoder", False):
             raise InputError(f"The {type(self).task} pipeline needs an encoder-decoder model (T5, "
                              f"BART, Marian); {type(model).__name__} is not one.")
-        self.model, self.tokenizer = model, tokenizer
         self.task = task or type(self).task
-        init_generation = {k: kwargs.pop(k) for k in list(kwargs) if k in GENERATION_FIELDS}
-        self.generation_config, self.prefix = self._pipeline_generation(init_generation, kwargs)
+        self.generation_config, self.prefix = pipeline_generation(
+            model, tokenizer, kwargs, self.default_generation, self.task_params_key())
         super().__init__(model, tokenizer, *args, task=task, **kwargs)
 
-    # --- generation settings, as 4.57's Pipeline.__init__ prepares them ---
-    def task_params_key(self, kwargs: dict) -> str:
+    def task_params_key(self) -> str:
         """The ``task_specific_params`` entry of this pipeline."""
         return self.task
-
-    def _pipeline_generation(self, init_generation: dict, kwargs: dict) -> tuple[GenerationConfig, str | None]:
-        settings: dict[str, Any] = {**GENERATION_DEFAULTS, **self.default_generation}
-        for key, value in self.model.generation_config.to_dict().items():
-            default = GENERATION_DEFAULTS.get(key)
-            if settings.get(key) == default and value != default:
-                settings[key] = copy.deepcopy(value)
-        settings.update(init_generation)
-        if (settings.get("max_new_tokens") == self.default_generation["max_new_tokens"]
-                and settings.get("max_length") not in (None, 20)):
-            settings["max_new_tokens"] = None  # the model's max_length wins over the default
-        config = self.model.config
-        prefix = config.get("prefix")
-        task_params = (config.get("task_specific_params") or {}).get(self.task_params_key(kwargs))
-        if task_params:
-            task_params = dict(task_params)
-            prefix = task_params.pop("prefix", prefix)
-            settings.update(task_params)
-        if settings.get("pad_token_id") is None and self.tokenizer is not None:
-            settings["pad_token_id"] = self.tokenizer.pad_token_id
-        return GenerationConfig(**settings), prefix
 
     def _sanitize_parameters(self, return_tensors=None, return_text=None, return_type=None,
                              clean_up_tokenization_spaces=None, truncation=None, stop_sequence=None,
@@ -116,16 +94,16 @@ class Text2TextGenerationPipeline(Pipeline):
         return pre, generate_kwargs, post
 
     # --- running ---
-    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[Any, bool]:
+        return super().split_inputs(list(inputs) if isinstance(inputs, tuple) else inputs, params)
+
+    def shape_results(self, inputs: Any, single: bool, params: dict, results: list) -> Any:
         """One text -> a list of records; a list of texts -> one record per text (a list of
         records each when several sequences are returned per text)."""
-        if isinstance(inputs, tuple):
-            inputs = list(inputs)
-        result = super().__call__(inputs, *args, **kwargs)
-        if isinstance(inputs, list) and all(isinstance(item, str) for item in inputs) \
-                and all(len(records) == 1 for records in result):
-            return [records[0] for records in result]
-        return result
+        if isinstance(inputs, (list, tuple)) and all(isinstance(item, str) for item in inputs) \
+                and all(len(records) == 1 for records in results):
+            return [records[0] for records in results]
+        return super().shape_results(inputs, single, params, results)
 
     def preprocess_many(self, items: list, truncation: Any = None, **params: Any) -> list:
         texts = [(self.prefix or "") + check_text(item, self.task) for item in items]
@@ -226,7 +204,7 @@ class TranslationPipeline(Text2TextGenerationPipeline):
         super().__init__(model, tokenizer, *args, **kwargs)
         self._check_pair(model)
 
-    def task_params_key(self, kwargs: dict) -> str:
+    def task_params_key(self) -> str:
         if self.src_lang and self.tgt_lang:
             return f"translation_{self.src_lang}_to_{self.tgt_lang}"
         return self.task

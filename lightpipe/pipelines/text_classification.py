@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Pipeline, check_function_to_apply, class_scores, encoding_rows, raise_type
+from .base import Pipeline
+from .common import check_function_to_apply, class_scores, encoding_rows, raise_type, ranked_labels
 
 
 class TextClassificationPipeline(Pipeline):
@@ -33,12 +34,11 @@ class TextClassificationPipeline(Pipeline):
         tokenizer_kwargs.pop("padding", None)  # batches are padded by the pipeline
         return tokenizer_kwargs, {}, post
 
-    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
-        result = super().__call__(inputs, *args, **kwargs)
+    def shape_results(self, inputs: Any, single: bool, params: dict, results: list) -> Any:
         # The reference wraps the one result of a lone string in a list unless top_k was given.
-        if isinstance(inputs, str) and "top_k" not in kwargs:
-            return [result]
-        return result
+        if single and isinstance(inputs, str) and "top_k" not in params:
+            return results
+        return super().shape_results(inputs, single, params, results)
 
     def preprocess_many(self, items: list, text_pair: str | None = None, **tokenizer_kwargs: Any) -> list:
         singles, pairs = [], []  # (position, text) and (position, text, pair)
@@ -90,11 +90,8 @@ class TextClassificationPipeline(Pipeline):
                     top_k: int | None = 1, _legacy: bool = True) -> Any:
         config = self.model.config
         scores = class_scores(config, model_outputs["logits"][0], function_to_apply)
-        if top_k == 1 and _legacy:
-            return {"label": config.id2label[int(scores.argmax())], "score": scores.max().item()}
-        results = [{"label": config.id2label[i], "score": score.item()} for i, score in enumerate(scores)]
-        if not _legacy:
-            results.sort(key=lambda entry: entry["score"], reverse=True)
-            if top_k is not None:
-                results = results[:top_k]
-        return results
+        if _legacy:
+            if top_k == 1:
+                return {"label": config.id2label[int(scores.argmax())], "score": scores.max().item()}
+            return [{"label": config.id2label[i], "score": score.item()} for i, score in enumerate(scores)]
+        return [{"label": label, "score": score} for label, score in ranked_labels(config, scores, top_k)]

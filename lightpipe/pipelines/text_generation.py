@@ -20,7 +20,9 @@ import torch
 from ..errors import InputError
 from ..generation import GenerationConfig, TextIteratorStreamer
 from ..modeling import ModelOutput
-from .base import Pipeline, raise_type
+from .base import Pipeline
+from .common import raise_type
+from .generative import unset_defaults
 
 logger = logging.getLogger("lightpipe")
 
@@ -130,10 +132,13 @@ class TextGenerationPipeline(Pipeline):
                 post[name] = value
         return pre, generate_kwargs, post
 
-    def __call__(self, text_inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
-        """Complete one prompt or chat (-> a list of records), or a list of them (-> a list of
-        lists); an iterator gives an iterator."""
-        return super().__call__(as_chats(text_inputs), *args, **kwargs)
+    def gather_inputs(self, text_inputs: Any = None, *args: Any, **params: Any) -> tuple[Any, dict]:
+        return super().gather_inputs(text_inputs, *args, **params)
+
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[Any, bool]:
+        """One prompt or chat (answered with a list of records), or a list of them (a list of
+        lists); an iterator gives an iterator. A chat is a list of messages: one input."""
+        return super().split_inputs(as_chats(inputs), params)
 
     def stream(self, text_input: Any, **kwargs: Any) -> Iterator[str]:
         """Yield the new text of one prompt or chat piece by piece, as it is generated (a
@@ -279,8 +284,7 @@ class TextGenerationPipeline(Pipeline):
         """The call's generate() kwargs plus the pipeline defaults for what nobody set (the
         sampling ones only when sampling), as the reference adds them."""
         set_params = self._set_generation_params(generate_kwargs)
-        added = {k: v for k, v in self._generation_defaults().items()
-                 if k not in set_params and not (k == "max_new_tokens" and "max_length" in set_params)}
+        added = unset_defaults(self._generation_defaults(), set_params)
         if not {**set_params, **added}.get("do_sample"):
             added = {k: v for k, v in added.items() if k not in self._SAMPLING_ONLY}
         user_config = generate_kwargs.get("generation_config")

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import Pipeline, softmax
+from .base import Pipeline
+from .common import refuse_unknown, softmax
 
 
 class AggregationStrategy(str, enum.Enum):
@@ -102,10 +103,8 @@ class TokenClassificationPipeline(Pipeline):
                              offset_mapping: list | None = None,
                              is_split_into_words: bool | None = None, stride: int | None = None,
                              delimiter: str | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)} "
-                            "(it takes aggregation_strategy, ignore_labels, stride, "
-                            "is_split_into_words, delimiter, offset_mapping).")
+        refuse_unknown(self, kwargs, " (it takes aggregation_strategy, ignore_labels, stride, "
+                                     "is_split_into_words, delimiter, offset_mapping).")
         pre: dict[str, Any] = {}
         post: dict[str, Any] = {}
         if is_split_into_words is not None:
@@ -145,22 +144,22 @@ class TokenClassificationPipeline(Pipeline):
                              "slow tokenizer. Please use a fast tokenizer.")
         return stride
 
-    def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[Any, bool]:
         if inputs is None or (isinstance(inputs, (list, tuple)) and len(inputs) == 0):
             raise InputError("At least one input is required: pass a text or a list of texts.")
-        split = kwargs.get("is_split_into_words",
+        split = params.get("is_split_into_words",
                            self._preprocess_params.get("is_split_into_words", False))
         # One pre-split text (a list of words) is run as a batch of one, as in the reference.
         if split and isinstance(inputs, list) and not all(isinstance(i, list) for i in inputs):
             inputs = [inputs]
-        offsets = kwargs.get("offset_mapping")
+        offsets = params.get("offset_mapping")
         if offsets:
             if not isinstance(inputs, (str, list)):
                 raise InputError("offset_mapping needs a text or a list of texts (one mapping "
                                  "per text), not a stream.")
-            kwargs["offset_mapping"] = self._offsets_per_item(
+            params["offset_mapping"] = self._offsets_per_item(
                 offsets, 1 if isinstance(inputs, str) else len(inputs))
-        return super().__call__(inputs, *args, **kwargs)
+        return super().split_inputs(inputs, params)
 
     @staticmethod
     def _offsets_per_item(offsets: Any, count: int) -> list:

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .base import check_function_to_apply, class_scores
-from .image_classification import ImagePipeline
+from .common import class_scores, classifier_options, given, ranked_labels, refuse_unknown
+from .vision_base import SizeGroupedImagePipeline
 
 
-class VideoClassificationPipeline(ImagePipeline):
+class VideoClassificationPipeline(SizeGroupedImagePipeline):
     """``pipe(video)`` -> ``[{"score": ..., "label": ...}, ...]`` (the ``top_k`` best, 5 by
     default). A video is a file path, an http(s) URL, base64 data, bytes, or its frames (a list
     of PIL images or arrays, or a (frames, height, width, 3) array); a list of videos gives a
@@ -25,49 +25,30 @@ class VideoClassificationPipeline(ImagePipeline):
     (default), "sigmoid" (default for multi-label models) or "none" (default for regression)."""
 
     task = "video-classification"
+    inputs_keyword = "videos"
+    inputs_help = "a video (a path, URL, base64 data, bytes or a list of frames) or a list of videos"
 
-    def __call__(self, inputs: Any = None, *args: Any, videos: Any = None, **kwargs: Any) -> Any:
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[Any, bool]:
         from ..processing.video import is_frame_list
 
-        if videos is not None:
-            if inputs is not None:
-                raise TypeError("Pass the videos once: as the first argument or as videos=.")
-            inputs = videos
-        if inputs is None:
-            raise InputError("The video-classification pipeline needs a video (a path, URL, base64 "
-                             "data, bytes or a list of frames) or a list of videos.")
         if isinstance(inputs, (bytearray, memoryview)):
             inputs = bytes(inputs)  # one file's bytes, not a sequence of items
         if isinstance(inputs, tuple) or (isinstance(inputs, list) and is_frame_list(inputs)):
-            # One video given as its frames, not a batch of images.
-            return super().__call__([inputs], *args, **kwargs)[0]
-        if isinstance(inputs, list) and not inputs:
-            return []
-        return super().__call__(inputs, *args, **kwargs)
+            return [inputs], True  # one video given as its frames, not a batch of images
+        return super().split_inputs(inputs, params)
 
     def _sanitize_parameters(self, top_k: Any = None, num_frames: Any = None,
                              frame_sampling_rate: Any = None, function_to_apply: Any = None,
                              timeout: float | None = None, **kwargs: Any):
         from ..processing.video import frame_indices
 
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
-        pre, post = {}, {}
-        if timeout is not None:
-            pre["timeout"] = timeout
+        refuse_unknown(self, kwargs)
         if num_frames is not None:
             frame_indices(num_frames)  # a positive integer, or a clear error now
-            pre["num_frames"] = num_frames
         if frame_sampling_rate is not None:
             frame_indices(1, frame_sampling_rate)
-            pre["frame_sampling_rate"] = frame_sampling_rate
-        if top_k is not None:
-            if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-                raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
-            post["top_k"] = top_k
-        if function_to_apply is not None:
-            post["function_to_apply"] = check_function_to_apply(function_to_apply)
-        return pre, {}, post
+        pre = given(timeout=timeout, num_frames=num_frames, frame_sampling_rate=frame_sampling_rate)
+        return pre, {}, classifier_options(top_k, function_to_apply)
 
     def preprocess(self, item: Any, num_frames: int | None = None, frame_sampling_rate: int = 1,
                    timeout: float | None = None) -> dict:
@@ -86,18 +67,6 @@ class VideoClassificationPipeline(ImagePipeline):
                              "crop size in the image processor so they match.")
         return {"pixel_values": np.stack(arrays)}  # (frames, height, width, 3) uint8
 
-    def _forward_pieces(self, pieces: list[dict], batch_size: int, fwd: dict) -> list[dict]:
-        # Clips of different shapes (frame lists of other sizes with no crop) never share a batch.
-        groups: dict[tuple, list[int]] = {}
-        for index, piece in enumerate(pieces):
-            groups.setdefault(tuple(piece["pixel_values"].shape), []).append(index)
-        outputs: list[dict | None] = [None] * len(pieces)
-        for indices in groups.values():
-            done = super()._forward_pieces([pieces[j] for j in indices], batch_size, fwd)
-            for j, out in zip(indices, done):
-                outputs[j] = out
-        return outputs  # type: ignore[return-value]
-
     def normalized(self, model_inputs: dict) -> dict:
         """(batch, frames, H, W, 3) uint8 -> (batch, frames, 3, H, W) in the model's dtype."""
         pixels = model_inputs["pixel_values"]
@@ -111,5 +80,4 @@ class VideoClassificationPipeline(ImagePipeline):
         config = self.model.config
         scores = class_scores(config, model_outputs["logits"][0], function_to_apply,
                               one_label_sigmoid=False)
-        order = np.argsort(-scores, kind="stable")[:min(top_k, config.num_labels)]
-        return [{"score": float(scores[i]), "label": config.id2label[int(i)]} for i in order]
+        return [{"score": score, "label": label} for label, score in ranked_labels(config, scores, top_k)]

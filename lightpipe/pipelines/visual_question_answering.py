@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError, InputTypeError
-from .base import Pipeline, raise_type
-from .image_classification import ImagePipeline
+from .common import given, raise_type, refuse_unknown
+from .vision_base import ImagePipeline
 
 
 class VisualQuestionAnsweringPipeline(ImagePipeline):
@@ -26,35 +26,32 @@ class VisualQuestionAnsweringPipeline(ImagePipeline):
 
     task = "visual-question-answering"
 
-    def __call__(self, image: Any = None, question: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if "images" in kwargs:
+    def gather_inputs(self, image: Any = None, question: Any = None, *args: Any,
+                      **params: Any) -> tuple[Any, dict]:
+        """``pipe(image, question)`` and the other forms of the class docstring -> one
+        {"image", "question"} dict, a list of them, or an iterable of them."""
+        if "images" in params:
             if image is not None:
                 raise TypeError("Pass the images once: as the first argument or as image=.")
-            image = kwargs.pop("images")
-        if "inputs" in kwargs:
+            image = params.pop("images")
+        if "inputs" in params:
             if image is not None:
                 raise TypeError("Pass the inputs once: as the first argument or as inputs=.")
-            image = kwargs.pop("inputs")
-        # the base call, not ImagePipeline's (whose images= means nothing here)
-        return Pipeline.__call__(self, _pairs(image, question), *args, **kwargs)
+            image = params.pop("inputs")
+        if args:
+            raise TypeError(f"{type(self).__name__} takes an image and a question; got "
+                            f"{2 + len(args)} positional arguments.")
+        return _pairs(image, question), params
 
     def _sanitize_parameters(self, top_k: Any = None, padding: Any = None, truncation: Any = None,
                              timeout: float | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
-        pre: dict[str, Any] = {}
+        refuse_unknown(self, kwargs)
         post: dict[str, Any] = {}
-        if padding is not None:
-            pre["padding"] = padding
-        if truncation is not None:
-            pre["truncation"] = truncation
-        if timeout is not None:
-            pre["timeout"] = timeout
         if top_k is not None:
             if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0:
                 raise InputError(f"top_k must be a whole number of answers (0 or more), got {top_k!r}.")
             post["top_k"] = top_k
-        return pre, {}, post
+        return given(padding=padding, truncation=truncation, timeout=timeout), {}, post
 
     # --- preprocessing: one tokenizer call per window; images as uint8 arrays ---
     def preprocess_many(self, items: list, padding: Any = False, truncation: Any = False,
@@ -75,19 +72,15 @@ class VisualQuestionAnsweringPipeline(ImagePipeline):
     def preprocess(self, item: Any, **params: Any) -> dict:
         return self.preprocess_many([item], **params)[0]
 
-    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
-        """Questions padded to the longest; images zero-padded to the largest, with their
-        pixel mask (uint8 until _forward normalises them)."""
+    def stack_images(self, images: list) -> dict:
+        """Images zero-padded to the largest, with their pixel mask (uint8 until _forward
+        normalises them): images of different sizes share a batch."""
         import numpy as np
 
         from ..processing.image import pad_batch
 
-        text = [{k: v for k, v in piece.items() if k != "pixel_values"} for piece in pieces]
-        batch, extras = super(ImagePipeline, self)._collate(text)
-        pixels, mask = pad_batch([np.asarray(piece["pixel_values"]) for piece in pieces])
-        batch["pixel_values"] = pixels.to(self.device)
-        batch["pixel_mask"] = mask.to(self.device)
-        return batch, extras
+        pixels, mask = pad_batch([np.asarray(image) for image in images])
+        return {"pixel_values": pixels.to(self.device), "pixel_mask": mask.to(self.device)}
 
     def _forward(self, model_inputs: dict, **params: Any) -> dict:
         inputs = dict(model_inputs)

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .base import Pipeline, check_text, encoding_rows, softmax
+from .base import Pipeline
+from .common import check_text, encoding_rows, softmax
 
 logger = logging.getLogger("lightpipe")
 
@@ -75,13 +76,14 @@ class ZeroShotClassificationPipeline(Pipeline):
         post = {"multi_label": multi_label} if multi_label is not None else {}
         return pre, {}, post
 
-    def __call__(self, sequences: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if len(args) == 1 and "candidate_labels" not in kwargs:
-            kwargs["candidate_labels"] = args[0]
+    def gather_inputs(self, sequences: Any = None, *args: Any, **params: Any) -> tuple[Any, dict]:
+        """``pipe(sequences, candidate_labels)``: the labels may come second."""
+        if len(args) == 1 and "candidate_labels" not in params:
+            params["candidate_labels"] = args[0]
         elif args:
             raise ValueError(f"Unable to understand extra arguments {args}: pass the labels once, "
                              "as candidate_labels=[...] or as the second argument.")
-        return super().__call__(sequences, **kwargs)
+        return sequences, params
 
     def preprocess_many(self, items: list, candidate_labels: list | None = None,
                         hypothesis_template: str = DEFAULT_TEMPLATE) -> list:

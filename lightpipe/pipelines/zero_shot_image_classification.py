@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
-from .image_classification import ImagePipeline
+from .common import given, refuse_unknown
+from .vision_base import ImagePipeline
 
 
 class ZeroShotImageClassificationPipeline(ImagePipeline):
@@ -15,21 +16,20 @@ class ZeroShotImageClassificationPipeline(ImagePipeline):
     of images is compared with all of them at once."""
 
     task = "zero-shot-image-classification"
+    _texts: tuple | None = None  # (what was tokenized, the label texts' tensors)
 
-    def __call__(self, inputs: Any = None, candidate_labels: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def gather_inputs(self, inputs: Any = None, candidate_labels: Any = None, *args: Any,
+                      **params: Any) -> tuple[Any, dict]:
+        """``pipe(image, candidate_labels)``: the labels may come second."""
         if candidate_labels is not None:
-            kwargs["candidate_labels"] = candidate_labels
-        return super().__call__(inputs, *args, **kwargs)
+            params["candidate_labels"] = candidate_labels
+        return super().gather_inputs(inputs, *args, **params)
 
     def _sanitize_parameters(self, candidate_labels: Any = None,
                              hypothesis_template: str | None = None, timeout: float | None = None,
                              tokenizer_kwargs: dict | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
-        pre: dict[str, Any] = {}
+        refuse_unknown(self, kwargs)
         fwd: dict[str, Any] = {}
-        if timeout is not None:
-            pre["timeout"] = timeout
         if candidate_labels is not None:
             if isinstance(candidate_labels, str):
                 candidate_labels = [label.strip() for label in candidate_labels.split(",") if label.strip()]
@@ -45,39 +45,36 @@ class ZeroShotImageClassificationPipeline(ImagePipeline):
             fwd["hypothesis_template"] = hypothesis_template
         if tokenizer_kwargs:
             fwd["tokenizer_kwargs"] = dict(tokenizer_kwargs)
-        return pre, fwd, {}
+        return given(timeout=timeout), fwd, {}
 
-    def _run_window(self, items, batch_size, pre, fwd, post):
-        if "candidate_labels" not in fwd:
+    def _text_inputs(self, labels: list[str] | None, template: str,
+                     tokenizer_kwargs: dict | None) -> dict:
+        """The label texts, tokenized once for as long as the call's labels stay the same."""
+        if labels is None:
             raise InputError("The zero-shot-image-classification pipeline needs candidate_labels, "
                              "e.g. pipe(image, candidate_labels=['cat', 'dog']).")
-        self._texts = None  # the texts are tokenized once per window
-        return super()._run_window(items, batch_size, pre, fwd, post)
-
-    def _text_inputs(self, labels: list[str], template: str, tokenizer_kwargs: dict | None) -> dict:
         if self.tokenizer is None:
             raise InputError("This pipeline needs a tokenizer for the candidate labels: pass "
                              "tokenizer= (or a model folder with tokenizer files).")
-        if self._texts is None:
+        key = (tuple(labels), template, repr(tokenizer_kwargs), str(self.device))
+        if self._texts is None or self._texts[0] != key:
             options = {"padding": True, **(tokenizer_kwargs or {})}
             if "siglip" in str(self.model.config.get("model_type")):
                 options = {"padding": "max_length", "max_length": 64, "truncation": True,
                            **(tokenizer_kwargs or {})}
             encoded = self.tokenizer([template.format(label) for label in labels],
                                      return_tensors="pt", **options)
-            self._texts = {k: v.to(self.device) for k, v in encoded.items()
-                           if k in ("input_ids", "attention_mask")}
-        return self._texts
+            self._texts = (key, {k: v.to(self.device) for k, v in encoded.items()
+                                 if k in ("input_ids", "attention_mask")})
+        return self._texts[1]
 
     def _forward(self, model_inputs: dict, candidate_labels: list[str] | None = None,
                  hypothesis_template: str = "This is a photo of {}.",
                  tokenizer_kwargs: dict | None = None) -> dict:
         texts = self._text_inputs(candidate_labels, hypothesis_template, tokenizer_kwargs)
         out = self.model(**texts, **self.normalized(model_inputs))
-        return {"logits": out["logits_per_image"], "_labels": candidate_labels}
-
-    def _unbatch(self, outputs: dict, row: int, length: int) -> dict:
-        return {"logits": outputs["logits"][row:row + 1], "candidate_labels": outputs["_labels"]}
+        # a list, not a tensor: every row of the batch keeps it whole
+        return {"logits": out["logits_per_image"], "candidate_labels": candidate_labels}
 
     def postprocess(self, model_outputs: dict) -> list[dict]:
         import torch

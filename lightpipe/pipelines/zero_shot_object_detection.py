@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..errors import InputError, InputTypeError
-from .image_classification import ImagePipeline
+from .common import given, refuse_unknown
+from .vision_base import ImagePipeline
 
 
 def _check_labels(labels: Any) -> list[str]:
@@ -46,37 +45,40 @@ class ZeroShotObjectDetectionPipeline(ImagePipeline):
 
     task = "zero-shot-object-detection"
 
-    def __call__(self, image: Any = None, candidate_labels: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if "text_queries" in kwargs:
-            candidate_labels = kwargs.pop("text_queries")
-        if image is None and kwargs.get("images") is not None:
-            image = kwargs.pop("images")
-        if isinstance(image, tuple):
-            image = list(image)
-        if (isinstance(image, list) and image and not any(isinstance(i, dict) for i in image)
-                and candidate_labels is not None and not _is_labels(candidate_labels)):
-            # one label list per image
-            if not isinstance(candidate_labels, (list, tuple)) or not all(
-                    _is_labels(labels) for labels in candidate_labels):
+    def gather_inputs(self, image: Any = None, candidate_labels: Any = None, *args: Any,
+                      **params: Any) -> tuple[Any, dict]:
+        """``pipe(image, candidate_labels)`` (or ``text_queries=``, ``images=``)."""
+        if "text_queries" in params:
+            candidate_labels = params.pop("text_queries")
+        if image is None and params.get("images") is not None:
+            image = params.pop("images")
+        if candidate_labels is not None:
+            params["candidate_labels"] = candidate_labels
+        return super().gather_inputs(image, *args, **params)
+
+    def split_inputs(self, inputs: Any, params: dict) -> tuple[Any, bool]:
+        """A list of images with one label list per image -> {"image", "candidate_labels"}
+        dicts (the labels leave ``params``)."""
+        if isinstance(inputs, tuple):
+            inputs = list(inputs)
+        labels = params.get("candidate_labels")
+        if (isinstance(inputs, list) and inputs and not any(isinstance(i, dict) for i in inputs)
+                and labels is not None and not _is_labels(labels)):
+            if not isinstance(labels, (list, tuple)) or not all(_is_labels(each) for each in labels):
                 raise InputTypeError("candidate_labels must be a string, a list of strings, or "
                                      "one such list per image.")
-            if len(candidate_labels) != len(image):
-                raise InputError(f"Got {len(image)} images but {len(candidate_labels)} candidate "
+            if len(labels) != len(inputs):
+                raise InputError(f"Got {len(inputs)} images but {len(labels)} candidate "
                                  "label lists: give one list per image, or one list for all.")
-            image = [{"image": i, "candidate_labels": labels} for i, labels in zip(image, candidate_labels)]
-            candidate_labels = None
-        if candidate_labels is not None:
-            kwargs["candidate_labels"] = candidate_labels
-        return super().__call__(image, *args, **kwargs)
+            inputs = [{"image": image, "candidate_labels": each} for image, each in zip(inputs, labels)]
+            del params["candidate_labels"]
+        return super().split_inputs(inputs, params)
 
     def _sanitize_parameters(self, candidate_labels: Any = None, threshold: Any = None,
                              top_k: Any = None, timeout: float | None = None, **kwargs: Any):
-        if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments: {', '.join(kwargs)}")
-        pre: dict[str, Any] = {}
+        refuse_unknown(self, kwargs)
+        pre: dict[str, Any] = given(timeout=timeout)
         post: dict[str, Any] = {}
-        if timeout is not None:
-            pre["timeout"] = timeout
         if candidate_labels is not None:
             pre["candidate_labels"] = _check_labels(candidate_labels)
         if threshold is not None:
@@ -116,7 +118,7 @@ class ZeroShotObjectDetectionPipeline(ImagePipeline):
                                  f"reads at most {limit}: shorten it.")
         return [list(row) for row in ids]
 
-    def _collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+    def collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
         """Images stacked; each image's queries padded to the batch's most queries (rows of
         id 0, which the model masks) and longest query (the tokenizer's pad id, masked out)."""
         import torch
@@ -132,9 +134,8 @@ class ZeroShotObjectDetectionPipeline(ImagePipeline):
                 input_ids[at, :len(row)] = torch.tensor(row)
                 input_ids[at, len(row):] = pad
                 attention_mask[at, len(row):] = 0
-        pixels = torch.from_numpy(np.stack([p["pixel_values"] for p in pieces]))
-        batch = {"pixel_values": pixels.to(self.device), "input_ids": input_ids.to(self.device),
-                 "attention_mask": attention_mask.to(self.device)}
+        batch = {**self.stack_images([p["pixel_values"] for p in pieces]),
+                 "input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
         extras = [{"labels": p["labels"], "target_size": p["target_size"]} for p in pieces]
         return batch, extras
 

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .errors import ApiError, ClientGone, logger, read_json, require_object, type_name
+from .errors import ApiError, ClientGone, logger, pipeline_error, read_json, require_object, type_name
 from .metrics import LATENCY_BUCKETS
 from .state import ServedModel, ServerState
 
@@ -86,7 +86,8 @@ async def run_pipeline(request: Request, state: ServerState) -> Response:
     body = require_object(await read_json(request, state.settings.max_body_bytes),
                           {"inputs", "parameters"}, {"inputs"})
     parameters = model.check_parameters(body.get("parameters", {}))
-    items, run, finish = _pipeline_call(model, body["inputs"], parameters)
+    items, run, finish = _pipeline_call(model, body["inputs"], parameters)  # may move per-item
+    # settings out of parameters into the items: what is left keys the batch
     if not items:
         return JSONResponse([])
     model.check_inputs(items, "inputs")
@@ -96,54 +97,36 @@ async def run_pipeline(request: Request, state: ServerState) -> Response:
 
 
 # --- how a request's inputs become pipeline items, and its results the Python call's answer ---
-# The batcher runs one pipeline call on a list of items from many requests: it always returns
-# one result per item. A task's own __call__ may reshape inputs or results; these functions do
-# the same per request, so the HTTP answer equals ``pipe(inputs, **parameters)``.
+# The pipeline's public hooks, as its own __call__ uses them: split_inputs -> run_items (on a
+# batch of items from many requests: one result per item) -> shape_results per request, so the
+# HTTP answer equals ``pipe(inputs, **parameters)`` with no task-specific code here.
 
 def _pipeline_call(model: ServedModel, inputs: Any, parameters: dict
                    ) -> tuple[list, Callable[[list], list], Callable[[list], Any]]:
     """A request's ``inputs`` -> (items, run, finish): the items it queues, the call that runs
     a batch of items (this request's and others'), and the function that shapes this request's
-    results as ``pipe(inputs, **parameters)`` would."""
-    items, single = split_inputs(model.task, inputs)
+    results as ``pipe(inputs, **parameters)`` would. ``parameters`` may lose the per-item
+    settings the pipeline moves into its items."""
+    pipe = model.pipe
+    try:
+        items, single = pipe.split_inputs(inputs, parameters)
+        pipe.check_parameters(**parameters)
+    except Exception as error:  # a bad input or parameter: the pipeline's own message, as a 4xx
+        raise pipeline_error(error) from None
+    items = list(items)
 
     def run(batch: list) -> list:
         return run_batch(model, batch, batch_size=model.forward_batch_size, **parameters)
 
     def finish(results: list) -> Any:
-        return shape_results(model.task, inputs, single, parameters, results)
+        return pipe.shape_results(inputs, single, parameters, results)
 
     return items, run, finish
 
 
 def run_batch(model: ServedModel, batch: list, **kwargs: Any) -> list:
-    """One pipeline call on a list of items: one result per item, in order."""
-    from ..pipelines.base import Pipeline
-
-    return Pipeline.__call__(model.pipe, batch, **kwargs)
-
-
-def split_inputs(task: str, inputs: Any) -> tuple[list, bool]:
-    """A request's ``inputs`` -> (items, single)."""
-    if task == "text-generation":  # a chat is a list of messages: one input, not a batch
-        from ..pipelines.text_generation import Chat, as_chats
-
-        inputs = as_chats(inputs)
-        if isinstance(inputs, Chat):
-            return [inputs], True
-    single = not isinstance(inputs, list)
-    return ([inputs] if single else inputs), single
-
-
-def shape_results(task: str, inputs: Any, single: bool, parameters: dict, results: list) -> Any:
-    """One result per item -> what ``pipe(inputs, **parameters)`` returns."""
-    if single:
-        if task == "text-classification" and isinstance(inputs, str) and "top_k" not in parameters:
-            return results  # a lone string's result comes in a list unless top_k is given
-        return results[0]
-    if task in ("fill-mask", "question-answering") and len(results) == 1:
-        return results[0]  # these answer a list of one as they answer the item alone
-    return results
+    """One pipeline run on a list of items: one result per item, in order."""
+    return model.pipe.run_items(batch, **kwargs)
 
 
 # --- media inputs ---

@@ -66,7 +66,7 @@ class ServedModel:
                 raise ApiError(422, f"'{key}' is set by the server (see --max-batch-size), not per request.",
                                "invalid_parameter", f"parameters.{key}")
         try:
-            self.pipe._sanitize_parameters(**parameters)
+            self.pipe.check_parameters(**parameters)
         except (TypeError, ValueError) as error:
             raise ApiError(422, f"Invalid parameters for {self.task}: {error}", "invalid_parameter",
                            "parameters") from None
