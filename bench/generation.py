@@ -88,7 +88,7 @@ def products_ms(model, batch: int, repeats: int = 20) -> float | None:
     weights generate() made, back to back on (batch, 1, in) inputs. Median of ``repeats``."""
     import torch
 
-    from lightpipe.generation import _ONEDNN_LINEAR, PackableLinear
+    from lightpipe.models.linear import _ONEDNN_LINEAR, PackableLinear
 
     layers = [m for m in model.modules() if isinstance(m, PackableLinear)]
     if _ONEDNN_LINEAR is None or any(m.packed_weight() is None for m in layers):

@@ -109,11 +109,8 @@ def whisper_state(variables: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
                     if re.match(rf"{side}/layer_\d+/", k)})
 
     encoder_layers, decoder_layers = count("encoder"), count("decoder")
-    for conv in ("conv1", "conv2"):
-        _linear(state, f"model.encoder.{conv}", variables, f"encoder/{conv}")
-    state["model.encoder.embed_positions.weight"] = variables["encoder/position_encodings/encodings"]
-    for i in range(encoder_layers):
-        ours, theirs = f"model.encoder.layers.{i}", f"encoder/layer_{i}"
+
+    def self_attention_and_ffn(ours: str, theirs: str) -> None:  # what every layer has
         _norm(state, f"{ours}.self_attn_layer_norm", variables, f"{theirs}/self_attention/layer_norm")
         _split(state, [f"{ours}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")],
                variables, f"{theirs}/self_attention/linear_0")
@@ -121,23 +118,23 @@ def whisper_state(variables: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
         _norm(state, f"{ours}.final_layer_norm", variables, f"{theirs}/ffn/layer_norm")
         _linear(state, f"{ours}.fc1", variables, f"{theirs}/ffn/linear_0")
         _linear(state, f"{ours}.fc2", variables, f"{theirs}/ffn/linear_1")
+
+    for conv in ("conv1", "conv2"):
+        _linear(state, f"model.encoder.{conv}", variables, f"encoder/{conv}")
+    state["model.encoder.embed_positions.weight"] = variables["encoder/position_encodings/encodings"]
+    for i in range(encoder_layers):
+        self_attention_and_ffn(f"model.encoder.layers.{i}", f"encoder/layer_{i}")
     _norm(state, "model.encoder.layer_norm", variables, "encoder/layer_norm")
     state["model.decoder.embed_tokens.weight"] = variables["decoder/embeddings/weight"]
     state["model.decoder.embed_positions.weight"] = variables["decoder/position_encodings/encodings"]
     for i in range(decoder_layers):
         ours, theirs = f"model.decoder.layers.{i}", f"decoder/layer_{i}"
-        _norm(state, f"{ours}.self_attn_layer_norm", variables, f"{theirs}/self_attention/layer_norm")
-        _split(state, [f"{ours}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")],
-               variables, f"{theirs}/self_attention/linear_0")
-        _linear(state, f"{ours}.self_attn.out_proj", variables, f"{theirs}/self_attention/linear_1")
+        self_attention_and_ffn(ours, theirs)
         _norm(state, f"{ours}.encoder_attn_layer_norm", variables, f"{theirs}/attention/layer_norm")
         _linear(state, f"{ours}.encoder_attn.q_proj", variables, f"{theirs}/attention/linear_0")
         _split(state, [f"{ours}.encoder_attn.{p}" for p in ("k_proj", "v_proj")],
                variables, f"{theirs}/attention/linear_1")
         _linear(state, f"{ours}.encoder_attn.out_proj", variables, f"{theirs}/attention/linear_2")
-        _norm(state, f"{ours}.final_layer_norm", variables, f"{theirs}/ffn/layer_norm")
-        _linear(state, f"{ours}.fc1", variables, f"{theirs}/ffn/linear_0")
-        _linear(state, f"{ours}.fc2", variables, f"{theirs}/ffn/linear_1")
     _norm(state, "model.decoder.layer_norm", variables, "decoder/layer_norm")
     sizes = {
         "d_model": int(state["model.encoder.conv1.weight"].shape[0]),

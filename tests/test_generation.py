@@ -562,3 +562,35 @@ def test_inputs_embeds_bad_input_is_a_clear_error(decoder, seq2seq, caplog):
     with pytest.raises(ValueError, match="not used.*inputs_embeds"):
         bart.generate(torch.tensor([[0, 10, 11, 2]]), inputs_embeds=torch.zeros(1, 4, 32),
                       max_new_tokens=2)
+
+
+# --- the model contract -----------------------------------------------------------------------
+
+def test_generative_models_offer_the_contract():
+    """Every class with generate() has what generation/contract.py says generate() calls."""
+    import importlib
+    import inspect
+
+    from lightpipe.generation import EncoderDecoderModel, GenerationMixin, GenerativeModel
+
+    def members(protocol):
+        return {name for name, value in vars(protocol).items()
+                if not name.startswith("_") and (callable(value) or isinstance(value, property))}
+
+    found = 0
+    for name in ("gpt2", "llama", "opt", "t5", "bart", "marian", "whisper", "blip",
+                 "vision_encoder_decoder", "llava"):
+        module = importlib.import_module(f"lightpipe.models.{name}")
+        for cls in module.HEADS.values():
+            if not issubclass(cls, GenerationMixin):
+                continue
+            found += 1
+            wanted = members(GenerativeModel) - {"get_input_embeddings", "modules"}
+            if cls.is_encoder_decoder:
+                wanted |= members(EncoderDecoderModel) | {"prepend_decoder_start"}
+            missing = {m for m in wanted if not hasattr(cls, m)}
+            assert not missing, f"{cls.__name__} lacks {sorted(missing)}"
+            for flag in ("learned_positions", "is_encoder_decoder", "pack_weights"):
+                assert isinstance(getattr(cls, flag), bool), (cls.__name__, flag)
+            assert inspect.signature(cls.max_positions).parameters.keys() == {"self"}
+    assert found >= 10

@@ -5,6 +5,8 @@ Matches transformers' ``models/bart/modeling_bart.py``. Parameter names are the 
 (``model.encoder.layers.0.self_attn.q_proj.weight``, ``model.shared.weight``, ``lm_head``,
 ``final_logits_bias``). Marian (``marian.py``) reuses these blocks with sinusoidal positions
 and no embedding norm; what differs is chosen by the hooks ``positions`` and ``embedding_norm``.
+Whisper's layers (``whisper.py``) subclass these: pre-norm, with an attention whose ``k_proj``
+has no bias.
 
 Generation: ``encode()`` runs the encoder once; ``decode()`` runs the decoder over the new
 tokens with an ``EncoderDecoderCache`` (self-attention keys/values appended per step, the
@@ -20,10 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..generation import (EncoderDecoderCache, GenerationMixin, Linear, causal_mask,
-                          decoder_attention)
+from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
+from .cache import EncoderDecoderCache
+from .decoder import causal_mask, decoder_attention
 from .layers import activation, merge_heads, padding_mask
+from .linear import Linear
 
 # 1. Config fields read, with the defaults config.json may leave out (BartConfig's).
 BART_DEFAULTS = {
@@ -66,12 +70,14 @@ class LearnedPositions(nn.Embedding):
 class Attention(nn.Module):
     """Multi-head attention with biased q/k/v/out projections; self- or cross-attention."""
 
+    key_bias = True  # Whisper's k_proj has none
+
     def __init__(self, dim: int, num_heads: int, layer_idx: int, scale: float | None = None):
         super().__init__()
         self.num_heads, self.head_dim, self.layer_idx = num_heads, dim // num_heads, layer_idx
         self.scale = scale  # None: SDPA's 1 / sqrt(head_dim)
         self.q_proj = Linear(dim, dim)
-        self.k_proj = Linear(dim, dim)
+        self.k_proj = Linear(dim, dim, bias=self.key_bias)
         self.v_proj = Linear(dim, dim)
         self.out_proj = Linear(dim, dim)
 
@@ -91,26 +97,38 @@ class Attention(nn.Module):
             context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.scale)
         return self.out_proj(merge_heads(context))
 
-    def cross(self, hidden_states, encoder_states, mask, cache=None):
-        """Attend to the encoder states; their keys and values come from the cache after the
-        first decoding step."""
+    def cross_keys(self, encoder_states, cache=None):
+        """The encoder states' keys and values, (batch, heads, source, head_dim) each; from the
+        cache after the first decoding step."""
         def project():
             return self.heads(self.k_proj(encoder_states)), self.heads(self.v_proj(encoder_states))
 
-        key, value = cache.cross(self.layer_idx, project) if cache is not None else project()
+        return cache.cross(self.layer_idx, project) if cache is not None else project()
+
+    def cross(self, hidden_states, encoder_states, mask, cache=None):
+        """Attend to the encoder states."""
+        key, value = self.cross_keys(encoder_states, cache)
         query = self.heads(self.q_proj(hidden_states))
         context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.scale)
         return self.out_proj(merge_heads(context))
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, config, layer_idx: int):
+    """Self-attention and MLP, each with its norm (post-norm here; Whisper's are pre-norm)."""
+
+    attention_class = Attention
+
+    def __init__(self, config, layer_idx: int, num_heads: int | None = None,
+                 ffn_dim: int | None = None):
+        """``num_heads``, ``ffn_dim``: the encoder's (config) unless given."""
         super().__init__()
         dim = config.d_model
-        self.self_attn = Attention(dim, config.encoder_attention_heads, layer_idx)
+        ffn_dim = ffn_dim or config.encoder_ffn_dim
+        self.self_attn = self.attention_class(dim, num_heads or config.encoder_attention_heads,
+                                              layer_idx)
         self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = Linear(dim, config.encoder_ffn_dim)
-        self.fc2 = Linear(config.encoder_ffn_dim, dim)
+        self.fc1 = Linear(dim, ffn_dim)
+        self.fc2 = Linear(ffn_dim, dim)
         self.final_layer_norm = nn.LayerNorm(dim)
         self.act = activation(config.activation_function)
 
@@ -119,18 +137,15 @@ class EncoderLayer(nn.Module):
         return self.final_layer_norm(hidden_states + self.fc2(self.act(self.fc1(hidden_states))))
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(EncoderLayer):
+    """The encoder layer's blocks (with the decoder's sizes) and a cross-attention to the
+    encoder states between them."""
+
     def __init__(self, config, layer_idx: int):
-        super().__init__()
-        dim, heads = config.d_model, config.decoder_attention_heads
-        self.self_attn = Attention(dim, heads, layer_idx)
-        self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.encoder_attn = Attention(dim, heads, layer_idx)
-        self.encoder_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = Linear(dim, config.decoder_ffn_dim)
-        self.fc2 = Linear(config.decoder_ffn_dim, dim)
-        self.final_layer_norm = nn.LayerNorm(dim)
-        self.act = activation(config.activation_function)
+        heads = config.decoder_attention_heads
+        super().__init__(config, layer_idx, heads, config.decoder_ffn_dim)
+        self.encoder_attn = self.attention_class(config.d_model, heads, layer_idx)
+        self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
 
     def forward(self, hidden_states, self_mask, encoder_states, cross_mask, cache):
         hidden_states = self.self_attn_layer_norm(
@@ -222,9 +237,7 @@ class BartModel(BartPreTrainedModel):
     def decode(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask=None,
                cache=None, use_cache=False, decoder_attention_mask=None) -> ModelOutput:
         """The decoder over new tokens, after the ``cache``'s past ones."""
-        if use_cache and cache is None:
-            cache = EncoderDecoderCache()
-        past = cache.get_seq_length() if cache is not None else 0
+        cache, past = open_decoder_cache(cache, use_cache)
         seq = decoder_input_ids.shape[1]
         hidden_states = self.decoder.embed(decoder_input_ids, past)
         self_mask = causal_mask(decoder_attention_mask, seq, past, hidden_states.device)
@@ -236,11 +249,7 @@ class BartModel(BartPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
                 decoder_attention_mask=None, encoder_outputs=None, cache=None, use_cache=None,
                 past_key_values=None, **unused) -> ModelOutput:
-        encoder_states = encoder_states_of(encoder_outputs)
-        if encoder_states is None:
-            if input_ids is None:
-                raise InputError("Pass input_ids (or encoder_outputs).")
-            encoder_states = self.encode(input_ids, attention_mask)
+        encoder_states = encoder_states_or_encode(self, encoder_outputs, input_ids, attention_mask)
         if decoder_input_ids is None:
             if input_ids is None:
                 raise InputError("Pass decoder_input_ids (or input_ids to shift right).")
@@ -254,6 +263,14 @@ class BartModel(BartPreTrainedModel):
                            encoder_last_hidden_state=encoder_states)
 
 
+def open_decoder_cache(cache: EncoderDecoderCache | None, use_cache: bool):
+    """-> (the cache a decoding step writes to: the one given, a new one when caching is on,
+    or None; the number of tokens decoded before)."""
+    if use_cache and cache is None:
+        cache = EncoderDecoderCache()
+    return cache, (cache.get_seq_length() if cache is not None else 0)
+
+
 def encoder_states_of(encoder_outputs) -> torch.Tensor | None:
     """encoder_outputs as a tensor, a ModelOutput / dict or a tuple -> the last hidden state."""
     if encoder_outputs is None or isinstance(encoder_outputs, torch.Tensor):
@@ -261,6 +278,16 @@ def encoder_states_of(encoder_outputs) -> torch.Tensor | None:
     if isinstance(encoder_outputs, dict):
         return encoder_outputs["last_hidden_state"]
     return encoder_outputs[0]
+
+
+def encoder_states_or_encode(model, encoder_outputs, input_ids, attention_mask) -> torch.Tensor:
+    """The states ``encoder_outputs`` hold, else ``model.encode(input_ids, attention_mask)``."""
+    states = encoder_states_of(encoder_outputs)
+    if states is None:
+        if input_ids is None:
+            raise InputError("Pass input_ids (or encoder_outputs).")
+        states = model.encode(input_ids, attention_mask)
+    return states
 
 
 def shift_tokens_right(input_ids: torch.Tensor, pad_token_id: int, start_token_id: int) -> torch.Tensor:

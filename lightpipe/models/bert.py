@@ -12,8 +12,7 @@ from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
-from .layers import (activation, attention, merge_heads, padding_mask, run_layers,
-                     split_heads)
+from .layers import Intermediate, SelfAttention, activation, padding_mask, run_layers
 
 # 1. Config fields read, with the defaults config.json may leave out.
 BERT_DEFAULTS = {
@@ -37,6 +36,12 @@ BERT_DEFAULTS = {
 
 # 2. Modules.
 class BertEmbeddings(nn.Module):
+    """Word + token-type + position embeddings, normed; a family that embeds more inputs
+    (LayoutLM's word boxes) adds them in ``extra_embeddings``."""
+
+    # What to do about an input longer than the position table (the error says it).
+    too_long_hint = "Truncate it (tokenizer or pipeline argument truncation=True), or split the text."
+
     def __init__(self, config):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size,
@@ -49,45 +54,35 @@ class BertEmbeddings(nn.Module):
     def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         return torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
 
-    def forward(self, input_ids, token_type_ids=None, position_ids=None, inputs_embeds=None):
+    def extra_embeddings(self, reference: torch.Tensor, **inputs) -> torch.Tensor | None:
+        """What a subclass adds to the sum for its own ``inputs``; ``reference`` is (batch, seq)."""
+        return None
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                **inputs):
         reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
         if position_ids is None:
             position_ids = self.position_ids(reference)
         limit = self.position_embeddings.num_embeddings
         if int(position_ids.max()) >= limit:
-            raise InputError(
-                f"The input has {reference.shape[1]} tokens but this model reads at most {limit} "
-                "positions. Truncate it (tokenizer or pipeline argument truncation=True), or "
-                "split the text.")
+            raise InputError(f"The input has {reference.shape[1]} tokens but this model reads at "
+                             f"most {limit} positions. {self.too_long_hint}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(reference, dtype=torch.long)
+        extra = self.extra_embeddings(reference, **inputs)
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         embeddings = (inputs_embeds + self.token_type_embeddings(token_type_ids)
                       + self.position_embeddings(position_ids))
+        if extra is not None:
+            embeddings = embeddings + extra
         return self.dropout(self.LayerNorm(embeddings))
 
 
-class BertSelfAttention(nn.Module):
+class BertSelfAttention(SelfAttention):
     def __init__(self, config):
-        super().__init__()
-        if config.hidden_size % config.num_attention_heads:
-            raise UnsupportedModelError(
-                f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
-                f"{config.num_attention_heads}.")
-        self.num_heads = config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = config.attention_probs_dropout_prob
-
-    def forward(self, hidden_states, mask, first_only=False):
-        queries = hidden_states[:, :1] if first_only else hidden_states
-        query = split_heads(self.query(queries), self.num_heads)  # (batch, heads, seq, head_dim)
-        key = split_heads(self.key(hidden_states), self.num_heads)
-        value = split_heads(self.value(hidden_states), self.num_heads)
-        context = attention(query, key, value, mask, self.dropout if self.training else 0.0)
-        return merge_heads(context)
+        super().__init__(config.hidden_size, config.num_attention_heads,
+                         dropout=config.attention_probs_dropout_prob)
 
 
 class BertSelfOutput(nn.Module):
@@ -112,16 +107,6 @@ class BertAttention(nn.Module):
         return self.output(self.self(hidden_states, mask, first_only), residual)
 
 
-class BertIntermediate(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = activation(config.hidden_act)
-
-    def forward(self, hidden_states):
-        return self.act(self.dense(hidden_states))
-
-
 class BertOutput(BertSelfOutput):
     def __init__(self, config):
         super().__init__(config)
@@ -132,7 +117,7 @@ class BertLayer(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.attention = BertAttention(config)
-        self.intermediate = BertIntermediate(config)
+        self.intermediate = Intermediate(config)
         self.output = BertOutput(config)
 
     def forward(self, hidden_states, mask, first_only=False):
@@ -187,15 +172,23 @@ class BertModel(BertPreTrainedModel):
                 **unused) -> ModelOutput:
         """``first_token_only=True`` (for heads that read the first token): the last layer
         computes only that position, and ``last_hidden_state`` is (batch, 1, hidden)."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise InputError("Pass exactly one of input_ids and inputs_embeds.")
+        check_one_input(input_ids, inputs_embeds)
         hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        mask = padding_mask(attention_mask)
-        hidden_states, all_states = self.encoder(hidden_states, mask, output_hidden_states,
-                                                 first_token_only)
+        return self.run_encoder(hidden_states, attention_mask, output_hidden_states, first_token_only)
+
+    def run_encoder(self, hidden_states, attention_mask=None, output_hidden_states=False,
+                    first_token_only=False) -> ModelOutput:
+        """The embeddings' output -> the encoder's and the pooler's outputs."""
+        hidden_states, all_states = self.encoder(hidden_states, padding_mask(attention_mask),
+                                                 output_hidden_states, first_token_only)
         pooled = self.pooler(hidden_states) if self.pooler is not None else None
         return ModelOutput(last_hidden_state=hidden_states, pooler_output=pooled,
                            hidden_states=all_states)
+
+
+def check_one_input(input_ids, inputs_embeds) -> None:
+    if (input_ids is None) == (inputs_embeds is None):
+        raise InputError("Pass exactly one of input_ids and inputs_embeds.")
 
 
 def classifier_dropout(config) -> float:

@@ -23,14 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config
 from ..errors import InputError
-from ..generation import (GENERATION_FIELDS, EncoderDecoderCache, GenerationConfig,
-                          GenerationMixin, causal_mask)
+from ..generation import GenerationConfig, GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
 from ..processing.image import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImageProcessor
-from .bert import BertIntermediate, BertOnlyMLMHead, BertOutput, BertSelfOutput
-from .layers import activation, merge_heads, padding_mask, split_heads
+from .bert import BertOnlyMLMHead, BertOutput, BertSelfOutput
+from .cache import EncoderDecoderCache
+from .clip import CLIPEncoder, sub_config
+from .decoder import causal_mask
+from .layers import Intermediate, merge_heads, padding_mask, split_heads
+from .vision_encoder_decoder import sub_model_generation_config
 
 # 1. Config fields read, with the defaults config.json may leave out (BlipConfig's).
 BLIP_DEFAULTS = {"text_config": None, "vision_config": None, "is_encoder_decoder": False}
@@ -43,11 +45,6 @@ TEXT_DEFAULTS = {"vocab_size": 30524, "hidden_size": 768, "encoder_hidden_size":
                  "hidden_dropout_prob": 0.0, "bos_token_id": 30522, "eos_token_id": 2,
                  "pad_token_id": 0, "sep_token_id": 102, "use_cache": True,
                  "tie_word_embeddings": True}
-
-
-def sub_config(value: Any, defaults: dict) -> Config:
-    config = value if isinstance(value, Config) else Config(**(value or {}))
-    return config.set_defaults(defaults)
 
 
 # 2a. The vision model: a pre-norm ViT with a fused qkv projection.
@@ -81,58 +78,27 @@ class BlipAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.projection = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states):
+    def forward(self, hidden_states, mask=None):
         batch, seq, width = hidden_states.shape
         # (batch, seq, 3 * width) -> 3 x (batch, heads, seq, head_dim)
         qkv = self.qkv(hidden_states).view(batch, seq, 3, self.num_heads, width // self.num_heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        return self.projection(merge_heads(F.scaled_dot_product_attention(query, key, value)))
-
-
-class BlipMLP(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.act = activation(config.hidden_act)
-
-    def forward(self, hidden_states):
-        return self.fc2(self.act(self.fc1(hidden_states)))
-
-
-class BlipEncoderLayer(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.self_attn = BlipAttention(config)
-        self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = BlipMLP(config)
-        self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-
-    def forward(self, hidden_states):
-        hidden_states = hidden_states + self.self_attn(self.layer_norm1(hidden_states))
-        return hidden_states + self.mlp(self.layer_norm2(hidden_states))
-
-
-class BlipEncoder(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.layers = nn.ModuleList(BlipEncoderLayer(config) for _ in range(config.num_hidden_layers))
+        return self.projection(merge_heads(F.scaled_dot_product_attention(query, key, value, mask)))
 
 
 class BlipVisionModel(nn.Module):
-    """``last_hidden_state`` (batch, 1 + patches, hidden) after the final norm."""
+    """``last_hidden_state`` (batch, 1 + patches, hidden) after the final norm. The layers are
+    CLIP's pre-norm layers with BLIP's attention."""
 
     def __init__(self, config):
         super().__init__()
         self.config = config
         self.embeddings = BlipVisionEmbeddings(config)
-        self.encoder = BlipEncoder(config)
+        self.encoder = CLIPEncoder(config, BlipAttention)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, pixel_values):
-        hidden_states = self.embeddings(pixel_values)
-        for layer in self.encoder.layers:
-            hidden_states = layer(hidden_states)
+        hidden_states, _ = self.encoder(self.embeddings(pixel_values))
         return self.post_layernorm(hidden_states)
 
 
@@ -180,7 +146,7 @@ class BlipTextLayer(nn.Module):
         super().__init__()
         self.attention = BlipTextAttention(config, layer_idx)
         self.crossattention = BlipTextAttention(config, layer_idx, cross=True)
-        self.intermediate = BertIntermediate(config)
+        self.intermediate = Intermediate(config)
         self.output = BertOutput(config)
 
     def forward(self, hidden_states, mask, encoder_states, cross_mask, cache):
@@ -264,26 +230,10 @@ class BlipForConditionalGeneration(GenerationMixin, PreTrainedModel):
     def max_positions(self) -> int:
         return self.text_config.max_position_embeddings
 
-    @property
-    def generation_config(self) -> GenerationConfig:
-        if "_generation_config" not in self.__dict__:
-            self.__dict__["_generation_config"] = blip_generation_config(self.config)
-        return self.__dict__["_generation_config"]
-
-    @generation_config.setter
-    def generation_config(self, value: GenerationConfig) -> None:
-        self.__dict__["_generation_config"] = value
-
-    @classmethod
-    def from_pretrained(cls, name_or_path, *, generation_config=None, **kwargs: Any):
-        from ..hub import resolve
-
-        hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only", "subfolder")
-               if k in kwargs}
-        model = super().from_pretrained(name_or_path, generation_config=generation_config, **kwargs)
-        if generation_config is None and not (resolve(name_or_path, **hub) / "generation_config.json").is_file():
-            model.generation_config = blip_generation_config(model.config)
-        return model
+    def default_generation_config(self) -> GenerationConfig:
+        """With no generation_config.json: config.json's settings, then (where unset) its text
+        config's, as the reference's ``GenerationConfig.from_model_config``."""
+        return sub_model_generation_config(self.config, "text_config", TEXT_DEFAULTS)
 
     def encode(self, pixel_values: torch.Tensor, attention_mask: Any = None) -> torch.Tensor:
         """(batch, 3, height, width) -> image states (batch, 1 + patches, vision hidden)."""
@@ -349,19 +299,6 @@ class BlipForConditionalGeneration(GenerationMixin, PreTrainedModel):
         kwargs.setdefault("eos_token_id", text.sep_token_id)
         kwargs.setdefault("pad_token_id", text.pad_token_id)
         return super().generate(pixel_values, decoder_input_ids=prompt.to(pixel_values.device), **kwargs)
-
-
-def blip_generation_config(config: Config) -> GenerationConfig:
-    """config.json's generation fields, then (where unset) its text config's, as the
-    reference's ``GenerationConfig.from_model_config``."""
-    generation = GenerationConfig.from_model_config(config)
-    text = config.get("text_config")
-    text = text.to_dict() if isinstance(text, Config) else dict(text or {})
-    text = {**TEXT_DEFAULTS, **{k: v for k, v in text.items() if v is not None}}
-    for name in GENERATION_FIELDS:
-        if getattr(generation, name, None) is None and text.get(name) is not None:
-            setattr(generation, name, text[name])
-    return generation
 
 
 # The image processor (transformers' BlipImageProcessor): a square resize, CLIP's statistics.

@@ -71,11 +71,12 @@ class CLIPMLP(nn.Module):
 
 
 class CLIPEncoderLayer(nn.Module):
-    """Pre-norm transformer layer."""
+    """Pre-norm transformer layer; ``attention_class`` is CLIP's attention or a family's own
+    (BLIP's fused qkv), called as ``attention(hidden_states, mask)``."""
 
-    def __init__(self, config):
+    def __init__(self, config, attention_class: type[nn.Module] = CLIPAttention):
         super().__init__()
-        self.self_attn = CLIPAttention(config)
+        self.self_attn = attention_class(config)
         self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = CLIPMLP(config)
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -86,9 +87,10 @@ class CLIPEncoderLayer(nn.Module):
 
 
 class CLIPEncoder(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, attention_class: type[nn.Module] = CLIPAttention):
         super().__init__()
-        self.layers = nn.ModuleList(CLIPEncoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(CLIPEncoderLayer(config, attention_class)
+                                    for _ in range(config.num_hidden_layers))
 
     def forward(self, hidden_states, mask=None, output_hidden_states=False):
         states = [hidden_states] if output_hidden_states else None
@@ -137,6 +139,8 @@ class CLIPVisionEmbeddings(nn.Module):
 class CLIPVisionTransformer(nn.Module):
     """``last_hidden_state`` is the encoder's output; ``pooler_output`` the normed [CLS] state."""
 
+    name = "CLIP's vision model"  # for error messages
+
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -145,9 +149,13 @@ class CLIPVisionTransformer(nn.Module):
         self.encoder = CLIPEncoder(config)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
+    @property
+    def pre_norm(self) -> nn.LayerNorm:
+        return self.pre_layrnorm
+
     def forward(self, pixel_values, interpolate_pos_encoding=False, output_hidden_states=False):
-        check_pixels(pixel_values, self.config.num_channels, "CLIP's vision model")
-        hidden_states = self.pre_layrnorm(self.embeddings(pixel_values, bool(interpolate_pos_encoding)))
+        check_pixels(pixel_values, self.config.num_channels, self.name)
+        hidden_states = self.pre_norm(self.embeddings(pixel_values, bool(interpolate_pos_encoding)))
         hidden_states, states = self.encoder(hidden_states, None, output_hidden_states)
         return ModelOutput(last_hidden_state=hidden_states,
                            pooler_output=self.post_layernorm(hidden_states[:, 0]),
@@ -210,13 +218,16 @@ class CLIPModel(PreTrainedModel):
     config_defaults = CLIP_DEFAULTS
     main_input_name = "input_ids"
     ignored_weights = [r"position_ids$"]
+    # The towers and their configs' defaults (OWL-ViT's differ).
+    text_defaults, vision_defaults = TEXT_DEFAULTS, VISION_DEFAULTS
+    text_class, vision_class = CLIPTextTransformer, CLIPVisionTransformer
 
     def __init__(self, config):
         super().__init__(config)
-        self.text_config = sub_config(config.text_config, TEXT_DEFAULTS)
-        self.vision_config = sub_config(config.vision_config, VISION_DEFAULTS)
-        self.text_model = CLIPTextTransformer(self.text_config)
-        self.vision_model = CLIPVisionTransformer(self.vision_config)
+        self.text_config = sub_config(config.text_config, self.text_defaults)
+        self.vision_config = sub_config(config.vision_config, self.vision_defaults)
+        self.text_model = self.text_class(self.text_config)
+        self.vision_model = self.vision_class(self.vision_config)
         self.visual_projection = nn.Linear(self.vision_config.hidden_size, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(self.text_config.hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
-from .vision_layers import BackboneMixin, LayerNorm2d, align_out_features
+from .vision_layers import BackboneMixin, LayerNorm2d, run_stages
 from .vit import check_pixels
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -87,11 +87,7 @@ class ConvNextEncoder(nn.Module):
 
     def forward(self, features):
         """-> (last map, every map: the embedding's, then each stage's)."""
-        maps = [features]
-        for stage in self.stages:
-            features = stage(features)
-            maps.append(features)
-        return features, maps
+        return run_stages(self.stages, features)
 
 
 class ConvNextPreTrainedModel(PreTrainedModel):
@@ -147,17 +143,11 @@ class ConvNextBackbone(BackboneMixin, ConvNextPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        align_out_features(config, config.get("out_features"), config.get("out_indices"))
         self.num_features = [config.hidden_sizes[0]] + list(config.hidden_sizes)
         self.embeddings = ConvNextEmbeddings(config)
         self.encoder = ConvNextEncoder(config)
         self.hidden_states_norms = nn.ModuleDict(
             {stage: LayerNorm2d(channels, eps=1e-6) for stage, channels in zip(self.out_features, self.channels)})
-
-    def _adapt_state(self, state: dict) -> dict:
-        # A classification checkpoint (convnext.embeddings...) or a backbone one (embeddings...).
-        return super()._adapt_state({k[len("convnext."):] if k.startswith("convnext.") else k: v
-                                     for k, v in state.items()})
 
     def forward(self, pixel_values=None, output_hidden_states=False, **unused) -> ModelOutput:
         check_pixels(pixel_values, self.config.num_channels, type(self).__name__)

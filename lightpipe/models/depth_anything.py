@@ -10,8 +10,6 @@ backbone dinov2.py's.
 
 from __future__ import annotations
 
-import types
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +18,7 @@ from ..config import Config
 from ..errors import UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
 from .dinov2 import Dinov2Backbone
-from .dpt import DPTFeatureFusionLayer, DPTReassembleLayer
+from .dpt import DPTFeatureFusionStage, DPTNeck, DPTReassembleStage
 
 # 1. Config fields read, with the defaults config.json may leave out.
 DEPTH_ANYTHING_DEFAULTS = {
@@ -55,65 +53,13 @@ def backbone_config(config) -> Config:
 
 
 # 2. Modules.
-class DepthAnythingFusionLayer(DPTFeatureFusionLayer):
-    """DPT's fusion step, upsampled to ``size`` (the next finer map's) instead of x2."""
+class DepthAnythingNeck(DPTNeck):
+    """DPT's neck: the [CLS] token ignored, tokens of ``reassemble_hidden_size`` channels, each
+    fusion step upsampled to the next finer map's size instead of x2."""
 
-    def forward(self, hidden_state, residual=None, size=None):
-        if residual is not None:
-            if hidden_state.shape != residual.shape:
-                residual = F.interpolate(residual, size=hidden_state.shape[2:], mode="bilinear",
-                                         align_corners=False)
-            hidden_state = hidden_state + self.residual_layer1(residual)
-        hidden_state = self.residual_layer2(hidden_state)
-        resize = {"scale_factor": 2} if size is None else {"size": tuple(size)}
-        hidden_state = F.interpolate(hidden_state, **resize, mode="bilinear", align_corners=True)
-        return self.projection(hidden_state)
-
-
-class DepthAnythingReassembleStage(nn.Module):
     def __init__(self, config):
-        super().__init__()
-        width = types.SimpleNamespace(hidden_size=config.reassemble_hidden_size)
-        self.layers = nn.ModuleList(
-            DPTReassembleLayer(width, channels, factor)
-            for channels, factor in zip(config.neck_hidden_sizes, config.reassemble_factors))
-
-    def forward(self, hidden_states: list, rows: int, cols: int) -> list:
-        maps = []
-        for layer, hidden_state in zip(self.layers, hidden_states):
-            tokens = hidden_state[:, 1:]  # [CLS] dropped
-            batch, _, channels = tokens.shape
-            maps.append(layer(tokens.transpose(1, 2).reshape(batch, channels, rows, cols)))
-        return maps
-
-
-class DepthAnythingFusionStage(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.layers = nn.ModuleList(DepthAnythingFusionLayer(config) for _ in config.neck_hidden_sizes)
-
-    def forward(self, maps: list) -> list:
-        maps = maps[::-1]  # coarsest first
-        fused, outputs = None, []
-        for index, (hidden_state, layer) in enumerate(zip(maps, self.layers)):
-            size = maps[index + 1].shape[2:] if index + 1 < len(maps) else None
-            fused = layer(hidden_state, size=size) if fused is None else layer(fused, hidden_state, size=size)
-            outputs.append(fused)
-        return outputs
-
-
-class DepthAnythingNeck(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.reassemble_stage = DepthAnythingReassembleStage(config)
-        self.convs = nn.ModuleList(
-            nn.Conv2d(channels, config.fusion_hidden_size, kernel_size=3, padding=1, bias=False)
-            for channels in config.neck_hidden_sizes)
-        self.fusion_stage = DepthAnythingFusionStage(config)
-
-    def forward(self, hidden_states: list, rows: int, cols: int) -> list:
-        maps = self.reassemble_stage(hidden_states, rows, cols)
-        return self.fusion_stage([conv(m) for conv, m in zip(self.convs, maps)])
+        super().__init__(config, DPTReassembleStage(config, config.reassemble_hidden_size, "ignore"),
+                         DPTFeatureFusionStage(config, to_next_size=True))
 
 
 class DepthAnythingDepthEstimationHead(nn.Module):

@@ -30,7 +30,7 @@ DETR_DEFAULTS = {
     "num_channels": 3, "num_queries": 100, "d_model": 256, "encoder_layers": 6,
     "decoder_layers": 6, "encoder_attention_heads": 8, "decoder_attention_heads": 8,
     "encoder_ffn_dim": 2048, "decoder_ffn_dim": 2048, "activation_function": "relu",
-    "position_embedding_type": "sine", "use_timm_backbone": True, "backbone": "resnet50",
+    "position_embedding_type": "sine", "use_timm_backbone": None, "backbone": "resnet50",
     "backbone_config": None, "dilation": False,
 }
 # timm backbones named in DETR configs -> the ResNet config they correspond to.
@@ -47,14 +47,18 @@ def backbone_config(config) -> Config:
     if config.dilation:
         raise UnsupportedModelError("DETR with a dilated backbone (DC5, dilation: true) is not "
                                     "supported by lightpipe yet.")
-    if config.use_timm_backbone or not config.backbone_config:
-        name = str(config.backbone or "resnet50")
+    nested = dict(config.backbone_config or {})
+    timm = config.use_timm_backbone
+    if timm is None:  # transformers 5 writes no flag: the backbone config's type tells
+        timm = nested.get("model_type", "timm_backbone") == "timm_backbone"
+    if timm:
+        name = str(nested.get("backbone") or config.backbone or "resnet50")
         if name not in TIMM_RESNETS:
             raise UnsupportedModelError(f"DETR backbone {name!r} is not supported; lightpipe reads "
                                         f"{', '.join(TIMM_RESNETS)}.")
         fields = {"model_type": "resnet", "embedding_size": 64, **TIMM_RESNETS[name]}
     else:
-        fields = dict(config.backbone_config)
+        fields = nested
         if fields.get("model_type", "resnet") != "resnet":
             raise UnsupportedModelError(f"DETR with a {fields.get('model_type')!r} backbone is not "
                                         "supported; lightpipe reads ResNet backbones.")
@@ -119,7 +123,8 @@ class DetrResNet(nn.Module):
         self.channels = config.hidden_sizes[-1]
 
     def forward(self, pixel_values):
-        return self.encoder(self.embedder(pixel_values))[0]  # the last stage's map
+        """-> (the last stage's map, every stage's map: stem first)."""
+        return self.encoder(self.embedder(pixel_values))
 
 
 class DetrConvEncoder(nn.Module):
@@ -176,47 +181,47 @@ class DetrAttention(nn.Module):
 class DetrEncoderLayer(nn.Module):
     """Post-norm: norm(x + attention(x)), then norm(x + mlp(x))."""
 
-    def __init__(self, config):
+    def __init__(self, config, num_heads: int, ffn_dim: int):
         super().__init__()
         size = config.d_model
-        self.self_attn = DetrAttention(size, config.encoder_attention_heads)
+        self.self_attn = DetrAttention(size, num_heads)
         self.self_attn_layer_norm = nn.LayerNorm(size)
-        self.fc1 = nn.Linear(size, config.encoder_ffn_dim)
-        self.fc2 = nn.Linear(config.encoder_ffn_dim, size)
+        self.fc1 = nn.Linear(size, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, size)
         self.final_layer_norm = nn.LayerNorm(size)
         self.act = activation(config.activation_function)
+
+    def feed_forward(self, hidden_states):
+        return self.final_layer_norm(hidden_states + self.fc2(self.act(self.fc1(hidden_states))))
 
     def forward(self, hidden_states, positions, mask):
         hidden_states = self.self_attn_layer_norm(
             hidden_states + self.self_attn(hidden_states, positions, None, positions, mask))
-        return self.final_layer_norm(hidden_states + self.fc2(self.act(self.fc1(hidden_states))))
+        return self.feed_forward(hidden_states)
 
 
-class DetrDecoderLayer(nn.Module):
+class DetrDecoderLayer(DetrEncoderLayer):
+    """The encoder layer's blocks with a cross-attention to the encoder's memory between them."""
+
     def __init__(self, config):
-        super().__init__()
-        size = config.d_model
-        self.self_attn = DetrAttention(size, config.decoder_attention_heads)
-        self.self_attn_layer_norm = nn.LayerNorm(size)
-        self.encoder_attn = DetrAttention(size, config.decoder_attention_heads)
-        self.encoder_attn_layer_norm = nn.LayerNorm(size)
-        self.fc1 = nn.Linear(size, config.decoder_ffn_dim)
-        self.fc2 = nn.Linear(config.decoder_ffn_dim, size)
-        self.final_layer_norm = nn.LayerNorm(size)
-        self.act = activation(config.activation_function)
+        super().__init__(config, config.decoder_attention_heads, config.decoder_ffn_dim)
+        self.encoder_attn = DetrAttention(config.d_model, config.decoder_attention_heads)
+        self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model)
 
     def forward(self, hidden_states, query_positions, memory, memory_positions, memory_mask):
         hidden_states = self.self_attn_layer_norm(
             hidden_states + self.self_attn(hidden_states, query_positions, None, query_positions))
         hidden_states = self.encoder_attn_layer_norm(hidden_states + self.encoder_attn(
             hidden_states, query_positions, memory, memory_positions, memory_mask))
-        return self.final_layer_norm(hidden_states + self.fc2(self.act(self.fc1(hidden_states))))
+        return self.feed_forward(hidden_states)
 
 
 class DetrEncoder(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.layers = nn.ModuleList(DetrEncoderLayer(config) for _ in range(config.encoder_layers))
+        self.layers = nn.ModuleList(
+            DetrEncoderLayer(config, config.encoder_attention_heads, config.encoder_ffn_dim)
+            for _ in range(config.encoder_layers))
 
 
 class DetrDecoder(nn.Module):
@@ -231,13 +236,6 @@ class DetrPreTrainedModel(PreTrainedModel):
     config_defaults = DETR_DEFAULTS
     main_input_name = "pixel_values"
     ignored_weights = [r"num_batches_tracked$"]
-
-    def __init__(self, config):
-        super().__init__(config)
-        if config.position_embedding_type != "sine":
-            raise UnsupportedModelError(f"DETR position_embedding_type "
-                                        f"{config.position_embedding_type!r} is not supported; "
-                                        "lightpipe implements 'sine'.")
 
     def _adapt_state(self, state: dict) -> dict:
         return super()._adapt_state({timm_to_resnet(k): v for k, v in state.items()})
@@ -255,6 +253,10 @@ class DetrModel(DetrPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
+        if config.position_embedding_type != "sine":
+            raise UnsupportedModelError(f"DETR position_embedding_type "
+                                        f"{config.position_embedding_type!r} is not supported; "
+                                        "lightpipe implements 'sine'.")
         self.backbone = DetrConvModel(config)
         channels = self.backbone.conv_encoder.model.channels
         self.input_projection = nn.Conv2d(channels, config.d_model, kernel_size=1)
@@ -263,15 +265,23 @@ class DetrModel(DetrPreTrainedModel):
         self.decoder = DetrDecoder(config)
 
     def forward(self, pixel_values=None, pixel_mask=None, **unused) -> ModelOutput:
-        check_pixels(pixel_values, self.config.num_channels, type(self).__name__)
+        found = self.features(pixel_values, pixel_mask, type(self).__name__)
+        return ModelOutput(last_hidden_state=found["last_hidden_state"],
+                           encoder_last_hidden_state=found["memory"])
+
+    def features(self, pixel_values, pixel_mask=None, model: str = "DetrModel") -> dict:
+        """The forward's outputs and what a mask head reads besides: the backbone's stage maps
+        (stem first), the projected map (batch, d_model, h, w), the encoder's memory (batch,
+        h * w, d_model) and the feature-level mask (batch, h, w)."""
+        check_pixels(pixel_values, self.config.num_channels, model)
         batch, _, height, width = pixel_values.shape
         if pixel_mask is None:
             pixel_mask = torch.ones((batch, height, width), device=pixel_values.device)
-        weight = self.input_projection.weight
-        pixel_values = pixel_values.to(weight.dtype)
-        feature_map = self.backbone.conv_encoder.model(pixel_values)  # (batch, channels, h, w)
+        pixel_values = pixel_values.to(self.input_projection.weight.dtype)
+        feature_map, stages = self.backbone.conv_encoder.model(pixel_values)  # (batch, channels, h, w)
         mask = F.interpolate(pixel_mask[None].float(), size=feature_map.shape[-2:]).to(torch.bool)[0]
-        memory = self.input_projection(feature_map).flatten(2).transpose(1, 2)  # (batch, h * w, d)
+        projected = self.input_projection(feature_map)
+        memory = projected.flatten(2).transpose(1, 2)  # (batch, h * w, d_model)
         positions = sine_positions(mask, self.config.d_model // 2, pixel_values.dtype)
         flat_mask = padding_mask(mask.flatten(1))
         for layer in self.encoder.layers:
@@ -280,8 +290,8 @@ class DetrModel(DetrPreTrainedModel):
         hidden_states = torch.zeros_like(queries)
         for layer in self.decoder.layers:
             hidden_states = layer(hidden_states, queries, memory, positions, flat_mask)
-        return ModelOutput(last_hidden_state=self.decoder.layernorm(hidden_states),
-                           encoder_last_hidden_state=memory)
+        return {"stages": stages, "projected": projected, "memory": memory, "mask": mask,
+                "last_hidden_state": self.decoder.layernorm(hidden_states)}
 
 
 class DetrMLPPredictionHead(nn.Module):

@@ -17,9 +17,7 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..modeling import ModelOutput
 from .detr import HEADS as DETR_HEADS
-from .detr import DetrForObjectDetection, DetrPreTrainedModel, backbone_config, sine_positions
-from .layers import padding_mask
-from .vit import check_pixels
+from .detr import DetrForObjectDetection, DetrPreTrainedModel, backbone_config
 
 
 class DetrMHAttentionMap(nn.Module):
@@ -78,31 +76,6 @@ class DetrMaskHeadSmallConv(nn.Module):
         return self.out_lay(hidden)  # (batch * queries, 1, H / 4, W / 4)
 
 
-def detr_features(model, pixel_values, pixel_mask=None) -> dict:
-    """DetrModel's forward, keeping what the mask head reads: the backbone's stage maps, the
-    projected map, the encoder's memory and the feature-level mask."""
-    check_pixels(pixel_values, model.config.num_channels, "DetrForSegmentation")
-    batch, _, height, width = pixel_values.shape
-    if pixel_mask is None:
-        pixel_mask = torch.ones((batch, height, width), device=pixel_values.device)
-    pixel_values = pixel_values.to(model.input_projection.weight.dtype)
-    resnet = model.backbone.conv_encoder.model
-    feature_map, stages = resnet.encoder(resnet.embedder(pixel_values))  # stages: stem, 1, 2, 3, 4
-    mask = F.interpolate(pixel_mask[None].float(), size=feature_map.shape[-2:]).to(torch.bool)[0]
-    projected = model.input_projection(feature_map)  # (batch, d_model, h, w)
-    memory = projected.flatten(2).transpose(1, 2)
-    positions = sine_positions(mask, model.config.d_model // 2, pixel_values.dtype)
-    flat_mask = padding_mask(mask.flatten(1))
-    for layer in model.encoder.layers:
-        memory = layer(memory, positions, flat_mask)
-    queries = model.query_position_embeddings.weight[None].expand(batch, -1, -1)
-    hidden_states = torch.zeros_like(queries)
-    for layer in model.decoder.layers:
-        hidden_states = layer(hidden_states, queries, memory, positions, flat_mask)
-    return {"stages": stages, "projected": projected, "memory": memory, "mask": mask,
-            "last_hidden_state": model.decoder.layernorm(hidden_states)}
-
-
 class DetrForSegmentation(DetrPreTrainedModel):
     """``logits`` and ``pred_boxes`` as DetrForObjectDetection, and ``pred_masks`` (batch,
     queries, H / 4, W / 4): each query's mask logits."""
@@ -116,7 +89,7 @@ class DetrForSegmentation(DetrPreTrainedModel):
         self.bbox_attention = DetrMHAttentionMap(size, heads)
 
     def forward(self, pixel_values=None, pixel_mask=None, **unused) -> ModelOutput:
-        found = detr_features(self.detr.model, pixel_values, pixel_mask)
+        found = self.detr.model.features(pixel_values, pixel_mask, "DetrForSegmentation")
         hidden_states = found["last_hidden_state"]
         logits = self.detr.class_labels_classifier(hidden_states)
         boxes = self.detr.bbox_predictor(hidden_states).sigmoid()

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
+from .vision_layers import BatchNormMixin
 from .vit import VIT_DEFAULTS, ViTEmbeddings, ViTEncoder, ViTPooler, check_pixels
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -80,9 +81,9 @@ class DPTReassembleLayer(nn.Module):
     """Project tokens' channels, then resize the map by ``factor`` (transposed conv up, strided
     conv down)."""
 
-    def __init__(self, config, channels: int, factor: float):
+    def __init__(self, hidden_size: int, channels: int, factor: float):
         super().__init__()
-        self.projection = nn.Conv2d(config.hidden_size, channels, kernel_size=1)
+        self.projection = nn.Conv2d(hidden_size, channels, kernel_size=1)
         if factor > 1:
             self.resize = nn.ConvTranspose2d(channels, channels, kernel_size=int(factor), stride=int(factor))
         elif factor == 1:
@@ -96,16 +97,17 @@ class DPTReassembleLayer(nn.Module):
 
 class DPTReassembleStage(nn.Module):
     """(batch, 1 + rows * cols, hidden) token states -> (batch, channels, h, w) maps; the [CLS]
-    token is ignored, added, or concatenated and projected (``readout_type``)."""
+    token is ignored, added, or concatenated and projected (``readout_type``). ``hidden_size``
+    and ``readout_type`` default to the config's (Depth Anything gives its own)."""
 
-    def __init__(self, config):
+    def __init__(self, config, hidden_size: int | None = None, readout_type: str | None = None):
         super().__init__()
-        self.readout_type = config.readout_type
+        hidden = hidden_size or config.hidden_size
+        self.readout_type = readout_type or config.readout_type
         self.layers = nn.ModuleList(
-            DPTReassembleLayer(config, channels, factor)
+            DPTReassembleLayer(hidden, channels, factor)
             for channels, factor in zip(config.neck_hidden_sizes, config.reassemble_factors))
         if self.readout_type == "project":
-            hidden = config.hidden_size
             self.readout_projects = nn.ModuleList(
                 nn.Sequential(nn.Linear(2 * hidden, hidden), _Activation(config.hidden_act))
                 for _ in config.neck_hidden_sizes)
@@ -161,7 +163,8 @@ class DPTPreActResidualLayer(nn.Module):
 
 
 class DPTFeatureFusionLayer(nn.Module):
-    """Add the finer map (through a residual unit), refine, upsample x2, project."""
+    """Add the finer map (through a residual unit), refine, upsample (x2, or to ``size``),
+    project."""
 
     def __init__(self, config):
         super().__init__()
@@ -170,59 +173,66 @@ class DPTFeatureFusionLayer(nn.Module):
         self.residual_layer1 = DPTPreActResidualLayer(config)
         self.residual_layer2 = DPTPreActResidualLayer(config)
 
-    def forward(self, hidden_state, residual=None):
+    def forward(self, hidden_state, residual=None, size=None):
         if residual is not None:
             if hidden_state.shape != residual.shape:
                 residual = F.interpolate(residual, size=hidden_state.shape[2:], mode="bilinear",
                                          align_corners=False)
             hidden_state = hidden_state + self.residual_layer1(residual)
         hidden_state = self.residual_layer2(hidden_state)
-        hidden_state = F.interpolate(hidden_state, scale_factor=2, mode="bilinear", align_corners=True)
+        resize = {"scale_factor": 2} if size is None else {"size": tuple(size)}
+        hidden_state = F.interpolate(hidden_state, **resize, mode="bilinear", align_corners=True)
         return self.projection(hidden_state)
 
 
 class DPTFeatureFusionStage(nn.Module):
-    def __init__(self, config):
+    """Fuse the maps coarsest first; each step upsamples x2, or (``to_next_size``, Depth
+    Anything) to the next finer map's size."""
+
+    def __init__(self, config, to_next_size: bool = False):
         super().__init__()
+        self.to_next_size = to_next_size
         self.layers = nn.ModuleList(DPTFeatureFusionLayer(config) for _ in config.neck_hidden_sizes)
 
     def forward(self, maps: list) -> list:
+        maps = maps[::-1]  # coarsest first
         fused, outputs = None, []
-        for hidden_state, layer in zip(maps[::-1], self.layers):  # coarsest first
-            fused = layer(hidden_state) if fused is None else layer(fused, hidden_state)
+        for index, (hidden_state, layer) in enumerate(zip(maps, self.layers)):
+            size = (maps[index + 1].shape[2:]
+                    if self.to_next_size and index + 1 < len(maps) else None)
+            fused = layer(hidden_state, size=size) if fused is None else layer(fused, hidden_state, size=size)
             outputs.append(fused)
         return outputs
 
 
 class DPTNeck(nn.Module):
-    def __init__(self, config):
+    """Reassemble, a 3x3 convolution per map to ``fusion_hidden_size``, fuse. A family with its
+    own stages (Depth Anything) passes them."""
+
+    def __init__(self, config, reassemble_stage: nn.Module | None = None,
+                 fusion_stage: nn.Module | None = None):
         super().__init__()
-        self.reassemble_stage = DPTReassembleStage(config)
+        self.reassemble_stage = (DPTReassembleStage(config) if reassemble_stage is None
+                                 else reassemble_stage)
         self.convs = nn.ModuleList(
             nn.Conv2d(channels, config.fusion_hidden_size, kernel_size=3, padding=1, bias=False)
             for channels in config.neck_hidden_sizes)
-        self.fusion_stage = DPTFeatureFusionStage(config)
+        self.fusion_stage = DPTFeatureFusionStage(config) if fusion_stage is None else fusion_stage
 
     def forward(self, hidden_states: list, rows: int, cols: int) -> list:
         maps = self.reassemble_stage(hidden_states, rows, cols)
         return self.fusion_stage([conv(m) for conv, m in zip(self.convs, maps)])
 
 
-class DPTPreTrainedModel(PreTrainedModel):
+class DPTPreTrainedModel(BatchNormMixin, PreTrainedModel):
     base_model_prefix = "dpt"
     config_defaults = DPT_DEFAULTS
     main_input_name = "pixel_values"
-    optional_weights = [r"num_batches_tracked$"]
     ignored_weights = [r"(^|\.)embeddings\.mask_token$"]
 
     def __init__(self, config):
         super().__init__(config)
         check_backbone(config)
-
-    def _init_weights(self, module, only=None):
-        super()._init_weights(module, only)
-        if isinstance(module, nn.BatchNorm2d) and only in (None, "running_var", "running_mean"):
-            module.reset_running_stats()
 
     def selected_states(self, pixel_values, output_hidden_states: bool):
         """The backbone's outputs and the token states of ``backbone_out_indices``' layers."""

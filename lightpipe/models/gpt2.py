@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GenerationMixin, Linear, PackableLinear, causal_mask,
-                          decoder_attention, linear, linear_add, linear_gelu_tanh, lm_logits,
-                          open_cache)
+from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
+from .cache import open_cache
+from .decoder import causal_mask, decoder_attention, lm_logits
 from .layers import activation
+from .linear import Linear, PackableLinear, linear, linear_add, linear_gelu_tanh
 
 # 1. Config fields read, with the defaults config.json may leave out.
 GPT2_DEFAULTS = {

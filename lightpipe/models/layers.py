@@ -1,5 +1,6 @@
 """Blocks shared by several model families: activations, attention through
-``scaled_dot_product_attention``, padding masks."""
+``scaled_dot_product_attention``, padding masks, and BERT's self-attention and intermediate
+layer (ViT's and VideoMAE's too)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import UnsupportedModelError
 
@@ -78,6 +80,44 @@ def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                           is_causal=is_causal, scale=scale)
 
 
+def check_heads(hidden_size: int, num_heads: int) -> None:
+    if hidden_size % num_heads:
+        raise UnsupportedModelError(f"hidden_size {hidden_size} is not a multiple of "
+                                    f"num_attention_heads {num_heads}.")
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over separate ``query``, ``key`` and ``value`` projections (the
+    names of BERT's and ViT's checkpoints); the family adds the output projection."""
+
+    def __init__(self, hidden_size: int, num_heads: int, bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        check_heads(hidden_size, num_heads)
+        self.num_heads, self.dropout = num_heads, dropout
+        self.query = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=bias)
+        self.value = nn.Linear(hidden_size, hidden_size, bias=bias)
+
+    def forward(self, hidden_states, mask=None, first_only: bool = False):
+        """``first_only``: the first position's output alone (its keys still cover them all)."""
+        queries = hidden_states[:, :1] if first_only else hidden_states
+        query = split_heads(self.query(queries), self.num_heads)  # (batch, heads, seq, head_dim)
+        key = split_heads(self.key(hidden_states), self.num_heads)
+        value = split_heads(self.value(hidden_states), self.num_heads)
+        context = attention(query, key, value, mask, self.dropout if self.training else 0.0)
+        return merge_heads(context)
+
+
+class Intermediate(nn.Module):
+    """``act(dense(x))``, the first half of BERT's and ViT's MLP (``intermediate.dense``)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+
+    def forward(self, hidden_states):
+        return self.act(self.dense(hidden_states))
 
 
 def run_layers(layers, hidden_states: torch.Tensor, mask: torch.Tensor | None,

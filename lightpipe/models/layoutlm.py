@@ -15,8 +15,7 @@ from torch import nn
 from ..errors import InputError
 from ..modeling import ModelOutput
 from .bert import (BERT_DEFAULTS, BertEmbeddings, BertModel, BertOnlyMLMHead, BertPreTrainedModel,
-                   span_logits)
-from .layers import padding_mask
+                   check_one_input, span_logits)
 
 # 1. Config fields read (BERT's, plus the size of the 2-D position tables).
 LAYOUTLM_DEFAULTS = {**BERT_DEFAULTS, "max_2d_position_embeddings": 1024}
@@ -25,6 +24,9 @@ LAYOUTLM_DEFAULTS = {**BERT_DEFAULTS, "max_2d_position_embeddings": 1024}
 # 2. Modules.
 class LayoutLMEmbeddings(BertEmbeddings):
     """BERT's word + position + token-type embeddings, plus the word boxes' 2-D embeddings."""
+
+    too_long_hint = ("Truncate it, or let the document-question-answering pipeline split the "
+                     "document into windows (max_seq_len=, doc_stride=).")
 
     def __init__(self, config):
         super().__init__(config)
@@ -36,30 +38,17 @@ class LayoutLMEmbeddings(BertEmbeddings):
 
     def forward(self, input_ids, bbox=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None):
-        reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
-        if position_ids is None:
-            position_ids = self.position_ids(reference)
-        limit = self.position_embeddings.num_embeddings
-        if int(position_ids.max()) >= limit:
-            raise InputError(
-                f"The input has {reference.shape[1]} tokens but this model reads at most {limit} "
-                "positions. Truncate it, or let the document-question-answering pipeline split "
-                "the document into windows (max_seq_len=, doc_stride=).")
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(reference, dtype=torch.long)
+        return super().forward(input_ids, token_type_ids, position_ids, inputs_embeds, bbox=bbox)
+
+    def extra_embeddings(self, reference, bbox=None):
         if bbox is None:
             bbox = torch.zeros(*reference.shape, 4, dtype=torch.long, device=reference.device)
         check_boxes(bbox, self.x_position_embeddings.num_embeddings)
-        if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
         # bbox: (batch, seq, 4) as x0, y0, x1, y1
         x0, y0, x1, y1 = bbox.unbind(-1)
-        layout = (self.x_position_embeddings(x0) + self.y_position_embeddings(y0)
-                  + self.x_position_embeddings(x1) + self.y_position_embeddings(y1)
-                  + self.h_position_embeddings(y1 - y0) + self.w_position_embeddings(x1 - x0))
-        embeddings = (inputs_embeds + self.position_embeddings(position_ids) + layout
-                      + self.token_type_embeddings(token_type_ids))
-        return self.dropout(self.LayerNorm(embeddings))
+        return (self.x_position_embeddings(x0) + self.y_position_embeddings(y0)
+                + self.x_position_embeddings(x1) + self.y_position_embeddings(y1)
+                + self.h_position_embeddings(y1 - y0) + self.w_position_embeddings(x1 - x0))
 
 
 def check_boxes(bbox: torch.Tensor, limit: int) -> None:
@@ -94,15 +83,11 @@ class LayoutLMModel(LayoutLMPreTrainedModel, BertModel):
     def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, inputs_embeds=None, output_hidden_states=False,
                 first_token_only=False, **unused) -> ModelOutput:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise InputError("Pass exactly one of input_ids and inputs_embeds.")
+        check_one_input(input_ids, inputs_embeds)
         hidden_states = self.embeddings(input_ids, bbox, token_type_ids, position_ids,
                                         inputs_embeds)
-        hidden_states, all_states = self.encoder(hidden_states, padding_mask(attention_mask),
-                                                 output_hidden_states, first_token_only)
-        pooled = self.pooler(hidden_states) if self.pooler is not None else None
-        return ModelOutput(last_hidden_state=hidden_states, pooler_output=pooled,
-                           hidden_states=all_states)
+        return self.run_encoder(hidden_states, attention_mask, output_hidden_states,
+                                first_token_only)
 
 
 # 3. Heads. Every head of the reference builds the pooler; those that do not read it skip it.

@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention, linear,
-                          linear_add, lm_logits,
-                          open_cache)
+from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
+from .cache import open_cache
+from .decoder import causal_mask, decoder_attention, lm_logits
 from .layers import activation
+from .linear import Linear, linear, linear_add
 
 # 1. Config fields read, with the defaults config.json may leave out (each config class's).
 LLAMA_DEFAULTS = {
@@ -127,23 +128,33 @@ class RotaryEmbedding(nn.Module):
     """cos and (signed, see forward) sin of each position's angles, (batch, 1, seq, head_dim),
     in the model's dtype."""
 
-    def __init__(self, config, head_dim: int):
+    def __init__(self, config, head_dim: int, params: dict | None = None):
         super().__init__()
-        self.params = rope_parameters(config)
+        self.params = params or rope_parameters(config)  # params: a family's per-layer RoPE
         self.head_dim, self.max_positions = head_dim, config.max_position_embeddings
-        inv_freq, self.scaling = inverse_frequencies(self.params, head_dim, self.max_positions)
+        inv_freq, self.scaling = self.compute()
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
+    def compute(self) -> tuple[torch.Tensor, float]:
+        """(inv_freq buffer, scale of cos and sin); a family with its own RoPE kind overrides
+        it and ``frequencies`` (Phi-3's LongRoPE)."""
+        return inverse_frequencies(self.params, self.head_dim, self.max_positions)
+
     def reset_buffers(self, device) -> None:  # called after loading (buffers built on meta)
-        inv_freq, self.scaling = inverse_frequencies(self.params, self.head_dim, self.max_positions)
+        inv_freq, self.scaling = self.compute()
         self.register_buffer("inv_freq", inv_freq.to(device), persistent=False)
 
-    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype):
+    def frequencies(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """The inverse frequencies for these positions (float32, (head_dim / 2,))."""
         inv_freq = self.inv_freq.float()
         if self.params["rope_type"] == "dynamic":
             seq_len = int(position_ids.max()) + 1
             inv_freq = inverse_frequencies(self.params, self.head_dim, self.max_positions,
                                            seq_len)[0].to(inv_freq.device)
+        return inv_freq
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype):
+        inv_freq = self.frequencies(position_ids)
         angles = position_ids[..., None].float() * inv_freq  # (batch, seq, head_dim / 2)
         angles = torch.cat((angles, angles), dim=-1)
         cos = (angles.cos() * self.scaling).to(dtype)[:, None]  # (batch, 1, seq, head_dim)
@@ -178,11 +189,12 @@ class RMSNorm(nn.Module):
 class LlamaMLP(nn.Module):
     """SwiGLU: down(act(gate(x)) * up(x))."""
 
-    def __init__(self, config, bias: bool):
+    def __init__(self, config, bias: bool, intermediate_size: int | None = None):
         super().__init__()
-        self.gate_proj = Linear(config.hidden_size, config.intermediate_size, bias=bias)
-        self.up_proj = Linear(config.hidden_size, config.intermediate_size, bias=bias)
-        self.down_proj = Linear(config.intermediate_size, config.hidden_size, bias=bias)
+        inner = intermediate_size or config.intermediate_size  # MoE experts have their own
+        self.gate_proj = Linear(config.hidden_size, inner, bias=bias)
+        self.up_proj = Linear(config.hidden_size, inner, bias=bias)
+        self.down_proj = Linear(inner, config.hidden_size, bias=bias)
         self.act = activation(config.hidden_act)
 
     def forward(self, hidden_states):
@@ -206,6 +218,9 @@ class LlamaAttention(nn.Module):
         self.k_proj = Linear(config.hidden_size, kv_heads * self.head_dim, bias=qkv_bias)
         self.v_proj = Linear(config.hidden_size, kv_heads * self.head_dim, bias=qkv_bias)
         self.o_proj = Linear(heads * self.head_dim, config.hidden_size, bias=o_bias)
+        # Per-head RMSNorms of queries and keys before RoPE, set by the families that have
+        # them (Qwen3, Gemma 3).
+        self.q_norm = self.k_norm = None
 
     def forward(self, hidden_states, cos, sin, mask, cache):
         return self.o_proj(self.context(hidden_states, cos, sin, mask, cache))
@@ -217,11 +232,17 @@ class LlamaAttention(nn.Module):
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # (batch, heads, seq, head_dim)
         key = self.k_proj(hidden_states).view(shape).transpose(1, 2)  # (batch, kv_heads, seq, head_dim)
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        if self.q_norm is not None:
+            query, key = self.q_norm(query), self.k_norm(key)
         query, key = rotate(query, cos, sin), rotate(key, cos, sin)
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
-        context = decoder_attention(query, key, value, mask, scale=self.scale, groups=self.groups)
+        context = self.attend(query, key, value, mask)
         return context.transpose(1, 2).reshape(batch, seq, -1)
+
+    def attend(self, query, key, value, mask):
+        """Causal attention of the rotated heads (a family with other maths overrides it)."""
+        return decoder_attention(query, key, value, mask, scale=self.scale, groups=self.groups)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -256,9 +277,13 @@ class LlamaPreTrainedModel(PreTrainedModel):
                 f"num_attention_heads {config.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads {config.num_key_value_heads}.")
 
-    @staticmethod
-    def biases(config) -> tuple[bool, bool, bool]:
+    fixed_biases: tuple[bool, bool, bool] | None = None  # a variant's; Llama reads its config
+
+    @classmethod
+    def biases(cls, config) -> tuple[bool, bool, bool]:
         """Whether q/k/v, o and the MLP projections have biases."""
+        if cls.fixed_biases is not None:
+            return cls.fixed_biases
         return bool(config.attention_bias), bool(config.attention_bias), bool(config.mlp_bias)
 
     @staticmethod
@@ -273,15 +298,18 @@ class LlamaPreTrainedModel(PreTrainedModel):
 class LlamaModel(LlamaPreTrainedModel):
     """The decoder; ``last_hidden_state`` (batch, seq, hidden) and the ``cache``."""
 
+    layer_class = LlamaDecoderLayer  # a variant's own layer (Qwen3's q/k norms, MoE blocks)
+    rotary_class = RotaryEmbedding  # a variant's own RoPE kinds (Phi-3's LongRoPE)
+
     def __init__(self, config):
         super().__init__(config)
         biases = self.biases(config)
         self.windows = self.sliding_windows(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i, biases)
+        self.layers = nn.ModuleList(self.layer_class(config, i, biases)
                                     for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(config, head_dim_of(config))
+        self.rotary_emb = self.rotary_class(config, head_dim_of(config))
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -320,6 +348,7 @@ class LlamaModel(LlamaPreTrainedModel):
             attention, mlp = layer.self_attn, layer.mlp
             plan.append((layer.input_layernorm, layer.post_attention_layernorm, window,
                          attention.head_dim, attention.scale, attention.groups, mlp.act,
+                         attention.q_norm, attention.k_norm,
                          *(module.parts() for module in (attention.q_proj, attention.k_proj,
                                                          attention.v_proj, attention.o_proj,
                                                          mlp.gate_proj, mlp.up_proj, mlp.down_proj))))
@@ -327,12 +356,14 @@ class LlamaModel(LlamaPreTrainedModel):
 
     def _decode_one(self, hidden_states, cos, sin, masks, cache, plan):
         batch = hidden_states.shape[0]
-        for index, (norm_1, norm_2, window, head_dim, scale, groups, act,
+        for index, (norm_1, norm_2, window, head_dim, scale, groups, act, q_norm, k_norm,
                     q_proj, k_proj, v_proj, o_proj, gate, up, down) in enumerate(plan):
             x = norm_1(hidden_states)
             query = linear(x, *q_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
             key = linear(x, *k_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
             value = linear(x, *v_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
+            if q_norm is not None:
+                query, key = q_norm(query), k_norm(key)
             key, value = cache.update(rotate(key, cos, sin), value, index)
             context = decoder_attention(rotate(query, cos, sin), key, value, masks[window],
                                         scale=scale, groups=groups)
@@ -374,11 +405,10 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
 
 # 5. The variants: Llama's maths, their own config defaults, biases and windows.
 class MistralVariant:
-    config_defaults = MISTRAL_DEFAULTS
+    """No biases; every layer attends within ``sliding_window``."""
 
-    @staticmethod
-    def biases(config):
-        return False, False, False
+    config_defaults = MISTRAL_DEFAULTS
+    fixed_biases = (False, False, False)
 
     @staticmethod
     def sliding_windows(config):
@@ -386,11 +416,10 @@ class MistralVariant:
 
 
 class Qwen2Variant:
-    config_defaults = QWEN2_DEFAULTS
+    """q/k/v biases; windows on the layers ``layer_types`` (or ``max_window_layers``) names."""
 
-    @staticmethod
-    def biases(config):
-        return True, False, False
+    config_defaults = QWEN2_DEFAULTS
+    fixed_biases = (True, False, False)
 
     @staticmethod
     def sliding_windows(config):

@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..generation import GenerationMixin, Linear, lm_logits
+from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
 from .clip import VISION_DEFAULTS, CLIPVisionTransformer, sub_config
+from .decoder import lm_logits
 from .layers import activation
+from .linear import Linear
 from .llama import LLAMA_DEFAULTS, LlamaModel
 
 # 1. Config fields read, with the defaults config.json may leave out (LlavaConfig's).
@@ -82,6 +84,8 @@ class LlavaForConditionalGeneration(GenerationMixin, PreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         config.vision_config = sub_config(config.vision_config, LLAVA_VISION_DEFAULTS)
+        if isinstance(config.text_config, dict):  # LlamaConfig's default (4.x files omit it)
+            config.text_config = {"tie_word_embeddings": False, **config.text_config}
         config.text_config = sub_config(config.text_config, LLAMA_DEFAULTS)
         self.model = LlavaModel(config)
         self.lm_head = Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)

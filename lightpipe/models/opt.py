@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GenerationMixin, Linear, causal_mask, decoder_attention, lm_logits,
-                          open_cache)
+from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
+from .cache import open_cache
+from .decoder import causal_mask, decoder_attention, lm_logits
 from .layers import activation
+from .linear import Linear
 
 # 1. Config fields read, with the defaults config.json may leave out.
 OPT_DEFAULTS = {

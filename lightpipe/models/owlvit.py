@@ -17,39 +17,28 @@ from torch import nn
 
 from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
-from .clip import CLIPModel, CLIPTextTransformer, CLIPVisionTransformer, sub_config
-from .vit import check_pixels
+from .clip import CLIP_DEFAULTS, CLIPModel, CLIPTextTransformer, CLIPVisionTransformer
+from .clip import TEXT_DEFAULTS as CLIP_TEXT_DEFAULTS
+from .clip import VISION_DEFAULTS as CLIP_VISION_DEFAULTS
 
 # 1. Config fields read, with the defaults config.json may leave out (OWL-ViT's, not CLIP's).
-OWLVIT_DEFAULTS = {"projection_dim": 512, "logit_scale_init_value": 2.6592,
-                   "text_config": None, "vision_config": None}
-TEXT_DEFAULTS = {
-    "vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-    "num_attention_heads": 8, "max_position_embeddings": 16, "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-5, "attention_dropout": 0.0, "pad_token_id": 0, "bos_token_id": 49406,
-    "eos_token_id": 49407,
-}
-VISION_DEFAULTS = {
-    "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-    "num_attention_heads": 12, "num_channels": 3, "image_size": 768, "patch_size": 32,
-    "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "attention_dropout": 0.0,
-}
+OWLVIT_DEFAULTS = CLIP_DEFAULTS
+TEXT_DEFAULTS = {**CLIP_TEXT_DEFAULTS, "max_position_embeddings": 16, "pad_token_id": 0}
+VISION_DEFAULTS = {**CLIP_VISION_DEFAULTS, "image_size": 768}
 
 
 # 2. The towers: CLIP's, with OWL-ViT's names and pooling.
 class OwlViTVisionTransformer(CLIPVisionTransformer):
+    name = "OWL-ViT's vision model"
+
     def __init__(self, config):
         super().__init__(config)
         self.pre_layernorm = self.pre_layrnorm  # the checkpoints' name
         del self.pre_layrnorm
 
-    def forward(self, pixel_values, interpolate_pos_encoding=False, output_hidden_states=False):
-        check_pixels(pixel_values, self.config.num_channels, "OWL-ViT's vision model")
-        hidden_states = self.pre_layernorm(self.embeddings(pixel_values, bool(interpolate_pos_encoding)))
-        hidden_states, states = self.encoder(hidden_states, None, output_hidden_states)
-        return ModelOutput(last_hidden_state=hidden_states,
-                           pooler_output=self.post_layernorm(hidden_states[:, 0]),
-                           hidden_states=states)
+    @property
+    def pre_norm(self) -> nn.LayerNorm:
+        return self.pre_layernorm
 
 
 class OwlViTTextTransformer(CLIPTextTransformer):
@@ -71,16 +60,8 @@ class OwlViTModel(CLIPModel):
 
     config_defaults = OWLVIT_DEFAULTS
     base_model_prefix = "owlvit"  # a detector checkpoint loads into this class: its towers
-
-    def __init__(self, config):
-        PreTrainedModel.__init__(self, config)  # CLIPModel's attributes, OWL-ViT's towers
-        self.text_config = sub_config(config.text_config, TEXT_DEFAULTS)
-        self.vision_config = sub_config(config.vision_config, VISION_DEFAULTS)
-        self.text_model = OwlViTTextTransformer(self.text_config)
-        self.vision_model = OwlViTVisionTransformer(self.vision_config)
-        self.visual_projection = nn.Linear(self.vision_config.hidden_size, config.projection_dim, bias=False)
-        self.text_projection = nn.Linear(self.text_config.hidden_size, config.projection_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+    text_defaults, vision_defaults = TEXT_DEFAULTS, VISION_DEFAULTS
+    text_class, vision_class = OwlViTTextTransformer, OwlViTVisionTransformer
 
 
 # 3. The detection heads.

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation
-from .vision_layers import BackboneMixin, align_out_features
+from .vision_layers import BackboneMixin, BatchNormMixin, run_stages
 from .vit import check_pixels
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -110,23 +110,13 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, hidden_state):
         """-> (last map, every map: the embedding's, then each stage's)."""
-        maps = [hidden_state]
-        for stage in self.stages:
-            hidden_state = stage(hidden_state)
-            maps.append(hidden_state)
-        return hidden_state, maps
+        return run_stages(self.stages, hidden_state)
 
 
-class ResNetPreTrainedModel(PreTrainedModel):
+class ResNetPreTrainedModel(BatchNormMixin, PreTrainedModel):
     base_model_prefix = "resnet"
     config_defaults = RESNET_DEFAULTS
     main_input_name = "pixel_values"
-    optional_weights = [r"num_batches_tracked$"]
-
-    def _init_weights(self, module, only=None):
-        super()._init_weights(module, only)
-        if isinstance(module, nn.BatchNorm2d) and only in (None, "running_var", "running_mean"):
-            module.reset_running_stats()
 
 
 class ResNetModel(ResNetPreTrainedModel):
@@ -169,15 +159,9 @@ class ResNetBackbone(BackboneMixin, ResNetPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        align_out_features(config, config.get("out_features"), config.get("out_indices"))
         self.num_features = [config.embedding_size] + list(config.hidden_sizes)
         self.embedder = ResNetEmbeddings(config)
         self.encoder = ResNetEncoder(config)
-
-    def _adapt_state(self, state: dict) -> dict:
-        # A classification checkpoint (resnet.embedder...) or a backbone one (embedder...).
-        return super()._adapt_state({k[len("resnet."):] if k.startswith("resnet.") else k: v
-                                     for k, v in state.items()})
 
     def forward(self, pixel_values=None, output_hidden_states=False, **unused) -> ModelOutput:
         check_pixels(pixel_values, self.config.num_channels, type(self).__name__)

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation, attention, merge_heads, split_heads
+from .vision_layers import BatchNormMixin
 from .vit import check_pixels
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -182,16 +183,10 @@ class SegformerEncoder(nn.Module):
         return outputs
 
 
-class SegformerPreTrainedModel(PreTrainedModel):
+class SegformerPreTrainedModel(BatchNormMixin, PreTrainedModel):
     base_model_prefix = "segformer"
     config_defaults = SEGFORMER_DEFAULTS
     main_input_name = "pixel_values"
-    optional_weights = [r"num_batches_tracked$"]
-
-    def _init_weights(self, module, only=None):
-        super()._init_weights(module, only)
-        if isinstance(module, nn.BatchNorm2d) and only in (None, "running_var", "running_mean"):
-            module.reset_running_stats()
 
     def stage_outputs(self, pixel_values) -> list[torch.Tensor]:
         check_pixels(pixel_values, self.config.num_channels, type(self).__name__)

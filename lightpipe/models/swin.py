@@ -15,7 +15,7 @@ from torch import nn
 
 from ..modeling import ModelOutput, PreTrainedModel
 from .layers import activation, attention, merge_heads, split_heads
-from .vision_layers import BackboneMixin, align_out_features
+from .vision_layers import BackboneMixin
 from .vit import check_pixels, pair
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -134,13 +134,46 @@ class SwinDense(nn.Module):
 
 
 class SwinAttention(nn.Module):
-    def __init__(self, config, dim: int, num_heads: int):
+    """A window attention (``self_attention``: Swin's, or Swin V2's cosine one) and its output
+    projection."""
+
+    def __init__(self, self_attention: nn.Module, dim: int):
         super().__init__()
-        self.self = SwinSelfAttention(config, dim, num_heads)
+        self.self = self_attention
         self.output = SwinDense(dim, dim)
 
     def forward(self, hidden_states, shift_mask=None):
         return self.output(self.self(hidden_states, shift_mask))
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int, device, dtype):
+    """-100 between tokens that the cyclic shift brought together from apart."""
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    row_region = (rows >= height - window).long() + (rows >= height - shift).long()
+    col_region = (cols >= width - window).long() + (cols >= width - shift).long()
+    regions = (row_region[None, :, None, None] * 3 + col_region[None, None, :, None]).to(dtype)
+    regions = window_partition(regions, window).view(-1, window * window)
+    differ = regions[:, None, :] - regions[:, :, None]
+    return torch.zeros_like(differ).masked_fill(differ != 0, -100.0)
+
+
+def window_attention(attention: nn.Module, states, window: int, shift: int):
+    """(batch, height, width, channels) -> ``attention`` within each (cyclically shifted)
+    window of the map padded to whole windows -> (batch, height * width, channels)."""
+    batch, height, width, channels = states.shape
+    states = F.pad(states, (0, 0, 0, -width % window, 0, -height % window))
+    padded_height, padded_width = states.shape[1:3]
+    if shift > 0:
+        states = torch.roll(states, shifts=(-shift, -shift), dims=(1, 2))
+    windows = window_partition(states, window).view(-1, window * window, channels)
+    mask = (shifted_window_mask(padded_height, padded_width, window, shift, states.device,
+                                states.dtype) if shift > 0 else None)
+    attended = attention(windows, mask).view(-1, window, window, channels)
+    states = window_reverse(attended, window, padded_height, padded_width)
+    if shift > 0:
+        states = torch.roll(states, shifts=(shift, shift), dims=(1, 2))
+    return states[:, :height, :width].reshape(batch, height * width, channels)
 
 
 class SwinLayer(nn.Module):
@@ -150,23 +183,11 @@ class SwinLayer(nn.Module):
         super().__init__()
         self.window_size, self.shift_size = config.window_size, shift
         self.layernorm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
-        self.attention = SwinAttention(config, dim, num_heads)
+        self.attention = SwinAttention(SwinSelfAttention(config, dim, num_heads), dim)
         self.layernorm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         hidden = int(config.mlp_ratio * dim)
         self.intermediate = SwinDense(dim, hidden, config.hidden_act)
         self.output = SwinDense(hidden, dim)
-
-    @staticmethod
-    def shift_mask(height: int, width: int, window: int, shift: int, device, dtype):
-        """-100 between tokens that the cyclic shift brought together from apart."""
-        rows = torch.arange(height, device=device)
-        cols = torch.arange(width, device=device)
-        row_region = (rows >= height - window).long() + (rows >= height - shift).long()
-        col_region = (cols >= width - window).long() + (cols >= width - shift).long()
-        regions = (row_region[None, :, None, None] * 3 + col_region[None, None, :, None]).to(dtype)
-        regions = window_partition(regions, window).view(-1, window * window)
-        differ = regions[:, None, :] - regions[:, :, None]
-        return torch.zeros_like(differ).masked_fill(differ != 0, -100.0)
 
     def forward(self, hidden_states, dims, always_partition=False):
         height, width = dims
@@ -174,21 +195,8 @@ class SwinLayer(nn.Module):
         if not always_partition and min(dims) <= window:  # the whole map fits one window
             window, shift = min(dims), 0
         batch, _, channels = hidden_states.shape
-        shortcut = hidden_states
         states = self.layernorm_before(hidden_states).view(batch, height, width, channels)
-        states = F.pad(states, (0, 0, 0, -width % window, 0, -height % window))
-        padded_height, padded_width = states.shape[1:3]
-        if shift > 0:
-            states = torch.roll(states, shifts=(-shift, -shift), dims=(1, 2))
-        windows = window_partition(states, window).view(-1, window * window, channels)
-        mask = (self.shift_mask(padded_height, padded_width, window, shift, states.device, states.dtype)
-                if shift > 0 else None)
-        attended = self.attention(windows, mask).view(-1, window, window, channels)
-        states = window_reverse(attended, window, padded_height, padded_width)
-        if shift > 0:
-            states = torch.roll(states, shifts=(shift, shift), dims=(1, 2))
-        states = states[:, :height, :width].reshape(batch, height * width, channels)
-        hidden_states = shortcut + states
+        hidden_states = hidden_states + window_attention(self.attention, states, window, shift)
         return hidden_states + self.output(self.intermediate(self.layernorm_after(hidden_states)))
 
 
@@ -320,19 +328,12 @@ class SwinBackbone(BackboneMixin, SwinPreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        align_out_features(config, config.get("out_features"), config.get("out_indices"))
         self.num_features = [config.embed_dim] + [int(config.embed_dim * 2 ** i)
                                                   for i in range(len(config.depths))]
         self.embeddings = SwinEmbeddings(config)
         self.encoder = SwinEncoder(config)
         self.hidden_states_norms = nn.ModuleDict(
             {stage: nn.LayerNorm(channels) for stage, channels in zip(self.out_features, self.channels)})
-
-    def _adapt_state(self, state: dict) -> dict:
-        # Both a classification checkpoint (swin.embeddings...) and a backbone one (embeddings...).
-        state = super()._adapt_state({k[len("swin."):] if k.startswith("swin.") else k: v
-                                      for k, v in state.items()})
-        return state
 
     def forward(self, pixel_values=None, output_hidden_states=False, **unused) -> ModelOutput:
         check_pixels(pixel_values, self.config.num_channels, type(self).__name__)

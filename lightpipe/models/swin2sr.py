@@ -19,8 +19,8 @@ from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
-from .layers import activation, attention, merge_heads, split_heads
-from .swin import SwinLayer, window_partition, window_reverse
+from .layers import attention, merge_heads, split_heads
+from .swin import SwinAttention, SwinDense, window_attention
 from .vit import pair
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -89,36 +89,6 @@ class Swin2SRSelfAttention(nn.Module):
         return merge_heads(context)
 
 
-class Swin2SRSelfOutput(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dense = nn.Linear(dim, dim)
-
-    def forward(self, hidden_states):
-        return self.dense(hidden_states)
-
-
-class Swin2SRAttention(nn.Module):
-    def __init__(self, config, dim: int, num_heads: int, window: int):
-        super().__init__()
-        self.self = Swin2SRSelfAttention(config, dim, num_heads, window)
-        self.output = Swin2SRSelfOutput(dim)
-
-    def forward(self, hidden_states, shift_mask=None):
-        return self.output(self.self(hidden_states, shift_mask))
-
-
-class Swin2SRDense(nn.Module):
-    def __init__(self, in_size: int, out_size: int, act: str | None = None):
-        super().__init__()
-        self.dense = nn.Linear(in_size, out_size)
-        self.act = activation(act) if act else None
-
-    def forward(self, hidden_states):
-        hidden_states = self.dense(hidden_states)
-        return self.act(hidden_states) if self.act is not None else hidden_states
-
-
 class Swin2SRLayer(nn.Module):
     """(Shifted) window attention, then an MLP; each normalised *after* it, then added (post-norm,
     Swin V2). The window shrinks to the configured grid when the grid is smaller."""
@@ -129,30 +99,18 @@ class Swin2SRLayer(nn.Module):
                    pair(config.image_size)[1] // pair(config.patch_size)[1])
         self.window_size = min(grid, config.window_size)
         self.shift_size = 0 if grid <= self.window_size else shift
-        self.attention = Swin2SRAttention(config, dim, num_heads, self.window_size)
+        self.attention = SwinAttention(
+            Swin2SRSelfAttention(config, dim, num_heads, self.window_size), dim)
         self.layernorm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         hidden = int(config.mlp_ratio * dim)
-        self.intermediate = Swin2SRDense(dim, hidden, config.hidden_act)
-        self.output = Swin2SRDense(hidden, dim)
+        self.intermediate = SwinDense(dim, hidden, config.hidden_act)
+        self.output = SwinDense(hidden, dim)
         self.layernorm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
 
     def forward(self, hidden_states, dims):
-        height, width = dims
-        window, shift = self.window_size, self.shift_size
         batch, _, channels = hidden_states.shape
-        states = hidden_states.view(batch, height, width, channels)
-        states = F.pad(states, (0, 0, 0, -width % window, 0, -height % window))
-        padded_height, padded_width = states.shape[1:3]
-        if shift > 0:
-            states = torch.roll(states, shifts=(-shift, -shift), dims=(1, 2))
-        windows = window_partition(states, window).view(-1, window * window, channels)
-        mask = (SwinLayer.shift_mask(padded_height, padded_width, window, shift, states.device,
-                                     states.dtype) if shift > 0 else None)
-        attended = self.attention(windows, mask).view(-1, window, window, channels)
-        states = window_reverse(attended, window, padded_height, padded_width)
-        if shift > 0:
-            states = torch.roll(states, shifts=(shift, shift), dims=(1, 2))
-        states = states[:, :height, :width].reshape(batch, height * width, channels)
+        states = hidden_states.view(batch, dims[0], dims[1], channels)
+        states = window_attention(self.attention, states, self.window_size, self.shift_size)
         hidden_states = hidden_states + self.layernorm_before(states)
         return hidden_states + self.layernorm_after(self.output(self.intermediate(hidden_states)))
 

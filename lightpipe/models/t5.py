@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..generation import EncoderDecoderCache, GenerationMixin, Linear
+from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
-from .bart import encoder_states_of, shift_tokens_right
+from .bart import encoder_states_or_encode, open_decoder_cache, shift_tokens_right
 from .layers import activation, merge_heads
+from .linear import Linear
 
 # 1. Config fields read, with the defaults config.json may leave out (T5Config's, MT5Config's).
 T5_DEFAULTS = {
@@ -279,9 +280,7 @@ class T5Model(T5PreTrainedModel):
 
     def decode(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask=None,
                cache=None, use_cache=False, decoder_attention_mask=None) -> ModelOutput:
-        if use_cache and cache is None:
-            cache = EncoderDecoderCache()
-        past = cache.get_seq_length() if cache is not None else 0
+        cache, past = open_decoder_cache(cache, use_cache)
         seq = decoder_input_ids.shape[1]
         hidden_states = self.decoder.embed_tokens(decoder_input_ids)
         dtype = hidden_states.dtype
@@ -302,11 +301,7 @@ class T5Model(T5PreTrainedModel):
 
     def _run(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask,
              encoder_outputs, cache, use_cache):
-        encoder_states = encoder_states_of(encoder_outputs)
-        if encoder_states is None:
-            if input_ids is None:
-                raise InputError("Pass input_ids (or encoder_outputs).")
-            encoder_states = self.encode(input_ids, attention_mask)
+        encoder_states = encoder_states_or_encode(self, encoder_outputs, input_ids, attention_mask)
         if decoder_input_ids is None:
             raise InputError("Pass decoder_input_ids: the decoder's input (start with "
                              f"decoder_start_token_id={self.config.decoder_start_token_id}).")

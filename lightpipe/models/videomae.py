@@ -15,25 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, UnsupportedModelError
+from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
-from .layers import attention, merge_heads, run_layers, split_heads
-from .vit import ViTIntermediate, ViTLayer, ViTSelfOutput, pair
+from .layers import attention, merge_heads, split_heads
+from .vit import ENCODER_DEFAULTS, ViTEncoder, ViTSelfAttention, pair
 
 # 1. Config fields read, with the defaults config.json may leave out.
 VIDEOMAE_DEFAULTS = {
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12,
-    "image_size": 224,
-    "patch_size": 16,
-    "num_channels": 3,
+    **ENCODER_DEFAULTS,  # ViT's
     "num_frames": 16,
     "tubelet_size": 2,
     "qv_bias": True,
@@ -101,20 +90,12 @@ class VideoMAEEmbeddings(nn.Module):
         return embeddings
 
 
-class VideoMAESelfAttention(nn.Module):
-    """Query, key and value projections without bias; ``q_bias`` and ``v_bias`` are added to
-    the query and value (the key gets none), when ``qv_bias``."""
+class VideoMAESelfAttention(ViTSelfAttention):
+    """ViT's projections without bias; ``q_bias`` and ``v_bias`` are added to the query and
+    value (the key gets none), when ``qv_bias``."""
 
     def __init__(self, config):
-        super().__init__()
-        if config.hidden_size % config.num_attention_heads:
-            raise UnsupportedModelError(
-                f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
-                f"{config.num_attention_heads}.")
-        self.num_heads = config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        super().__init__(config, bias=False)
         if config.qv_bias:
             self.q_bias = nn.Parameter(torch.zeros(config.hidden_size))
             self.v_bias = nn.Parameter(torch.zeros(config.hidden_size))
@@ -126,39 +107,6 @@ class VideoMAESelfAttention(nn.Module):
         key = split_heads(self.key(hidden_states), self.num_heads)  # (batch, heads, seq, head_dim)
         value = split_heads(F.linear(hidden_states, self.value.weight, self.v_bias), self.num_heads)
         return merge_heads(attention(query, key, value, None))
-
-
-class VideoMAEAttention(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.attention = VideoMAESelfAttention(config)
-        self.output = ViTSelfOutput(config)
-
-    def forward(self, hidden_states):
-        return self.output(self.attention(hidden_states))
-
-
-class VideoMAELayer(nn.Module):
-    """ViT's pre-norm layer with VideoMAE's attention."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.attention = VideoMAEAttention(config)
-        self.intermediate = ViTIntermediate(config)
-        self.output = ViTSelfOutput(config, config.intermediate_size)
-        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-
-    forward = ViTLayer.forward
-
-
-class VideoMAEEncoder(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.layer = nn.ModuleList(VideoMAELayer(config) for _ in range(config.num_hidden_layers))
-
-    def forward(self, hidden_states, output_hidden_states=False):
-        return run_layers(self.layer, hidden_states, None, output_hidden_states)
 
 
 class VideoMAEPreTrainedModel(PreTrainedModel):
@@ -202,7 +150,7 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.embeddings = VideoMAEEmbeddings(config)
-        self.encoder = VideoMAEEncoder(config)
+        self.encoder = ViTEncoder(config, VideoMAESelfAttention)  # ViT's layers
         self.layernorm = (None if config.use_mean_pooling
                           else nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps))
 

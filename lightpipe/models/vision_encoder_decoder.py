@@ -26,10 +26,12 @@ from torch import nn
 
 from ..config import Config
 from ..errors import InputError, UnsupportedModelError
-from ..generation import (GENERATION_FIELDS, EncoderDecoderCache, GenerationConfig,
-                          GenerationMixin, Linear, causal_mask)
+from ..generation import GENERATION_FIELDS, GenerationConfig, GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
+from .cache import EncoderDecoderCache
+from .decoder import causal_mask
 from .gpt2 import GPT2_DEFAULTS, Conv1D, GPT2Block
+from .linear import Linear
 
 # 1. Config fields read, with the defaults config.json may leave out. ``encoder`` and
 # ``decoder`` are the two models' own configs (dicts in config.json).
@@ -206,29 +208,11 @@ class VisionEncoderDecoderModel(GenerationMixin, PreTrainedModel):
     def max_positions(self) -> int:
         return self.decoder.config.n_positions
 
-    @property
-    def generation_config(self) -> GenerationConfig:
-        if "_generation_config" not in self.__dict__:
-            self.__dict__["_generation_config"] = model_generation_config(self.config)
-        return self.__dict__["_generation_config"]
-
-    @generation_config.setter
-    def generation_config(self, value: GenerationConfig) -> None:
-        self.__dict__["_generation_config"] = value
-
-    @classmethod
-    def from_pretrained(cls, name_or_path, *, generation_config=None, **kwargs: Any):
-        """As every model; with no generation_config.json, the generation settings come from
-        config.json, then (where unset) from the decoder's config, as transformers does."""
-        from ..hub import resolve
-
-        hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only", "subfolder")
-               if k in kwargs}
-        model = super().from_pretrained(name_or_path, generation_config=generation_config, **kwargs)
-        folder = resolve(name_or_path, **hub)
-        if generation_config is None and not (folder / "generation_config.json").is_file():
-            model.generation_config = model_generation_config(model.config)
-        return model
+    def default_generation_config(self) -> GenerationConfig:
+        """With no generation_config.json: config.json's settings, then (where unset) the
+        decoder's config's, as transformers does (a captioner's eos_token_id is often only
+        in its GPT-2 decoder config)."""
+        return sub_model_generation_config(self.config, "decoder")
 
     # -- the two halves, as generate() calls them
     def encoder_states(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -293,16 +277,18 @@ class VisionEncoderDecoderModel(GenerationMixin, PreTrainedModel):
                            encoder_last_hidden_state=encoder_states)
 
 
-def model_generation_config(config: Config) -> GenerationConfig:
-    """config.json's generation fields, the decoder's filling those it leaves unset (as
-    transformers' ``GenerationConfig.from_model_config``: a captioner's eos_token_id is often
-    only in its GPT-2 decoder config)."""
+def sub_model_generation_config(config: Config, name: str,
+                                defaults: dict | None = None) -> GenerationConfig:
+    """config.json's generation fields, then those its sub-model's config ``name`` (over
+    ``defaults``) sets where config.json leaves them unset, as transformers'
+    ``GenerationConfig.from_model_config``."""
     generation = GenerationConfig.from_model_config(config)
-    decoder = config.get("decoder")
-    decoder = decoder.to_dict() if isinstance(decoder, Config) else dict(decoder or {})
-    for name in GENERATION_FIELDS:
-        if getattr(generation, name, None) is None and decoder.get(name) is not None:
-            setattr(generation, name, decoder[name])
+    sub = config.get(name)
+    sub = sub.to_dict() if isinstance(sub, Config) else dict(sub or {})
+    sub = {**(defaults or {}), **{k: v for k, v in sub.items() if v is not None}}
+    for field in GENERATION_FIELDS:
+        if getattr(generation, field, None) is None and sub.get(field) is not None:
+            setattr(generation, field, sub[field])
     return generation
 
 

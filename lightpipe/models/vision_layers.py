@@ -1,5 +1,6 @@
 """Blocks shared by the vision families: backbone stage selection (``out_features`` /
-``out_indices``), the backbone output, and channels-first layer norm."""
+``out_indices``), the backbone output, running stages, batch-norm models, and channels-first
+layer norm."""
 
 from __future__ import annotations
 
@@ -57,9 +58,19 @@ def align_out_features(config, out_features: Any = None, out_indices: Any = None
 
 class BackboneMixin:
     """``out_features``, ``out_indices``, ``stage_names`` and ``channels`` of a backbone; the
-    class sets ``num_features`` (channels of each stage, stem first)."""
+    class sets ``num_features`` (channels of each stage, stem first). It loads a classification
+    checkpoint (``resnet.embedder...``) as well as a backbone one (``embedder...``)."""
 
     num_features: list[int]
+
+    def __init__(self, config):
+        super().__init__(config)
+        align_out_features(config, config.get("out_features"), config.get("out_indices"))
+
+    def _adapt_state(self, state: dict) -> dict:
+        prefix = self.base_model_prefix + "."
+        return super()._adapt_state({k[len(prefix):] if k.startswith(prefix) else k: v
+                                     for k, v in state.items()})
 
     @classmethod
     def from_pretrained(cls, name_or_path, *, out_features: Any = None, out_indices: Any = None,
@@ -98,6 +109,27 @@ class BackboneMixin:
                 maps.append(norms[name](state) if norms is not None else state)
         return ModelOutput(feature_maps=tuple(maps),
                            hidden_states=tuple(stages) if output_hidden_states else None)
+
+
+def run_stages(stages, hidden_state: torch.Tensor):
+    """Apply ``stages`` in turn -> (last map, every map: the input's, then each stage's)."""
+    maps = [hidden_state]
+    for stage in stages:
+        hidden_state = stage(hidden_state)
+        maps.append(hidden_state)
+    return hidden_state, maps
+
+
+class BatchNormMixin:
+    """A model with batch norms: fresh ones start with reset running statistics, and
+    checkpoints may leave out ``num_batches_tracked`` (a training counter)."""
+
+    optional_weights = [r"num_batches_tracked$"]
+
+    def _init_weights(self, module, only=None):
+        super()._init_weights(module, only)
+        if isinstance(module, nn.BatchNorm2d) and only in (None, "running_var", "running_mean"):
+            module.reset_running_stats()
 
 
 class LayerNorm2d(nn.LayerNorm):

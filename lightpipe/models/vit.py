@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, UnsupportedModelError
+from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
-from .layers import activation, attention, merge_heads, run_layers, split_heads
+from .layers import Intermediate, SelfAttention, activation, run_layers
 
-# 1. Config fields read, with the defaults config.json may leave out.
-VIT_DEFAULTS = {
+# 1. Config fields read, with the defaults config.json may leave out: the encoder's (VideoMAE
+# reads them too), then ViT's own.
+ENCODER_DEFAULTS = {
     "hidden_size": 768,
     "num_hidden_layers": 12,
     "num_attention_heads": 12,
@@ -29,10 +30,9 @@ VIT_DEFAULTS = {
     "image_size": 224,
     "patch_size": 16,
     "num_channels": 3,
-    "qkv_bias": True,
-    "pooler_output_size": None,
-    "pooler_act": "tanh",
 }
+VIT_DEFAULTS = {**ENCODER_DEFAULTS, "qkv_bias": True, "pooler_output_size": None,
+                "pooler_act": "tanh"}
 
 
 def pair(value) -> tuple[int, int]:
@@ -105,23 +105,11 @@ class ViTEmbeddings(nn.Module):
         return self.dropout(embeddings)
 
 
-class ViTSelfAttention(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        if config.hidden_size % config.num_attention_heads:
-            raise UnsupportedModelError(
-                f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
-                f"{config.num_attention_heads}.")
-        self.num_heads = config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-
-    def forward(self, hidden_states):
-        query = split_heads(self.query(hidden_states), self.num_heads)  # (batch, heads, seq, head_dim)
-        key = split_heads(self.key(hidden_states), self.num_heads)
-        value = split_heads(self.value(hidden_states), self.num_heads)
-        return merge_heads(attention(query, key, value, None))
+class ViTSelfAttention(SelfAttention):
+    def __init__(self, config, bias: bool | None = None):
+        """``bias``: of the query, key and value projections (None: ``config.qkv_bias``)."""
+        super().__init__(config.hidden_size, config.num_attention_heads,
+                         bias=config.qkv_bias if bias is None else bias)
 
 
 class ViTSelfOutput(nn.Module):
@@ -135,32 +123,25 @@ class ViTSelfOutput(nn.Module):
 
 
 class ViTAttention(nn.Module):
-    def __init__(self, config):
+    """Self-attention (``self_attention``'s class: ViT's, or a family's own) and its output
+    projection."""
+
+    def __init__(self, config, self_attention: type[nn.Module] = ViTSelfAttention):
         super().__init__()
-        self.attention = ViTSelfAttention(config)
+        self.attention = self_attention(config)
         self.output = ViTSelfOutput(config)
 
     def forward(self, hidden_states):
         return self.output(self.attention(hidden_states))
 
 
-class ViTIntermediate(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.act = activation(config.hidden_act)
-
-    def forward(self, hidden_states):
-        return self.act(self.dense(hidden_states))
-
-
 class ViTLayer(nn.Module):
     """Pre-norm: x + attention(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, config):
+    def __init__(self, config, self_attention: type[nn.Module] = ViTSelfAttention):
         super().__init__()
-        self.attention = ViTAttention(config)
-        self.intermediate = ViTIntermediate(config)
+        self.attention = ViTAttention(config, self_attention)
+        self.intermediate = Intermediate(config)
         self.output = ViTSelfOutput(config, config.intermediate_size)
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -171,9 +152,10 @@ class ViTLayer(nn.Module):
 
 
 class ViTEncoder(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, self_attention: type[nn.Module] = ViTSelfAttention):
         super().__init__()
-        self.layer = nn.ModuleList(ViTLayer(config) for _ in range(config.num_hidden_layers))
+        self.layer = nn.ModuleList(ViTLayer(config, self_attention)
+                                   for _ in range(config.num_hidden_layers))
 
     def forward(self, hidden_states, output_hidden_states=False):
         return run_layers(self.layer, hidden_states, None, output_hidden_states)

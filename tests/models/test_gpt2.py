@@ -125,7 +125,7 @@ def test_generate_takes_the_lean_step_and_drops_its_plan(decoder, monkeypatch):
 def test_fused_products_equal_their_parts(dtype):
     """A residual added inside the product, and GPT-2's tanh GELU fused into it: float32 equal
     to the separate operations within rounding; bfloat16 computed separately, exactly."""
-    from lightpipe.generation import _ONEDNN_PACK, linear, linear_add, linear_gelu_tanh
+    from lightpipe.models.linear import _ONEDNN_PACK, linear, linear_add, linear_gelu_tanh
     from lightpipe.models.gpt2 import gelu_new
 
     generator = torch.Generator().manual_seed(0)

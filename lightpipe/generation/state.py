@@ -1,0 +1,92 @@
+"""The state of one generate() call: the prepared prompt (``Prompt``), then the growing
+sequences (``DecodeState``), whatever form the prompt came in (token ids, an encoder's input,
+embeddings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Prompt:
+    """A prompt ready to decode. ``input_ids`` are the ids the returned sequences start with;
+    ``position_ids`` and ``attention_mask`` (None: no padding) cover every prompt position,
+    including the ``offset`` embedded positions before those ids that have none."""
+
+    input_ids: torch.Tensor  # (batch, ids)
+    position_ids: torch.Tensor  # (batch, offset + ids)
+    attention_mask: torch.Tensor | None
+    eos: torch.Tensor | None  # the end-of-sequence ids, 1-D
+    pad: int | None
+    batch_size: int  # rows before expansion for beams / returned sequences
+    offset: int = 0
+    inputs_embeds: torch.Tensor | None = None  # (batch, offset + ids, hidden): the first step's
+    encoder_states: torch.Tensor | None = None  # encoder-decoders: what the decoder attends to
+    encoder_mask: torch.Tensor | None = None
+
+    def repeat(self, times: int) -> Prompt:
+        """Each row repeated ``times`` times in place (one per beam / returned sequence)."""
+        if times == 1:
+            return self
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)
+                   if isinstance(getattr(self, f.name), torch.Tensor) and f.name != "eos"}
+        return replace(self, **{name: t.repeat_interleave(times, dim=0) for name, t in tensors.items()})
+
+
+class DecodeState:
+    """The growing sequences of a generate() call, in buffers sized for the final length:
+    token ids, positions and (with padding) the attention mask. Positions, mask and ``length``
+    count every prompt position, as the cache does; ``tokens()`` (what generate() returns)
+    leaves out the first ``offset`` ones, embedded positions that have no ids."""
+
+    def __init__(self, prompt: Prompt, max_length: int, cache: Any):
+        self.offset = prompt.offset
+        input_ids, position_ids, attention_mask = prompt.input_ids, prompt.position_ids, prompt.attention_mask
+        if self.offset:
+            no_ids = input_ids.new_zeros(input_ids.shape[0], self.offset)
+            input_ids = torch.cat((no_ids, input_ids), dim=1)
+        self.batch, self.length = input_ids.shape
+        self.device = input_ids.device
+        self.cache = cache
+        self.prompt_embeds = prompt.inputs_embeds
+        self.encoder_states, self.encoder_mask = prompt.encoder_states, prompt.encoder_mask
+        size = max(max_length + self.offset, self.length)
+        self._ids = input_ids.new_zeros(self.batch, size)
+        self._ids[:, :self.length] = input_ids
+        self.positions = position_ids.new_zeros(self.batch, size)
+        self.positions[:, :self.length] = position_ids
+        self.positions[:, self.length:] = position_ids[:, -1:] + torch.arange(
+            1, size - self.length + 1, device=self.device)
+        self._mask = None
+        if attention_mask is not None:
+            self._mask = attention_mask.new_ones(self.batch, size)
+            self._mask[:, :self.length] = attention_mask
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """Every id position, the ones not generated yet included (offset positions: 0)."""
+        return self._ids
+
+    def tokens(self) -> torch.Tensor:
+        """The sequences so far: (batch, length - offset)."""
+        return self._ids[:, self.offset:self.length]
+
+    def mask(self) -> torch.Tensor | None:
+        return None if self._mask is None else self._mask[:, :self.length]
+
+    def take_embeds(self) -> torch.Tensor:
+        """The embedded prompt, once: the first step reads it into the cache."""
+        embeds, self.prompt_embeds = self.prompt_embeds, None
+        return embeds
+
+    def append(self, next_tokens: torch.Tensor) -> None:
+        self._ids[:, self.length] = next_tokens
+        self.length += 1
+
+    def replace(self, sequences: torch.Tensor) -> None:
+        """Beam search: the surviving beams' tokens (reordered), one token longer."""
+        self.length = self.offset + sequences.shape[1]
+        self._ids[:, self.offset:self.length] = sequences
