@@ -67,11 +67,19 @@ FAMILIES: dict[str, Family] = {
     "roberta": Family("roberta", tokenizer=_ROBERTA),
     "xlm-roberta": Family("roberta:XLM_ROBERTA_HEADS"),
     "camembert": Family("roberta:CAMEMBERT_HEADS"),
+    "mpnet": Family("mpnet", tokenizer="MPNetTokenizer"),
+    "deberta-v2": Family("deberta_v2", tokenizer="DebertaV2Tokenizer"),
+    "electra": Family("electra", tokenizer=_WORDPIECE),
     # text decoders
     "gpt2": Family("gpt2", tokenizer=_GPT2),
     "llama": Family("llama"),
     "mistral": Family("llama:MISTRAL_HEADS"),
     "qwen2": Family("llama:QWEN2_HEADS"),
+    "qwen3": Family("qwen3"),
+    "qwen3_moe": Family("qwen3:MOE_HEADS"),
+    "gemma2": Family("gemma:GEMMA2_HEADS"),
+    "gemma3_text": Family("gemma:GEMMA3_TEXT_HEADS"),
+    "phi3": Family("phi3"),
     "opt": Family("opt", tokenizer=_GPT2),
     # sequence to sequence
     "t5": Family("t5"),
@@ -136,18 +144,20 @@ SPECIAL_TOKENIZERS: dict[str, str] = {
     "T5Tokenizer": "tokenization.spm:T5Tokenizer",
     "CLIPTokenizer": "tokenization.clip:CLIPTokenizer",
     "TapasTokenizer": "tokenization.tapas:TapasTokenizer",
+    "DebertaV2Tokenizer": "tokenization.rebuilt:DebertaV2Tokenizer",
+    "MPNetTokenizer": "tokenization.rebuilt:MPNetTokenizer",
 }
 
 # Model types lightpipe does not run but whose tokenizer folders it reads (AutoTokenizer alone):
 # the class transformers picks for them when tokenizer_config.json names none.
 TOKENIZER_ONLY: dict[str, str] = {
     **dict.fromkeys(
-        ["align", "bark", "bros", "chinese_clip", "convbert", "electra", "ernie", "flava", "git",
+        ["align", "bark", "bros", "chinese_clip", "convbert", "ernie", "flava", "git",
          "grounding-dino", "megatron-bert", "mm-grounding-dino", "nezha", "nomic_bert", "qdqbert",
          "realm", "retribert", "squeezebert", "tvp", "visual_bert"], _WORDPIECE),
     "mobilebert": "MobileBertTokenizer", "lxmert": "LxmertTokenizer",
     "dpr": "DPRQuestionEncoderTokenizer", "canine": "CanineTokenizer",
-    "deberta": "DebertaTokenizer", "deberta-v2": "DebertaV2Tokenizer", "fnet": "FNetTokenizer",
+    "deberta": "DebertaTokenizer", "fnet": "FNetTokenizer",
     "layoutlmv2": "LayoutLMv2Tokenizer", "markuplm": "MarkupLMTokenizer",
     "longformer": _ROBERTA, "led": "LEDTokenizer", "mvp": "MvpTokenizer",
     **dict.fromkeys(["gpt_neo", "gptj", "codegen", "phi"], _GPT2),

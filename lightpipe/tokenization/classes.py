@@ -18,6 +18,7 @@ _WORDPIECE_CLASSES = {
     "BertTokenizer", "DistilBertTokenizer", "ElectraTokenizer", "LayoutLMTokenizer",
     "ConvBertTokenizer", "MobileBertTokenizer", "SqueezeBertTokenizer", "LxmertTokenizer",
     "DPRContextEncoderTokenizer", "DPRQuestionEncoderTokenizer", "DPRReaderTokenizer",
+    "MPNetTokenizer",
 }
 _ROBERTA_CLASSES = {"RobertaTokenizer", "BartTokenizer", "LEDTokenizer", "MvpTokenizer",
                     "LongformerTokenizer"}

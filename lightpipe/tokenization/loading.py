@@ -69,12 +69,15 @@ class LoadingMixin:
             for key in ("add_bos_token", "add_eos_token"):
                 if key not in kwargs:
                     settings.pop(key, None)
-        backend = _load_backend(folder, family, settings)
+        backend = cls.load_backend(folder, family, settings)
         tokenizer = cls(backend, settings, tokenizer_class=tokenizer_class,
                         name_or_path=str(folder))
         set_post_processor(tokenizer, family, settings, built=built, explicit_bos_eos=any(
             key in kwargs for key in ("add_bos_token", "add_eos_token")))
         return tokenizer
+
+    # The backend from the folder's files; a class that reads files of its own overrides it.
+    load_backend = staticmethod(_load_backend)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> Tokenizer:
