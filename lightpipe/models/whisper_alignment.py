@@ -57,3 +57,37 @@ def dtw(cost_matrix: Any) -> tuple[Any, Any]:
             j -= 1
     path.reverse()
     return np.array([p[0] for p in path]), np.array([p[1] for p in path])
+
+
+def token_timestamps(model: Any, sequences: torch.Tensor, encoded: torch.Tensor, heads: list,
+                     begin: int, frames: list[int] | None) -> torch.Tensor:
+    """Each token's time (seconds) from the cross-attention of the alignment heads, as
+    the reference computes it: the decoder re-run on the output (the weights each step
+    saw), the weights cut to the audio's frames, normalised over the tokens, median
+    filtered, averaged over the heads and aligned to the frames by dynamic time warping;
+    the prompt gets 0.0 and the last token repeats the time before it."""
+    import numpy as np
+
+    weights: list[torch.Tensor] = []
+    model.model.decoder(sequences[:, :-1].to(encoded.device), encoded, None, weights)
+    chosen = torch.stack([weights[layer][:, head] for layer, head in heads], dim=1)
+    chosen = chosen[:, :, begin:].float().cpu()  # (batch, heads, tokens, frames)
+    width = int(model.config.get("median_filter_width", 7))
+    if frames is not None and len(set(frames)) == 1:
+        # The reference cuts a batch with one frame count once more before the rows are
+        # cut (which only matters when the count is below zero after a seek past the audio).
+        chosen = chosen[..., :frames[0] // 2]
+    out = torch.zeros(sequences.shape[0], sequences.shape[1], dtype=torch.float32)
+    if chosen.shape[2] == 0:
+        return out
+    for row in range(sequences.shape[0]):
+        matrix = chosen[row] if frames is None else chosen[row, ..., :frames[row] // 2]
+        mean = matrix.mean(dim=-2, keepdim=True)
+        std = (matrix - mean).square().mean(dim=-2, keepdim=True).sqrt()
+        matrix = median_filter((matrix - mean) / std, width).mean(dim=0)
+        text_index, time_index = dtw(-matrix.double().numpy())
+        jumps = np.diff(text_index, prepend=-1) != 0
+        times = torch.tensor(time_index[jumps] * 0.02, dtype=torch.float32)
+        out[row, begin:begin + len(times)] = times
+        out[row, begin + len(times):] = times[-1]
+    return out

@@ -116,8 +116,8 @@ _TASKS = [
     Task("image-to-text", "AutoModelForVision2Seq", ("ydshieh/vit-gpt2-coco-en", None),
          "image_to_text:ImageToTextPipeline", kind="multimodal",
          preprocessors=("image_processor", "tokenizer")),
-    Task("image-text-to-text", "AutoModelForImageTextToText",
-         ("llava-hf/llava-onevision-qwen2-0.5b-ov-hf", None),
+    # transformers defaults to LLaVA-OneVision, which lightpipe does not run yet: LLaVA 1.5.
+    Task("image-text-to-text", "AutoModelForImageTextToText", ("llava-hf/llava-1.5-7b-hf", None),
          "image_text_to_text:ImageTextToTextPipeline", kind="multimodal",
          preprocessors=("tokenizer",)),
     Task("visual-question-answering", "AutoModelForVisualQuestionAnswering",

@@ -4,6 +4,8 @@ Audio is decoded without a system ffmpeg (processing/audio.py). Long audio is cu
 overlapping chunks (``chunk_length_s``, ``stride_length_s``) that are batched like any other
 pieces and merged as transformers merges them: CTC logits trimmed by their strides, Whisper
 token sequences joined on their longest common overlap (tokenization/whisper.py, decode_asr).
+Without chunks, Whisper gets the whole log-mel of audio over 30 s and decodes it long-form,
+window by window (models/whisper_generation.py), which needs ``return_timestamps=True``.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
     an optional ``"stride": (left, right)`` for CTC models), a list of these or an iterator.
     Arguments: ``return_timestamps`` ("char"/"word" for CTC; True for Whisper segments, "word"
     for Whisper words timed from the cross-attention of its ``alignment_heads``),
-    ``chunk_length_s`` / ``stride_length_s`` for long audio, ``generate_kwargs`` (Whisper:
-    ``language``, ``task``, ``max_new_tokens``, ...) and ``batch_size``.
+    ``chunk_length_s`` / ``stride_length_s`` for long audio, ``return_language`` (Whisper: each
+    chunk's language), ``generate_kwargs`` (Whisper: ``language``, ``task``, ``max_new_tokens``,
+    ``condition_on_prev_tokens``, ...) and ``batch_size``.
     """
 
     task = "automatic-speech-recognition"
@@ -72,7 +75,7 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
         if return_language is not None:
             if self.type != "seq2seq_whisper":
                 raise ValueError("Only Whisper can return language for now.")
-            raise ValueError("return_language is not supported by lightpipe yet.")
+            fwd["return_language"] = post["return_language"] = return_language
         generation_config = getattr(self.model, "generation_config", None)
         if getattr(generation_config, "return_timestamps", False):
             return_timestamps = return_timestamps or generation_config.return_timestamps
@@ -155,7 +158,20 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
                 break
 
     # --- batching and the model ----------------------------------------------------------------
-    def _forward(self, model_inputs: dict, return_timestamps: Any = None, **generate_kwargs: Any) -> dict:
+    def make_batches(self, pieces: list[dict], batch_size: int) -> list[list[int]]:
+        """Whisper: features of one length batch together (30 s windows, or long audio of the
+        same length), so that long audio, decoded to its own end, gets what it gets alone."""
+        batches = super().make_batches(pieces, batch_size)
+        if self.type != "seq2seq_whisper":
+            return batches
+        groups: dict[int, list[int]] = {}
+        for index in (i for batch in batches for i in batch):
+            groups.setdefault(pieces[index]["input_features"].shape[-1], []).append(index)
+        return [group[start:start + batch_size] for group in groups.values()
+                for start in range(0, len(group), batch_size)]
+
+    def _forward(self, model_inputs: dict, return_timestamps: Any = None,
+                 return_language: Any = None, **generate_kwargs: Any) -> dict:
         attention_mask = model_inputs.get("attention_mask")
         if self.type == "seq2seq_whisper":
             params = self._generate_kwargs(generate_kwargs)
@@ -163,21 +179,36 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
                 params["return_timestamps"] = True
             if return_timestamps == "word":  # per-token times from the alignment heads
                 params["return_token_timestamps"] = params["return_segments"] = True
-            tokens = self.model.generate(model_inputs["input_features"],
-                                         attention_mask=attention_mask, **params)
-            if isinstance(tokens, dict):
-                if "segments" in tokens:
-                    times = [torch.cat([s["token_timestamps"] for s in row]) if row
-                             else torch.zeros(0) for row in tokens["segments"]]
-                    longest = tokens["sequences"].shape[1]
-                    times = torch.stack([torch.nn.functional.pad(t, (0, longest - len(t)))
-                                         for t in times])
-                    return {"tokens": tokens["sequences"], "token_timestamps": times}
-                tokens = tokens["sequences"]
-            return {"tokens": tokens}
+            if return_language:  # the segments keep each window's prompt (its language)
+                params["return_segments"] = True
+            out = self.model.generate(model_inputs["input_features"],
+                                      attention_mask=attention_mask, **params)
+            if not isinstance(out, dict):
+                return {"tokens": out}
+            result = {"tokens": out["sequences"]}
+            if return_timestamps == "word":  # the times of every segment, from the audio's start
+                times = [torch.cat([s["token_timestamps"] for s in row]) if row
+                         else torch.zeros(0) for row in out["segments"]]
+                longest = out["sequences"].shape[1]
+                result["token_timestamps"] = torch.stack(
+                    [torch.nn.functional.pad(t, (0, longest - len(t))) for t in times])
+            if return_language:
+                result["lang_id"] = self._languages(out["segments"], params)
+            return result
         logits = self.model(input_values=model_inputs["input_values"],
                             attention_mask=attention_mask).logits
         return {"tokens": logits.argmax(dim=-1)}
+
+    def _languages(self, segments: list, params: dict) -> torch.Tensor:
+        """Each row's language token (-1: none), the first language token of its first
+        window's prompt, as the reference finds it."""
+        config = params.get("generation_config") or self.model.generation_config
+        languages = set((getattr(config, "lang_to_id", None) or {}).values())
+        found = []
+        for row in segments:
+            prompt = row[0]["result"].tolist() if row else []
+            found.append(next((t for t in prompt if t in languages), -1))
+        return torch.tensor(found, dtype=torch.long)
 
     def _generate_kwargs(self, generate_kwargs: dict) -> dict:
         """The call's generation arguments plus the pipeline's defaults for those that neither
@@ -191,7 +222,8 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
         return params
 
     # --- postprocessing ----------------------------------------------------------------------
-    def postprocess(self, model_outputs: list[dict], return_timestamps: Any = None) -> dict:
+    def postprocess(self, model_outputs: list[dict], return_timestamps: Any = None,
+                    return_language: Any = None) -> dict:
         optional: dict[str, Any] = {}
         if self.type == "seq2seq_whisper":
             from ..tokenization.whisper import decode_asr
@@ -201,6 +233,12 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
             outputs = []
             for output in model_outputs:
                 entry = {"tokens": output["tokens"]}
+                language = output.get("lang_id")
+                if return_language and language is not None and int(language.reshape(-1)[0]) >= 0:
+                    # generate() returns no prompt: the language token goes back in front, so
+                    # that decode_asr finds it (as the reference does)
+                    token = language.reshape(1, 1).to(entry["tokens"].dtype)
+                    entry["tokens"] = torch.cat([token, entry["tokens"].reshape(1, -1)], dim=-1)
                 if "token_timestamps" in output:
                     entry["token_timestamps"] = output["token_timestamps"]
                 if "stride" in output:
@@ -209,7 +247,8 @@ class AutomaticSpeechRecognitionPipeline(AudioPipeline):
                     entry["stride"] = (total / rate, left / rate, right / rate)
                 outputs.append(entry)
             text, optional = decode_asr(self.tokenizer, outputs, return_timestamps=return_timestamps,
-                                        return_language=None, time_precision=time_precision)
+                                        return_language=return_language,
+                                        time_precision=time_precision)
         else:
             pieces = []
             for output in model_outputs:

@@ -176,7 +176,7 @@ class ImageTextToTextPipeline(Pipeline):
                     if source is None:
                         raise InputError("An image part of the chat has no image: give it as "
                                          "{'type': 'image', 'image': ...} (or 'url' / 'path').")
-                    loaded.append(load_image(source, timeout=timeout))
+                    loaded.append(_chat_image(source, timeout))
                     part = {"type": "image"}
                 parts.append(part)
             shown.append({**message, "content": parts})
@@ -254,6 +254,17 @@ class ImageTextToTextPipeline(Pipeline):
 def _is_chat(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and len(value) > 0 and \
         isinstance(value[0], (list, tuple, dict))
+
+
+def _chat_image(source: Any, timeout: float | None) -> Any:
+    """A chat's image as the reference's processor gets it: a PIL image as given (the image
+    processor composites its transparency on white); a path, URL or data loaded as RGB (which
+    drops the alpha channel, as the reference's load_image)."""
+    from PIL import Image
+
+    from ..processing.image import load_image
+
+    return source if isinstance(source, Image.Image) else load_image(source, timeout=timeout)
 
 
 def _check_message(message: Any) -> dict:

@@ -391,6 +391,10 @@ class _AudioProcessor(Processor):
         return cls(tokenizer=AutoTokenizer.from_pretrained(name_or_path, **kwargs),
                    feature_extractor=AutoFeatureExtractor.from_pretrained(name_or_path))
 
+    def __call__(self, audio: Any = None, text: Any = None, **kwargs: Any):
+        """As the reference's audio processors: the first positional argument is the audio."""
+        return super().__call__(text=text, audio=audio, **kwargs)
+
     @property
     def sampling_rate(self) -> int:
         return self.feature_extractor.sampling_rate

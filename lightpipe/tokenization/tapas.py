@@ -4,7 +4,8 @@ Behaviour follows transformers' ``TapasTokenizer`` for inference: WordPiece (BER
 tokenization) over ``vocab.txt``; ``[CLS] question [SEP] header cells row cells ...``; the
 token-type channels segment, column, row, prev_labels (zeros), column rank, inverse column rank
 and numeric relation to the question; truncation ``drop_rows_to_fit`` drops rows from the end
-(and trims long cells) until the table fits ``max_length`` (512 by default).
+(and trims long cells) until the table fits ``max_length`` (tokenizer_config.json's
+``model_max_length``, else 512).
 
 Numbers and dates are read from cells and questions as the TAPAS paper's code does
 (``number_utils.py``): number spans, number words, ordinals and dates between 1700 and 2016.
@@ -20,9 +21,11 @@ import collections
 import datetime
 import itertools
 import re
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, InputTypeError
+from ..jsonfile import read_json
 from .batch_encoding import BatchEncoding
 from .tokenizer import Tokenizer
 
@@ -226,7 +229,8 @@ class TapasTokenizer(Tokenizer):
 
     @classmethod
     def from_folder(cls, folder, **kwargs: Any) -> "TapasTokenizer":
-        kwargs.setdefault("model_max_length", 512)
+        if "model_max_length" not in read_json(Path(folder) / "tokenizer_config.json"):
+            kwargs.setdefault("model_max_length", 512)  # the reference class's default
         tokenizer = super().from_folder(folder, **kwargs)
         settings = tokenizer.init_kwargs
         tokenizer.empty_token = settings.get("empty_token") or "[EMPTY]"

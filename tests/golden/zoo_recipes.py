@@ -1,0 +1,553 @@
+"""The zoo's recipes (used by make_zoo.py, in a virtualenv with the era's transformers): for each
+lightpipe family, a tiny random model, its tokenizer / image processor / feature extractor /
+processor saved into the entry folder, the preprocessing call and the outputs to compare.
+
+Every recipe is ``recipe(folder, slow) -> dict`` with: ``model`` (the reference model), ``auto``
+(lightpipe's Auto class for it), ``call`` (the preprocessing call, '@name' placeholders for the
+shared inputs), ``inputs`` (the preprocessed keys the model takes), ``extra`` (further model
+inputs), ``outputs`` (output fields compared), ``base`` / ``base_inputs`` (also compare the
+base model's last_hidden_state, loaded with AutoModel: the base-model prefix stripped).
+``slow``: save the era's Python tokenizer (vocabulary files, no tokenizer.json).
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import transformers
+
+from zoo_tokenizers import (V5, VERSION, bpe_files, clip_files, from_files, spm_model,
+                            whisper_tokenizer, wordpiece_files)
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def widen(model, std: float = 0.3, skip=("position", "conv", "norm", "embedder")) -> None:
+    """Wider than the default init, so outputs depend on the inputs and no choice is a near-tie."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() > 1 and not any(part in name for part in skip):
+                param.normal_(0.0, std)
+
+
+def make(head: str, config):
+    torch.manual_seed(0)
+    model = getattr(transformers, head)(config).eval()
+    widen(model)
+    return model
+
+
+def labels(n: int = 5) -> dict:
+    return dict(id2label={i: f"LABEL_{i}" for i in range(n)}, label2id={f"LABEL_{i}": i for i in range(n)})
+
+
+TEXT_CALL = {"kind": "tokenizer", "args": ["@texts"], "kwargs": {"padding": True}}
+IMAGE_CALL = {"kind": "image_processor", "args": ["@images"]}
+ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+               max_position_embeddings=64)
+DECODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+               intermediate_size=48, max_position_embeddings=64)
+VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+           image_size=32, patch_size=8)
+
+
+def text_entry(folder, tokenizer, head, auto, config, outputs=("logits",), base=False, **more):
+    tokenizer.save_pretrained(folder)
+    keys = ["input_ids", "attention_mask", "token_type_ids"]
+    return dict(model=make(head, config), auto=auto, call=TEXT_CALL, inputs=keys, outputs=list(outputs),
+                base=base, base_inputs=keys, **more)
+
+
+def image_entry(folder, processor, head, auto, config, outputs=("logits",), call=IMAGE_CALL, **more):
+    processor.save_pretrained(folder)
+    return dict(model=make(head, config), auto=auto, call=call, inputs=["pixel_values", "pixel_mask"],
+                outputs=list(outputs), **more)
+
+
+def seq2seq_extra(start: int) -> dict:
+    return {"decoder_input_ids": torch.tensor([[start, 7, 8, 9, 10], [start, 11, 12, 13, 14]])}
+
+
+# --- text ------------------------------------------------------------------------------------
+
+def bert(folder, slow):
+    tokenizer = from_files("BertTokenizer", slow, wordpiece_files(), model_max_length=64)
+    config = transformers.BertConfig(vocab_size=len(tokenizer), type_vocab_size=2, **ENCODER)
+    return text_entry(folder, tokenizer, "BertForMaskedLM", "AutoModelForMaskedLM", config, base=True)
+
+
+def distilbert(folder, slow):
+    tokenizer = from_files("DistilBertTokenizer", slow, wordpiece_files(), model_max_length=64)
+    config = transformers.DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4,
+                                           hidden_dim=37, max_position_embeddings=64, **labels())
+    return text_entry(folder, tokenizer, "DistilBertForSequenceClassification",
+                      "AutoModelForSequenceClassification", config, base=True)
+
+
+def roberta(folder, slow):
+    tokenizer = from_files("RobertaTokenizer", slow, bpe_files(), model_max_length=64)
+    config = transformers.RobertaConfig(vocab_size=len(tokenizer), type_vocab_size=1, pad_token_id=1,
+                                        bos_token_id=0, eos_token_id=2, **{**ENCODER, "max_position_embeddings": 66})
+    return text_entry(folder, tokenizer, "RobertaForMaskedLM", "AutoModelForMaskedLM", config, base=True)
+
+
+def _sentencepiece_roberta(folder, slow, name, config_name, head, auto):
+    tokenizer = from_files(name, slow, {"sentencepiece.bpe.model": spm_model()}, model_max_length=64)
+    config = getattr(transformers, config_name)(
+        vocab_size=len(tokenizer), type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        **{**ENCODER, "max_position_embeddings": 66}, **labels())
+    return text_entry(folder, tokenizer, head, auto, config, base=True)
+
+
+def xlm_roberta(folder, slow):
+    return _sentencepiece_roberta(folder, slow, "XLMRobertaTokenizer", "XLMRobertaConfig",
+                                  "XLMRobertaForSequenceClassification", "AutoModelForSequenceClassification")
+
+
+def camembert(folder, slow):
+    return _sentencepiece_roberta(folder, slow, "CamembertTokenizer", "CamembertConfig",
+                                  "CamembertForMaskedLM", "AutoModelForMaskedLM")
+
+
+def gpt2(folder, slow):
+    tokenizer = from_files("GPT2Tokenizer", slow, bpe_files(("<|endoftext|>",)), model_max_length=64,
+                           pad_token="<|endoftext|>")
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4,
+                                     n_positions=64, bos_token_id=0, eos_token_id=0)
+    return text_entry(folder, tokenizer, "GPT2LMHeadModel", "AutoModelForCausalLM", config)
+
+
+def _llama_tokenizer(slow):
+    model = spm_model(320, model_type="bpe", byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    return from_files("LlamaTokenizer", slow, {"tokenizer.model": model}, model_max_length=64,
+                      pad_token="<unk>")
+
+
+def _decoder(folder, slow, config_name, head, tokenizer=None, attention=None, **sizes):
+    tokenizer = tokenizer or _llama_tokenizer(slow)
+    config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **{"bos_token_id": 1, "eos_token_id": 2,
+                                                                              **DECODER, **sizes})
+    if attention:  # the reference's own choice for the family, not the era's default
+        config._attn_implementation = attention
+    return text_entry(folder, tokenizer, head, "AutoModelForCausalLM", config)
+
+
+def llama(folder, slow):
+    return _decoder(folder, slow, "LlamaConfig", "LlamaForCausalLM", pad_token_id=0)
+
+
+def mistral(folder, slow):
+    # 4.4x counted the sliding window one token apart from today's reference: the 4.40 entry
+    # keeps a window longer than its inputs (as real checkpoints' 4096 are), so it tests loading
+    window = 6 if VERSION >= (4, 50) else 4096
+    return _decoder(folder, slow, "MistralConfig", "MistralForCausalLM", sliding_window=window)
+
+
+def qwen2(folder, slow):
+    tokenizer = from_files("Qwen2Tokenizer", slow, bpe_files(("<|endoftext|>",)), model_max_length=64)
+    return _decoder(folder, slow, "Qwen2Config", "Qwen2ForCausalLM", tokenizer, num_key_value_heads=1,
+                    tie_word_embeddings=True)
+
+
+def opt(folder, slow):
+    tokenizer = from_files("GPT2Tokenizer", slow, bpe_files(), model_max_length=64, bos_token="</s>",
+                           eos_token="</s>", unk_token="</s>", pad_token="<pad>")
+    config = transformers.OPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4, ffn_dim=48, max_position_embeddings=64,
+                                    word_embed_proj_dim=32, pad_token_id=1, bos_token_id=2, eos_token_id=2)
+    return text_entry(folder, tokenizer, "OPTForCausalLM", "AutoModelForCausalLM", config)
+
+
+T5_SIZES = dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+                relative_attention_max_distance=16, decoder_start_token_id=0)
+
+
+def t5(folder, slow, config_name="T5Config", head="T5ForConditionalGeneration", **sizes):
+    spiece = spm_model(90, pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    tokenizer = from_files("T5Tokenizer", slow, {"spiece.model": spiece}, extra_ids=10, model_max_length=64)
+    config = getattr(transformers, config_name)(vocab_size=len(tokenizer), **{**T5_SIZES, **sizes})
+    return text_entry(folder, tokenizer, head, "AutoModelForSeq2SeqLM", config, extra=seq2seq_extra(0))
+
+
+def mt5(folder, slow):
+    return t5(folder, slow, "MT5Config", "MT5ForConditionalGeneration", feed_forward_proj="gated-gelu",
+              tie_word_embeddings=False)
+
+
+BART = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64)
+
+
+def bart(folder, slow):
+    tokenizer = from_files("BartTokenizer", slow, bpe_files(), model_max_length=64)
+    config = transformers.BartConfig(vocab_size=len(tokenizer), **BART)
+    return text_entry(folder, tokenizer, "BartForConditionalGeneration", "AutoModelForSeq2SeqLM", config,
+                      extra=seq2seq_extra(2))
+
+
+def marian(folder, slow):
+    import sentencepiece
+
+    source, target = spm_model(80), spm_model(80, seed_sentencepiece_size=1000)
+    vocab = {"</s>": 0, "<unk>": 1}
+    for blob in (source, target):
+        processor = sentencepiece.SentencePieceProcessor(model_proto=blob)
+        for index in range(processor.get_piece_size()):
+            vocab.setdefault(processor.id_to_piece(index), len(vocab))
+    for token in ("<s>",):
+        vocab.pop(token, None)
+    vocab = {token: i for i, token in enumerate(vocab)}
+    vocab["<pad>"] = len(vocab)
+    tokenizer = from_files("MarianTokenizer", True, {"source.spm": source, "target.spm": target,
+                                                     "vocab.json": json.dumps(vocab)}, model_max_length=64)
+    pad = vocab["<pad>"]
+    config = transformers.MarianConfig(vocab_size=len(vocab), pad_token_id=pad, decoder_start_token_id=pad,
+                                       eos_token_id=0, forced_eos_token_id=0, scale_embedding=True, **BART)
+    return text_entry(folder, tokenizer, "MarianMTModel", "AutoModelForSeq2SeqLM", config,
+                      extra=seq2seq_extra(pad))
+
+
+def tapas(folder, slow):
+    files = wordpiece_files(["[EMPTY]", "name", "age", "city", "how", "old", "is", "who", "lives", "in",
+                             "bob", "alice", "berlin", "rome"])
+    tokenizer = from_files("TapasTokenizer", True, files, model_max_length=64)
+    tokenizer.save_pretrained(folder)
+    config = transformers.TapasConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, num_aggregation_labels=4,
+        aggregation_labels={0: "NONE", 1: "SUM", 2: "AVERAGE", 3: "COUNT"}, no_aggregation_label_index=0,
+        select_one_column=True, allow_empty_column_selection=False, reset_position_index_per_cell=True)
+    model = make("TapasForQuestionAnswering", config)
+    call = {"kind": "tapas", "kwargs": {"table": {"Name": ["Bob", "Alice"], "Age": ["56", "45"],
+                                                  "City": ["Berlin", "Rome"]},
+                                        "queries": ["How old is Bob?", "Who lives in Rome?"]}}
+    return dict(model=model, auto="AutoModelForTableQuestionAnswering", call=call,
+                inputs=["input_ids", "attention_mask", "token_type_ids"],
+                outputs=["logits", "logits_aggregation"])
+
+
+def layoutlm(folder, slow):
+    tokenizer = from_files("LayoutLMTokenizer", slow, wordpiece_files(), model_max_length=64)
+    config = transformers.LayoutLMConfig(vocab_size=len(tokenizer), type_vocab_size=2,
+                                         max_2d_position_embeddings=128, **ENCODER)
+    entry = text_entry(folder, tokenizer, "LayoutLMForQuestionAnswering", "AutoModelForQuestionAnswering",
+                       config, outputs=("start_logits", "end_logits"))
+    entry["extra"] = boxes
+    return entry
+
+
+def boxes(inputs: dict) -> dict:
+    """One box per token (x0, y0, x1, y1 in 0..1000 / 8), as LayoutLM's words have."""
+    corners = torch.randint(0, 60, (*inputs["input_ids"].shape, 2), generator=torch.Generator().manual_seed(0))
+    return {"bbox": torch.cat([corners, corners + 5], dim=-1)}
+
+
+# --- families added later: ELECTRA, MPNet, DeBERTa-v2, Qwen3, Gemma 2/3, Phi-3 -------------------
+
+def electra(folder, slow):
+    tokenizer = from_files("ElectraTokenizer", slow, wordpiece_files(), model_max_length=64)
+    config = transformers.ElectraConfig(vocab_size=len(tokenizer), embedding_size=24, type_vocab_size=2,
+                                        hidden_act="gelu_new", **ENCODER, **labels())
+    return text_entry(folder, tokenizer, "ElectraForSequenceClassification",
+                      "AutoModelForSequenceClassification", config, base=True)
+
+
+def mpnet(folder, slow):
+    files = wordpiece_files(["<s>", "</s>", "<unk>", "<pad>", "<mask>"])
+    tokenizer = from_files("MPNetTokenizer", slow, files, model_max_length=64)
+    config = transformers.MPNetConfig(vocab_size=len(tokenizer), relative_attention_num_buckets=40,
+                                      **{**ENCODER, "max_position_embeddings": 66})
+    return text_entry(folder, tokenizer, "MPNetForMaskedLM", "AutoModelForMaskedLM", config, base=True)
+
+
+def deberta_v2(folder, slow):
+    spm = spm_model(120, pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2,
+                    eos_piece="[SEP]", unk_id=3, unk_piece="[UNK]")
+    tokenizer = from_files("DebertaV2Tokenizer", slow, {"spm.model": spm}, model_max_length=64)
+    config = transformers.DebertaV2Config(  # deberta-v3's layout
+        vocab_size=len(tokenizer), relative_attention=True, position_buckets=8, norm_rel_ebd="layer_norm",
+        share_att_key=True, pos_att_type="p2c|c2p", position_biased_input=False, max_relative_positions=-1,
+        type_vocab_size=0, **ENCODER, **labels())
+    return text_entry(folder, tokenizer, "DebertaV2ForSequenceClassification",
+                      "AutoModelForSequenceClassification", config, base=True)
+
+
+def _gemma_tokenizer(slow):
+    model = spm_model(320, model_type="bpe", byte_fallback=True, pad_id=0, pad_piece="<pad>", eos_id=1,
+                      eos_piece="<eos>", bos_id=2, bos_piece="<bos>", unk_id=3, unk_piece="<unk>")
+    return from_files("GemmaTokenizer", slow, {"tokenizer.model": model}, model_max_length=64)
+
+
+def qwen3(folder, slow, config_name="Qwen3Config", head="Qwen3ForCausalLM", **sizes):
+    tokenizer = from_files("Qwen2Tokenizer", slow, bpe_files(("<|endoftext|>",)), model_max_length=64)
+    return _decoder(folder, slow, config_name, head, tokenizer, head_dim=16, **sizes)
+
+
+def qwen3_moe(folder, slow):
+    return qwen3(folder, slow, "Qwen3MoeConfig", "Qwen3MoeForCausalLM", moe_intermediate_size=16,
+                 num_experts=4, num_experts_per_tok=2)
+
+
+def gemma2(folder, slow):
+    return _decoder(folder, slow, "Gemma2Config", "Gemma2ForCausalLM", _gemma_tokenizer(slow), num_hidden_layers=3,
+                    head_dim=16, sliding_window=6, query_pre_attn_scalar=12, bos_token_id=2, eos_token_id=1,
+                    pad_token_id=0, attention="eager")  # 4.x's SDPA path dropped the soft-capping
+
+
+def gemma3_text(folder, slow):
+    return _decoder(folder, slow, "Gemma3TextConfig", "Gemma3ForCausalLM", _gemma_tokenizer(slow),
+                    num_hidden_layers=4, head_dim=16, sliding_window=6, query_pre_attn_scalar=12,
+                    sliding_window_pattern=2, bos_token_id=2, eos_token_id=1, pad_token_id=0)
+
+
+def phi3(folder, slow):
+    return _decoder(folder, slow, "Phi3Config", "Phi3ForCausalLM", pad_token_id=0)
+
+
+# --- speech ----------------------------------------------------------------------------------
+
+def whisper(folder, slow):
+    tokenizer = whisper_tokenizer(slow)
+    ids = tokenizer.convert_tokens_to_ids
+    # a one-second window: 100 frames, so max_source_positions 50
+    extractor = transformers.WhisperFeatureExtractor(chunk_length=1)
+    transformers.WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    eot, sot = ids("<|endoftext|>"), ids("<|startoftranscript|>")
+    config = transformers.WhisperConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, num_mel_bins=80,
+        max_source_positions=50, max_target_positions=32, pad_token_id=eot, bos_token_id=eot,
+        eos_token_id=eot, decoder_start_token_id=sot)
+    extra = {"decoder_input_ids": torch.tensor([[sot, ids("<|en|>"), ids("<|transcribe|>"), 7, 8]])}
+    return dict(model=make("WhisperForConditionalGeneration", config), auto="AutoModelForSpeechSeq2Seq",
+                call={"kind": "processor", "kwargs": {"audio": "@audio", "sampling_rate": 16000}},
+                inputs=["input_features"], extra=extra, outputs=["logits"])
+
+
+def wav2vec2(folder, slow):
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    for char in "ETAONIHSRDLUMWCFGYPBVKXJQZ'":
+        vocab[char] = len(vocab)
+    tokenizer = from_files("Wav2Vec2CTCTokenizer", True, {"vocab.json": json.dumps(vocab)})
+    extractor = transformers.Wav2Vec2FeatureExtractor(return_attention_mask=False, do_normalize=True)
+    transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    config = transformers.Wav2Vec2Config(
+        vocab_size=len(vocab), pad_token_id=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, conv_dim=(16, 16, 16), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, mask_time_prob=0.0)
+    return dict(model=make("Wav2Vec2ForCTC", config), auto="AutoModelForCTC",
+                call={"kind": "processor", "args": ["@audio"], "kwargs": {"sampling_rate": 16000}},
+                inputs=["input_values"], outputs=["logits"])
+
+
+# --- vision ----------------------------------------------------------------------------------
+
+def vit(folder, slow):
+    return image_entry(folder, transformers.ViTImageProcessor(size={"height": 32, "width": 32}),
+                       "ViTForImageClassification", "AutoModelForImageClassification",
+                       transformers.ViTConfig(**VIT, **labels()))
+
+
+def swin(folder, slow):
+    config = transformers.SwinConfig(image_size=32, patch_size=2, embed_dim=16, depths=[1, 2, 1],
+                                     num_heads=[2, 2, 4], window_size=4, mlp_ratio=2.0, **labels())
+    return image_entry(folder, transformers.ViTImageProcessor(size={"height": 32, "width": 32}, resample=3),
+                       "SwinForImageClassification", "AutoModelForImageClassification", config)
+
+
+def convnext(folder, slow):
+    config = transformers.ConvNextConfig(hidden_sizes=[16, 24, 32], depths=[1, 2, 1], num_stages=3,
+                                         image_size=32, **labels())
+    return image_entry(folder, transformers.ConvNextImageProcessor(size={"shortest_edge": 32}),
+                       "ConvNextForImageClassification", "AutoModelForImageClassification", config)
+
+
+def resnet(folder, slow):
+    config = transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 24, 32], depths=[1, 2, 1],
+                                       layer_type="bottleneck", **labels())
+    return image_entry(folder, transformers.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.8),
+                       "ResNetForImageClassification", "AutoModelForImageClassification", config)
+
+
+def detr(folder, slow):
+    backbone = transformers.ResNetConfig(embedding_size=16, hidden_sizes=[16, 24, 32, 40], depths=[1, 1, 1, 1],
+                                         layer_type="bottleneck", out_features=["stage4"])
+    config = transformers.DetrConfig(use_timm_backbone=False, backbone_config=backbone, backbone=None,
+                                     use_pretrained_backbone=False, d_model=32, encoder_layers=2,
+                                     decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+                                     encoder_ffn_dim=37, decoder_ffn_dim=37, num_queries=12, **labels())
+    processor = transformers.DetrImageProcessor(size={"shortest_edge": 48, "longest_edge": 80})
+    # as a user of transformers 5 who loads a Hub DETR and saves it again: the re-saved config
+    # has no use_timm_backbone, only a backbone_config of model_type "resnet"
+    return image_entry(folder, processor, "DetrForObjectDetection", "AutoModelForObjectDetection", config,
+                       outputs=("logits", "pred_boxes"), resave=V5)
+
+
+def dpt(folder, slow):
+    config = transformers.DPTConfig(**{**VIT, "num_hidden_layers": 4}, backbone_out_indices=[0, 1, 2, 3],
+                                    neck_hidden_sizes=[8, 16, 16, 24], reassemble_factors=[4, 2, 1, 0.5],
+                                    fusion_hidden_size=16)
+    return image_entry(folder, transformers.DPTImageProcessor(size={"height": 32, "width": 32}),
+                       "DPTForDepthEstimation", "AutoModelForDepthEstimation", config, outputs=("predicted_depth",))
+
+
+def depth_anything(folder, slow):
+    backbone = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                                         image_size=28, patch_size=7, mlp_ratio=2, out_indices=[1, 2, 3, 4],
+                                         layerscale_value=0.5, reshape_hidden_states=False)
+    config = transformers.DepthAnythingConfig(backbone_config=backbone, patch_size=7, reassemble_hidden_size=32,
+                                              neck_hidden_sizes=[8, 16, 16, 24], fusion_hidden_size=16,
+                                              head_hidden_size=8)
+    processor = transformers.DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True,
+                                               ensure_multiple_of=7)
+    return image_entry(folder, processor, "DepthAnythingForDepthEstimation", "AutoModelForDepthEstimation",
+                       config, outputs=("predicted_depth",), call={"kind": "image_processor", "args": ["@image"]})
+
+
+def segformer(folder, slow):
+    config = transformers.SegformerConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 2, 1, 1],
+                                          num_attention_heads=[1, 2, 2, 4], sr_ratios=[4, 2, 2, 1],
+                                          decoder_hidden_size=16, **labels())
+    return image_entry(folder, transformers.SegformerImageProcessor(size={"height": 32, "width": 32}),
+                       "SegformerForSemanticSegmentation", "AutoModelForSemanticSegmentation", config)
+
+
+def swin2sr(folder, slow):
+    config = transformers.Swin2SRConfig(image_size=32, embed_dim=16, depths=[2, 2], num_heads=[2, 2],
+                                        window_size=4, upscale=2, upsampler="pixelshuffle")
+    return image_entry(folder, transformers.Swin2SRImageProcessor(), "Swin2SRForImageSuperResolution",
+                       "AutoModelForImageToImage", config, outputs=("reconstruction",),
+                       call={"kind": "image_processor", "args": ["@image"]})
+
+
+def videomae(folder, slow):
+    config = transformers.VideoMAEConfig(**VIT, tubelet_size=2, num_frames=4, **labels())
+    processor = transformers.VideoMAEImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return image_entry(folder, processor, "VideoMAEForVideoClassification", "AutoModelForVideoClassification",
+                       config, call={"kind": "image_processor", "args": ["@video"]})
+
+
+# --- images and text -------------------------------------------------------------------------
+
+def vision_encoder_decoder(folder, slow):
+    tokenizer = from_files("GPT2Tokenizer", slow, bpe_files(("<|endoftext|>",)), model_max_length=64)
+    tokenizer.save_pretrained(folder)
+    decoder = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                      bos_token_id=0, eos_token_id=0, is_decoder=True, add_cross_attention=True)
+    config = transformers.VisionEncoderDecoderConfig.from_encoder_decoder_configs(
+        transformers.ViTConfig(**VIT), decoder, decoder_start_token_id=0, pad_token_id=0)
+    return image_entry(folder, transformers.ViTImageProcessor(size={"height": 32, "width": 32}),
+                       "VisionEncoderDecoderModel", "AutoModelForVision2Seq", config,
+                       extra={"decoder_input_ids": torch.tensor([[0, 5, 6, 7], [0, 8, 9, 10]])})
+
+
+def clip(folder, slow):
+    tokenizer = from_files("CLIPTokenizer", slow, clip_files(), model_max_length=32)
+    processor = transformers.CLIPProcessor(
+        image_processor=transformers.CLIPImageProcessor(size={"shortest_edge": 32},
+                                                        crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=37, max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    config = transformers.CLIPConfig(text_config=text, vision_config=VIT, projection_dim=16)
+    call = {"kind": "processor", "kwargs": {"text": ["a photo of a cat", "the dog"], "images": "@images",
+                                            "padding": True}}
+    return dict(model=make("CLIPModel", config), auto="AutoModelForZeroShotImageClassification", call=call,
+                inputs=["input_ids", "attention_mask", "pixel_values"],
+                outputs=["logits_per_image", "text_embeds", "image_embeds"])
+
+
+def _owl(folder, slow, family):
+    prefix = "Owlv2" if family == "owlv2" else "OwlViT"
+    tokenizer = from_files("CLIPTokenizer", slow, clip_files(pad_first=True), pad_token="!", model_max_length=16)
+    image_processor = getattr(transformers, f"{prefix}ImageProcessor")(size={"height": 32, "width": 32})
+    getattr(transformers, f"{prefix}Processor")(image_processor=image_processor,
+                                                tokenizer=tokenizer).save_pretrained(folder)
+    vocab_size = len(tokenizer)
+    text = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=37, max_position_embeddings=16, pad_token_id=0,
+                bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1)
+    config = getattr(transformers, f"{prefix}Config")(text_config=text, vision_config=VIT, projection_dim=32)
+    call = {"kind": "processor", "kwargs": {"text": [["a cat", "the dog"]], "images": ["@image"]}}
+    return dict(model=make(f"{prefix}ForObjectDetection", config), auto="AutoModelForZeroShotObjectDetection",
+                call=call, inputs=["input_ids", "attention_mask", "pixel_values"], outputs=["logits", "pred_boxes"])
+
+
+def owlvit(folder, slow):
+    return _owl(folder, slow, "owlvit")
+
+
+def owlv2(folder, slow):
+    return _owl(folder, slow, "owlv2")
+
+
+def blip(folder, slow):
+    tokenizer = from_files("BertTokenizer", slow, wordpiece_files(), bos_token="[DEC]",
+                           additional_special_tokens=["[ENC]"], model_max_length=64)
+    transformers.BlipProcessor(image_processor=transformers.BlipImageProcessor(size={"height": 32, "width": 32}),
+                               tokenizer=tokenizer).save_pretrained(folder)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, encoder_hidden_size=32, intermediate_size=37,
+                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
+                sep_token_id=tokenizer.sep_token_id, eos_token_id=tokenizer.sep_token_id)
+    config = transformers.BlipConfig(vision_config={**VIT, "intermediate_size": 37}, text_config=text,
+                                     projection_dim=16)
+    call = {"kind": "processor", "kwargs": {"images": "@images", "text": ["a photo of", "the cat"],
+                                            "padding": True}}
+    return dict(model=make("BlipForConditionalGeneration", config), auto="AutoModelForVision2Seq", call=call,
+                inputs=["input_ids", "attention_mask", "pixel_values"], outputs=["logits"])
+
+
+def vilt(folder, slow):
+    tokenizer = from_files("BertTokenizer", slow, wordpiece_files(), model_max_length=40)
+    processor = transformers.ViltProcessor(image_processor=transformers.ViltImageProcessor(size={"shortest_edge": 64}),
+                                           tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    config = transformers.ViltConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=4, intermediate_size=37, image_size=64, patch_size=16,
+                                     max_position_embeddings=40, **labels(8))
+    call = {"kind": "processor", "kwargs": {"images": "@images", "text": ["what is in the photo?", "a cat"],
+                                            "padding": True}}
+    return dict(model=make("ViltForQuestionAnswering", config), auto="AutoModelForVisualQuestionAnswering",
+                call=call, inputs=["input_ids", "attention_mask", "token_type_ids", "pixel_values", "pixel_mask"],
+                outputs=["logits"])
+
+
+LLAVA_PROMPT = "USER: <image>\nWhat is shown? ASSISTANT:"
+
+
+def llava(folder, slow):
+    tokenizer = _llama_tokenizer(slow)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    image_processor = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    extra = dict(patch_size=8, vision_feature_select_strategy="default") if VERSION >= (4, 47) else {}
+    if VERSION >= (4, 50):
+        extra["num_additional_image_tokens"] = 1
+    transformers.LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, **extra).save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    vision = transformers.CLIPVisionConfig(**{**VIT, "intermediate_size": 37})
+    text = transformers.LlamaConfig(vocab_size=len(tokenizer), **{**DECODER, "max_position_embeddings": 256},
+                                    bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = transformers.LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(),
+                                      image_token_index=image_token, image_seq_length=16, pad_token_id=0)
+    entry = dict(model=make("LlavaForConditionalGeneration", config), auto="AutoModelForImageTextToText",
+                 call={"kind": "processor", "kwargs": {"images": "@image", "text": [LLAVA_PROMPT]}},
+                 inputs=["input_ids", "attention_mask", "pixel_values"], outputs=["logits"])
+    if VERSION < (4, 47):  # the era's processor kept one <image> token; the model expanded it
+        entry["expand_image"] = (image_token, 16)
+    return entry
+
+
+RECIPES = {
+    "bert": bert, "distilbert": distilbert, "roberta": roberta, "xlm-roberta": xlm_roberta,
+    "camembert": camembert, "gpt2": gpt2, "llama": llama, "mistral": mistral, "qwen2": qwen2,
+    "opt": opt, "t5": t5, "mt5": mt5, "bart": bart, "marian": marian, "tapas": tapas,
+    "layoutlm": layoutlm, "whisper": whisper, "wav2vec2": wav2vec2, "vit": vit, "swin": swin,
+    "convnext": convnext, "resnet": resnet, "detr": detr, "dpt": dpt, "depth_anything": depth_anything,
+    "segformer": segformer, "swin2sr": swin2sr, "videomae": videomae,
+    "vision-encoder-decoder": vision_encoder_decoder, "clip": clip, "owlvit": owlvit, "owlv2": owlv2,
+    "blip": blip, "vilt": vilt, "llava": llava, "electra": electra, "mpnet": mpnet, "deberta-v2": deberta_v2,
+    "qwen3": qwen3, "qwen3_moe": qwen3_moe, "gemma2": gemma2, "gemma3_text": gemma3_text, "phi3": phi3,
+}

@@ -1,0 +1,157 @@
+"""Smaller compatibility items of issue 15, each against the reference: TAPAS reads
+``model_max_length`` from tokenizer_config.json (a 96-position model drops rows to fit),
+images in chat messages are converted as the reference's processor converts them (RGBA), and
+every task `lightpipe tasks` shows as ready has a default model of a family lightpipe runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import lightpipe
+from lightpipe.families import FAMILIES
+from lightpipe.pipelines import SUPPORTED_TASKS
+
+from .conftest import assert_outputs_close
+from .fixtures.llava import llava_path  # noqa: F401  (fixture)
+from .fixtures.table import _build, reference_frame
+
+# --- TAPAS: model_max_length from tokenizer_config.json --------------------------------------
+LONG = {"Name": [f"name {i} the of a" for i in range(60)],
+        "Year": [str(1900 + i) for i in range(60)],
+        "Count": [str(i * 7) for i in range(60)]}  # ~750 tokens
+
+
+@pytest.fixture(scope="module", params=["wtq", "sqa"])
+def tapas96(request, tmp_path_factory):
+    """A TAPAS with 96 positions whose tokenizer_config.json says model_max_length=96."""
+    extra = {} if request.param == "wtq" else dict(
+        num_aggregation_labels=0, aggregation_labels=None, no_aggregation_label_index=None,
+        reset_position_index_per_cell=False)
+    folder = _build(tmp_path_factory.mktemp("tapas96") / request.param,
+                    max_position_embeddings=96, **extra)
+    path = folder / "tokenizer_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model_max_length": 96}))
+    return folder
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"truncation": True}, {"padding": "max_length"},
+                                    {"batch_size": 1}])
+def test_tapas_drops_rows_to_fit_model_max_length(tapas96, kwargs):
+    ours = lightpipe.pipeline("table-question-answering", model=str(tapas96))
+    theirs = transformers.pipeline("table-question-answering", model=str(tapas96))
+    assert ours.tokenizer.model_max_length == theirs.tokenizer.model_max_length == 96
+    for query in (["what is the count of name 3?", "year"], "how many names?"):
+        assert_outputs_close(ours(table=LONG, query=query, **kwargs),
+                             theirs(table=reference_frame(LONG), query=query, **kwargs))
+    encoded = ours.tokenizer(table=LONG, queries="year", truncation="drop_rows_to_fit")
+    assert len(encoded["input_ids"]) <= 96
+    # sequential runs too (the reference's fails on the dropped rows: KeyError)
+    assert ours(table=LONG, query=["year", "name"], sequential=True)
+
+
+def test_tapas_default_model_max_length(tapas_path, tmp_path):
+    """Without model_max_length in tokenizer_config.json: the reference class's 512."""
+    import shutil
+
+    folder = tmp_path / "tapas"
+    shutil.copytree(tapas_path, folder)
+    path = folder / "tokenizer_config.json"
+    settings = json.loads(path.read_text())
+    settings.pop("model_max_length", None)
+    path.write_text(json.dumps(settings))
+    assert lightpipe.AutoTokenizer.from_pretrained(folder).model_max_length == \
+        transformers.AutoTokenizer.from_pretrained(folder).model_max_length == 512
+
+
+# --- image-text-to-text: images inside chat messages ------------------------------------------
+
+@pytest.fixture(scope="module")
+def rgba(tmp_path_factory):
+    """A 48x40 RGBA image with transparent, half-transparent and opaque pixels, and its PNG."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    pixels[..., 3] = rng.choice([0, 128, 255], size=(40, 48))
+    image = Image.fromarray(pixels, "RGBA")
+    path = tmp_path_factory.mktemp("rgba") / "rgba.png"
+    image.save(path)
+    return image, path
+
+
+def _chat(image_part):
+    return [{"role": "user", "content": [{"type": "image", **image_part},
+                                         {"type": "text", "text": "Describe it."}]}]
+
+
+def test_chat_rgba_image_matches_reference(llava_path, rgba):
+    """A PIL RGBA image in a chat reaches the image processor as it is (which composites it on
+    white); a path is loaded as RGB (alpha dropped), as the reference does both."""
+    ours = lightpipe.pipeline("image-text-to-text", model=str(llava_path))
+    theirs = transformers.pipeline("image-text-to-text", model=str(llava_path))
+    image, path = rgba
+    answers = []
+    for part in ({"image": image}, {"path": str(path)}, {"image": str(path)}):
+        want = theirs(text=_chat(part), max_new_tokens=8)
+        assert ours(text=_chat(part), max_new_tokens=8) == want
+        answers.append(want[0]["generated_text"][-1]["content"])
+    assert answers[0] != answers[1] == answers[2]  # compositing is not dropping the alpha
+    prompt = "USER: <image>\nWhat is it? ASSISTANT:"
+    assert ours(images=image, text=prompt, max_new_tokens=8) == \
+        theirs(images=image, text=prompt, max_new_tokens=8)
+
+
+def test_llava_processor_pixels_of_rgba(llava_path, rgba):
+    from lightpipe.processing.llava import LlavaProcessor
+
+    image, _ = rgba
+    reference = transformers.AutoProcessor.from_pretrained(llava_path)
+    chat = _chat({"image": image})
+    want = reference.apply_chat_template(chat, add_generation_prompt=True, tokenize=True,
+                                         return_dict=True, return_tensors="pt")["pixel_values"]
+    got = LlavaProcessor.from_pretrained(llava_path)(text="<image>", images=[image])["pixel_values"]
+    torch.testing.assert_close(torch.as_tensor(got), want, rtol=0, atol=1e-5)
+
+
+# --- runnable defaults ------------------------------------------------------------------------
+# The model_type of each default checkpoint (their config.json on the Hub).
+DEFAULT_MODEL_TYPES = {
+    "distilbert/distilbert-base-uncased-finetuned-sst-2-english": "distilbert",
+    "distilbert/distilbert-base-cased": "distilbert",
+    "dbmdz/bert-large-cased-finetuned-conll03-english": "bert",
+    "distilbert/distilroberta-base": "roberta",
+    "distilbert/distilbert-base-cased-distilled-squad": "distilbert",
+    "facebook/bart-large-mnli": "bart",
+    "openai-community/gpt2": "gpt2",
+    "google-t5/t5-base": "t5",
+    "sshleifer/distilbart-cnn-12-6": "bart",
+    "google/tapas-base-finetuned-wtq": "tapas",
+    "facebook/wav2vec2-base-960h": "wav2vec2",
+    "superb/wav2vec2-base-superb-ks": "wav2vec2",
+    "google/vit-base-patch16-224": "vit",
+    "openai/clip-vit-base-patch32": "clip",
+    "facebook/detr-resnet-50": "detr",
+    "google/owlvit-base-patch32": "owlvit",
+    "facebook/detr-resnet-50-panoptic": "detr",
+    "Intel/dpt-large": "dpt",
+    "caidas/swin2SR-classical-sr-x2-64": "swin2sr",
+    "MCG-NJU/videomae-base-finetuned-kinetics": "videomae",
+    "ydshieh/vit-gpt2-coco-en": "vision-encoder-decoder",
+    "llava-hf/llava-1.5-7b-hf": "llava",
+    "dandelin/vilt-b32-finetuned-vqa": "vilt",
+    "impira/layoutlm-document-qa": "layoutlm",
+}
+
+
+def test_ready_tasks_default_to_a_family_lightpipe_runs():
+    for name, task in SUPPORTED_TASKS.items():
+        if not task.available:
+            continue
+        model = task.default[0]
+        assert model in DEFAULT_MODEL_TYPES, f"{name}: add {model}'s model_type to the table"
+        assert DEFAULT_MODEL_TYPES[model] in FAMILIES, (name, model)
