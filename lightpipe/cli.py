@@ -94,6 +94,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="characters per text input (default 50000)")
     serve.add_argument("--max-body-bytes", type=_positive_int, metavar="N",
                        help="request body size limit (default 4 MiB)")
+    serve.add_argument("--max-new-tokens", type=_positive_int, metavar="N",
+                       help="most tokens a request may generate, also max_length (default 4096, and "
+                            "never past the model's context)")
+    serve.add_argument("--max-sequences", type=_positive_int, metavar="N",
+                       help="most num_beams / num_return_sequences / n per input (default 16)")
+    serve.add_argument("--max-top-k", type=_positive_int, metavar="N", help="largest top_k (default 1000)")
+    serve.add_argument("--max-list-items", type=_positive_int, metavar="N",
+                       help="most candidate labels, stop strings or other list items in parameters "
+                            "(default 256)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help="require 'Authorization: Bearer KEY' on every route but /health "
+                            "(default: $LIGHTPIPE_API_KEY, else none)")
+    serve.add_argument("--allow-urls", action="store_true", default=None,
+                       help="fetch http(s) URL inputs (images, video, audio); public addresses only "
+                            "(default: refused)")
+    serve.add_argument("--url-timeout", type=float, metavar="S", dest="url_timeout_s",
+                       help="time cap of one URL fetch (default 10)")
+    serve.add_argument("--max-connections", type=_positive_int, metavar="N",
+                       help="open connections before new requests get 503 (default 1024)")
+    serve.add_argument("--header-timeout", type=float, metavar="S", dest="header_timeout_s",
+                       help="seconds a connection has to send its request headers (default 10)")
+    serve.add_argument("--graceful-timeout", type=float, metavar="S", dest="graceful_timeout_s",
+                       help="seconds shutdown waits for requests in flight (default 30)")
     _add_loading_arguments(serve, dtype_default=None)
     serve.add_argument("--kwargs", metavar="JSON", default="{}",
                        help="pipeline() arguments as a JSON object, e.g. '{\"truncation\": true}'")
@@ -202,12 +225,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         entry = {"task": args.task, "model": args.model, "name": args.name, "device": args.device,
                  "dtype": args.dtype, "revision": args.revision, "kwargs": _parse_kwargs(args.kwargs)}
         models.append({key: value for key, value in entry.items() if value is not None})
-    defaults = {key: getattr(args, key) for key in ("max_batch_size", "max_wait_ms", "max_queue",
-                                                      "timeout_s", "max_inputs", "max_input_chars")}
+    defaults = {key: getattr(args, key) for key in (
+        "max_batch_size", "max_wait_ms", "max_queue", "timeout_s", "max_inputs", "max_input_chars",
+        "max_new_tokens", "max_sequences", "max_top_k", "max_list_items")}
+    server = {key: getattr(args, key) for key in (
+        "host", "port", "max_body_bytes", "log_level", "access_log", "threads", "api_key",
+        "allow_urls", "url_timeout_s", "max_connections", "header_timeout_s", "graceful_timeout_s")}
     settings = build_settings(read_config(args.config) if args.config else None, models, defaults,
-                              host=args.host, port=args.port, max_body_bytes=args.max_body_bytes,
-                              log_level=args.log_level, access_log=args.access_log,
-                              threads=args.threads)
+                              **server)
     return serve(settings)
 
 

@@ -1,6 +1,8 @@
 """Image input: a path, an http(s) URL, base64 data, bytes, a PIL image, an array or a tensor
 -> an upright RGB PIL image, as transformers' ``image_utils.load_image`` (EXIF orientation
-applied, then RGB); URL downloads with a timeout and a size limit.
+applied, then RGB); URL downloads with a bounded timeout and a size limit. An image over PIL's
+``Image.MAX_IMAGE_PIXELS`` is refused before it is decoded (PIL only warns below twice that:
+a decompression bomb, a small file that decodes to gigabytes).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import base64
 import binascii
 import io
 import os
+import time
 import types
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 URL_TIMEOUT = 10.0               # seconds, when the caller gives none
+URL_MAX_TIMEOUT = 120.0          # a caller's timeout is capped at this (the whole download)
 URL_MAX_BYTES = 64 * 1024 * 1024  # an image larger than this is refused
 _EXIF_ORIENTATION = 0x0112
 
@@ -103,7 +107,10 @@ def _open_file(path: str) -> "Image.Image":
 
     try:
         image = Image.open(path)
+        _check_pixels(image, path)
         image.load()
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{path}: {err}") from None
     except UnidentifiedImageError:
         raise InputError(f"{path} is not an image file PIL can read (is it an image? JPEG, PNG, "
                          "WebP, BMP, GIF and TIFF are supported).") from None
@@ -118,7 +125,10 @@ def _open_bytes(data: bytes, source: str) -> "Image.Image":
 
     try:
         image = Image.open(io.BytesIO(data))
+        _check_pixels(image, source)
         image.load()
+    except Image.DecompressionBombError as err:
+        raise InputError(f"The image from {source}: {err}") from None
     except UnidentifiedImageError:
         raise InputError(f"The data from {source} is not an image PIL can read.") from None
     except OSError as err:
@@ -126,8 +136,21 @@ def _open_bytes(data: bytes, source: str) -> "Image.Image":
     return image
 
 
+def _check_pixels(image: "Image.Image", source: str) -> None:
+    """PIL's bomb warning as an error: no image over ``Image.MAX_IMAGE_PIXELS`` is decoded."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = image.width * image.height
+    if limit and pixels > limit:
+        raise InputError(f"The image from {source} has {pixels:,} pixels, more than the limit of "
+                         f"{limit:,} (PIL's Image.MAX_IMAGE_PIXELS): it could be a decompression "
+                         "bomb. Raise Image.MAX_IMAGE_PIXELS if you trust it.")
+
+
 def fetch_url(url: str, timeout: float | None = None, max_bytes: int = URL_MAX_BYTES) -> bytes:
-    """Download an image, with a timeout and a size limit; a clear error when offline."""
+    """Download an image, with a timeout (for the whole download, at most URL_MAX_TIMEOUT)
+    and a size limit; a clear error when offline."""
     import urllib.error
     import urllib.request
 
@@ -135,13 +158,27 @@ def fetch_url(url: str, timeout: float | None = None, max_bytes: int = URL_MAX_B
         raise InputError(f"Cannot fetch {url}: HF_HUB_OFFLINE is set, so lightpipe makes no "
                          "network requests. Download the image and pass its file path.")
     request = urllib.request.Request(url, headers={"User-Agent": "lightpipe"})
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
+        timeout = URL_TIMEOUT
+    timeout = min(float(timeout), URL_MAX_TIMEOUT)
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(request, timeout=timeout or URL_TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
-            if length is not None and int(length) > max_bytes:
+            if length is not None and length.isdigit() and int(length) > max_bytes:
                 raise InputError(f"{url} is {int(length)} bytes, more than the {max_bytes}-byte "
                                  "limit for images.")
-            data = response.read(max_bytes + 1)
+            chunks, size = [], 0
+            while size <= max_bytes:
+                if time.monotonic() > deadline:
+                    raise InputError(f"Could not fetch {url}: no complete answer within "
+                                     f"{timeout:g} s.")
+                chunk = response.read1(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
     except urllib.error.HTTPError as err:
         raise InputError(f"Could not fetch {url}: HTTP {err.code} {err.reason}.") from None
     except (urllib.error.URLError, OSError) as err:

@@ -4,12 +4,16 @@
     batcher.py     the queue, the collector and the worker thread of one model
     metrics.py     counters and histograms in the Prometheus text format
     errors.py      ApiError and the JSON error shape, request body reading (a leaf module)
+    limits.py      what a request's parameters may hold: no code, known names, bounded sizes
+    fetch.py       fetching a URL input without SSRF (public addresses only, checked redirects)
+    media.py       image/video/audio inputs from JSON; URLs fetched or refused before batching
     state.py       ServedModel (pipeline, batcher, request checks) and ServerState
-    routes.py      /health, /metrics, /v1/models, /v1/pipelines/NAME; media inputs; the route wrapper
+    routes.py      /health, /metrics, /v1/models, /v1/pipelines/NAME; the route wrapper
     pooling.py     sentence-embedding pooling settings read from the checkpoint
     openai_api.py  /v1/embeddings, /v1/chat/completions, /v1/completions
-    app.py         build_app: the routes on one Starlette app
-    runner.py      the process: load models, torch threads, socket, uvicorn, graceful shutdown
+    app.py         build_app: the routes on one Starlette app; the API key check
+    runner.py      the process: load models, torch threads, socket, uvicorn (connection limit,
+                   header timeout), graceful and bounded shutdown
 
 From Python: ``serve(build_settings(models=[{"task": "feature-extraction", "model": M}]))``.
 Starlette and uvicorn (the ``server`` extra) are imported only when a server is built.

@@ -3,17 +3,21 @@
     GET  /health, /metrics, /v1/models[/NAME]; POST /v1/pipelines/NAME      routes.py
     POST /v1/embeddings, /v1/chat/completions, /v1/completions             openai_api.py
 
-Errors and request reading are in errors.py, the models and shared state in state.py, the
-process around the app (loading models, threads, the socket, signals) in runner.py.
+With ``settings.api_key``, every route but /health needs ``Authorization: Bearer KEY`` (401
+otherwise), as vLLM and TEI do. Errors and request reading are in errors.py, the models and
+shared state in state.py, the process around the app (loading models, threads, the socket,
+signals) in runner.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -41,8 +45,11 @@ def build_app(models: list[ServedModel], settings: ServerSettings, metrics: Metr
             model.batcher.start()
         yield
         state.drain()
-        for model in models:
-            await model.batcher.close()
+        # Requests in flight had the graceful period (uvicorn's); a batch still running is
+        # stopped now, and waited for a few seconds at most.
+        wait_s = min(5.0, settings.graceful_timeout_s)
+        await asyncio.gather(*(model.batcher.close(wait_s) for model in models))
+        state.close()
 
     async def http_error(request: Request, error: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
@@ -62,6 +69,29 @@ def build_app(models: list[ServedModel], settings: ServerSettings, metrics: Metr
         Route("/v1/chat/completions", endpoint("chat", openai_api.chat_completions), methods=["POST"]),
         Route("/v1/completions", endpoint("completions", openai_api.completions), methods=["POST"]),
     ]
-    app = Starlette(routes=table, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    middleware = [Middleware(ApiKeyCheck, key=settings.api_key)] if settings.api_key else []
+    app = Starlette(routes=table, lifespan=lifespan, exception_handlers={HTTPException: http_error},
+                    middleware=middleware)
     app.state.lightpipe = state
     return app
+
+
+class ApiKeyCheck:
+    """ASGI middleware: ``Authorization: Bearer KEY`` on every route but /health, compared in
+    constant time; 401 otherwise (the openai client sends its ``api_key=`` so)."""
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode("utf-8")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("path") != "/health":
+            given = next((value for name, value in scope.get("headers", ()) if name == b"authorization"), b"")
+            scheme, _, token = given.partition(b" ")
+            if not (scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)):
+                error = ApiError(401, "This server needs an API key: send the header "
+                                      "'Authorization: Bearer <key>'." if not given else
+                                      "The API key is not valid.", "invalid_api_key",
+                                 headers={"WWW-Authenticate": "Bearer"})
+                await error.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -11,19 +11,25 @@ loop only queues jobs and collects them into batches:
     event loop: resolve each job's future
 
 Jobs share a batch only when their keys match (same endpoint, same call arguments). A job that
-is cancelled while queued (its client went away, or it timed out) leaves the queue at once.
+is cancelled while queued (its client went away, or it timed out) leaves the queue at once;
+when every job of the running batch is cancelled, the batch's cancel event is set: generate()
+stops after its next token and any other model forward refuses to start (``generation.cancel``
+and the model's forward hook in state.py), so the worker is free again within a step.
 When a batch fails, each of its jobs is run alone, so one bad input fails only its own request;
-the worker never dies of a request's error.
+the worker never dies of a request's error. The worker is a daemon thread: shutdown waits for
+it a bounded time, then the process exits even with a call still running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +42,49 @@ class QueueFull(Exception):
     """The model's queue holds max_queue requests already."""
 
 
+class JobCancelled(Exception):
+    """The batch was stopped: nobody waits for its answers any more."""
+
+
+class DaemonWorker(concurrent.futures.Executor):
+    """Daemon threads running submitted calls (one thread: in order), an executor for
+    run_in_executor: unlike ThreadPoolExecutor's, its threads never keep the process from
+    exiting, so shutdown stays bounded whatever a call is doing."""
+
+    def __init__(self, name: str, threads: int = 1):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._loop, name=f"{name}-{index}", daemon=True)
+                        for index in range(threads)]
+        for thread in self.threads:
+            thread.start()
+        self.thread = self.threads[0]
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._calls.put((future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for _ in self.threads:
+            self._calls.put(None)
+        if wait:
+            for thread in self.threads:
+                thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            future, fn, args, kwargs = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # handed to the awaiting side
+                future.set_exception(error)
+
+
 @dataclass(eq=False)
 class Job:
     key: str                          # jobs with equal keys may share one call of `run`
@@ -45,6 +94,7 @@ class Job:
     future: asyncio.Future
     enqueued: float = 0.0
     state: str = "queued"             # queued -> running -> done, or queued -> cancelled
+    abandoned: bool = False           # cancelled while running: its answer is not wanted
 
 
 def encode_json(payload: Any) -> bytes:
@@ -82,12 +132,15 @@ class Batcher:
         self.running = 0               # inputs in the batch the worker runs now
         self._pending: list[Job] = []  # arrival order; may still hold cancelled jobs
         self._arrived: asyncio.Event | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"lightpipe-{name}")
+        self._executor: DaemonWorker | None = None
         self._task: asyncio.Task | None = None
         self._draining = False
+        self._batch: list[Job] = []    # the jobs the worker runs now, and their cancel event
+        self._stop: threading.Event | None = None
 
     # --- event loop side ---
     def start(self) -> None:
+        self._executor = DaemonWorker(f"lightpipe-{self.name}")
         self._arrived = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._collect(), name=f"batcher-{self.name}")
 
@@ -103,11 +156,16 @@ class Batcher:
         return job
 
     def cancel(self, job: Job) -> None:
-        """Drop a job that is still queued; a running one finishes and its answer is dropped."""
+        """Drop a job that is still queued; a running one's answer is dropped, and once no job
+        of the running batch waits for it, the batch is stopped."""
         if job.state == "queued":
             job.state = "cancelled"
             self.queued -= 1
             self._arrived.set()
+        elif job.state == "running":
+            job.abandoned = True
+            if self._stop is not None and all(j.abandoned for j in self._batch):
+                self._stop.set()
         if not job.future.done():
             job.future.cancel()
 
@@ -117,7 +175,9 @@ class Batcher:
         if self._arrived is not None:
             self._arrived.set()
 
-    async def close(self) -> None:
+    async def close(self, wait_s: float = 5.0) -> None:
+        """Stop: fail what is queued, stop the running batch, and wait for the worker at most
+        ``wait_s`` seconds (its thread is a daemon: the process may exit without it)."""
         self.drain()
         if self._task is not None:
             self._task.cancel()
@@ -128,7 +188,15 @@ class Batcher:
         for job in self._pending:
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the server is shutting down"))
-        self._executor.shutdown(wait=True)
+        if self._stop is not None:
+            self._stop.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            deadline = time.monotonic() + wait_s
+            while self._executor.thread.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if self._executor.thread.is_alive():
+                logger.warning("Model %r is still running a batch; exiting without it.", self.name)
 
     def _first_live(self) -> Job | None:
         while self._pending and self._pending[0].state != "queued":
@@ -179,10 +247,13 @@ class Batcher:
             if not jobs:
                 continue
             self.running = sum(len(job.inputs) for job in jobs)
+            self._batch, self._stop = jobs, threading.Event()
             try:
-                outcomes, seconds = await loop.run_in_executor(self._executor, self._run, jobs)
+                outcomes, seconds = await loop.run_in_executor(self._executor, self._run, jobs, self._stop)
             except Exception as error:  # the executor itself failed: fail these jobs, keep going
                 outcomes, seconds = [error] * len(jobs), 0.0
+            finally:
+                self._batch, self._stop = [], None
             self.running = 0
             self.metrics.inc("lightpipe_batches_total", model=self.name)
             self.metrics.observe("lightpipe_batch_size", sum(len(j.inputs) for j in jobs),
@@ -198,17 +269,22 @@ class Batcher:
                     job.future.set_result(outcome)
 
     # --- worker thread side ---
-    def _run(self, jobs: list[Job]) -> tuple[list, float]:
+    def _run(self, jobs: list[Job], stop: threading.Event) -> tuple[list, float]:
         """jobs -> (one outcome per job: JSON bytes or the exception, seconds of the call)."""
+        from ..generation.cancel import cancel_on
+
         start = time.perf_counter()
         items = [item for job in jobs for item in job.inputs]
-        try:
-            results = jobs[0].run(items)
-        except Exception as error:
-            if len(jobs) == 1:
-                return [error], time.perf_counter() - start
-            # Someone's input broke the batch: run each job alone so only that one fails.
-            return [self._run_alone(job) for job in jobs], time.perf_counter() - start
+        with cancel_on(stop):
+            try:
+                results = jobs[0].run(items)
+            except Exception as error:
+                if stop.is_set():
+                    return [JobCancelled()] * len(jobs), time.perf_counter() - start
+                if len(jobs) == 1:
+                    return [error], time.perf_counter() - start
+                # Someone's input broke the batch: run each job alone so only that one fails.
+                return [self._run_alone(job) for job in jobs], time.perf_counter() - start
         seconds = time.perf_counter() - start
         outcomes, offset = [], 0
         for job in jobs:

@@ -17,14 +17,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .errors import ApiError, pipeline_error, read_json, require_object
+from .errors import ApiError, pipeline_error, require_object
+from .limits import refuse_code
 from .pooling import pool, pooling_settings
 from .routes import run_batch
 from .state import ServedModel, ServerState
 
 
 async def embeddings(request: Request, state: ServerState) -> Response:
-    body = require_object(await read_json(request, state.settings.max_body_bytes),
+    body = require_object(await state.read_body(request),
                           {"input", "model", "encoding_format", "dimensions", "user"}, {"input", "model"})
     model = state.lookup(body["model"], "model")
     request.state.model = model.name
@@ -102,7 +103,9 @@ async def _generation_request(request: Request, state: ServerState, allowed: set
     """A chat or completion request -> (its text-generation model, its body, its settings)."""
     from ..pipelines import SUPPORTED_TASKS
 
-    body = await read_json(request, state.settings.max_body_bytes)
+    body = await state.read_body(request)
+    if isinstance(body, dict):
+        refuse_code(body, "")  # e.g. vLLM's chat_template: code from a client, never run here
     if not SUPPORTED_TASKS["text-generation"].available:
         raise ApiError(501, "Text generation is not built in lightpipe yet, so /v1/chat/completions "
                             "and /v1/completions cannot answer. Embeddings and /v1/pipelines work.",
@@ -113,7 +116,8 @@ async def _generation_request(request: Request, state: ServerState, allowed: set
         raise ApiError(422, f"Model {model.name!r} serves {model.task}; this endpoint needs a "
                             "text-generation model.", "wrong_task", "model")
     request.state.model = model.name
-    settings = generation_settings(body, default_max_tokens)
+    settings = generation_settings(body, min(default_max_tokens, model.limits.max_tokens),
+                                   model.limits.max_tokens)
     settings["stream"], settings["stream_options"] = body.get("stream", False), body.get("stream_options")
     return model, body, settings
 
@@ -130,8 +134,9 @@ def _number(body: dict, key: str, low: float, high: float, default: Any, integer
     return value
 
 
-def generation_settings(body: dict, default_max_tokens: int) -> dict:
-    """The OpenAI sampling fields -> the pipeline's generate() arguments (and what we refuse)."""
+def generation_settings(body: dict, default_max_tokens: int, max_tokens_limit: int = 1 << 20) -> dict:
+    """The OpenAI sampling fields -> the pipeline's generate() arguments (and what we refuse);
+    ``max_tokens`` at most ``max_tokens_limit`` (the model's context and --max-new-tokens)."""
     for key, neutral in (("frequency_penalty", 0), ("presence_penalty", 0), ("logit_bias", {}),
                          ("logprobs", False), ("top_logprobs", 0), ("suffix", ""), ("best_of", 1)):
         if body.get(key) not in (None, neutral):
@@ -141,7 +146,8 @@ def generation_settings(body: dict, default_max_tokens: int) -> dict:
                        "response_format")
     _number(body, "n", 1, 1, 1, integer=True)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, 1 << 20, default_max_tokens, integer=True)
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, max_tokens_limit, default_max_tokens,
+                         integer=True)
     temperature = _number(body, "temperature", 0, 2, 1.0)
     top_p = _number(body, "top_p", 0, 1, 1.0)
     settings: dict[str, Any] = {"max_new_tokens": max_tokens, "do_sample": temperature > 0}
@@ -351,6 +357,9 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     model, body, settings = await _generation_request(request, state, CHAT_FIELDS, {"model", "messages"},
                                                       default_max_tokens=256)
     messages = _chat_messages(body["messages"])
+    if len(messages) > model.spec.max_list_items:
+        raise ApiError(422, f"{len(messages)} messages; this server takes at most "
+                            f"{model.spec.max_list_items} (--max-list-items).", "invalid_value", "messages")
     model.check_inputs([messages], "messages")
     return await _generate(request, state, model, [Chat(messages)], settings, "chat")
 

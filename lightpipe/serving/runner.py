@@ -1,9 +1,16 @@
 """The server process: load the models, set torch's threads, listen, run uvicorn, and shut
 down gracefully (SIGINT/SIGTERM: stop accepting, answer what is queued at once, finish what is
-in flight, then exit 0)."""
+in flight within the graceful timeout, stop what still runs, then exit 0).
+
+uvicorn runs with a connection limit (``limit_concurrency``: 503 past it) and a protocol that
+closes a connection whose request head has not arrived within ``header_timeout_s`` (uvicorn
+has no such timeout: a slow-header client held its connection for ever). PIL's
+MAX_IMAGE_PIXELS is the server's ``max_image_pixels``. Listening beyond loopback without an
+API key is allowed, with a warning."""
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import sys
@@ -58,8 +65,15 @@ def serve(settings: ServerSettings) -> int:
                 state.loop.call_soon_threadsafe(state.drain)
 
     config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.access_log,
-                            timeout_graceful_shutdown=settings.graceful_timeout_s, lifespan="on")
+                            timeout_graceful_shutdown=settings.graceful_timeout_s, lifespan="on",
+                            limit_concurrency=settings.max_connections,
+                            http=_header_timeout_protocol(settings.header_timeout_s))
+    _bound_images(settings.max_image_pixels)
     shown = f"[{host}]" if ":" in host else host
+    if not settings.api_key and not _loopback(host):
+        print(f"lightpipe: WARNING: listening on {shown} without an API key: anyone who can reach "
+              "this address can use the models. Set --api-key (or LIGHTPIPE_API_KEY).",
+              file=sys.stderr, flush=True)
     print(f"lightpipe: serving {', '.join(state.models)} on http://{shown}:{port} with {threads} "
           "torch thread(s) (Ctrl+C to stop)", file=sys.stderr, flush=True)
     # uvicorn re-raises a caught SIGTERM once it has shut down; a graceful stop exits 0.
@@ -72,6 +86,69 @@ def serve(settings: ServerSettings) -> int:
             signal.signal(signal.SIGTERM, previous)
     print("lightpipe: server stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _bound_images(max_pixels: int) -> None:
+    """PIL refuses larger images (image_io also treats its bomb warning as an error)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _header_timeout_protocol(header_timeout_s: float) -> type:
+    """uvicorn's h11 protocol, closing a connection that has not sent a whole request head
+    within ``header_timeout_s`` of opening or of its last answer."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _head_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            cycle = self.cycle
+            super().data_received(data)
+            if self.cycle is not cycle:  # a request head arrived
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            super().on_response_complete()
+            if self.cycle is cycle and not self.transport.is_closing():  # waiting for the next head
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(header_timeout_s, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _too_slow(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def _set_threads(threads: int | None) -> int:

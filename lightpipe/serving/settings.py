@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,18 @@ class ModelSpec:
     max_queue: int = 1024              # requests waiting; one more is answered 429
     timeout_s: float = 60.0            # from arrival to answer; past it, 504
     max_inputs: int = 256              # inputs in one request
-    max_input_chars: int = 50_000      # characters in one text input
+    max_input_chars: int = 50_000      # characters in one text input (and one parameter string)
+    # Sizes a request's parameters may ask for (see limits.py); past them, 422 with the limit.
+    max_new_tokens: int = 4096         # max_new_tokens / max_tokens / max_length (also <= context)
+    max_sequences: int = 16            # num_beams, num_return_sequences, n, best_of
+    max_top_k: int = 1000              # top_k
+    max_list_items: int = 256          # candidate_labels, targets, stop strings, any list
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = Path(self.model).name if self.model else self.task
-        for key in ("max_batch_size", "max_queue", "max_inputs", "max_input_chars", "forward_batch_size"):
+        for key in ("max_batch_size", "max_queue", "max_inputs", "max_input_chars", "forward_batch_size",
+                    "max_new_tokens", "max_sequences", "max_top_k", "max_list_items"):
             value = getattr(self, key)
             if value is None and key == "forward_batch_size":
                 continue
@@ -74,10 +81,31 @@ class ServerSettings:
     log_level: str = "info"
     access_log: bool = False
     threads: int | None = None         # torch intra-op threads; None: all cores but one (see app.serve)
+    api_key: str | None = None         # when set, `Authorization: Bearer KEY` on all but /health
+    allow_urls: bool = False           # fetch http(s) URL inputs (public addresses only)
+    url_timeout_s: float = 10.0        # a URL fetch's time cap (a request's `timeout` only lowers it)
+    url_max_bytes: int = 32 * 1024 * 1024
+    max_image_pixels: int = 40_000_000  # larger images (decompression bombs) are refused
+    max_json_depth: int = 64           # nesting of the request JSON
+    header_timeout_s: float = 10.0     # a connection must send its request headers within this
+    body_timeout_s: float = 30.0       # ... and its body within this
+    max_connections: int = 1024        # uvicorn's limit_concurrency: more are answered 503
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("No model to serve: give TASK --model M, or a config file with models.")
+        for key in ("url_max_bytes", "max_image_pixels", "max_json_depth", "max_connections"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer, not {value!r}.")
+        for key in ("url_timeout_s", "header_timeout_s", "body_timeout_s", "graceful_timeout_s"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1e6:
+                raise ConfigError(f"{key} must be a number of seconds > 0, not {value!r}.")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
+            raise ConfigError("api_key must be a non-empty string.")
+        if not isinstance(self.allow_urls, bool):
+            raise ConfigError(f"allow_urls must be true or false, not {self.allow_urls!r}.")
         names = [spec.name for spec in self.models]
         doubles = sorted({name for name in names if names.count(name) > 1})
         if doubles:
@@ -124,7 +152,8 @@ def build_settings(config: dict | None = None, models: list[dict] | None = None,
     """Settings from a config file's data, plus command-line values that override it.
 
     ``defaults`` apply to every model that does not set the key itself; ``server`` values
-    (host, port, ...) override the file's. None values count as not given.
+    (host, port, ...) override the file's. None values count as not given. Without an
+    api_key from either, ``LIGHTPIPE_API_KEY`` is used when set.
     """
     config = dict(config or {})
     file_defaults = config.pop("defaults", {}) or {}
@@ -139,4 +168,6 @@ def build_settings(config: dict | None = None, models: list[dict] | None = None,
         _check_keys(entry, _MODEL_KEYS, f"model entry {index}")
         specs.append(ModelSpec(**{**merged_defaults, **entry}))
     values = {**config, **{k: v for k, v in server.items() if v is not None}}
+    if values.get("api_key") is None and os.environ.get("LIGHTPIPE_API_KEY"):
+        values["api_key"] = os.environ["LIGHTPIPE_API_KEY"]
     return ServerSettings(models=specs, **values)

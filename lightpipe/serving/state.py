@@ -10,13 +10,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from .batcher import Batcher, Job, QueueFull
-from .errors import ApiError, ClientGone, pipeline_error, type_name
+from .batcher import Batcher, DaemonWorker, Job, JobCancelled, QueueFull
+from .errors import ApiError, ClientGone, pipeline_error, read_json, type_name
+from .limits import ParameterLimits
 from .metrics import Metrics
 from .settings import ModelSpec, ServerSettings
-
-# Call arguments the server decides, not the client.
-_RESERVED_PARAMETERS = ("batch_size", "num_workers", "device")
 
 _METRIC_HELP = (
     ("lightpipe_requests_total", "HTTP requests answered, by endpoint, model and status code."),
@@ -52,19 +50,19 @@ class ServedModel:
         # forward, 8.8 ms in forwards of 4 to 8, 12.4 ms one by one. On a GPU, one big forward.
         self.forward_batch_size = spec.forward_batch_size or (
             min(8, spec.max_batch_size) if str(pipe.device).startswith("cpu") else spec.max_batch_size)
+        self.limits = ParameterLimits(spec, pipe)
+        _stop_forwards_when_cancelled(pipe.model)
 
     def describe(self) -> dict:
+        """The model as /v1/models lists it: its name and task, never the server's folder path."""
         return {"id": self.name, "object": "model", "created": self.created, "owned_by": "lightpipe",
-                "task": self.task, "source": self.spec.model}
+                "task": self.task, "source": _public_source(self.spec.model)}
 
     def check_parameters(self, parameters: Any) -> dict:
         if not isinstance(parameters, dict):
             raise ApiError(422, f"'parameters' must be an object, not {type_name(parameters)}.",
                            "invalid_type", "parameters")
-        for key in _RESERVED_PARAMETERS:
-            if key in parameters:
-                raise ApiError(422, f"'{key}' is set by the server (see --max-batch-size), not per request.",
-                               "invalid_parameter", f"parameters.{key}")
+        self.limits.check(parameters)
         try:
             self.pipe.check_parameters(**parameters)
         except (TypeError, ValueError) as error:
@@ -109,6 +107,9 @@ class ServedModel:
         watched = {job.future, gone} | ({first} if first is not None else set())
         try:
             done, _ = await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server gave up on this request (shutdown)
+            self.batcher.cancel(job)
+            raise
         finally:
             gone.cancel()
         if first is not None and first in done:
@@ -136,6 +137,7 @@ class ServerState:
         self.draining = False
         self.inflight = 0
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._media_pool: Any = None
         # Also reachable by the model id it was loaded from, and by its task when only one
         # model serves that task: `model: "sentence-transformers/all-MiniLM-L6-v2"` works.
         self.aliases: dict[str, ServedModel] = {}
@@ -166,6 +168,49 @@ class ServerState:
         self.draining = True
         for model in self.models.values():
             model.batcher.drain()
+
+    async def read_body(self, request: Request) -> Any:
+        """The request's JSON body within the server's size, time and nesting limits."""
+        settings = self.settings
+        return await read_json(request, settings.max_body_bytes, settings.max_json_depth,
+                               settings.body_timeout_s)
+
+    def media_pool(self) -> Any:
+        """The threads that fetch URL inputs and check images, off the event loop and off the
+        models' workers (made on first use)."""
+        if self._media_pool is None:
+            self._media_pool = DaemonWorker("lightpipe-media", threads=8)
+        return self._media_pool
+
+    def close(self) -> None:
+        if self._media_pool is not None:
+            self._media_pool.shutdown(wait=False)
+
+
+def _public_source(model: str | None) -> str | None:
+    """A Hub id as it is; a local folder by its last part only."""
+    import os
+
+    if not model:
+        return None
+    if os.path.isabs(model) or model.startswith((".", "~")) or os.path.exists(model):
+        return os.path.basename(os.path.normpath(model))
+    return model
+
+
+def _stop_forwards_when_cancelled(model: Any) -> None:
+    """A forward pre-hook: once the running batch is cancelled (see batcher.py), the model's
+    next forward raises instead of running, so a long non-generative batch stops too."""
+    from ..generation.cancel import current_cancel_event
+
+    def refuse(module: Any, args: Any) -> None:
+        event = current_cancel_event()
+        if event is not None and event.is_set():
+            raise JobCancelled()
+
+    if hasattr(model, "register_forward_pre_hook") and not getattr(model, "_lightpipe_cancel_hook", False):
+        model.register_forward_pre_hook(refuse)
+        model._lightpipe_cancel_hook = True
 
 
 async def _client_gone(request: Request) -> None:

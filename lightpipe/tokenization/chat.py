@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import InputError, InputTypeError
 from ..jsonfile import read_json
+from .template_limits import bounded_sandbox, check_size, render_bounded
 
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
@@ -207,10 +208,9 @@ def render_chat_template(source: str, messages: list[dict], *, tools: list | Non
         else:
             for name in fields:
                 last[name] = last[name] + _CONTINUE_TAG
-    rendered = template.render(messages=messages, tools=_plain_data(tools),
-                               documents=_plain_data(documents),
-                               add_generation_prompt=add_generation_prompt,
-                               **_plain_data(variables))
+    rendered = render_bounded(template, dict(  # time and size limits: template_limits.py
+        messages=messages, tools=_plain_data(tools), documents=_plain_data(documents),
+        add_generation_prompt=add_generation_prompt, **_plain_data(variables)))
     if continue_final_message:
         tag = _CONTINUE_TAG.strip()
         if final.strip() not in rendered or tag not in rendered:
@@ -230,7 +230,6 @@ def _compile_chat_template(source: str) -> Any:
 
     import jinja2
     from jinja2.ext import Extension, loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class GenerationTag(Extension):
         # `{% generation %}...{% endgeneration %}` marks assistant text for training masks;
@@ -252,7 +251,7 @@ def _compile_chat_template(source: str) -> Any:
 
         def __setitem__(self, name, value):
             SafeNamespace._check(name)
-            jinja2.utils.Namespace.__setitem__(self, name, value)
+            jinja2.utils.Namespace.__setitem__(self, name, check_size(value, "a namespace value"))
 
         @staticmethod
         def _check(name):
@@ -265,14 +264,16 @@ def _compile_chat_template(source: str) -> Any:
 
     def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         # Unlike Jinja's own filter: no HTML escaping, and json.dumps' options.
+        if isinstance(indent, int) and not 0 <= indent <= 64:
+            raise jinja2.exceptions.TemplateError(f"tojson: indent {indent} is not in 0..64.")
         return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                           sort_keys=sort_keys)
 
     def strftime_now(format):
         return datetime.now().strftime(format)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[GenerationTag, loopcontrols])
+    env = bounded_sandbox()(trim_blocks=True, lstrip_blocks=True,  # an ImmutableSandboxedEnvironment
+                            extensions=[GenerationTag, loopcontrols])
     env.filters["tojson"] = tojson
     env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now,
                        namespace=SafeNamespace, dict=lambda *a, **k: dict(*a, **k))
