@@ -155,3 +155,53 @@ def test_ready_tasks_default_to_a_family_lightpipe_runs():
         model = task.default[0]
         assert model in DEFAULT_MODEL_TYPES, f"{name}: add {model}'s model_type to the table"
         assert DEFAULT_MODEL_TYPES[model] in FAMILIES, (name, model)
+
+
+# --- the padding side a tokenizer class sets when the folder does not say ------------------
+@pytest.mark.parametrize("model_type,byte_level", [
+    ("llama", False), ("llama", True), ("mistral", False), ("phi3", False), ("qwen2", False)])
+def test_default_padding_side_follows_the_class_transformers_picks(tmp_path, model_type, byte_level):
+    """A folder naming LlamaTokenizer pads on the left (the class default) unless transformers
+    5 loads it with its generic tokenizer: a byte-level tokenizer.json (Llama 3 style) or a
+    model type whose folders name the class wrongly (Mistral, Phi-3)."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import BPE
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{c: i + 3 for i, c in enumerate("abcdefgh ")}}
+    backend = Tokenizer(BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    if byte_level:
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder = decoders.ByteLevel()
+    backend.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
+         "unk_token": "<unk>", "pad_token": "<unk>", "add_bos_token": False}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    ours = lightpipe.AutoTokenizer.from_pretrained(tmp_path)
+    assert ours.padding_side == theirs.padding_side
+    texts = ["ab", "abcdefg"]
+    assert (ours(texts, padding=True)["attention_mask"]
+            == theirs(texts, padding=True)["attention_mask"])
+
+
+def test_a_checkpoint_saved_untied_keeps_both_weights(tmp_path):
+    """A checkpoint holding both weights of a tie with different values (BLIP saved by 4.40,
+    fine-tunes saved untied) keeps both, as the reference does; equal ones are tied."""
+    from safetensors.torch import load_file, save_file
+
+    config = transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=50, n_positions=32)
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    state["lm_head.weight"] = torch.randn_like(state["transformer.wte.weight"])
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    ours = lightpipe.AutoModelForCausalLM.from_pretrained(tmp_path)
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        want = theirs(ids).logits
+    torch.testing.assert_close(ours(ids).logits, want)
+    assert ours.lm_head.weight.data_ptr() != ours.transformer.wte.weight.data_ptr()
+    ours.save_pretrained(tmp_path / "again")  # both weights written back
+    assert "lm_head.weight" in load_file(tmp_path / "again" / "model.safetensors")

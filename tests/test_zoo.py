@@ -28,26 +28,22 @@ _SPM_ONLY = ("no tokenizer.json, only a SentencePiece {} (a slow tokenizer saved
              "lightpipe builds no backend from it")
 _CLIP_FILES = ("no tokenizer.json: lightpipe reads CLIP's vocab.json + merges.txt as a GPT-2 "
                "byte-level BPE, not as CLIP's (lower-cased, '</w>' word ends, <|startoftext|>)")
-_LEFT_PADDING = ("the reference's LlamaTokenizer and GemmaTokenizer pad on the left (their class "
-                 "default) where tokenizer_config.json does not say; lightpipe pads on the right")
 KNOWN_BREAKS: dict[tuple[str, ...], str] = {
-    ("blip", "v4.40", "model"): "4.40's BLIP saved cls.predictions.decoder.weight apart from the word "
-                                "embeddings (untied, other values); lightpipe ties them anyway, the "
-                                "reference keeps the checkpoint's two tensors",
     **{(family, "v4.40", "preprocessing"): _SPM_ONLY.format("sentencepiece.bpe.model")
        for family in ("xlm-roberta", "camembert")},
     **{(family, "v4.40", "preprocessing"): _SPM_ONLY.format("tokenizer.model")
        for family in ("llama", "mistral", "llava")},
     **{(family, "v4.40", "preprocessing"): _CLIP_FILES for family in ("clip", "owlvit", "owlv2")},
-    **{(family, era, "preprocessing"): _LEFT_PADDING for family, era in (
-        ("llama", "v5.25"), ("gemma2", "v5.25"), ("gemma3_text", "v5.25"), ("llama", "v4.57"),
-        ("mistral", "v4.57"), ("phi3", "v4.57"), ("gemma2", "v4.57"), ("gemma3_text", "v4.57"))},
 }
 # (family, era, input) the era's reference made differently from today's (which lightpipe
 # follows): not compared.
 ERA_CHANGES: dict[tuple[str, str, str], str] = {
     ("owlv2", era, "pixel_values"): "4.x's Owlv2ImageProcessor pads and resizes otherwise than 5.x"
     for era in ("v4.40", "v4.57")
+} | {
+    (family, "v4.57", name): "4.57 loads Mistral's and Phi-3's LlamaTokenizer class (left padding); 5.x "
+                             "their generic tokenizer (right padding)"
+    for family in ("mistral", "phi3") for name in ("input_ids", "attention_mask")
 }
 
 

@@ -50,6 +50,37 @@ _CLASS_DEFAULT_TOKENS = {
              "eos_token": "<|endoftext|>"},
 }
 
+# Classes whose default padding side is the left (a class attribute in transformers).
+_LEFT_PADDING_CLASSES = {"LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer",
+                         "XLNetTokenizer", "CohereTokenizer", "Siglip2Tokenizer"}
+# Model types for which transformers 5 never uses the class tokenizer_config.json names: it
+# loads their registered class or its generic tokenizer (Mistral's and Phi-3's folders say
+# LlamaTokenizer).
+_CLASS_OVERRIDDEN_MODEL_TYPES = {
+    "mistral", "mistral3", "mixtral", "ministral", "ministral3", "pixtral", "voxtral",
+    "arctic", "ernie4_5", "ernie4_5_moe", "fuyu", "internlm2", "internlm3", "jamba", "llava",
+    "llava_next", "minicpm3", "minicpmv", "nemotron", "phi3", "phi3_v", "phimoe", "qwen2",
+    "qwen3_5", "qwen3_5_moe", "qwen3_5_moe_text", "modernbert", "modernbert-decoder",
+    "smolvlm", "vipllava"}
+
+
+def _default_padding_side(tokenizer_class: str, model_type: str | None, backend: Any) -> str | None:
+    """The padding side a class sets when neither tokenizer_config.json nor tokenizer.json
+    says: "left" for the left-padding classes, as transformers 5 picks the class (a
+    LlamaTokenizer over a byte-level tokenizer.json, Llama 3 style, loads as the generic one)."""
+    if tokenizer_class not in _LEFT_PADDING_CLASSES or model_type in _CLASS_OVERRIDDEN_MODEL_TYPES:
+        return None
+    if tokenizer_class == "LlamaTokenizer" and '"ByteLevel"' in _parts_json(backend):
+        return None
+    return "left"
+
+
+def _parts_json(backend: Any) -> str:
+    """The pre-tokenizer, decoder and post-processor of a backend as JSON text."""
+    parts = (backend.pre_tokenizer, backend.decoder, backend.post_processor)
+    return " ".join(part.__getstate__().decode("utf-8", "replace") for part in parts
+                    if part is not None)
+
 
 def _resolve_class(settings: Mapping[str, Any], model_config: Mapping[str, Any]) -> str:
     """The class name a folder asks for, without "Fast"; the generic name when it asks for

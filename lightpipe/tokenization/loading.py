@@ -12,7 +12,7 @@ from ..errors import InputError, ModelNotFoundError
 from ..jsonfile import read_json
 from .backend import _load_backend, set_post_processor
 from .chat import _read_chat_templates
-from .classes import _CLASS_DEFAULT_TOKENS, _family, _model_input_names, _resolve_class
+from .classes import _CLASS_DEFAULT_TOKENS, _default_padding_side, _family, _model_input_names, _resolve_class
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -70,6 +70,9 @@ class LoadingMixin:
                 if key not in kwargs:
                     settings.pop(key, None)
         backend = cls.load_backend(folder, family, settings)
+        side = _default_padding_side(tokenizer_class, model_config.get("model_type"), backend)
+        if side is not None:  # the class default, after tokenizer_config.json and tokenizer.json
+            settings.setdefault("padding_side", side)
         tokenizer = cls(backend, settings, tokenizer_class=tokenizer_class,
                         name_or_path=str(folder))
         set_post_processor(tokenizer, family, settings, built=built, explicit_bos_eos=any(
