@@ -200,6 +200,10 @@ def resolve_dtype(dtype: Any, config: Config | None = None, state: dict | None =
                      "torch.bfloat16, or its name ('bfloat16', 'float16', 'float32').")
 
 
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+
+
 def resolve_device(device: Any = None, device_map: Any = None) -> torch.device:
     """One device from the pipeline/model arguments: -1 / 0 / "cpu" / "cuda:0" / torch.device,
     or a ``device_map`` of "auto", a device, or ``{"": device}``."""
@@ -372,6 +376,11 @@ class PreTrainedModel(nn.Module):
 
         unexpected = [k for k in state if k not in expected and not any(p.search(k) for p in ignored)]
         missing = [k for k in expected if k not in state and k not in tied]
+        # A tie whose two weights the checkpoint holds with different values is not made (as
+        # the reference: a checkpoint saved untied keeps both).
+        self._kept_untied = {target for target, source in tied.items()
+                             if target in state and source in state
+                             and not _same_tensor(state[target], state[source])}
         hard_missing = [k for k in missing if not any(p.search(k) for p in optional)]
         if hard_missing:
             shown = ", ".join(hard_missing[:8]) + (" ..." if len(hard_missing) > 8 else "")
@@ -466,7 +475,7 @@ class PreTrainedModel(nn.Module):
         modules = dict(self.named_modules())
         params = dict(self.named_parameters(remove_duplicate=False))
         for target, source in self.active_ties().items():
-            if source not in params:
+            if source not in params or target in getattr(self, "_kept_untied", ()):
                 continue
             module_name, _, attr = target.rpartition(".")
             setattr(modules[module_name], attr, params[source])
@@ -490,6 +499,7 @@ class PreTrainedModel(nn.Module):
         self.config.save_pretrained(folder)
         state = self.state_dict()
         for target in self.active_ties():
-            state.pop(target, None)
+            if target not in getattr(self, "_kept_untied", ()):
+                state.pop(target, None)
         weights_io.save_safetensors(state, folder / weights_io.SAFE_SINGLE)
 
