@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests waiting per model before 429 (default 1024)")
     serve.add_argument("--timeout", type=float, metavar="S", dest="timeout_s",
                        help="seconds from arrival to answer before 504 (default 60; 0: none)")
-    serve.add_argument("--max-inputs", type=_positive_int, metavar="N", help="inputs per request (default 256)")
+    serve.add_argument("--max-inputs", type=_positive_int, metavar="N", help="inputs per request (default 2048, as OpenAI)")
     serve.add_argument("--max-input-chars", type=_positive_int, metavar="N",
                        help="characters per text input (default 50000)")
     serve.add_argument("--max-body-bytes", type=_positive_int, metavar="N",

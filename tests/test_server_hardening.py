@@ -596,3 +596,17 @@ def test_sigterm_is_bounded_with_a_long_job_and_a_public_bind_warns(long_model):
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_a_request_of_1000_inputs_is_served_by_default(classifier_pipe):
+    """LangChain sends 1,000 texts per call and OpenAI allows 2,048: the default accepts them
+    (and 2,049 gets the named limit)."""
+    entries = [({"name": "cls", "task": "text-classification", "model": "cls", "max_wait_ms": 1},
+                classifier_pipe)]
+    with in_process(entries) as client:
+        response = client.post("/v1/pipelines/cls", json={"inputs": [f"text {i}" for i in range(1000)]})
+        assert response.status_code == 200, response.text
+        assert len(response.json()) == 1000
+        response = client.post("/v1/pipelines/cls", json={"inputs": ["x"] * 2049})
+        assert response.status_code == 422
+        assert "2048" in error_of(response)["message"]

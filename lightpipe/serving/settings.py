@@ -43,7 +43,7 @@ class ModelSpec:
     forward_batch_size: int | None = None  # inputs per forward within a batch; None: see below
     max_queue: int = 1024              # requests waiting; one more is answered 429
     timeout_s: float = 60.0            # from arrival to answer; past it, 504
-    max_inputs: int = 256              # inputs in one request
+    max_inputs: int = 2048             # inputs in one request (OpenAI embeddings allow 2,048)
     max_input_chars: int = 50_000      # characters in one text input (and one parameter string)
     # Sizes a request's parameters may ask for (see limits.py); past them, 422 with the limit.
     max_new_tokens: int = 4096         # max_new_tokens / max_tokens / max_length (also <= context)
