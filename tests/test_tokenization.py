@@ -569,3 +569,15 @@ def test_bad_arguments(load):
         ours(["a", "b"], ["only one"])
     with pytest.raises(InputError, match="only_second"):
         ours(TEXTS[6], truncation="only_second", max_length=5)
+
+
+@pytest.mark.parametrize("ids", [[-1], ["a"], [1.5], 3.5, [[1, -2]]])
+def test_decode_refuses_what_are_not_token_ids(ids):
+    """Negative, text or float ids are a clear error naming them, not an OverflowError or a
+    TypeError from inside the tokenizers library."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "golden" / "zoo" / "v5.25" / "gpt2"
+    tokenizer = lightpipe.AutoTokenizer.from_pretrained(folder)
+    with pytest.raises(InputError, match="token ids"):
+        tokenizer.decode(ids)

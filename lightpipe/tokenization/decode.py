@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import InputError
 from .batch_encoding import _to_python
 
 
@@ -15,6 +16,20 @@ def clean_up_tokenization(text: str) -> str:
                           (" 're", "'re")):
         text = text.replace(before, after)
     return text
+
+
+def _check_ids(ids: Any, rows: bool = False) -> None:
+    """Token ids are non-negative integers (an id past the vocabulary decodes to nothing, as
+    in the reference)."""
+    if not isinstance(ids, list):
+        raise InputError(f"decode() takes a list of token ids (or a tensor or array), not "
+                         f"{type(ids).__name__}.")
+    if rows and ids and isinstance(ids[0], list):
+        return  # each row is checked when decoded
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"decode() got {value!r} among the token ids: ids are integers >= 0. "
+                             "Pass the ids a tokenizer or generate() gave.")
 
 
 class DecodeMixin:
@@ -29,6 +44,7 @@ class DecodeMixin:
             ids = _to_python(ids["input_ids"])
         if isinstance(ids, int):
             ids = [ids]
+        _check_ids(ids, rows=True)
         if ids and isinstance(ids[0], list):
             return [self._decode(row, skip_special_tokens, clean_up_tokenization_spaces)
                     for row in ids]
@@ -47,6 +63,7 @@ class DecodeMixin:
                 for row in rows]
 
     def _decode(self, ids: list[int], skip_special_tokens: bool, clean_up: bool | None) -> str:
+        _check_ids(ids)
         text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
         if clean_up is None:
             clean_up = self.clean_up_tokenization_spaces
