@@ -354,6 +354,17 @@ def test_fetch_checks_every_hop_and_bounds_size_and_time(web, monkeypatch):
             fetching.fetch(bad, 1, 100)
 
 
+def test_a_hanging_dns_lookup_counts_against_the_fetch_deadline(monkeypatch):
+    from lightpipe.serving import fetch as fetching
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(fetching.socket, "getaddrinfo", lambda *a, **k: time.sleep(5) or [])
+    start = time.perf_counter()
+    with pytest.raises(fetching.UrlRefused):
+        fetching.fetch("http://slow-dns.example/x.png", 0.5, 1 << 20)
+    assert time.perf_counter() - start < 2
+
+
 def test_library_fetch_url_bounds_the_whole_download(web, monkeypatch):
     from lightpipe.processing.image_io import fetch_url
 

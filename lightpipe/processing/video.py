@@ -118,6 +118,20 @@ def _import_av():
     return av
 
 
+def _check_frame_size(stream: Any, name: str) -> None:
+    """A frame larger than Pillow's decompression-bomb limit is refused before decoding (the
+    server sets that limit with --max-image-pixels)."""
+    try:
+        from PIL import Image
+        limit = Image.MAX_IMAGE_PIXELS
+    except ImportError:
+        limit = 89_478_485  # Pillow's default
+    width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+    if limit and width * height > limit:
+        raise InputError(f"The frames of {name} are {width}x{height} pixels, over the limit of "
+                         f"{limit:,} pixels per frame. Pass a smaller video.")
+
+
 def _decode(source: Any, indices, name: str) -> list:
     """Decode the first video stream up to the last index; keep the frames at ``indices``."""
     av = _import_av()
@@ -129,6 +143,7 @@ def _decode(source: Any, indices, name: str) -> list:
         with av.open(source, mode="r") as container:
             if not container.streams.video:
                 raise InputError(f"{name} has no video stream (is it an audio file or an image?).")
+            _check_frame_size(container.streams.video[0], name)
             for count, frame in enumerate(container.decode(video=0), start=1):
                 if count - 1 in wanted:
                     frames.append(frame.to_ndarray(format="rgb24"))

@@ -15,6 +15,7 @@ client cannot map what lies behind the server. Runs in a thread: it blocks.
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import ipaddress
 import logging
@@ -65,9 +66,21 @@ def public_address(address: str) -> bool:
                                  or ip.is_loopback or ip.is_link_local or ip.is_private)
 
 
-def _resolve(host: str, port: int) -> str:
-    """One checked address of ``host`` (every address it resolves to must be public)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+# getaddrinfo has no timeout of its own: lookups run here and are waited for until the
+# fetch's deadline (a lookup that hangs holds one of these threads, never a request).
+_DNS_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="lightpipe-dns")
+
+
+def _resolve(host: str, port: int, deadline: float | None = None) -> str:
+    """One checked address of ``host`` (every address it resolves to must be public), looked
+    up before ``deadline`` (time.monotonic())."""
+    lookup = _DNS_POOL.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        infos = lookup.result(timeout=wait)
+    except concurrent.futures.TimeoutError:
+        lookup.cancel()
+        raise TimeoutError(f"looking up {host} took too long") from None
     addresses = [info[4][0] for info in infos]
     if not addresses:
         raise ValueError(f"{host} does not resolve")
@@ -104,7 +117,7 @@ def _get(url: str, deadline: float, max_bytes: int) -> tuple[int, str | None, by
     if parts.username or parts.password:
         raise ValueError("credentials in the URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = _resolve(parts.hostname, port)
+    address = _resolve(parts.hostname, port, deadline)
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError("out of time")

@@ -214,3 +214,16 @@ def test_server_kind_is_video():
 
     task = SUPPORTED_TASKS["video-classification"]
     assert task.available and task.kind == "video" and task.preprocessors == ("image_processor",)
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
+    """A video whose frames are larger than Pillow's decompression-bomb limit is a clear error
+    read from the stream header, before any frame is decoded."""
+    from ..fixtures.video import write_video
+
+    path = write_video(tmp_path / "wide.mp4", frames=4, height=64, width=96)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 96 - 1)
+    with pytest.raises(InputError, match="96x64 pixels, over the limit"):
+        read_video(str(path), num_frames=2)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 96)
+    assert len(read_video(str(path), num_frames=2)) == 2
