@@ -53,6 +53,32 @@ def test_greedy_matches_reference_on_padded_batch(decoder, model_type):
     assert alone[0, -12:].tolist() == mine[2, -12:].tolist()
 
 
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_sequences_grow_past_their_first_buffers(decoder, monkeypatch, num_beams):
+    """The sequence buffers start small and double (a huge max_new_tokens allocates nothing
+    for tokens never made): tokens equal the reference's across several doublings, padded."""
+    from lightpipe.generation import state as state_module
+
+    monkeypatch.setattr(state_module, "PREALLOCATED_TOKENS", 2)
+    folder = decoder("llama")
+    ours, theirs = load_pair(folder)
+    mine, reference = both(ours, theirs, prompts(folder, TEXTS), max_new_tokens=13,
+                           do_sample=False, num_beams=num_beams)
+    assert mine.tolist() == reference.tolist()
+
+
+def test_huge_max_new_tokens(decoder):
+    """Greedy decoding with max_new_tokens=10**12 runs until EOS; beam search, whose buffers
+    have the final length (as the reference's), says what it would need."""
+    ours, _ = load_pair(decoder("llama"))
+    inputs = prompts(decoder("llama"), TEXTS[:1])
+    first = ours.generate(**inputs, max_new_tokens=3, do_sample=False)[0, -1].item()
+    out = ours.generate(**inputs, max_new_tokens=10**12, do_sample=False, eos_token_id=first)
+    assert out[0, -1].item() == first
+    with pytest.raises(InputError, match="GiB for its sequences"):
+        ours.generate(**inputs, max_new_tokens=10**12, num_beams=2)
+
+
 @pytest.mark.parametrize("model_type", DECODER_TYPES)
 def test_beam_search_matches_reference(decoder, model_type):
     folder = decoder(model_type)

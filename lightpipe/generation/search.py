@@ -5,11 +5,13 @@ step for step) picks the next tokens."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from ..errors import InputError
 from ..modeling import ModelOutput
 
 if TYPE_CHECKING:
@@ -104,6 +106,21 @@ def sample(model: GenerativeModel, state: DecodeState, search: Search) -> Any:
                        logits=tuple(raw) or None, cache=state.cache)
 
 
+def _check_beam_buffers(rows: int, max_length: int, prompt_length: int) -> None:
+    """Beam search keeps its sequences in buffers of the final length (as the reference): a
+    length whose buffers would not fit in memory is a clear error, not an allocator crash."""
+    needed = rows * (2 * max_length + 2 * (max_length - prompt_length)) * 8
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 1 << 40
+    if needed > memory // 2:
+        raise InputError(
+            f"Beam search up to max_length={max_length} with {rows} beams in all needs "
+            f"{needed / 2**30:.1f} GiB for its sequences alone. Pass a smaller max_new_tokens "
+            "(or max_length), fewer beams, or greedy / sampled decoding, which grow as they go.")
+
+
 def beam_search(model: GenerativeModel, state: DecodeState, search: Search) -> Any:
     """Beam search (and beam sampling), the reference's vectorised algorithm step for step:
     the rows of ``state`` are ``num_beams`` beams per batch item."""
@@ -116,6 +133,7 @@ def beam_search(model: GenerativeModel, state: DecodeState, search: Search) -> A
     fill = (search.pad or int(eos[0])) if eos is not None else -1
     device = state.device
 
+    _check_beam_buffers(batch_size * num_beams, max_length, cur_length)
     running = torch.full((batch_size, num_beams, max_length), fill, dtype=torch.long, device=device)
     running[:, :, :cur_length] = state.tokens().view(batch_size, num_beams, cur_length)
     finished = running.clone()

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+PREALLOCATED_TOKENS = 4096
 
 @dataclass
 class Prompt:
@@ -53,7 +54,10 @@ class DecodeState:
         self.cache = cache
         self.prompt_embeds = prompt.inputs_embeds
         self.encoder_states, self.encoder_mask = prompt.encoder_states, prompt.encoder_mask
-        size = max(max_length + self.offset, self.length)
+        # Buffers for at most PREALLOCATED_TOKENS new tokens, doubled when full (a huge
+        # max_new_tokens that EOS ends early allocates nothing for the tokens never made).
+        self._full = max(max_length + self.offset, self.length)
+        size = min(self._full, self.length + PREALLOCATED_TOKENS)
         self._ids = input_ids.new_zeros(self.batch, size)
         self._ids[:, :self.length] = input_ids
         self.positions = position_ids.new_zeros(self.batch, size)
@@ -83,10 +87,26 @@ class DecodeState:
         return embeds
 
     def append(self, next_tokens: torch.Tensor) -> None:
+        if self.length >= self._ids.shape[1]:
+            self._grow(self.length + 1)
         self._ids[:, self.length] = next_tokens
         self.length += 1
 
     def replace(self, sequences: torch.Tensor) -> None:
         """Beam search: the surviving beams' tokens (reordered), one token longer."""
         self.length = self.offset + sequences.shape[1]
+        if self.length > self._ids.shape[1]:
+            self._grow(self.length)
         self._ids[:, self.offset:self.length] = sequences
+
+    def _grow(self, needed: int) -> None:
+        """Double the buffers (at least to ``needed``, at most to the final length); new
+        positions continue one by one, new mask entries are 1."""
+        old = self._ids.shape[1]
+        size = min(max(2 * old, needed), max(self._full, needed))
+        more = size - old
+        self._ids = torch.cat((self._ids, self._ids.new_zeros(self.batch, more)), dim=1)
+        steps = torch.arange(1, more + 1, device=self.device)
+        self.positions = torch.cat((self.positions, self.positions[:, -1:] + steps), dim=1)
+        if self._mask is not None:
+            self._mask = torch.cat((self._mask, self._mask.new_ones(self.batch, more)), dim=1)
