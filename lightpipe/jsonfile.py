@@ -12,6 +12,15 @@ from typing import Any
 from .errors import ModelNotFoundError
 
 
+def is_jsonable(value: Any) -> bool:
+    """Whether ``value`` can be written to a JSON file as it is."""
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def read_json(path: str | Path, *, default: Any = None) -> Any:
     """The JSON object in ``path``; ``default`` (an empty dict unless given) when the file does
     not exist or holds something other than an object. A file that exists but cannot be read

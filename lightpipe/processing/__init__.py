@@ -110,10 +110,10 @@ def _only(kwargs: dict, part: str) -> dict:
     return {k: v for k, v in kwargs.items() if k in _ROUTES[part]}
 
 
-class AutoProcessor:
-    """``AutoProcessor.from_pretrained(name)``: the model's processor (tokenizer plus feature
-    extractor or image processor); only the tokenizer, or only the feature extractor / image
-    processor, when the folder has just that, as transformers returns."""
+class AutoPreprocessor:
+    """What the Auto preprocessor classes share: ``from_pretrained`` refuses remote code,
+    finds the folder (a local one, or the Hub's files without the weights) and hands it to the
+    class's ``from_folder(folder, name_or_path, **kwargs)``."""
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
@@ -125,6 +125,20 @@ class AutoProcessor:
         refuse_remote_code(trust_remote_code)
         folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
                          local_files_only=local_files_only, subfolder=subfolder, weights=False)
+        return cls.from_folder(folder, name_or_path, **kwargs)
+
+    @classmethod
+    def from_folder(cls, folder: Path, name_or_path: Any, **kwargs: Any):
+        raise NotImplementedError
+
+
+class AutoProcessor(AutoPreprocessor):
+    """``AutoProcessor.from_pretrained(name)``: the model's processor (tokenizer plus feature
+    extractor or image processor); only the tokenizer, or only the feature extractor / image
+    processor, when the folder has just that, as transformers returns."""
+
+    @classmethod
+    def from_folder(cls, folder: Path, name_or_path: Any, **kwargs: Any):
         preprocessor = preprocessor_settings(folder, "feature_extractor")
         image_settings = preprocessor_settings(folder, "image_processor")
         tokenizer = feature_extractor = image_processor = None

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..errors import InputError, InputTypeError, ModelNotFoundError
 from ..families import by_class_name, by_model_type, load
-from ..jsonfile import read_json
-from . import Processor, preprocessor_settings
+from ..jsonfile import is_jsonable, read_json
+from . import AutoPreprocessor, Processor, preprocessor_settings
 from .audio_io import (as_waveform, decode_audio, load_audio, resample,  # noqa: F401
                        to_mono)
 from .features import BatchFeature, to_tensors  # noqa: F401
@@ -50,7 +50,7 @@ class FeatureExtractor:
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        data = {k: v for k, v in self.to_dict().items() if _jsonable(v)}
+        data = {k: v for k, v in self.to_dict().items() if is_jsonable(v)}
         (folder / "preprocessor_config.json").write_text(json.dumps(data, indent=2) + "\n")
 
     def __repr__(self) -> str:
@@ -95,14 +95,6 @@ class FeatureExtractor:
                 raise InputError(f"Each audio input must be 1-D (mono); got shape {row.shape}.")
             out.append(row.astype(np.float32, copy=False))
         return out, batched
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def _pad_rows(rows: list, length: int, value: float, side: str = "right", with_mask: bool = True):
@@ -346,21 +338,12 @@ class Wav2Vec2FeatureExtractor(FeatureExtractor):
         return to_tensors(out, return_tensors)
 
 
-class AutoFeatureExtractor:
+class AutoFeatureExtractor(AutoPreprocessor):
     """``AutoFeatureExtractor.from_pretrained(folder or Hub id)`` -> the model's extractor,
     chosen by preprocessor_config.json's feature_extractor_type (or config.json's model_type)."""
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
-                        token: Any = None, cache_dir: Any = None, local_files_only: bool = False,
-                        trust_remote_code: bool | None = None, subfolder: str = "",
-                        **kwargs: Any) -> FeatureExtractor:
-        from ..errors import refuse_remote_code
-        from ..hub import resolve
-
-        refuse_remote_code(trust_remote_code)
-        folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
-                         local_files_only=local_files_only, subfolder=subfolder, weights=False)
+    def from_folder(cls, folder: Path, name_or_path: Any, **kwargs: Any) -> FeatureExtractor:
         settings = preprocessor_settings(folder, "feature_extractor")
         model_type = read_json(folder / "config.json").get("model_type")
         if not settings:

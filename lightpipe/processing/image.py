@@ -18,10 +18,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, ModelNotFoundError, refuse_remote_code
+from ..errors import InputError, ModelNotFoundError
 from ..families import by_class_name, by_model_type, load
 from ..jsonfile import read_json
-from . import Processor, preprocessor_settings
+from . import AutoPreprocessor, Processor, preprocessor_settings
 from .features import BatchFeature  # noqa: F401
 from .image_io import (URL_MAX_BYTES, URL_TIMEOUT, _is_array, array_to_pil, fetch_url,  # noqa: F401
                        image_list, load_image, to_rgb, to_rgb_on_white, upright)
@@ -116,6 +116,8 @@ class ImageProcessor:
     }
 
     def __init__(self, **settings: Any):
+        if "pad_and_return_pixel_mask" in settings and "do_pad" not in settings:
+            settings["do_pad"] = settings.pop("pad_and_return_pixel_mask")  # the legacy name
         values = {**self.defaults}
         values.update({k: v for k, v in settings.items() if v is not None})
         self.extra = {k: v for k, v in settings.items() if k not in self.defaults}
@@ -360,11 +362,6 @@ class DetrImageProcessor(ImageProcessor):
                 "image_mean": IMAGENET_DEFAULT_MEAN, "image_std": IMAGENET_DEFAULT_STD,
                 "do_pad": True}
 
-    def __init__(self, **settings: Any):
-        if "pad_and_return_pixel_mask" in settings and "do_pad" not in settings:
-            settings["do_pad"] = settings.pop("pad_and_return_pixel_mask")
-        super().__init__(**settings)
-
     def _standard_size(self, size: Any, settings: dict) -> dict | None:
         if size is None:
             return {"shortest_edge": 800, "longest_edge": 1333}
@@ -433,7 +430,7 @@ def _load_class(entry: str | None) -> type[ImageProcessor] | None:
     return load(entry) if entry else None
 
 
-class AutoImageProcessor:
+class AutoImageProcessor(AutoPreprocessor):
     """``AutoImageProcessor.from_pretrained(name)``: the image processor named in the folder's
     ``preprocessor_config.json`` (``image_processor_type``, or a legacy ``feature_extractor_type``
     such as ``ViTFeatureExtractor``)."""
@@ -442,16 +439,8 @@ class AutoImageProcessor:
         raise TypeError("Use AutoImageProcessor.from_pretrained(name_or_path).")
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
-                        token: Any = None, cache_dir: Any = None, local_files_only: bool = False,
-                        trust_remote_code: bool | None = None, subfolder: str = "",
-                        use_fast: bool | None = None, image_processor_class: type | None = None,
-                        **overrides: Any) -> ImageProcessor:
-        from ..hub import resolve
-
-        refuse_remote_code(trust_remote_code)
-        folder = resolve(name_or_path, revision=revision, token=token, cache_dir=cache_dir,
-                         local_files_only=local_files_only, subfolder=subfolder, weights=False)
+    def from_folder(cls, folder: Path, name_or_path: Any, *, use_fast: bool | None = None,
+                    image_processor_class: type | None = None, **overrides: Any) -> ImageProcessor:
         settings = preprocessor_settings(folder, "image_processor")
         if not settings:
             raise ModelNotFoundError(

@@ -49,11 +49,6 @@ class ViltImageProcessor(ImageProcessor):
                 "image_mean": IMAGENET_STANDARD_MEAN, "image_std": IMAGENET_STANDARD_STD,
                 "size_divisor": 32, "do_pad": True}
 
-    def __init__(self, **settings: Any):
-        if "pad_and_return_pixel_mask" in settings and "do_pad" not in settings:
-            settings["do_pad"] = settings.pop("pad_and_return_pixel_mask")
-        super().__init__(**settings)
-
     def _standard_size(self, size: Any, settings: dict) -> dict | None:
         if size is None:
             return {"shortest_edge": 384}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputTypeError, ModelNotFoundError
-from ..jsonfile import read_json
+from ..jsonfile import is_jsonable, read_json
 from .auto import AutoTokenizer
 from .batch_encoding import BatchEncoding
 from .decode import clean_up_tokenization
@@ -215,7 +215,7 @@ class Wav2Vec2CTCTokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False),
                                            encoding="utf-8")
-        config = {k: v for k, v in self.init_kwargs.items() if _jsonable(v)}
+        config = {k: v for k, v in self.init_kwargs.items() if is_jsonable(v)}
         config["tokenizer_class"] = "Wav2Vec2CTCTokenizer"
         (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
         return str(folder / "vocab.json"), str(folder / "tokenizer_config.json")
@@ -250,11 +250,3 @@ def _ids(value: Any) -> Any:
         return [value]
     return [_ids(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else int(v)
             for v in value]
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
