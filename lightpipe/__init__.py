@@ -17,6 +17,9 @@ __version__ = "0.1.0"
 # when lightpipe is imported before any tensor is made. THP_MEM_ALLOC_ENABLE=0 opts out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+if os.environ.get("LIGHTPIPE_VERBOSITY"):
+    importlib.import_module("lightpipe.logging")._from_environment()
+
 # public name -> module that defines it
 _EXPORTS = {
     "pipeline": "lightpipe.pipelines",
@@ -73,6 +76,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str):
+    if name == "logging":  # lightpipe.logging.set_verbosity_info(), as transformers.logging
+        return importlib.import_module("lightpipe.logging")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lightpipe' has no attribute {name!r}")

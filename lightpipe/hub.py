@@ -8,6 +8,7 @@ one weights format (safetensors when the repository has it, else ``pytorch_model
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ _TORCH_BIN = ["pytorch_model*.bin", "pytorch_model.bin.index.json"]
 _IGNORE = ["onnx/*", "openvino/*", "coreml/*", "*.onnx", "*.msgpack", "*.h5", "*.ot", "*.gguf",
            "flax_model*", "tf_model*", "rust_model*", "*.tflite", "*.mlmodel", "*.pb"]
 
+logger = logging.getLogger("lightpipe")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
@@ -60,9 +62,11 @@ def resolve(
             f"There is no folder {name!r}, and it is not a Hugging Face Hub id (like "
             "'org/model-name'). Check the path."
         )
-    return _download(name, revision=revision, token=token, cache_dir=cache_dir,
-                     local_files_only=local_files_only or is_offline(), subfolder=subfolder,
-                     weights=weights)
+    folder = _download(name, revision=revision, token=token, cache_dir=cache_dir,
+                       local_files_only=local_files_only or is_offline(), subfolder=subfolder,
+                       weights=weights)
+    logger.info("%s%s: files in %s", name, f" ({revision})" if revision else "", folder)
+    return folder
 
 
 def _download(repo_id: str, *, revision, token, cache_dir, local_files_only, subfolder,

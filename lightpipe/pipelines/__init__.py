@@ -290,6 +290,9 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     given = {"tokenizer": tokenizer, "feature_extractor": feature_extractor,
              "image_processor": image_processor}
     loaded = _load_preprocessors(spec, given, source, processor, hub_kwargs)
+    logger.info("%s: %s (%s) with %s", task, getattr(model_obj, "name_or_path", None) or "a model object",
+                type(model_obj).__name__, ", ".join(f"{k} {type(v).__name__}" for k, v in loaded.items()
+                                                    if v is not None) or "no preprocessor")
     return cls(model=model_obj, processor=processor, task=task, device=device,
                batch_size=batch_size, **loaded, **extra, **kwargs)
 
