@@ -353,6 +353,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as err:
+        from .errors import EXTRAS, missing_extra
+
+        if args.debug or (err.name or "").split(".")[0] not in EXTRAS:
+            raise
+        print(f"lightpipe: error: {missing_extra(err.name)}", file=sys.stderr)
+        return 2
     except Exception as err:
         from .errors import LightpipeError
 

@@ -50,6 +50,38 @@ class RemoteCodeError(LightpipeError, ValueError):
     """Remote code was asked for (trust_remote_code); lightpipe never runs code from a repository."""
 
 
+class MissingExtraError(LightpipeError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+# module a feature imports -> (the extra that installs it, what needs it)
+EXTRAS = {"PIL": ("vision", "Images"), "soundfile": ("audio", "Audio files"),
+          "av": ("video", "Videos"), "starlette": ("server", "lightpipe serve"),
+          "uvicorn": ("server", "lightpipe serve"), "gradio": ("demo", "lightpipe demo"),
+          "sentencepiece": ("sentencepiece", "SentencePiece tokenizers")}
+
+
+def missing_extra(module: str) -> MissingExtraError:
+    """The one-line error for an optional module that is not installed."""
+    extra, what = EXTRAS.get(module.split(".")[0], (None, None))
+    if extra is None:
+        return MissingExtraError(f"The optional module {module!r} is not installed: pip install {module}.")
+    return MissingExtraError(f"{what} need the {module} package, which is not installed: "
+                             f"pip install 'lightpipe[{extra}]' (or 'lightpipe[all]').")
+
+
+def require(module: str) -> None:
+    """Raise the one-line ``missing_extra`` error when ``module`` cannot be imported."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise missing_extra(module)
+
+
 def closest(name: str, choices: Iterable[str]) -> str:
     """A ' Did you mean X?' hint, or an empty string when nothing is close."""
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UnknownTaskError, UnsupportedModelError, closest, refuse_remote_code
+from ..errors import UnknownTaskError, UnsupportedModelError, closest, refuse_remote_code, require
 
 logger = logging.getLogger("lightpipe")
 
@@ -171,6 +171,10 @@ _PREPROCESSOR_LOADERS = {
 _TRANSLATION = re.compile(r"^translation_([a-z]{2,3})_to_([a-z]{2,3})$")
 
 
+# The optional modules every input of a task kind needs (audio arrays work without soundfile).
+_KIND_MODULES = {"image": ("PIL",), "multimodal": ("PIL",), "video": ("av", "PIL")}
+
+
 def check_task(task: str) -> tuple[str, Task, dict[str, Any]]:
     """A task name or alias -> (canonical name, Task, extra pipeline arguments)."""
     if not isinstance(task, str):
@@ -289,6 +293,8 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
             device = resolve_device(device_map=device_map)
     given = {"tokenizer": tokenizer, "feature_extractor": feature_extractor,
              "image_processor": image_processor}
+    for module in _KIND_MODULES.get(spec.kind, ()):  # before any model is used
+        require(module)
     loaded = _load_preprocessors(spec, given, source, processor, hub_kwargs)
     logger.info("%s: %s (%s) with %s", task, getattr(model_obj, "name_or_path", None) or "a model object",
                 type(model_obj).__name__, ", ".join(f"{k} {type(v).__name__}" for k, v in loaded.items()

@@ -54,6 +54,10 @@ def decode_audio(source: str | os.PathLike | bytes) -> tuple[Any, int]:
         return _decode_with_av(data)
     except Exception as err:
         errors.append(f"av: {err}")
+    if all("No module named" in error for error in errors):
+        from ..errors import missing_extra
+
+        raise missing_extra("soundfile")
     raise InputError(f"Could not decode {name} as audio ({'; '.join(errors)}). Is it an audio "
                      "file (wav, flac, ogg, mp3, m4a, webm)? Alternatively pass a 1-D numpy "
                      "array with {'raw': array, 'sampling_rate': rate}.")

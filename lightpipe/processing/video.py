@@ -113,8 +113,9 @@ def _import_av():
     try:
         import av
     except ImportError:
-        raise InputError("Reading videos needs PyAV: pip install av (or pip install "
-                         "'lightpipe[audio]').") from None
+        from ..errors import missing_extra
+
+        raise missing_extra("av") from None
     return av
 
 
