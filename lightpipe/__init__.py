@@ -59,6 +59,7 @@ _EXPORTS = {
     "AutoProcessor": "lightpipe.processing",
     "AutoFeatureExtractor": "lightpipe.processing.audio",
     "AutoImageProcessor": "lightpipe.processing.image",
+    "SentenceEmbeddings": "lightpipe.embeddings",
     "GenerationConfig": "lightpipe.generation",
     "TextStreamer": "lightpipe.generation",
     "TextIteratorStreamer": "lightpipe.generation",

@@ -47,17 +47,39 @@ def _entities(text: str, results: list) -> dict:
          "end": entry["end"]} for entry in results if entry.get("start") is not None]}
 
 
-def _similarity_table(pipe: Any, text: str) -> list[list]:
+def _embedding_settings(pipe: Any) -> Any:
+    """The pooling the model's sentence-transformers files ask for (read once per pipeline)."""
+    from .embeddings import read_settings
+    from .hub import resolve
+
+    settings = getattr(pipe, "_demo_embedding_settings", None)
+    if settings is None:
+        try:
+            folder = resolve(pipe.model.name_or_path, weights=False)
+        except Exception:  # a model object with no folder: mean pooling
+            folder = None
+        settings = pipe._demo_embedding_settings = read_settings(folder, pipe.tokenizer)
+    return settings
+
+
+def _similarity_table(pipe: Any, text: str) -> dict:
+    """Cosine similarities of the sentences' embeddings, pooled as the model says; the columns
+    are headed by the sentences they compare."""
     import torch
+
+    from .embeddings import embed, finish
 
     sentences = [line.strip() for line in text.splitlines() if line.strip()]
     if not sentences:
-        return []
-    outputs = pipe(sentences, return_tensors=True)
-    vectors = torch.stack([hidden[0].float().mean(dim=0) for hidden in outputs])  # mean pooling
+        return {"headers": ["sentence"], "data": []}
+    settings = _embedding_settings(pipe)
+    vectors = torch.stack([finish(vector, settings) for vector in embed(pipe, sentences, settings)])
     vectors = torch.nn.functional.normalize(vectors, dim=1)
     similarity = (vectors @ vectors.T).tolist()
-    return [[sentences[i][:40]] + [round(value, 3) for value in row] for i, row in enumerate(similarity)]
+    short = [sentence if len(sentence) <= 40 else sentence[:39] + "…" for sentence in sentences]
+    return {"headers": ["sentence"] + [f"[{i + 1}] {s}" for i, s in enumerate(short)],
+            "data": [[f"[{i + 1}] {short[i]}"] + [round(value, 3) for value in row]
+                     for i, row in enumerate(similarity)]}
 
 
 def page_for(pipe: Any) -> Page:
@@ -95,10 +117,11 @@ def page_for(pipe: Any) -> Page:
                     [["Where do I live?", "My name is Wolfgang and I live in Berlin."]])
     if task == "feature-extraction":
         return Page([("Textbox", {"label": "Sentences, one a line", "lines": 5})],
-                    [("Dataframe", {"label": "Cosine similarity (mean-pooled token vectors)"})],
+                    [("Dataframe", {"label": "Cosine similarity of the sentence embeddings"})],
                     lambda value: _similarity_table(pipe, value),
                     [["A man is eating food.\nA man is eating bread.\nA woman plays the violin."]],
-                    "Each sentence is embedded (mean of its token vectors) and compared with the others.")
+                    "Each sentence is embedded (pooled as the model's sentence-transformers files say, "
+                    "else the mean of its token vectors) and compared with the others.")
     if task == "text-generation":
         return Page([("Textbox", {"label": "Prompt", "lines": 3}),
                      ("Slider", {"label": "Max new tokens", "minimum": 1, "maximum": 256, "value": 40, "step": 1})],

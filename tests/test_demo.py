@@ -55,9 +55,10 @@ def test_pages_fit_their_tasks(classifier, minilm_path):
 
     encoder = lightpipe.pipeline("feature-extraction", model=str(minilm_path))
     table = page_for(encoder).run("A man is eating food.\n\nA man is eating bread.\nA woman plays the violin.")
-    assert [row[0] for row in table] == ["A man is eating food.", "A man is eating bread.",
-                                         "A woman plays the violin."]
-    values = torch.tensor([row[1:] for row in table])
+    names = ["[1] A man is eating food.", "[2] A man is eating bread.", "[3] A woman plays the violin."]
+    assert table["headers"] == ["sentence"] + names  # headed by the sentences, not 1 2 3
+    assert [row[0] for row in table["data"]] == names
+    values = torch.tensor([row[1:] for row in table["data"]])
     torch.testing.assert_close(values.diagonal(), torch.ones(3), atol=1e-3, rtol=0)
     torch.testing.assert_close(values, values.T)
     assert values[0, 1] > values[0, 2] + 0.3  # eating ~ eating, not ~ violin

@@ -9,7 +9,6 @@
     media.py       image/video/audio inputs from JSON; URLs fetched or refused before batching
     state.py       ServedModel (pipeline, batcher, request checks) and ServerState
     routes.py      /health, /metrics, /v1/models, /v1/pipelines/NAME; the route wrapper
-    pooling.py     sentence-embedding pooling settings read from the checkpoint
     openai_api.py  /v1/embeddings, /v1/chat/completions, /v1/completions
     app.py         build_app: the routes on one Starlette app; the API key check
     runner.py      the process: load models, torch threads, socket, uvicorn (connection limit,

@@ -1,7 +1,7 @@
 """OpenAI-compatible endpoints: ``/v1/embeddings``, ``/v1/chat/completions``, ``/v1/completions``.
 
 Embeddings come from a feature-extraction model: the token vectors of each text, pooled and
-normalised as the checkpoint says (pooling.py). ``encoding_format: "base64"`` (the openai
+normalised as the checkpoint says (lightpipe/embeddings.py). ``encoding_format: "base64"`` (the openai
 client's default) sends little-endian float32 bytes.
 """
 
@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .errors import ApiError, pipeline_error, require_object
 from .limits import refuse_code
-from .pooling import pool, pooling_settings
+from ..embeddings import finish as finish_vector, pool, read_settings
 from .routes import run_batch
 from .state import ServedModel, ServerState
 
@@ -48,26 +48,21 @@ async def embeddings(request: Request, state: ServerState) -> Response:
     model.check_inputs(texts, "input")
     settings = model.cache.get("pooling")
     if settings is None:
-        settings = model.cache["pooling"] = pooling_settings(model.folder, model.pipe.tokenizer)
-        settings["size"] = model.pipe.model.config.get("hidden_size") or model.pipe.model.config.get("dim")
+        settings = model.cache["pooling"] = read_settings(model.folder, model.pipe.tokenizer)
+        config = model.pipe.model.config
+        model.cache["size"] = settings.size(config.get("hidden_size") or config.get("dim"))
+    size = model.cache["size"]
     dimensions = body.get("dimensions")
-    if dimensions is not None and (not isinstance(dimensions, int) or dimensions != settings["size"]):
-        raise ApiError(422, f"'dimensions' must be {settings['size']} for model {model.name!r} (it "
+    if dimensions is not None and (not isinstance(dimensions, int) or dimensions != size):
+        raise ApiError(422, f"'dimensions' must be {size} for model {model.name!r} (it "
                             "cannot shorten its embeddings).", "invalid_value", "dimensions")
     pipe, batch_size = model.pipe, model.forward_batch_size
-    tokenize = {"truncation": True, "max_length": settings["max_length"]} if settings["max_length"] else {}
+    tokenize = {"truncation": True, "max_length": settings.max_length} if settings.max_length else {}
 
     def run(batch: list) -> list:
-        import torch
-
         outputs = pipe(batch, batch_size=batch_size, return_tensors=True, **tokenize)
-        vectors = []
-        for hidden in outputs:
-            vector = pool(hidden, settings["pooling"])
-            if settings["normalize"]:
-                vector = torch.nn.functional.normalize(vector, p=2, dim=0)
-            vectors.append((vector, hidden.shape[1]))
-        return vectors
+        return [(finish_vector(pool(hidden, settings.pooling), settings), hidden.shape[1])
+                for hidden in outputs]
 
     def finish(results: list) -> dict:
         data = []
