@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_positive_int, metavar="N", help="inputs per forward pass")
     run.add_argument("--kwargs", metavar="JSON", default="{}",
                      help='call arguments as a JSON object, e.g. \'{"top_k": 2}\'')
+    run.add_argument("--output-dir", metavar="DIR",
+                     help="write images (PNG) and audio (WAV) results here; their paths go in the JSON")
+    run.add_argument("--data-uris", action="store_true", help="inline images and audio as data: URIs")
+    run.add_argument("--output", "-o", metavar="FILE",
+                     help="write to FILE instead of stdout: .jsonl lines, or .npy (one vector per input)")
+    run.add_argument("--pooling", metavar="MODE", help="feature-extraction: one sentence vector per "
+                     "input, pooled as the checkpoint says (auto) or by mean, cls, max, lasttoken, ...")
     progress = run.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show a progress bar on stderr")
@@ -184,15 +191,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     device, device_map = _device_arguments(args.device)
     pipe = pipeline(args.task, model=args.model, device=device, device_map=device_map,
                     dtype=args.dtype, batch_size=args.batch_size, revision=args.revision)
+    from .cli_output import ResultWriter, count_lines
+
+    writer = ResultWriter(args.output_dir, args.data_uris, args.output)  # checks --output first
+    if not args.inputs and sys.stdin.isatty():
+        print(f"lightpipe: reading inputs from the terminal, one per line; end with Ctrl-D. (Or "
+              f"pass them as arguments: lightpipe run {args.task} --model M \"some text\", or "
+              "redirect a file: < inputs.txt)", file=sys.stderr)
     # A generator in -> a lazy iterator out: results print while stdin is still being read.
     inputs = iter(args.inputs) if args.inputs else read_inputs(sys.stdin)
-    results = pipe(inputs, **call_kwargs)
+    total = len(args.inputs) or (None if args.inputs else count_lines(sys.stdin))
+    results = _pooled(pipe, inputs, args, call_kwargs) if args.pooling else pipe(inputs, **call_kwargs)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     if show:
-        results = _progress(results, args.task, total=len(args.inputs) or None)
-    for result in results:
-        print(json.dumps(result, ensure_ascii=False, default=_plain), flush=True)
+        results = _progress(results, args.task, total=total)
+    for index, result in enumerate(results):
+        writer.write(index, result)
+    writer.close()
     return 0
+
+
+def _pooled(pipe: Any, inputs: Iterator, args: argparse.Namespace, call_kwargs: dict) -> Iterator:
+    """--pooling: sentence vectors (lightpipe.embeddings) in windows of 256 inputs."""
+    import itertools
+
+    from .embeddings import embed, finish, override, read_settings
+    from .hub import resolve
+
+    if pipe.task != "feature-extraction":
+        raise CLIError(f"--pooling is for feature-extraction, not {pipe.task}.")
+    settings = read_settings(resolve(args.model, weights=False, revision=args.revision)
+                             if args.model else None, pipe.tokenizer, normalize_plain=False)
+    if args.pooling != "auto":
+        override(settings, pooling=args.pooling)
+    while window := list(itertools.islice(inputs, 256)):
+        for vector in embed(pipe, window, settings, batch_size=args.batch_size or 32):
+            yield finish(vector, settings).numpy()
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -325,13 +359,6 @@ def _progress(results: Iterable, task: str, total: int | None) -> Iterator:
     with tqdm(results, desc=task, total=total, unit=" inputs", file=sys.stderr,
               dynamic_ncols=True) as bar:
         yield from bar
-
-
-def _plain(value: Any) -> Any:
-    """JSON fallback for numpy or torch scalars and arrays."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"a result of type {type(value).__name__} cannot be printed as JSON")
 
 
 # --- entry point ---
