@@ -144,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat = _command(commands, "chat", cmd_chat,
                     "chat with an instruct model in the terminal, replies streamed",
                     "Chat with a text-generation model that has a chat template. Each stdin line "
-                    "is your next message; the reply streams to stdout. /reset starts over, /exit "
-                    "(or Ctrl-D) quits.")
+                    "is your next message; the reply streams to stdout. Ctrl-C stops a reply; "
+                    "/reset starts over, /help lists the commands, /exit (or Ctrl-D) quits. The "
+                    "oldest turns are dropped, with a notice, when the conversation outgrows the "
+                    "model's context.")
     chat.add_argument("--model", "-m", required=True, help="a Hub id or local folder (an instruct model)")
     chat.add_argument("--system", help="a system message that opens the conversation")
     chat.add_argument("--max-new-tokens", type=_positive_int, default=256, metavar="N",
@@ -288,30 +290,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     if pipe.tokenizer.chat_template is None:
         raise CLIError(f"{args.model} has no chat template, so it cannot chat: use an instruct "
                        "or chat model, or `lightpipe run text-generation` to continue plain text.")
-    system = [{"role": "system", "content": args.system}] if args.system else []
-    conversation = list(system)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(f"Chatting with {args.model}. /reset starts over, /exit or Ctrl-D quits.", file=sys.stderr)
-    while True:
-        if interactive:
-            print("> ", end="", file=sys.stderr, flush=True)
-        line = sys.stdin.readline()
-        if not line or line.strip() == "/exit":
-            return 0
-        message = line.rstrip("\r\n")
-        if message.strip() == "/reset":
-            conversation = list(system)
-            continue
-        if not message.strip():
-            continue
-        conversation.append({"role": "user", "content": message})
-        reply = []
-        for piece in pipe.stream(conversation, max_new_tokens=args.max_new_tokens, **generate_kwargs):
-            reply.append(piece)
-            print(piece, end="", flush=True)
-        print(flush=True)
-        conversation.append({"role": "assistant", "content": "".join(reply)})
+    from .cli_chat import ChatSession
+
+    return ChatSession(pipe, args.system, args.max_new_tokens, generate_kwargs).run(args.model)
 
 
 # --- helpers ---

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import InputError
 from ..generation import GenerationConfig, TextIteratorStreamer
+from ..generation.cancel import cancel_on
 from ..modeling import ModelOutput
 from .base import Pipeline
 from .common import raise_type
@@ -149,18 +150,23 @@ class TextGenerationPipeline(Pipeline):
         decode = {"skip_special_tokens": kwargs.get("skip_special_tokens", True)}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, **decode)
         failures: list[BaseException] = []
+        stop = threading.Event()
 
         def run() -> None:
             try:
-                self(item, streamer=streamer, **kwargs)
+                with cancel_on(stop):
+                    self(item, streamer=streamer, **kwargs)
             except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
                 failures.append(err)
                 streamer.text_queue.put(streamer.stop_signal)
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        yield from streamer
-        worker.join()
+        try:
+            yield from streamer
+        finally:  # also when the caller stops early (close(), Ctrl-C): end the generation first
+            stop.set()
+            worker.join()
         if failures:
             raise failures[0]
 

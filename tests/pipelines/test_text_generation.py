@@ -179,7 +179,8 @@ def test_bad_input(pipes, decoder):
 # --- the command line ---
 
 def test_cli_chat_streams_replies(decoder, capsys, monkeypatch):
-    folder = str(decoder("llama"))
+    # a context the two turns fit in (past it, chat drops the oldest turns: tests/test_cli_chat.py)
+    folder = str(decoder("llama", max_position_embeddings=512))
     monkeypatch.setattr(sys, "stdin", io.StringIO("What is the capital of France?\nAnd of Italy?\n"))
     assert main(["chat", "--model", folder, "--system", "You are terse.", "--max-new-tokens", "8",
                  "--kwargs", '{"do_sample": false}']) == 0
