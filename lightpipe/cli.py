@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", metavar="KEY",
                        help="require 'Authorization: Bearer KEY' on every route but /health "
                             "(default: $LIGHTPIPE_API_KEY, else none)")
+    serve.add_argument("--cors-allow-origin", action="append", dest="cors_allow_origins", metavar="ORIGIN",
+                       help="let browser pages from ORIGIN call the server (repeat it; * for any)")
     serve.add_argument("--allow-urls", action="store_true", default=None,
                        help="fetch http(s) URL inputs (images, video, audio); public addresses only "
                             "(default: refused)")
@@ -266,7 +268,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "max_new_tokens", "max_sequences", "max_top_k", "max_list_items")}
     server = {key: getattr(args, key) for key in (
         "host", "port", "max_body_bytes", "log_level", "access_log", "threads", "api_key",
-        "allow_urls", "url_timeout_s", "max_connections", "header_timeout_s", "graceful_timeout_s")}
+        "allow_urls", "url_timeout_s", "max_connections", "header_timeout_s", "graceful_timeout_s",
+        "cors_allow_origins")}
     settings = build_settings(read_config(args.config) if args.config else None, models, defaults,
                               **server)
     return serve(settings)

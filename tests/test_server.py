@@ -523,6 +523,20 @@ def test_completions_and_chat_with_the_openai_client(gpt2, tmp_path):
         assert [c.text for c in many.choices] == [expected(p, 8) for p in prompts]
         assert [c.index for c in many.choices] == [0, 1, 2]
         assert many.usage.completion_tokens > 0 and many.usage.prompt_tokens > 0
+        # usage counts the generated ids (the reference's generate), not the re-tokenised text
+        import torch
+        import transformers
+
+        reference = transformers.AutoModelForCausalLM.from_pretrained(gpt2).eval()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gpt2)
+        generated = 0
+        for prompt in prompts:
+            ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                new = reference.generate(ids, max_new_tokens=8, do_sample=False)[0, ids.shape[1]:].tolist()
+            eos = reference.generation_config.eos_token_id
+            generated += new.index(eos) + 1 if eos in new else len(new)
+        assert many.usage.completion_tokens == generated
         single = in_threads([lambda p=p: client.completions.create(model="gpt2", prompt=p, max_tokens=6,
                                                                    temperature=0) for p in prompts])
         assert [r.choices[0].text for r in single] == [expected(p, 6) for p in prompts]

@@ -621,3 +621,56 @@ def test_a_request_of_1000_inputs_is_served_by_default(classifier_pipe):
         response = client.post("/v1/pipelines/cls", json={"inputs": ["x"] * 2049})
         assert response.status_code == 422
         assert "2048" in error_of(response)["message"]
+
+
+# --- server conventions (issue 22, item 4) ---
+
+def test_openapi_schema_and_docs_page(app):
+    document = app.get("/openapi.json")
+    assert document.status_code == 200
+    body = document.json()
+    assert body["openapi"].startswith("3.") and {"/v1/pipelines/{name}", "/v1/embeddings",
+                                                 "/v1/chat/completions"} <= set(body["paths"])
+    assert "`cls` (text-classification)" in body["info"]["description"]
+    page = app.get("/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text and "swagger-ui" in page.text
+
+
+def test_cors_is_off_by_default_and_on_for_the_given_origins(classifier_pipe):
+    entries = [({"name": "cls", "task": "text-classification", "model": "cls", "max_wait_ms": 1},
+                classifier_pipe)]
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    with in_process(entries) as client:
+        response = client.post("/v1/pipelines/cls", json={"inputs": "hi"}, headers={"Origin": "https://app.example"})
+        assert "access-control-allow-origin" not in response.headers
+    with in_process(entries, cors_allow_origins=["https://app.example"], api_key="k") as client:
+        answer = client.options("/v1/pipelines/cls", headers=preflight)  # no key needed for the preflight
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://app.example"
+        response = client.post("/v1/pipelines/cls", json={"inputs": "hi"},
+                               headers={"Origin": "https://app.example", "Authorization": "Bearer k"})
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        other = client.options("/v1/pipelines/cls", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+    with pytest.raises(Exception, match="cors_allow_origins must be a list"):
+        build_settings(models=[entries[0][0]], cors_allow_origins="*")
+
+
+def test_token_metrics_queue_time_and_process_metrics_move(app):
+    def value(name: str, **labels) -> float:
+        return app.app.state.lightpipe.metrics.value(name, **labels) or 0.0
+
+    before = (value("lightpipe_prompt_tokens_total", model="gen"), value("lightpipe_generation_tokens_total", model="gen"))
+    response = app.post("/v1/completions", json={"model": "gen", "prompt": "Hello there", "max_tokens": 5})
+    assert response.status_code == 200, response.text
+    usage = response.json()["usage"]
+    assert value("lightpipe_prompt_tokens_total", model="gen") == before[0] + usage["prompt_tokens"]
+    assert value("lightpipe_generation_tokens_total", model="gen") == before[1] + usage["completion_tokens"]
+    streamed = app.post("/v1/completions", json={"model": "gen", "prompt": "Hi", "max_tokens": 3, "stream": True})
+    assert streamed.status_code == 200
+    page = app.get("/metrics").text
+    for name in ("lightpipe_time_to_first_token_seconds_count", "lightpipe_queue_seconds_count",
+                 "process_resident_memory_bytes", "lightpipe_generation_tokens_total"):
+        assert name in page, name

@@ -92,7 +92,7 @@ class TextGenerationPipeline(Pipeline):
                              max_length=None, continue_final_message=None,
                              skip_special_tokens=None, tokenizer_encode_kwargs=None, tools=None,
                              documents=None, add_special_tokens=None, padding=None,
-                             **generate_kwargs: Any):
+                             return_token_count=None, **generate_kwargs: Any):
         pre: dict[str, Any] = {}
         for name, value in (("add_special_tokens", add_special_tokens), ("truncation", truncation),
                             ("max_length", max_length), ("tools", tools), ("documents", documents),
@@ -128,7 +128,8 @@ class TextGenerationPipeline(Pipeline):
             return_type = ReturnType.TENSORS
         for name, value in (("return_type", return_type), ("continue_final_message", continue_final_message),
                             ("clean_up_tokenization_spaces", clean_up_tokenization_spaces),
-                            ("skip_special_tokens", skip_special_tokens)):
+                            ("skip_special_tokens", skip_special_tokens),
+                            ("return_token_count", return_token_count)):
             if value is not None:
                 post[name] = value
         return pre, generate_kwargs, post
@@ -245,7 +246,9 @@ class TextGenerationPipeline(Pipeline):
 
     def postprocess(self, model_outputs: dict, return_type: ReturnType = ReturnType.FULL_TEXT,
                     clean_up_tokenization_spaces=None, continue_final_message=None,
-                    skip_special_tokens=None) -> list[dict]:
+                    skip_special_tokens=None, return_token_count=False) -> list[dict]:
+        """Records as the reference's; ``return_token_count=True`` (lightpipe's, for a server's
+        usage figures) adds ``"num_new_tokens"``: the generated ids up to the first EOS."""
         sequences = model_outputs["generated_sequence"][0].tolist()
         prompt_length = model_outputs["input_ids"].shape[-1]
         prompt = model_outputs["prompt_text"]
@@ -270,7 +273,17 @@ class TextGenerationPipeline(Pipeline):
                     else:
                         text = prompt.messages + [{"role": "assistant", "content": text}]
             records.append({"generated_text": text})
+            if return_token_count:
+                records[-1]["num_new_tokens"] = self._new_token_count(sequence[prompt_length:])
         return records
+
+    def _new_token_count(self, new: list[int]) -> int:
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+        for index, token in enumerate(new):
+            if token in eos:
+                return index + 1
+        return len(new)
 
     # --- generation settings ---
     def _generation_defaults(self) -> dict:

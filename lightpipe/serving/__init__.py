@@ -2,7 +2,7 @@
 
     settings.py    ModelSpec / ServerSettings and the config file (no heavy imports)
     batcher.py     the queue, the collector and the worker thread of one model
-    metrics.py     counters and histograms in the Prometheus text format
+    metrics.py     counters, histograms and gauges through prometheus_client
     errors.py      ApiError and the JSON error shape, request body reading (a leaf module)
     limits.py      what a request's parameters may hold: no code, known names, bounded sizes
     fetch.py       fetching a URL input without SSRF (public addresses only, checked redirects)
@@ -10,6 +10,7 @@
     state.py       ServedModel (pipeline, batcher, request checks) and ServerState
     routes.py      /health, /metrics, /v1/models, /v1/pipelines/NAME; the route wrapper
     openai_api.py  /v1/embeddings, /v1/chat/completions, /v1/completions
+    openapi.py     /openapi.json and the /docs page
     app.py         build_app: the routes on one Starlette app; the API key check
     runner.py      the process: load models, torch threads, socket, uvicorn (connection limit,
                    header timeout), graceful and bounded shutdown

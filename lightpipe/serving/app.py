@@ -1,6 +1,7 @@
 """The app factory: the routes of routes.py and openai_api.py on one Starlette app.
 
     GET  /health, /metrics, /v1/models[/NAME]; POST /v1/pipelines/NAME      routes.py
+    GET  /openapi.json, /docs                                              openapi.py
     POST /v1/embeddings, /v1/chat/completions, /v1/completions             openai_api.py
 
 With ``settings.api_key``, every route but /health needs ``Authorization: Bearer KEY`` (401
@@ -31,7 +32,8 @@ from .state import ServedModel, ServerState
 __all__ = ["ApiError", "ClientGone", "ServedModel", "ServerState", "build_app", "pipeline_error",
            "read_json", "require_object"]
 
-_ROUTES = "/health, /metrics, /v1/models, /v1/pipelines/NAME, /v1/embeddings, /v1/chat/completions, /v1/completions"
+_ROUTES = ("/health, /metrics, /v1/models, /v1/pipelines/NAME, /v1/embeddings, /v1/chat/completions, "
+           "/v1/completions, /openapi.json, /docs")
 
 
 def build_app(models: list[ServedModel], settings: ServerSettings, metrics: Metrics) -> Starlette:
@@ -68,12 +70,38 @@ def build_app(models: list[ServedModel], settings: ServerSettings, metrics: Metr
         Route("/v1/embeddings", endpoint("embeddings", openai_api.embeddings), methods=["POST"]),
         Route("/v1/chat/completions", endpoint("chat", openai_api.chat_completions), methods=["POST"]),
         Route("/v1/completions", endpoint("completions", openai_api.completions), methods=["POST"]),
+        Route("/openapi.json", endpoint("docs", _openapi_json), methods=["GET"]),
+        Route("/docs", endpoint("docs", _docs_page), methods=["GET"]),
     ]
-    middleware = [Middleware(ApiKeyCheck, key=settings.api_key)] if settings.api_key else []
+    middleware = []
+    if settings.cors_allow_origins:  # outermost: a browser's preflight needs no API key
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(settings.cors_allow_origins),
+                                     allow_methods=["GET", "POST", "OPTIONS"],
+                                     allow_headers=["Authorization", "Content-Type"]))
+    if settings.api_key:
+        middleware.append(Middleware(ApiKeyCheck, key=settings.api_key))
     app = Starlette(routes=table, lifespan=lifespan, exception_handlers={HTTPException: http_error},
                     middleware=middleware)
     app.state.lightpipe = state
     return app
+
+
+async def _openapi_json(request: Request, state: ServerState) -> Response:
+    from starlette.responses import JSONResponse
+
+    from .openapi import schema
+
+    return JSONResponse(schema(state))
+
+
+async def _docs_page(request: Request, state: ServerState) -> Response:
+    from starlette.responses import HTMLResponse
+
+    from .openapi import DOCS_PAGE
+
+    return HTMLResponse(DOCS_PAGE)
 
 
 class ApiKeyCheck:

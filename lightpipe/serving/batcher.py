@@ -246,6 +246,10 @@ class Batcher:
             jobs = self._take(head.key)
             if not jobs:
                 continue
+            now = loop.time()
+            for job in jobs:
+                self.metrics.observe("lightpipe_queue_seconds", now - job.enqueued, LATENCY_BUCKETS,
+                                     model=self.name)
             self.running = sum(len(job.inputs) for job in jobs)
             self._batch, self._stop = jobs, threading.Event()
             try:

@@ -1,93 +1,93 @@
-"""Counters and histograms for ``GET /metrics``, written in the Prometheus text format (0.0.4).
+"""``GET /metrics``: the server's counters, histograms and gauges through ``prometheus_client``
+(the Prometheus project's own library: exposition format, escaping, process metrics), one
+registry per server. Metrics are declared on first use, their label names from that call.
 
-Every update happens on the event loop's thread, so no lock is needed. Gauges (queue depth,
-requests in flight) are read from the batchers when the page is rendered.
+Besides requests and batches: prompt and generated token counters, time to first token and
+queue time histograms, and the process collector's CPU, memory and open files.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
 from collections.abc import Callable, Iterable
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+prometheus_client.disable_created_metrics()  # no *_created gauge beside every counter
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Labels = tuple[tuple[str, str], ...]
 
 
-class Histogram:
-    def __init__(self, buckets: Iterable[float]):
-        self.bounds = tuple(buckets)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-
 class Metrics:
-    """The server's numbers. ``gauges`` are callables returning {labels: value}."""
+    """The server's numbers. ``gauges`` are callables returning {labels: value}, read when
+    the page is rendered."""
 
     def __init__(self) -> None:
-        self.counters: dict[str, dict[Labels, float]] = defaultdict(lambda: defaultdict(float))
-        self.histograms: dict[str, dict[Labels, Histogram]] = defaultdict(dict)
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
         self.gauges: dict[str, Callable[[], dict[Labels, float]]] = {}
         self.help: dict[str, str] = {}
+        self._metrics: dict[str, object] = {}
+        self.registry.register(_Gauges(self))
 
     def describe(self, name: str, text: str) -> None:
         self.help[name] = text
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        self.counters[name][_labels(labels)] += amount
+        counter = self._metric(name, Counter, labels)
+        (counter.labels(**_strings(labels)) if labels else counter).inc(amount)
 
     def observe(self, name: str, value: float, buckets: Iterable[float], **labels: str) -> None:
-        key = _labels(labels)
-        series = self.histograms[name]
-        if key not in series:
-            series[key] = Histogram(buckets)
-        series[key].observe(value)
+        histogram = self._metric(name, Histogram, labels, buckets=tuple(buckets))
+        (histogram.labels(**_strings(labels)) if labels else histogram).observe(value)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """A counter's value (a histogram's count), for tests and health pages."""
+        sample = "_total" if not name.endswith("_total") else ""
+        for family in self.registry.collect():
+            for item in family.samples:
+                if item.name in (name + sample, name, name + "_count") and item.labels == _strings(labels):
+                    return item.value
+        return None
 
     def render(self) -> str:
-        lines: list[str] = []
-        for name, series in sorted(self.counters.items()):
-            _header(lines, name, "counter", self.help.get(name))
-            lines += [f"{name}{_format(labels)} {_number(value)}" for labels, value in sorted(series.items())]
-        for name, read in sorted(self.gauges.items()):
-            _header(lines, name, "gauge", self.help.get(name))
-            lines += [f"{name}{_format(labels)} {_number(value)}" for labels, value in sorted(read().items())]
-        for name, series in sorted(self.histograms.items()):
-            _header(lines, name, "histogram", self.help.get(name))
-            for labels, histogram in sorted(series.items()):
-                running = 0
-                for bound, count in zip(histogram.bounds + (float("inf"),), histogram.counts):
-                    running += count
-                    le = "+Inf" if bound == float("inf") else _number(bound)
-                    lines.append(f"{name}_bucket{_format(labels + (('le', le),))} {running}")
-                lines.append(f"{name}_sum{_format(labels)} {_number(histogram.sum)}")
-                lines.append(f"{name}_count{_format(labels)} {histogram.count}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")
+
+    def _metric(self, name: str, kind: type, labels: dict, **extra: object):
+        metric = self._metrics.get(name)
+        if metric is None:
+            base = name[:-len("_total")] if kind is Counter and name.endswith("_total") else name
+            metric = kind(base, self.help.get(name, name.replace("_", " ")), sorted(labels),
+                          registry=self.registry, **extra)
+            self._metrics[name] = metric
+        return metric
 
 
-def _labels(labels: dict[str, str]) -> Labels:
-    return tuple(sorted((key, str(value)) for key, value in labels.items()))
+class _Gauges:
+    """A collector reading ``Metrics.gauges`` at scrape time."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        for name, read in sorted(self.metrics.gauges.items()):
+            series = read()
+            names = sorted({key for labels in series for key, _ in labels})
+            family = GaugeMetricFamily(name, self.metrics.help.get(name, name.replace("_", " ")),
+                                       labels=names)
+            for labels, value in sorted(series.items()):
+                given = dict(labels)
+                family.add_metric([str(given.get(key, "")) for key in names], float(value))
+            yield family
 
 
-def _header(lines: list[str], name: str, kind: str, text: str | None) -> None:
-    if text:
-        lines.append(f"# HELP {name} {text}")
-    lines.append(f"# TYPE {name} {kind}")
-
-
-def _format(labels: Labels) -> str:
-    if not labels:
-        return ""
-    escaped = (value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') for _, value in labels)
-    return "{" + ",".join(f'{key}="{value}"' for (key, _), value in zip(labels, escaped)) + "}"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def _strings(labels: dict) -> dict[str, str]:
+    return {key: str(value) for key, value in labels.items()}

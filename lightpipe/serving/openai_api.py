@@ -17,9 +17,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ..embeddings import finish as finish_vector
+from ..embeddings import pool, read_settings
 from .errors import ApiError, pipeline_error, require_object
 from .limits import refuse_code
-from ..embeddings import finish as finish_vector, pool, read_settings
+from .metrics import LATENCY_BUCKETS
 from .routes import run_batch
 from .state import ServedModel, ServerState
 
@@ -73,6 +75,7 @@ async def embeddings(request: Request, state: ServerState) -> Response:
                 value = vector.tolist()
             data.append({"object": "embedding", "index": index, "embedding": value})
         tokens = sum(count for _, count in results)
+        state.metrics.inc("lightpipe_prompt_tokens_total", tokens, model=model.name)
         return {"object": "list", "data": data, "model": model.name,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
@@ -224,7 +227,8 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
         if seed is not None:
             extra["generator"] = torch.Generator(device=pipe.device).manual_seed(seed)
         return run_batch(model, batch, batch_size=model.spec.max_batch_size,
-                         return_full_text=echo and not body_stream, **generate, **extra)
+                         return_full_text=echo and not body_stream, return_token_count=True,
+                         **generate, **extra)
 
     def prompt_tokens(item: Any) -> int:
         return len(pipe.preprocess_many([item])[0]["input_ids"])
@@ -234,7 +238,7 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
             choices, used_prompt, used_new = [], 0, 0
             for index, (item, records) in enumerate(zip(items, results)):
                 text, stopped = _cut_at_stop(records[0]["generated_text"], stop)
-                tokens = len(pipe.tokenizer(text, add_special_tokens=False)["input_ids"])
+                tokens = records[0]["num_new_tokens"]  # counted on the generated ids
                 reason = "stop" if stopped or tokens < max_tokens else "length"
                 used_prompt += prompt_tokens(item)
                 used_new += tokens
@@ -243,6 +247,8 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
                                     "finish_reason": reason, "logprobs": None})
                 else:
                     choices.append({"index": index, "text": text, "finish_reason": reason, "logprobs": None})
+            state.metrics.inc("lightpipe_prompt_tokens_total", used_prompt, model=model.name)
+            state.metrics.inc("lightpipe_generation_tokens_total", used_new, model=model.name)
             return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion",
                     "created": created, "model": model.name, "choices": choices,
                     "usage": {"prompt_tokens": used_prompt, "completion_tokens": used_new,
@@ -253,6 +259,7 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
         return Response(await model.call(request, key, items, call, finish), media_type="application/json")
 
     # Streaming: one job of its own; its text arrives in `pieces` while the worker generates.
+    arrived = time.perf_counter()
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue = asyncio.Queue()
     streamer = queue_streamer(pipe.tokenizer, loop, pieces)
@@ -269,6 +276,8 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
         streamer.cancelled = True
         raise
     if first.done():
+        state.metrics.observe("lightpipe_time_to_first_token_seconds", time.perf_counter() - arrived,
+                              LATENCY_BUCKETS, model=model.name)
         pending_text = [first.result()]
     else:
         first.cancel()
@@ -333,8 +342,10 @@ async def _generate(request: Request, state: ServerState, model: ServedModel, it
                 yield f"data: {json.dumps({'error': {'message': error.message, 'code': error.code}})}\n\n"
             reason = "stop" if stopped or streamer.tokens < max_tokens else "length"
             yield chunk(None, reason)
+            used = prompt_tokens(items[0])
+            state.metrics.inc("lightpipe_prompt_tokens_total", used, model=model.name)
+            state.metrics.inc("lightpipe_generation_tokens_total", streamer.tokens, model=model.name)
             if include_usage:
-                used = prompt_tokens(items[0])
                 yield chunk(None, usage={"prompt_tokens": used, "completion_tokens": streamer.tokens,
                                          "total_tokens": used + streamer.tokens})
             yield "data: [DONE]\n\n"

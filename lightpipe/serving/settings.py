@@ -90,6 +90,7 @@ class ServerSettings:
     header_timeout_s: float = 10.0     # a connection must send its request headers within this
     body_timeout_s: float = 30.0       # ... and its body within this
     max_connections: int = 1024        # uvicorn's limit_concurrency: more are answered 503
+    cors_allow_origins: list = field(default_factory=list)  # origins a browser page may call from ("*": any)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -104,6 +105,10 @@ class ServerSettings:
                 raise ConfigError(f"{key} must be a number of seconds > 0, not {value!r}.")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
             raise ConfigError("api_key must be a non-empty string.")
+        if not isinstance(self.cors_allow_origins, list) or not all(
+                isinstance(origin, str) and origin for origin in self.cors_allow_origins):
+            raise ConfigError("cors_allow_origins must be a list of origins such as "
+                              f"\"https://example.com\" (or \"*\"), not {self.cors_allow_origins!r}.")
         if not isinstance(self.allow_urls, bool):
             raise ConfigError(f"allow_urls must be true or false, not {self.allow_urls!r}.")
         names = [spec.name for spec in self.models]

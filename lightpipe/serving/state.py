@@ -27,6 +27,11 @@ _METRIC_HELP = (
     ("lightpipe_queue_depth", "Requests waiting in a model's queue."),
     ("lightpipe_batch_running", "Inputs in the batch a model's worker runs now."),
     ("lightpipe_requests_in_flight", "HTTP requests being handled."),
+    ("lightpipe_queue_seconds", "Time a request waited in its model's queue before its batch ran."),
+    ("lightpipe_prompt_tokens_total", "Prompt tokens of embeddings and completion requests."),
+    ("lightpipe_generation_tokens_total", "Tokens generated for completion requests."),
+    ("lightpipe_time_to_first_token_seconds", "Time from a streamed completion's arrival to its "
+                                              "first text."),
 )
 
 
