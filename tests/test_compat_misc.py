@@ -205,3 +205,20 @@ def test_a_checkpoint_saved_untied_keeps_both_weights(tmp_path):
     assert ours.lm_head.weight.data_ptr() != ours.transformer.wte.weight.data_ptr()
     ours.save_pretrained(tmp_path / "again")  # both weights written back
     assert "lm_head.weight" in load_file(tmp_path / "again" / "model.safetensors")
+
+
+def test_a_clip_folder_without_tokenizer_json_tokenizes_as_the_reference():
+    """CLIP's vocab.json + merges.txt (4.x's slow tokenizer saved no tokenizer.json) read with
+    CLIP's rules: lower case, whitespace runs, '</w>' word ends, <|startoftext|> / <|endoftext|>."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "golden" / "zoo" / "v4.40" / "clip"
+    assert not (folder / "tokenizer.json").exists()
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    ours = lightpipe.AutoTokenizer.from_pretrained(folder)
+    texts = ["A PHOTO of a  Cat!", "two\tdogs, playing in the snow's light", "ünïcödé 123"]
+    for text in texts:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"], text
+        assert ours.decode(ours(text)["input_ids"], skip_special_tokens=True) == \
+            theirs.decode(theirs(text)["input_ids"], skip_special_tokens=True)
+    assert ours(texts, padding=True)["input_ids"] == theirs(texts, padding=True)["input_ids"]

@@ -26,14 +26,11 @@ ENTRIES = sorted(path.parent for zoo in ZOOS for path in zoo.glob("v*/*/zoo.json
 # yet (strict: a fix shows as XPASS, then delete the line).
 _SPM_ONLY = ("no tokenizer.json, only a SentencePiece {} (a slow tokenizer saved by 4.4x): "
              "lightpipe builds no backend from it")
-_CLIP_FILES = ("no tokenizer.json: lightpipe reads CLIP's vocab.json + merges.txt as a GPT-2 "
-               "byte-level BPE, not as CLIP's (lower-cased, '</w>' word ends, <|startoftext|>)")
 KNOWN_BREAKS: dict[tuple[str, ...], str] = {
     **{(family, "v4.40", "preprocessing"): _SPM_ONLY.format("sentencepiece.bpe.model")
        for family in ("xlm-roberta", "camembert")},
     **{(family, "v4.40", "preprocessing"): _SPM_ONLY.format("tokenizer.model")
        for family in ("llama", "mistral", "llava")},
-    **{(family, "v4.40", "preprocessing"): _CLIP_FILES for family in ("clip", "owlvit", "owlv2")},
 }
 # (family, era, input) the era's reference made differently from today's (which lightpipe
 # follows): not compared.
