@@ -222,3 +222,22 @@ def test_a_clip_folder_without_tokenizer_json_tokenizes_as_the_reference():
         assert ours.decode(ours(text)["input_ids"], skip_special_tokens=True) == \
             theirs.decode(theirs(text)["input_ids"], skip_special_tokens=True)
     assert ours(texts, padding=True)["input_ids"] == theirs(texts, padding=True)["input_ids"]
+
+
+@pytest.mark.parametrize("family", ["llama", "xlm-roberta", "camembert"])
+def test_a_sentencepiece_only_folder_tokenizes_as_transformers_5(family):
+    """tokenizer.model / sentencepiece.bpe.model without tokenizer.json (4.x's slow tokenizers
+    saved so): lightpipe builds the backend from the model file itself, as transformers 5 does."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "golden" / "zoo" / "v4.40" / family
+    assert not (folder / "tokenizer.json").exists()
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    ours = lightpipe.AutoTokenizer.from_pretrained(folder)
+    texts = ["Hello world, this is a test.", "  Leading spaces and   runs", "ünïcödé café 123 !?",
+             "tabs\tand\nnewlines", "x"]
+    for text in texts:
+        assert ours(text)["input_ids"] == theirs(text)["input_ids"], text
+        ids = theirs(text)["input_ids"]
+        assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+    assert ours(texts[:2], texts[2:4])["input_ids"] == theirs(texts[:2], texts[2:4])["input_ids"]

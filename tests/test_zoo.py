@@ -24,23 +24,17 @@ ZOOS = [GOLDEN / "zoo"] + [Path(p) for p in os.environ.get("LIGHTPIPE_ZOO", "").
 ENTRIES = sorted(path.parent for zoo in ZOOS for path in zoo.glob("v*/*/zoo.json"))
 # (family, era) or (family, era, "model" | "preprocessing") -> why lightpipe does not match
 # yet (strict: a fix shows as XPASS, then delete the line).
-_SPM_ONLY = ("no tokenizer.json, only a SentencePiece {} (a slow tokenizer saved by 4.4x): "
-             "lightpipe builds no backend from it")
-KNOWN_BREAKS: dict[tuple[str, ...], str] = {
-    **{(family, "v4.40", "preprocessing"): _SPM_ONLY.format("sentencepiece.bpe.model")
-       for family in ("xlm-roberta", "camembert")},
-    **{(family, "v4.40", "preprocessing"): _SPM_ONLY.format("tokenizer.model")
-       for family in ("llama", "mistral", "llava")},
-}
+KNOWN_BREAKS: dict[tuple[str, ...], str] = {}
 # (family, era, input) the era's reference made differently from today's (which lightpipe
 # follows): not compared.
 ERA_CHANGES: dict[tuple[str, str, str], str] = {
     ("owlv2", era, "pixel_values"): "4.x's Owlv2ImageProcessor pads and resizes otherwise than 5.x"
     for era in ("v4.40", "v4.57")
 } | {
-    (family, "v4.57", name): "4.57 loads Mistral's and Phi-3's LlamaTokenizer class (left padding); 5.x "
-                             "their generic tokenizer (right padding)"
-    for family in ("mistral", "phi3") for name in ("input_ids", "attention_mask")
+    (family, era, name): "4.x loads Mistral's and Phi-3's LlamaTokenizer class (left padding); 5.x "
+                         "their generic tokenizer (right padding)"
+    for family, era in (("mistral", "v4.57"), ("phi3", "v4.57"), ("mistral", "v4.40"))
+    for name in ("input_ids", "attention_mask")
 }
 
 

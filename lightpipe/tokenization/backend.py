@@ -67,6 +67,11 @@ def _load_backend(folder: Path, family: str, settings: dict) -> Any:
         return backend
     if vocab_json.is_file() and merges_txt.is_file():
         return _byte_level_bpe(vocab_json, merges_txt, settings)
+    from .sentencepiece_model import build_backend
+
+    built = build_backend(folder, settings)  # a SentencePiece model, for the classes we build
+    if built is not None:
+        return built
 
     present = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
     hint = (" It has a SentencePiece tokenizer.model, which lightpipe reads only through a "
