@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write to FILE instead of stdout: .jsonl lines, or .npy (one vector per input)")
     run.add_argument("--pooling", metavar="MODE", help="feature-extraction: one sentence vector per "
                      "input, pooled as the checkpoint says (auto) or by mean, cls, max, lasttoken, ...")
+    run.add_argument("--input", metavar="FILE", help="with --ray: a .jsonl, .parquet or .csv dataset")
+    run.add_argument("--input-column", metavar="NAME", default="text",
+                     help="with --input: the column holding the inputs (default: text)")
+    run.add_argument("--ray", metavar="ADDRESS", nargs="?", const="local",
+                     help="run on a Ray cluster (ADDRESS, or a local one when none is given); "
+                          "--input FILE --output out.parquet")
     progress = run.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show a progress bar on stderr")
@@ -193,6 +199,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipelines import pipeline  # imports torch only once a model loads
 
     device, device_map = _device_arguments(args.device)
+    if args.ray is not None or args.input is not None:
+        from .ray import run_cli
+
+        return run_cli(args, args.model, {"device": device, "dtype": args.dtype,
+                                          "revision": args.revision}, call_kwargs)
     pipe = pipeline(args.task, model=args.model, device=device, device_map=device_map,
                     dtype=args.dtype, batch_size=args.batch_size, revision=args.revision)
     from .cli_output import ResultWriter, count_lines

@@ -58,7 +58,8 @@ class MissingExtraError(LightpipeError, ImportError):
 EXTRAS = {"PIL": ("vision", "Images"), "soundfile": ("audio", "Audio files"),
           "av": ("video", "Videos"), "starlette": ("server", "lightpipe serve"),
           "uvicorn": ("server", "lightpipe serve"), "gradio": ("demo", "lightpipe demo"),
-          "sentencepiece": ("sentencepiece", "SentencePiece tokenizers")}
+          "sentencepiece": ("sentencepiece", "SentencePiece tokenizers"),
+          "ray": ("ray", "Running on Ray")}
 
 
 def missing_extra(module: str) -> MissingExtraError:
