@@ -87,6 +87,17 @@ class _AutoModelBase:
 
     head = "AutoModel"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__doc__:
+            cls.__doc__ = (
+                f"``{cls.__name__}.from_pretrained(name_or_path, *, revision=None, token=None, "
+                "dtype='auto', device=None, device_map=None, ...)``: the checkpoint's "
+                f"{cls.head.removeprefix('AutoModel').removeprefix('For') or 'base'} model, "
+                "the class chosen by config.json's model_type as transformers' "
+                f"``{cls.__name__}`` chooses it (families: docs/tasks.md). ``from_config(config)`` "
+                "builds one with random weights.")
+
     def __init__(self) -> None:
         raise TypeError(f"Use {type(self).__name__}.from_pretrained(name_or_path).")
 
