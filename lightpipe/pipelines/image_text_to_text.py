@@ -30,6 +30,19 @@ _IMAGE_KEYS = ("image", "url", "path")
 
 
 class ImageTextToTextPipeline(Pipeline):
+    """Generates text from images and text (LLaVA and other vision-language models), as
+    transformers' pipeline.
+
+    ``pipe(images, text)`` with a prompt string (with the model's image tokens, or they are
+    added), or ``pipe(text=messages)`` with chat messages whose content parts are
+    ``{"type": "image", "image"/"url"/"path": ...}`` and ``{"type": "text", "text": ...}``;
+    lists of either. Arguments: ``max_new_tokens``, ``return_full_text`` (False: only the
+    new text), ``generate_kwargs`` (any generate() argument), ``timeout`` (image downloads).
+
+    Returns, per input, ``[{"input_text": prompt or messages, "generated_text": str or
+    messages with the assistant's reply}]``.
+    """
+
     task = "image-text-to-text"
     default_max_new_tokens = 256
 

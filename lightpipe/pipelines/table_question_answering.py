@@ -29,6 +29,19 @@ from .common import given, refuse_unknown
 
 
 class TableQuestionAnsweringPipeline(Pipeline):
+    """Answers questions about a table (TAPAS), as transformers' pipeline.
+
+    ``pipe(table, query)``, ``pipe(table=..., query=...)``, ``pipe({"table": ..., "query": ...})``
+    or a list of such dicts. ``table``: a dict of column name -> list of cell strings, or a pandas
+    DataFrame; ``query``: a question or a list of them. Arguments: ``sequential`` (SQA models:
+    each question follows the previous one), ``padding``, ``truncation``
+    (``"drop_rows_to_fit"``), ``batch_size``.
+
+    Returns, per question, ``{"answer": str, "coordinates": [(row, column), ...], "cells":
+    [str, ...], "aggregator": str}`` (``aggregator`` only for models with an aggregation head:
+    "NONE", "SUM", "AVERAGE", "COUNT"; the answer then reads e.g. "SUM > 3, 4").
+    """
+
     task = "table-question-answering"
 
     def __init__(self, *args: Any, **kwargs: Any):
