@@ -91,14 +91,35 @@ FAMILIES: dict[str, Family] = {
                       feature_extractor="processing.audio:WhisperFeatureExtractor"),
     "wav2vec2": Family("wav2vec2", "audio", processor="processing.audio:Wav2Vec2Processor",
                        feature_extractor="processing.audio:Wav2Vec2FeatureExtractor"),
+    "hubert": Family("hubert", "audio", processor="processing.audio:Wav2Vec2Processor",
+                     feature_extractor="processing.audio:Wav2Vec2FeatureExtractor"),
+    "wavlm": Family("wavlm", "audio", processor="processing.audio:Wav2Vec2Processor",
+                    feature_extractor="processing.audio:Wav2Vec2FeatureExtractor"),
+    "audio-spectrogram-transformer": Family("ast", "audio",
+                                            feature_extractor="processing.ast:ASTFeatureExtractor"),
     # vision
     "vit": Family("vit", "image", image_processor=_VIT_IMAGE),
     "swin": Family("swin", "image", image_processor=_VIT_IMAGE),
     "convnext": Family("convnext", "image", image_processor=_CONVNEXT_IMAGE),
     "resnet": Family("resnet", "image", image_processor=_CONVNEXT_IMAGE),
+    "rt_detr_resnet": Family("rt_detr_resnet", "image"),  # RT-DETR's backbone (AutoBackbone)
+    "rt_detr": Family("rt_detr", "image", image_processor="processing.rt_detr:RTDetrImageProcessor"),
+    "rt_detr_v2": Family("rt_detr:V2_HEADS", "image",
+                         image_processor="processing.rt_detr:RTDetrImageProcessor"),
     "clip": Family("clip", "image", processor="processing.image:CLIPProcessor",
                    image_processor="processing.image:CLIPImageProcessor",
                    tasks={"AutoModel": "zero-shot-image-classification"}),
+    "siglip": Family("siglip", "image", tokenizer="SiglipTokenizer",
+                     processor="processing.siglip:SiglipProcessor",
+                     image_processor="processing.siglip:SiglipImageProcessor",
+                     tasks={"AutoModel": "zero-shot-image-classification"}),
+    "siglip_vision_model": Family("siglip:VISION_HEADS", "image",
+                                  image_processor="processing.siglip:SiglipImageProcessor"),
+    "siglip2": Family("siglip2", "image", processor="processing.siglip2:Siglip2Processor",
+                      image_processor="processing.siglip2:Siglip2ImageProcessor",
+                      tasks={"AutoModel": "zero-shot-image-classification"}),
+    "siglip2_vision_model": Family("siglip2:VISION_HEADS", "image",
+                                   image_processor="processing.siglip2:Siglip2ImageProcessor"),
     "detr": Family("detr_segmentation:HEADS", "image",  # detr.py's heads + DetrForSegmentation
                    image_processor="processing.image:DetrImageProcessor"),
     "dpt": Family("dpt", "image", image_processor=_DPT_IMAGE),
@@ -128,6 +149,10 @@ FAMILIES: dict[str, Family] = {
                     tasks={"AutoModelForObjectDetection": "zero-shot-object-detection"}),
     "llava": Family("llava", "multimodal", processor="processing.llava:LlavaProcessor",
                     tasks={"AutoModelForSeq2SeqLM": "image-text-to-text"}),
+    "llava_onevision": Family(
+        "llava_onevision", "multimodal",
+        processor="processing.llava_onevision:LlavaOnevisionProcessor",
+        image_processor="processing.llava_onevision:LlavaOnevisionImageProcessor"),
 }
 # Class names checkpoints write for a class of ours that no family names as its default,
 # per kind ("processor", "image_processor", "feature_extractor").
@@ -146,6 +171,8 @@ SPECIAL_TOKENIZERS: dict[str, str] = {
     "TapasTokenizer": "tokenization.tapas:TapasTokenizer",
     "DebertaV2Tokenizer": "tokenization.rebuilt:DebertaV2Tokenizer",
     "MPNetTokenizer": "tokenization.rebuilt:MPNetTokenizer",
+    "SiglipTokenizer": "tokenization.siglip:SiglipTokenizer",
+    "Siglip2Tokenizer": "tokenization.siglip:Siglip2Tokenizer",
 }
 
 # Model types lightpipe does not run but whose tokenizer folders it reads (AutoTokenizer alone):

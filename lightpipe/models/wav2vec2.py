@@ -233,13 +233,22 @@ class Wav2Vec2PreTrainedModel(PreTrainedModel):
             raise UnsupportedModelError("Wav2Vec2 checkpoints with an adapter (add_adapter=True) "
                                         "are not supported by lightpipe yet.")
 
+    @property
+    def base(self) -> nn.Module:
+        """The base model a head holds (``self.wav2vec2``, ``self.hubert``, ...)."""
+        return getattr(self, self.base_model_prefix)
+
 
 class Wav2Vec2Model(Wav2Vec2PreTrainedModel):
+    # Variants (HuBERT, WavLM) swap these parts; the feature encoder is shared by all.
+    projection_class: type[nn.Module] = FeatureProjection
+    encoder_class: type[nn.Module] = Encoder
+
     def __init__(self, config):
         super().__init__(config)
         self.feature_extractor = FeatureEncoder(config)
-        self.feature_projection = FeatureProjection(config)
-        self.encoder = Encoder(config)
+        self.feature_projection = self.projection_class(config)
+        self.encoder = self.encoder_class(config)
 
     def frame_mask(self, attention_mask: torch.Tensor | None, frames: int) -> torch.Tensor | None:
         """(batch, samples) 1/0 mask -> (batch, frames) boolean mask of real frames."""
@@ -267,23 +276,27 @@ class Wav2Vec2Model(Wav2Vec2PreTrainedModel):
 
 # 3. Heads.
 class Wav2Vec2ForCTC(Wav2Vec2PreTrainedModel):
+    base_class: type[Wav2Vec2Model] = Wav2Vec2Model  # held at base_model_prefix ("wav2vec2")
+
     def __init__(self, config):
         super().__init__(config)
-        self.wav2vec2 = Wav2Vec2Model(config)
+        setattr(self, self.base_model_prefix, self.base_class(config))
         output = config.output_hidden_size or config.hidden_size
         self.lm_head = nn.Linear(output, config.vocab_size)
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = False, **unused) -> ModelOutput:
-        out = self.wav2vec2(input_values, attention_mask, output_hidden_states)
+        out = self.base(input_values, attention_mask, output_hidden_states)
         return ModelOutput(logits=self.lm_head(out.last_hidden_state),
                            hidden_states=out.get("hidden_states"))
 
 
 class Wav2Vec2ForSequenceClassification(Wav2Vec2PreTrainedModel):
+    base_class: type[Wav2Vec2Model] = Wav2Vec2Model
+
     def __init__(self, config):
         super().__init__(config)
-        self.wav2vec2 = Wav2Vec2Model(config)
+        setattr(self, self.base_model_prefix, self.base_class(config))
         if config.use_weighted_layer_sum:
             self.layer_weights = nn.Parameter(torch.ones(config.num_hidden_layers + 1)
                                               / (config.num_hidden_layers + 1))
@@ -293,7 +306,7 @@ class Wav2Vec2ForSequenceClassification(Wav2Vec2PreTrainedModel):
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = False, **unused) -> ModelOutput:
         weighted = self.config.use_weighted_layer_sum
-        out = self.wav2vec2(input_values, attention_mask, output_hidden_states or weighted)
+        out = self.base(input_values, attention_mask, output_hidden_states or weighted)
         if weighted:
             stacked = torch.stack(out.hidden_states, dim=1)  # (batch, layers + 1, frames, hidden)
             weights = self.layer_weights.softmax(-1)
@@ -304,7 +317,7 @@ class Wav2Vec2ForSequenceClassification(Wav2Vec2PreTrainedModel):
         if attention_mask is None:
             pooled = hidden_states.mean(1)
         else:
-            mask = self.wav2vec2.frame_mask(attention_mask, hidden_states.shape[1])
+            mask = self.base.frame_mask(attention_mask, hidden_states.shape[1])
             hidden_states = hidden_states.masked_fill(~mask[..., None], 0.0)
             pooled = hidden_states.sum(1) / mask.sum(1, keepdim=True).to(hidden_states.dtype)
         return ModelOutput(logits=self.classifier(pooled), hidden_states=out.get("hidden_states"))

@@ -53,14 +53,18 @@ class ImageTextToTextPipeline(Pipeline):
                              f"(AutoModelForImageTextToText, e.g. LLaVA); {type(model).__name__} "
                              "is not one.")
         from ..processing.llava import LlavaProcessor
+        from ..processing.llava_onevision import LlavaOnevisionProcessor
 
-        if not isinstance(processor, LlavaProcessor) or not processor.patch_size:
+        ready = (isinstance(processor, LlavaProcessor) and processor.patch_size) or \
+            (isinstance(processor, LlavaOnevisionProcessor) and processor.num_image_tokens)
+        if not ready:
             processor = self._load_processor(model, tokenizer, image_processor)
         super().__init__(model, processor.tokenizer, *args, image_processor=processor.image_processor,
                          processor=processor, **kwargs)
 
     @staticmethod
     def _load_processor(model, tokenizer, image_processor):
+        from ..families import FAMILIES, load
         from ..processing.llava import LlavaProcessor
 
         name = getattr(model, "name_or_path", None)
@@ -68,7 +72,9 @@ class ImageTextToTextPipeline(Pipeline):
             raise InputError("The image-text-to-text pipeline needs the model's processor: load "
                              "the model with from_pretrained or pass processor= (a "
                              "LlavaProcessor.from_pretrained(folder)).")
-        processor = LlavaProcessor.from_pretrained(name)
+        family = FAMILIES.get(str(model.config.get("model_type")))
+        processor_class = load(family.processor) if family and family.processor else LlavaProcessor
+        processor = processor_class.from_pretrained(name)
         if tokenizer is not None:
             processor.tokenizer = tokenizer
         if image_processor is not None:
@@ -220,8 +226,11 @@ class ImageTextToTextPipeline(Pipeline):
         mask = inputs.get("attention_mask")
         mask = torch.as_tensor(mask).to(device) if mask is not None else None
         with torch.no_grad():
+            # any-resolution models (LLaVA-OneVision) also read the images' sizes
+            extra = {key: inputs[key] for key in ("image_sizes", "batch_num_images")
+                     if inputs.get(key) is not None}
             sequences = self.model.generate(input_ids=input_ids, pixel_values=pixel_values,
-                                            attention_mask=mask, **generate_kwargs)
+                                            attention_mask=mask, **extra, **generate_kwargs)
         if not hasattr(sequences, "shape"):  # return_dict_in_generate=True
             sequences = sequences["sequences"]
         return {"sequences": sequences, "input_ids": input_ids, "prompt": inputs["prompt"],

@@ -69,12 +69,23 @@ class ImagePipeline(Pipeline):
         device, stacked in numpy (one thread: see ImageProcessor.normalize_batch)."""
         import torch
 
+        # A processor whose images keep their own size (SigLIP 2's NaFlex patches) makes the
+        # model inputs itself, normalised.
+        stack = getattr(self.image_processor, "collate", None) \
+            if getattr(self.image_processor, "collates_own_sizes", False) else None
+        if stack is not None:
+            return {key: value.to(self.device) for key, value in stack(images).items()}
         return {"pixel_values": torch.from_numpy(np.stack(images)).to(self.device)}
 
     def normalized(self, model_inputs: dict) -> dict:
+        import torch
+
         inputs = dict(model_inputs)
-        inputs["pixel_values"] = self.image_processor.normalize_batch(
-            inputs["pixel_values"], dtype=self.model.dtype)
+        if inputs["pixel_values"].dtype == torch.uint8:
+            inputs["pixel_values"] = self.image_processor.normalize_batch(
+                inputs["pixel_values"], dtype=self.model.dtype)
+        else:  # normalised already (see stack_images)
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
 
     def _forward(self, model_inputs: dict, **params: Any) -> dict:

@@ -85,6 +85,10 @@ def _parts_json(backend: Any) -> str:
 def _resolve_class(settings: Mapping[str, Any], model_config: Mapping[str, Any]) -> str:
     """The class name a folder asks for, without "Fast"; the generic name when it asks for
     none we know to differ."""
+    if model_config.get("model_type") == "siglip2":
+        # transformers 5 ignores the class SigLIP 2 folders name (GemmaTokenizer): its own
+        # lower-cases the text
+        return "Siglip2Tokenizer"
     name = settings.get("tokenizer_class") or model_config.get("tokenizer_class")
     if not name:
         # the class transformers uses for the model type (the family registry's tokenizer=)

@@ -199,11 +199,14 @@ class SentencePieceTokenizer:
                 if len(ids) > room:
                     ids = ids[:room] if self.truncation_side == "right" else ids[len(ids) - room:]
             if add_special_tokens:
-                ids = ids + [self.eos_token_id]
+                ids = self._close(ids)
             rows.append(ids)
         masks = [[1] * len(row) for row in rows]
         if padding in (True, "longest", "max_length"):
-            longest = max_length if padding == "max_length" and max_length else max(map(len, rows))
+            if padding == "max_length":  # without max_length: model_max_length, as the reference
+                longest = max_length or self.model_max_length
+            else:
+                longest = max(map(len, rows))
             if pad_to_multiple_of:
                 longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
             pad = self.pad_token_id
@@ -217,6 +220,10 @@ class SentencePieceTokenizer:
                         rows[index] = row + [pad] * extra
                         masks[index] = masks[index] + [0] * extra
         return rows, masks, batched
+
+    def _close(self, ids: list[int]) -> list[int]:
+        """A sequence's ids with its special tokens: ``</s>`` appended."""
+        return ids + [self.eos_token_id]
 
     # -- decoding
     def decode(self, token_ids: Any, skip_special_tokens: bool = False,
