@@ -16,6 +16,9 @@ __version__ = "0.1.0"
 # weights (bench/RESULTS.md). torch reads this once, at its first CPU allocation, so it applies
 # when lightpipe is imported before any tensor is made. THP_MEM_ALLOC_ENABLE=0 opts out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# OpenMP threads wait passively (no spinning at barriers: a busy core made 2 threads 12x
+# slower than 1); the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT win. See lightpipe/threads.py.
+importlib.import_module("lightpipe.threads").prepare_environment()
 
 if os.environ.get("LIGHTPIPE_VERBOSITY"):
     importlib.import_module("lightpipe.logging")._from_environment()
@@ -55,6 +58,8 @@ _EXPORTS = {
     "AutoModelForTableQuestionAnswering": "lightpipe.models",
     "AutoModelForZeroShotObjectDetection": "lightpipe.models",
     "AutoModelForImageTextToText": "lightpipe.models",
+    "AutoModelForTextToWaveform": "lightpipe.models",
+    "AutoModelForTextToSpectrogram": "lightpipe.models",
     "AutoBackbone": "lightpipe.models",
     "AutoProcessor": "lightpipe.processing",
     "AutoFeatureExtractor": "lightpipe.processing.audio",
@@ -106,7 +111,8 @@ if TYPE_CHECKING:  # for editors and type checkers only
                          AutoModelForDepthEstimation, AutoModelForSemanticSegmentation,
                          AutoModelForImageSegmentation, AutoModelForVideoClassification,
                          AutoModelForTableQuestionAnswering, AutoModelForZeroShotObjectDetection,
-                         AutoModelForImageTextToText)
+                         AutoModelForImageTextToText, AutoModelForTextToWaveform,
+                         AutoModelForTextToSpectrogram)
     from .processing import AutoProcessor
     from .processing.audio import AutoFeatureExtractor
     from .processing.image import AutoImageProcessor

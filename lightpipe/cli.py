@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loading_arguments(chat)
     chat.add_argument("--kwargs", metavar="JSON", default="{}",
                       help='generate() arguments as a JSON object, e.g. \'{"do_sample": false}\'')
+    from .memory_estimate import add_command as add_estimate_memory
+
+    add_estimate_memory(commands, _command)
     return parser
 
 
@@ -180,6 +183,29 @@ def _add_loading_arguments(parser: argparse.ArgumentParser, dtype_default: str |
     parser.add_argument("--dtype", choices=DTYPES, default=dtype_default,
                         help="weights dtype (default: the checkpoint's own)")
     parser.add_argument("--revision", help="a branch, tag or commit of the Hub repository")
+    parser.add_argument("--quantize", metavar="Q",
+                        help="keep linear weights quantized: int8, int4, int4:g128, int8-dynamic "
+                             "(a .gguf --model stays in its own quantization unless given; "
+                             "'none' dequantizes it)")
+
+
+def _quantize_arguments(args: argparse.Namespace) -> tuple[Any, dict]:
+    """(model, pipeline keyword arguments) for --model and --quantize: a .gguf file path loads
+    that file with its blocks kept packed, as llama.cpp does (--quantize re-quantizes it)."""
+    import os
+
+    model, extra = args.model, {}
+    quantize = getattr(args, "quantize", None)
+    if model and str(model).lower().endswith(".gguf") and os.path.isfile(model):
+        model, extra["gguf_file"] = os.path.dirname(os.path.abspath(model)), os.path.basename(model)
+        if quantize is None:
+            extra["dequantize"] = False
+    if quantize is not None and quantize.lower() != "none":
+        from .quantization import parse_quantization
+
+        parse_quantization(quantize)  # a bad value fails here, before any loading
+        extra["quantization"] = quantize
+    return model, extra
 
 
 def _positive_int(text: str) -> int:
@@ -199,13 +225,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipelines import pipeline  # imports torch only once a model loads
 
     device, device_map = _device_arguments(args.device)
+    model, extra = _quantize_arguments(args)
     if args.ray is not None or args.input is not None:
         from .ray import run_cli
 
-        return run_cli(args, args.model, {"device": device, "dtype": args.dtype,
-                                          "revision": args.revision}, call_kwargs)
-    pipe = pipeline(args.task, model=args.model, device=device, device_map=device_map,
-                    dtype=args.dtype, batch_size=args.batch_size, revision=args.revision)
+        return run_cli(args, model, {"device": device, "dtype": args.dtype, "revision": args.revision,
+                                     **extra}, call_kwargs)
+    pipe = pipeline(args.task, model=model, device=device, device_map=device_map,
+                    dtype=args.dtype, batch_size=args.batch_size, revision=args.revision, **extra)
     from .cli_output import ResultWriter, count_lines
 
     writer = ResultWriter(args.output_dir, args.data_uris, args.output)  # checks --output first
@@ -271,8 +298,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                        "`lightpipe serve feature-extraction --model sentence-transformers/all-MiniLM-L6-v2`")
     models = []
     if args.task is not None:
-        entry = {"task": args.task, "model": args.model, "name": args.name, "device": args.device,
-                 "dtype": args.dtype, "revision": args.revision, "kwargs": _parse_kwargs(args.kwargs)}
+        model, extra = _quantize_arguments(args)
+        entry = {"task": args.task, "model": model, "name": args.name, "device": args.device,
+                 "dtype": args.dtype, "revision": args.revision,
+                 "kwargs": {**_parse_kwargs(args.kwargs), **extra}}
         models.append({key: value for key, value in entry.items() if value is not None})
     defaults = {key: getattr(args, key) for key in (
         "max_batch_size", "max_wait_ms", "max_queue", "timeout_s", "max_inputs", "max_input_chars",
@@ -299,8 +328,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from .pipelines import pipeline
 
     device, device_map = _device_arguments(args.device)
-    pipe = pipeline("text-generation", model=args.model, device=device, device_map=device_map,
-                    dtype=args.dtype, revision=args.revision)
+    model, extra = _quantize_arguments(args)
+    pipe = pipeline("text-generation", model=model, device=device, device_map=device_map,
+                    dtype=args.dtype, revision=args.revision, **extra)
     if pipe.tokenizer.chat_template is None:
         raise CLIError(f"{args.model} has no chat template, so it cannot chat: use an instruct "
                        "or chat model, or `lightpipe run text-generation` to continue plain text.")

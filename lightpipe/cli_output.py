@@ -10,10 +10,10 @@ import base64
 import io
 import json
 import sys
-import wave
 from pathlib import Path
 from typing import Any, TextIO
 
+from .audio_out import wav_bytes
 from .errors import InputError
 
 
@@ -37,27 +37,14 @@ def _is_image(value: Any) -> bool:
     return type(value).__module__.startswith("PIL.") and hasattr(value, "save")
 
 
+def _is_mask(value: Any) -> bool:
+    """A binary mask (mask-generation's numpy bool (height, width) arrays), written as a PNG."""
+    return type(value).__module__ == "numpy" and getattr(value, "ndim", 0) == 2 and \
+        str(getattr(value, "dtype", "")) == "bool"
+
+
 def _is_audio(value: Any) -> bool:
     return isinstance(value, dict) and "sampling_rate" in value and hasattr(value.get("audio"), "shape")
-
-
-def wav_bytes(audio: Any, sampling_rate: int) -> bytes:
-    """A float waveform ((samples,) or (channels, samples), -1..1) as 16-bit PCM WAV bytes."""
-    import numpy as np
-
-    samples = np.asarray(audio, dtype=np.float32)
-    if samples.ndim == 1:
-        samples = samples[None]
-    if samples.ndim != 2:
-        raise InputError(f"Audio of shape {samples.shape} cannot be written as WAV.")
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).round().astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(pcm.shape[0])
-        out.setsampwidth(2)
-        out.setframerate(int(sampling_rate))
-        out.writeframes(pcm.T.tobytes())
-    return buffer.getvalue()
 
 
 class ResultWriter:
@@ -116,17 +103,22 @@ class ResultWriter:
 
     def _media(self, value: Any, name: str) -> Any:
         """``value`` with images and audio replaced by file paths (or data: URIs)."""
+        if _is_mask(value):
+            from .processing.image_io import array_to_pil
+
+            value = array_to_pil(value)
         if _is_image(value):
             buffer = io.BytesIO()
             value.save(buffer, format="PNG")
             return self._place(buffer.getvalue(), name, "png", "image/png")
         if _is_audio(value):
-            data = wav_bytes(value["audio"], value["sampling_rate"])
+            data = wav_bytes(value["audio"], int(value["sampling_rate"]))
             return {**{k: v for k, v in value.items() if k != "audio"},
                     "audio": self._place(data, name, "wav", "audio/wav")}
         if isinstance(value, dict):
             return {key: self._media(item, f"{name}-{key}") for key, item in value.items()}
-        if isinstance(value, (list, tuple)) and any(_is_image(v) or isinstance(v, (dict, list)) for v in value):
+        if isinstance(value, (list, tuple)) and any(
+                _is_image(v) or _is_mask(v) or isinstance(v, (dict, list)) for v in value):
             return [self._media(item, f"{name}-{i}") for i, item in enumerate(value)]
         return value
 
@@ -162,4 +154,4 @@ def count_lines(stream: TextIO) -> int | None:
         return None
 
 
-__all__ = ["ResultWriter", "count_lines", "wav_bytes"]
+__all__ = ["ResultWriter", "count_lines"]

@@ -9,6 +9,8 @@ tutorial's gradio section builds by hand.
     summarization, translation, text2text       text in -> text
     image-/audio-classification, ASR            an upload -> label bars or text
     zero-shot-image-classification              image + labels -> label bars
+    zero-shot-audio-classification              audio + labels -> label bars
+    mask-generation                             image + points per side -> masks over the image
     object-detection                            image + threshold -> boxes drawn on the image
     image-feature-extraction                    image -> the feature tensor's shape and values
 
@@ -143,6 +145,22 @@ def page_for(pipe: Any) -> Page:
         return Page([("Image", {"type": "pil", "label": "Image"}),
                      ("Textbox", {"label": "Candidate labels, comma-separated", "lines": 1})],
                     [bars], classify_image)
+    if task == "zero-shot-audio-classification":
+        def classify_audio(audio: Any, names: str) -> dict[str, float]:
+            labels = [n.strip() for n in names.split(",") if n.strip()]
+            return _label_scores(pipe(audio, candidate_labels=labels))
+
+        return Page([("Audio", {"type": "filepath", "label": "Audio"}),
+                     ("Textbox", {"label": "Candidate labels, comma-separated", "lines": 1})],
+                    [bars], classify_audio)
+    if task == "mask-generation":
+        def masks(image: Any, points_per_side: float):
+            found = pipe(image, points_per_crop=int(points_per_side))
+            return image, [(mask, f"{score:.2f}") for mask, score in zip(found["masks"], found["scores"].tolist())]
+
+        return Page([("Image", {"type": "pil", "label": "Image"}),
+                     ("Slider", {"label": "Points per side", "minimum": 4, "maximum": 64, "value": 32, "step": 1})],
+                    [("AnnotatedImage", {"label": "Masks"})], masks)
     if task == "object-detection":
         def detect(image: Any, threshold: float):
             found = pipe(image, threshold=float(threshold))
@@ -205,6 +223,13 @@ def page_for(pipe: Any) -> Page:
     if task == "video-classification":
         return Page([("Video", {"label": "Video"})], [bars],
                     lambda value: _label_scores(pipe(value, top_k=5)))
+    if task == "text-to-audio":  # gradio plays (sampling_rate, samples)
+        def speak(value: str):
+            result = pipe(value)
+            return result["sampling_rate"], result["audio"]
+
+        return Page([text], [("Audio", {"label": "Audio", "type": "numpy"})], speak,
+                    [["Hello, this is lightpipe speaking."]])
     raise ValueError(f"lightpipe demo has no page for the {task!r} task yet.")
 
 
@@ -217,13 +242,46 @@ def build_demo(pipe: Any, title: str | None = None):
         raise ImportError("lightpipe demo needs the demo extra: pip install 'lightpipe[demo]'") from None
 
     page = page_for(pipe)
-    name = getattr(pipe.model, "name_or_path", None) or type(pipe.model).__name__
+    name = short_name(getattr(pipe.model, "name_or_path", None) or type(pipe.model).__name__)
+    examples = page.examples
+    if examples is None and len(page.inputs) == 1 and page.inputs[0][0] == "Image":
+        examples = [[_example_image()]]  # an image page with something to click on
     make = lambda specs: [getattr(gr, kind)(**options) for kind, options in specs]  # noqa: E731
     return gr.Interface(
-        fn=page.run, inputs=make(page.inputs), outputs=make(page.outputs), examples=page.examples,
-        title=title or f"lightpipe · {pipe.task}",
+        fn=page.run, inputs=make(page.inputs), outputs=make(page.outputs), examples=examples,
+        title=title or f"lightpipe · {pipe.task} · {name}",
         description=f"Model: `{name}`. {page.note}".strip(), flagging_mode="never",
         analytics_enabled=False)
+
+
+def short_name(name: str) -> str:
+    """A model's name as a person reads it: the Hub id of a Hugging Face cache folder
+    (``.../models--org--name/snapshots/...`` -> ``org/name``), a folder's last part, or the id."""
+    parts = str(name).replace(os.sep, "/").split("/")
+    for part in parts:
+        if part.startswith("models--"):
+            return "/".join(part[len("models--"):].split("--"))
+    if os.path.isabs(str(name)) or str(name).startswith((".", "~")):
+        return next((part for part in reversed(parts) if part), str(name))
+    return str(name)
+
+
+def _example_image() -> str:
+    """A small picture (a sky, a sun and a house) written once to the temporary folder."""
+    import tempfile
+
+    from PIL import Image, ImageDraw
+
+    path = os.path.join(tempfile.gettempdir(), "lightpipe-demo-example.png")
+    if not os.path.exists(path):
+        image = Image.new("RGB", (320, 240), (135, 190, 235))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((0, 170, 320, 240), fill=(90, 160, 70))
+        draw.ellipse((240, 20, 290, 70), fill=(250, 220, 60))
+        draw.rectangle((80, 110, 180, 190), fill=(190, 90, 60))
+        draw.polygon([(70, 110), (130, 60), (190, 110)], fill=(120, 50, 40))
+        image.save(path)
+    return path
 
 
 def launch(task: str, model: str | None = None, host: str = "127.0.0.1", port: int | None = 7860,

@@ -70,6 +70,7 @@ FAMILIES: dict[str, Family] = {
     "mpnet": Family("mpnet", tokenizer="MPNetTokenizer"),
     "deberta-v2": Family("deberta_v2", tokenizer="DebertaV2Tokenizer"),
     "electra": Family("electra", tokenizer=_WORDPIECE),
+    "modernbert": Family("modernbert"),
     # text decoders
     "gpt2": Family("gpt2", tokenizer=_GPT2),
     "llama": Family("llama"),
@@ -81,6 +82,7 @@ FAMILIES: dict[str, Family] = {
     "gemma3_text": Family("gemma:GEMMA3_TEXT_HEADS"),
     "phi3": Family("phi3"),
     "opt": Family("opt", tokenizer=_GPT2),
+    "gpt_neox": Family("gpt_neox", tokenizer="GPTNeoXTokenizer"),
     # sequence to sequence
     "t5": Family("t5"),
     "mt5": Family("t5:MT5_HEADS"),
@@ -97,8 +99,17 @@ FAMILIES: dict[str, Family] = {
                     feature_extractor="processing.audio:Wav2Vec2FeatureExtractor"),
     "audio-spectrogram-transformer": Family("ast", "audio",
                                             feature_extractor="processing.ast:ASTFeatureExtractor"),
+    "clap": Family("clap", "audio", tokenizer=_ROBERTA, processor="processing.clap:ClapProcessor",
+                   feature_extractor="processing.clap:ClapFeatureExtractor",
+                   tasks={"AutoModel": "zero-shot-audio-classification"}),
+    "vits": Family("vits", tokenizer="VitsTokenizer", tasks={"AutoModel": "text-to-audio"}),
+    # SpeechT5's vocoder (a text-to-audio pipeline's vocoder=); "hifigan" on the Hub
+    "hifigan": Family("speecht5_hifigan", "audio"),
+    "speecht5_hifigan": Family("speecht5_hifigan", "audio"),
     # vision
     "vit": Family("vit", "image", image_processor=_VIT_IMAGE),
+    "deit": Family("deit", "image", image_processor="processing.image:DeiTImageProcessor"),
+    "dinov2": Family("dinov2", "image", image_processor="processing.image:BitImageProcessor"),
     "swin": Family("swin", "image", image_processor=_VIT_IMAGE),
     "convnext": Family("convnext", "image", image_processor=_CONVNEXT_IMAGE),
     "resnet": Family("resnet", "image", image_processor=_CONVNEXT_IMAGE),
@@ -127,6 +138,9 @@ FAMILIES: dict[str, Family] = {
     "segformer": Family("segformer", "image",
                         image_processor="processing.segformer:SegformerImageProcessor"),
     "swin2sr": Family("swin2sr", "image", image_processor="processing.swin2sr:Swin2SRImageProcessor"),
+    "sam": Family("sam", "image", processor="processing.sam:SamProcessor",
+                  image_processor="processing.sam:SamImageProcessor",
+                  tasks={"AutoModel": "mask-generation"}),
     "videomae": Family("videomae", "video", image_processor="processing.video:VideoMAEImageProcessor"),
     # images and text
     "vision-encoder-decoder": Family("vision_encoder_decoder", "image",
@@ -157,7 +171,7 @@ FAMILIES: dict[str, Family] = {
 # Class names checkpoints write for a class of ours that no family names as its default,
 # per kind ("processor", "image_processor", "feature_extractor").
 CLASS_ALIASES: dict[str, dict[str, str]] = {
-    "image_processor": {"DeiTImageProcessor": _VIT_IMAGE},
+    "image_processor": {},
 }
 
 # Tokenizer classes with behaviour of their own (tokenizer_config.json's tokenizer_class ->
@@ -171,6 +185,7 @@ SPECIAL_TOKENIZERS: dict[str, str] = {
     "TapasTokenizer": "tokenization.tapas:TapasTokenizer",
     "DebertaV2Tokenizer": "tokenization.rebuilt:DebertaV2Tokenizer",
     "MPNetTokenizer": "tokenization.rebuilt:MPNetTokenizer",
+    "VitsTokenizer": "tokenization.vits:VitsTokenizer",
     "SiglipTokenizer": "tokenization.siglip:SiglipTokenizer",
     "Siglip2Tokenizer": "tokenization.siglip:Siglip2Tokenizer",
 }

@@ -21,6 +21,7 @@ from torch import nn
 from .config import Config, ConfigError, check_fields, layer_counts, layer_fields, size_terms
 from .errors import WeightsError, refuse_remote_code
 from .hub import resolve
+from .threads import choose_threads
 from . import weights as weights_io
 
 logger = logging.getLogger("lightpipe")
@@ -250,6 +251,24 @@ def resolve_device(device: Any = None, device_map: Any = None) -> torch.device:
     return result
 
 
+def _is_split(device_map: Any, device: Any, max_memory: Any, quantization: Any) -> bool:
+    """Whether ``device_map`` asks for a placement plan (``lightpipe.offload``): a strategy
+    ("auto", ...), or a dict over several devices or the disk; not one device."""
+    if device_map is None or device is not None:
+        return False
+    if isinstance(device_map, dict):
+        split = True  # checked against the model, even when it names one device
+    else:
+        split = device_map in ("auto", "balanced", "sequential")
+    if split and quantization is not None:
+        if isinstance(device_map, dict) or max_memory is not None:
+            raise ValueError("quantization= with a device_map over several devices (or "
+                             "max_memory) is not supported yet: quantize on one device "
+                             "(device_map='auto' or device='cpu').")
+        return False
+    return split
+
+
 class PreTrainedModel(nn.Module):
     """Base of every model class: ``from_pretrained``, ``save_pretrained``, ``device``, ``dtype``.
 
@@ -303,30 +322,51 @@ class PreTrainedModel(nn.Module):
                         token: str | bool | None = None, cache_dir: str | None = None,
                         local_files_only: bool = False, trust_remote_code: bool | None = None,
                         subfolder: str = "", output_loading_info: bool = False,
-                        gguf_file: str | os.PathLike | None = None, **config_overrides: Any):
+                        gguf_file: str | os.PathLike | None = None, quantization: Any = None,
+                        dequantize: bool = True, **config_overrides: Any):
         """Load a checkpoint folder or Hub id into this model class; with ``gguf_file``, the
-        config and (dequantised) weights of that llama.cpp file (see ``lightpipe.gguf``)."""
+        config and (dequantised) weights of that llama.cpp file (see ``lightpipe.gguf``).
+        ``quantization`` ("int8", "int4", a torchao-style config: ``lightpipe.quantization``)
+        quantizes the linear layers while loading; ``dequantize=False`` keeps a GGUF file's
+        quantized blocks packed (``lightpipe.gguf.packed``)."""
         refuse_remote_code(trust_remote_code)
+        choose_threads()  # once per process: fewer threads when cores are busy (lightpipe.threads)
+        if quantization is None:  # transformers' name for it
+            quantization = config_overrides.pop("quantization_config", None)
         hub = dict(revision=revision, token=token, cache_dir=cache_dir,
                    local_files_only=local_files_only, subfolder=subfolder)
         if gguf_file is not None:
             from .gguf import read_checkpoint
 
-            file_config, state = read_checkpoint(name_or_path, gguf_file, **hub)
+            file_config, state = read_checkpoint(name_or_path, gguf_file, dequantize, **hub)
             config = file_config if config is None else config
         else:
             folder = resolve(name_or_path, **hub)
             if config is None:
                 config = Config.from_folder(folder)
+        # big-model placement (lightpipe.placement): not config fields
+        max_memory = config_overrides.pop("max_memory", None)
+        offload_folder = config_overrides.pop("offload_folder", None)
         config.update({k: v for k, v in config_overrides.items() if v is not None})
         check_fields(config)
         if gguf_file is None:
             state = weights_io.read_weights(folder)
         if torch_dtype is not None and dtype == "auto":
             dtype = torch_dtype
+        if not dequantize:
+            from .quantization.loading import packed_arguments
+
+            quantization, dtype = packed_arguments(gguf_file, quantization, dtype)
         target_dtype = resolve_dtype(dtype, config, state)
-        target_device = resolve_device(device, device_map)
-        model, info = cls._from_state(config, state, target_dtype, target_device)
+        if _is_split(device_map, device, max_memory, quantization):
+            from .offload import load_split
+
+            model, info = load_split(cls, config, state, None if gguf_file is not None else folder,
+                                     target_dtype, device_map, max_memory, offload_folder)
+        else:
+            target_device = resolve_device(device, device_map)
+            model, info = cls._from_state(config, state, target_dtype, target_device,
+                                          quantization=quantization)
         model.name_or_path = str(name_or_path)
         return (model, info) if output_loading_info else model
 
@@ -341,12 +381,18 @@ class PreTrainedModel(nn.Module):
         return model.eval()
 
     @classmethod
-    def _from_state(cls, config: Config, state: dict, dtype: torch.dtype, device: torch.device):
+    def _from_state(cls, config: Config, state: dict, dtype: torch.dtype, device: torch.device,
+                    quantization: Any = None):
         check_buildable(config.set_defaults(cls.config_defaults), state)
         with torch.device("meta"), skip_init():
             model = cls(config)
         state = model._adapt_state(state)
-        info = model._assign(state, dtype, device)
+        if quantization is not None:  # linear layers quantized as they load
+            from .quantization.loading import load_quantized
+
+            info = load_quantized(model, state, quantization, dtype, device)
+        else:
+            info = model._assign(state, dtype, device)
         return model.eval(), info
 
     def _adapt_state(self, state: dict) -> dict:

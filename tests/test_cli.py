@@ -171,7 +171,7 @@ def test_tasks_table_lists_every_task(capsys):
         assert task.default[0] in rows[name]
         assert ("ready" if task.available else "not yet") in rows[name]
     assert " ready " in rows["text-classification"] and "sentiment-analysis" in rows["text-classification"]
-    assert "not yet" in rows["text-to-audio"] and "text-to-speech" in rows["text-to-audio"]
+    assert " ready " in rows["text-to-audio"] and "text-to-speech" in rows["text-to-audio"]
 
 
 def test_tasks_json(capsys):
@@ -182,7 +182,7 @@ def test_tasks_json(capsys):
     assert by_name["text-classification"]["ready"] is True
     assert by_name["text-classification"]["aliases"] == ["sentiment-analysis"]
     assert by_name["depth-estimation"]["ready"] is True
-    assert by_name["mask-generation"]["ready"] is False
+    assert by_name["keypoint-matching"]["ready"] is False
 
 
 def test_help_and_tasks_do_not_import_torch():
@@ -236,7 +236,7 @@ def test_bad_json_line_on_stdin(capsys, monkeypatch, classifier):
 
 
 def test_task_not_built_yet_and_debug_reraises(capsys, monkeypatch, tmp_path):
-    code, _, err = run_cli(capsys, monkeypatch, ["run", "mask-generation", "x"])
+    code, _, err = run_cli(capsys, monkeypatch, ["run", "keypoint-matching", "x"])
     assert code == 2 and "not implemented in lightpipe yet" in err
     with pytest.raises(lightpipe.UnknownTaskError):
         main(["--debug", "run", "no-such-task", "x"])

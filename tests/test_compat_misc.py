@@ -145,6 +145,9 @@ DEFAULT_MODEL_TYPES = {
     "llava-hf/llava-1.5-7b-hf": "llava",
     "dandelin/vilt-b32-finetuned-vqa": "vilt",
     "impira/layoutlm-document-qa": "layoutlm",
+    "laion/clap-htsat-fused": "clap",
+    "facebook/sam-vit-huge": "sam",
+    "facebook/mms-tts-eng": "vits",
 }
 
 

@@ -46,7 +46,7 @@ class FakePipe:
         return self.result
 
 
-def test_pages_fit_their_tasks(classifier, minilm_path):
+def test_pages_fit_their_tasks(classifier, minilm_path, vision_model):
     pipe = lightpipe.pipeline("text-classification", model=str(classifier))
     scores = page_for(pipe).run("I love this movie!")
     expected = pipe("I love this movie!", top_k=None)
@@ -90,11 +90,17 @@ def test_pages_fit_their_tasks(classifier, minilm_path):
     assert page_for(generator).run("Once upon a time", 12.0) == "Once upon a time, there"
     assert generator.calls[0][1] == {"max_new_tokens": 12}
 
-    with pytest.raises(ValueError, match="no page for the 'mask-generation' task"):
-        page_for(FakePipe("mask-generation", None))
+    with pytest.raises(ValueError, match="no page for the 'keypoint-matching' task"):
+        page_for(FakePipe("keypoint-matching", None))
     interface = build_demo(pipe)
     assert type(interface).__name__ == "Interface"
-    assert interface.title == "lightpipe · text-classification"
+    assert interface.title == f"lightpipe · text-classification · {classifier.name}"  # not a full path
+    from lightpipe.demo import short_name
+
+    assert short_name("/root/.cache/huggingface/hub/models--org--tiny-bert/snapshots/abc") == "org/tiny-bert"
+    assert short_name("/data/models/my-bert/") == "my-bert" and short_name("org/model") == "org/model"
+    vision = build_demo(lightpipe.pipeline("image-classification", model=str(vision_model("vit", "AutoModelForImageClassification"))))
+    assert vision.examples and str(vision.examples[0][0]).endswith(".png")  # image pages have an example
 
 
 def _free_port() -> int:

@@ -195,7 +195,8 @@ class GenerationMixin:
                 prompt = embeds_prompt(self, inputs_embeds, input_ids, attention_mask, config)
             else:
                 prompt = ids_prompt(self, input_ids, attention_mask, config)
-            prompt = prompt.repeat(max(config.num_beams, config.num_return_sequences))
+            prompt = prompt.repeat(max(config.num_beams, config.num_return_sequences),
+                                   share_encoder=getattr(self, "shares_encoder_states", False))
             if streamer is not None:
                 streamer.put(prompt.input_ids.cpu())
             prompt_length = prompt.input_ids.shape[1]

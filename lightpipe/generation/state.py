@@ -28,12 +28,15 @@ class Prompt:
     encoder_states: torch.Tensor | None = None  # encoder-decoders: what the decoder attends to
     encoder_mask: torch.Tensor | None = None
 
-    def repeat(self, times: int) -> Prompt:
-        """Each row repeated ``times`` times in place (one per beam / returned sequence)."""
+    def repeat(self, times: int, share_encoder: bool = False) -> Prompt:
+        """Each row repeated ``times`` times in place (one per beam / returned sequence).
+        ``share_encoder``: the encoder states and mask stay one row per item (a model whose
+        ``shares_encoder_states`` is set attends each item's rows to them once)."""
         if times == 1:
             return self
+        kept = ("eos", "encoder_states", "encoder_mask") if share_encoder else ("eos",)
         tensors = {f.name: getattr(self, f.name) for f in fields(self)
-                   if isinstance(getattr(self, f.name), torch.Tensor) and f.name != "eos"}
+                   if isinstance(getattr(self, f.name), torch.Tensor) and f.name not in kept}
         return replace(self, **{name: t.repeat_interleave(times, dim=0) for name, t in tensors.items()})
 
 

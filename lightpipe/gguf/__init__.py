@@ -11,7 +11,9 @@ file's metadata, and the weights are dequantised, to float32 unless a dtype is a
   Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K);
 - ``convert``: metadata -> config dict; tensor names and layouts -> the Hub checkpoint's
   (Llama, Mistral, Qwen2, Qwen3, GPT-2);
-- ``tokenizer``: tokenizer metadata -> a ``tokenizers.Tokenizer`` and its settings.
+- ``tokenizer``: tokenizer metadata -> a ``tokenizers.Tokenizer`` and its settings;
+- ``packed``: quantized blocks kept packed (``dequantize=False``), re-laid into
+  ``lightpipe.quantization``'s int4 / int8 modules.
 """
 
 from __future__ import annotations
@@ -41,13 +43,18 @@ def read_config(name_or_path: str | os.PathLike, gguf_file: str | os.PathLike,
 
 
 def read_checkpoint(name_or_path: str | os.PathLike, gguf_file: str | os.PathLike,
-                    **hub: Any) -> tuple["Config", dict[str, "torch.Tensor"]]:
+                    dequantize: bool = True, **hub: Any) -> tuple["Config", dict[str, Any]]:
     """(Config, state dict under the Hub checkpoint's names) of the GGUF file, quantised
-    blocks unpacked to float32 (``_assign`` casts them to the model's dtype)."""
+    blocks unpacked to float32 (``_assign`` casts them to the model's dtype); with
+    ``dequantize=False``, quantized tensors stay ``packed.PackedTensor``s (see ``packed``)."""
     from ..config import Config
     from .convert import config_dict, to_checkpoint
 
     gguf = GGUFFile(locate(name_or_path, gguf_file, **hub))
+    if not dequantize:
+        from .packed import packed_checkpoint
+
+        return Config.from_dict(config_dict(gguf)), packed_checkpoint(gguf)
     return Config.from_dict(config_dict(gguf)), to_checkpoint(gguf)
 
 

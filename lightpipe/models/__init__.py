@@ -228,6 +228,18 @@ class AutoModelForImageTextToText(_AutoModelBase):
     head = "AutoModelForImageTextToText"
 
 
+class AutoModelForTextToWaveform(_AutoModelBase):
+    """Text-to-audio models that make a waveform (VITS, MusicGen, Bark)."""
+
+    head = "AutoModelForTextToWaveform"
+
+
+class AutoModelForTextToSpectrogram(_AutoModelBase):
+    """Text-to-speech models that make a spectrogram for a vocoder (SpeechT5)."""
+
+    head = "AutoModelForTextToSpectrogram"
+
+
 class AutoBackbone(_AutoModelBase):
     """``AutoBackbone.from_pretrained(name, out_indices=..., out_features=...)``: feature maps
     of a vision model's stages (Swin, ConvNeXt, ResNet)."""

@@ -71,3 +71,44 @@ def lm_logits(lm_head: nn.Module, out: Any, logits_to_keep: int = 0) -> Any:
     if logits_to_keep:
         hidden_states = hidden_states[:, -logits_to_keep:]
     return ModelOutput(logits=lm_head(hidden_states), cache=out.get("cache"))
+
+
+def last_token_logits(logits: torch.Tensor, input_ids: torch.Tensor | None,
+                      pad_token_id: int | None) -> torch.Tensor:
+    """(batch, seq, labels) -> (batch, labels) at each row's last token that is not padding
+    (the rightmost non-pad token, so left and right padding both work; the last position
+    without input_ids), as the reference's decoder classifiers pool."""
+    batch = logits.shape[0]
+    if pad_token_id is None and batch != 1:
+        raise InputError("This classifier's config has no pad_token_id, so it reads one text at "
+                         "a time: pass batch_size=1, or set pad_token_id in config.json.")
+    if pad_token_id is None or input_ids is None:
+        return logits[:, -1]
+    positions = torch.arange(input_ids.shape[-1], device=logits.device)
+    real = (input_ids.to(logits.device) != pad_token_id).int()
+    return logits[torch.arange(batch, device=logits.device), (positions * real).argmax(-1)]
+
+
+class LastTokenClassifier:
+    """Sequence classification over a decoder (``XForSequenceClassification``): a bias-free
+    ``score`` layer read at each row's last non-pad token. Listed before the family's
+    pre-trained base; ``model_class`` is the family's base model, kept as ``model``."""
+
+    optional_weights = [r"^score\."]
+    model_class: type
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = self.model_class(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
+                **unused) -> ModelOutput:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         position_ids=position_ids, inputs_embeds=inputs_embeds, use_cache=False)
+        logits = self.score(out.last_hidden_state)
+        return ModelOutput(logits=last_token_logits(logits, input_ids,
+                                                    self.config.get("pad_token_id")))

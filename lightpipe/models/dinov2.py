@@ -1,6 +1,7 @@
 """DINOv2 (Oquab et al., 2023, arXiv:2304.07193): a ViT trained without labels, with layer scale
 on each residual branch (and a SwiGLU MLP in the giant size). Here as the backbone of Depth
-Anything: the normed token states of the ``out_indices`` layers.
+Anything (the normed token states of the ``out_indices`` layers), as an image-feature model and
+as an image classifier (a linear layer over [CLS] and the mean patch token).
 
 Matches transformers' ``models/dinov2/modeling_dinov2.py`` (``Dinov2Backbone``, ``Dinov2Model``)
 for inference. Parameter names are the Hub checkpoints' (``encoder.layer.0.attention.attention.
@@ -172,4 +173,24 @@ class Dinov2Model(Dinov2PreTrainedModel):
                            hidden_states=tuple(states) if output_hidden_states else None)
 
 
-HEADS = {"AutoModel": Dinov2Model, "AutoBackbone": Dinov2Backbone}
+# 3. Heads.
+class Dinov2ForImageClassification(Dinov2PreTrainedModel):
+    """The classifier over [CLS] and the mean of the patch tokens, side by side."""
+
+    optional_weights = [r"^classifier\."]
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.dinov2 = Dinov2Model(config)
+        self.classifier = (nn.Linear(2 * config.hidden_size, config.num_labels)
+                           if config.num_labels > 0 else nn.Identity())
+
+    def forward(self, pixel_values=None, output_hidden_states: bool = False, **unused) -> ModelOutput:
+        out = self.dinov2(pixel_values, output_hidden_states)
+        states = out.last_hidden_state
+        features = torch.cat((states[:, 0], states[:, 1:].mean(dim=1)), dim=1)
+        return ModelOutput(logits=self.classifier(features), hidden_states=out.get("hidden_states"))
+
+
+HEADS = {"AutoModel": Dinov2Model, "AutoBackbone": Dinov2Backbone,
+         "AutoModelForImageClassification": Dinov2ForImageClassification}

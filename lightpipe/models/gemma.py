@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import InputError
 from ..modeling import ModelOutput
 from .cache import open_cache
-from .decoder import causal_mask
+from .decoder import LastTokenClassifier, causal_mask
 from .layers import activation
 from .llama import (LLAMA_DEFAULTS, LlamaAttention, LlamaForCausalLM, LlamaMLP,
                     LlamaPreTrainedModel, RotaryEmbedding, head_dim_of, rope_parameters)
@@ -274,6 +274,17 @@ class Gemma3ForCausalLM(Gemma3Variant, Gemma2ForCausalLM):
     model_class = Gemma3TextModel
 
 
+# Sequence classification: a score layer at the last non-pad token (decoder.py), no soft-cap.
+class Gemma2ForSequenceClassification(LastTokenClassifier, Gemma2PreTrainedModel):
+    model_class = Gemma2Model
+
+
+class Gemma3TextForSequenceClassification(Gemma3Variant, Gemma2ForSequenceClassification):
+    model_class = Gemma3TextModel
+
+
 # model_type -> head -> class, read by models/__init__.py
-GEMMA2_HEADS = {"AutoModel": Gemma2Model, "AutoModelForCausalLM": Gemma2ForCausalLM}
-GEMMA3_TEXT_HEADS = {"AutoModel": Gemma3TextModel, "AutoModelForCausalLM": Gemma3ForCausalLM}
+GEMMA2_HEADS = {"AutoModel": Gemma2Model, "AutoModelForCausalLM": Gemma2ForCausalLM,
+                "AutoModelForSequenceClassification": Gemma2ForSequenceClassification}
+GEMMA3_TEXT_HEADS = {"AutoModel": Gemma3TextModel, "AutoModelForCausalLM": Gemma3ForCausalLM,
+                     "AutoModelForSequenceClassification": Gemma3TextForSequenceClassification}

@@ -55,6 +55,8 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     wanted, from ``packed`` (the same weight in oneDNN's blocked layout) when given.
     bfloat16 results are bit-identical to F.linear's either way; float32 ones differ from MKL's
     in summation order only (~1e-6 relative)."""
+    if isinstance(weight, nn.Module):  # a quantized layer's parts() (lightpipe.quantization)
+        return weight(inputs)
     if (_ONEDNN_LINEAR is not None and inputs.device.type == "cpu"
             and inputs.dtype in _ONEDNN_DTYPES and inputs.dtype == weight.dtype
             and not (torch.is_grad_enabled() and weight.requires_grad)):
@@ -67,6 +69,8 @@ def linear_add(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     """``residual + linear(inputs, weight, bias)``; in float32 on the CPU one oneDNN call adds
     the residual as the product is written (the same numbers to ~1e-7: one rounding fewer).
     Other dtypes add separately, rounding where the reference rounds."""
+    if isinstance(weight, nn.Module):  # a quantized layer's parts() (lightpipe.quantization)
+        return residual + weight(inputs)
     if (_ONEDNN_LINEAR is not None and inputs.dtype == torch.float32 and inputs.device.type == "cpu"
             and weight.dtype == torch.float32 and residual.dtype == torch.float32
             and residual.shape == inputs.shape[:-1] + weight.shape[:1]

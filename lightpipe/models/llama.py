@@ -20,7 +20,7 @@ from ..errors import InputError, UnsupportedModelError
 from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
 from .cache import open_cache
-from .decoder import causal_mask, decoder_attention, lm_logits
+from .decoder import LastTokenClassifier, causal_mask, decoder_attention, lm_logits
 from .layers import activation
 from .linear import Linear, linear, linear_add
 
@@ -446,7 +446,24 @@ class Qwen2ForCausalLM(Qwen2Variant, LlamaForCausalLM):
     model_class = Qwen2Model
 
 
+# Sequence classification: a score layer at the last non-pad token (decoder.py).
+class LlamaForSequenceClassification(LastTokenClassifier, LlamaPreTrainedModel):
+    model_class = LlamaModel
+
+
+class MistralForSequenceClassification(MistralVariant, LlamaForSequenceClassification):
+    model_class = MistralModel
+
+
+class Qwen2ForSequenceClassification(Qwen2Variant, LlamaForSequenceClassification):
+    model_class = Qwen2Model
+
+
 # model_type -> head -> class, read by models/__init__.py
-HEADS = {"AutoModel": LlamaModel, "AutoModelForCausalLM": LlamaForCausalLM}
-MISTRAL_HEADS = {"AutoModel": MistralModel, "AutoModelForCausalLM": MistralForCausalLM}
-QWEN2_HEADS = {"AutoModel": Qwen2Model, "AutoModelForCausalLM": Qwen2ForCausalLM}
+_CLASSIFY = "AutoModelForSequenceClassification"
+HEADS = {"AutoModel": LlamaModel, "AutoModelForCausalLM": LlamaForCausalLM,
+         _CLASSIFY: LlamaForSequenceClassification}
+MISTRAL_HEADS = {"AutoModel": MistralModel, "AutoModelForCausalLM": MistralForCausalLM,
+                 _CLASSIFY: MistralForSequenceClassification}
+QWEN2_HEADS = {"AutoModel": Qwen2Model, "AutoModelForCausalLM": Qwen2ForCausalLM,
+               _CLASSIFY: Qwen2ForSequenceClassification}

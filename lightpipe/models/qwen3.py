@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear import Linear
-from .llama import (LLAMA_DEFAULTS, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel,
-                    Qwen2Variant, RMSNorm)
+from .llama import (LLAMA_DEFAULTS, LlamaDecoderLayer, LlamaForCausalLM,
+                    LlamaForSequenceClassification, LlamaMLP, LlamaModel, Qwen2Variant, RMSNorm)
 
 # 1. Config fields read, with the defaults config.json may leave out (Qwen3Config's).
 QWEN3_DEFAULTS = {**LLAMA_DEFAULTS, "vocab_size": 151936, "intermediate_size": 22016,
@@ -135,6 +135,16 @@ class Qwen3MoeForCausalLM(Qwen3MoeVariant, LlamaForCausalLM):
     model_class = Qwen3MoeModel
 
 
+class Qwen3ForSequenceClassification(Qwen3Variant, LlamaForSequenceClassification):
+    model_class = Qwen3Model
+
+
+class Qwen3MoeForSequenceClassification(Qwen3MoeVariant, LlamaForSequenceClassification):
+    model_class = Qwen3MoeModel
+
+
 # model_type -> head -> class, read by models/__init__.py
-HEADS = {"AutoModel": Qwen3Model, "AutoModelForCausalLM": Qwen3ForCausalLM}
-MOE_HEADS = {"AutoModel": Qwen3MoeModel, "AutoModelForCausalLM": Qwen3MoeForCausalLM}
+HEADS = {"AutoModel": Qwen3Model, "AutoModelForCausalLM": Qwen3ForCausalLM,
+         "AutoModelForSequenceClassification": Qwen3ForSequenceClassification}
+MOE_HEADS = {"AutoModel": Qwen3MoeModel, "AutoModelForCausalLM": Qwen3MoeForCausalLM,
+             "AutoModelForSequenceClassification": Qwen3MoeForSequenceClassification}

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import InputError
 from ..generation import GenerationMixin
@@ -63,15 +64,37 @@ class WhisperAttention(Attention):
                 cache: Any = None, causal: bool = False, weights: list | None = None) -> torch.Tensor:
         if key_states is None:
             return super().forward(hidden_states, None, cache, causal)
-        if weights is None:
-            return self.cross(hidden_states, key_states, None, cache)
-        # the softmax weights are wanted: the explicit product
+        # Beams share their item's encoder states: ``key_states`` may have fewer rows (B) than
+        # ``hidden_states`` (B * beams, each item's beams adjacent). Keys and values are then
+        # projected and cached once per item, and each item's beams attend as one longer
+        # query (B, heads, beams * tokens, head_dim) instead of reading B * beams copies.
         key, value = self.cross_keys(key_states, cache)
         query = self.heads(self.q_proj(hidden_states))
-        scores = query.float() @ key.float().transpose(-1, -2) / query.shape[-1] ** 0.5
-        probs = scores.softmax(dim=-1)
-        weights.append(probs)
-        return self.out_proj(merge_heads((probs @ value.float()).to(value.dtype)))
+        rows, group = key.shape[0], query.shape[0] // key.shape[0]
+        if group * rows != query.shape[0]:
+            raise InputError(f"The decoder has {query.shape[0]} rows but the encoder states "
+                             f"{rows}: pass one encoder row per decoder row or per item.")
+        heads, tokens, size = query.shape[1], query.shape[2], query.shape[3]
+        if group > 1:
+            query = query.view(rows, group, heads, tokens, size).transpose(1, 2) \
+                .reshape(rows, heads, group * tokens, size)
+        if weights is None:
+            context = F.scaled_dot_product_attention(query, key, value, scale=self.scale)
+        else:  # the softmax weights are wanted: the explicit product
+            scores = query.float() @ key.float().transpose(-1, -2) / size ** 0.5
+            probs = scores.softmax(dim=-1)
+            weights.append(_ungroup(probs, group))
+            context = (probs @ value.float()).to(value.dtype)
+        return self.out_proj(merge_heads(_ungroup(context, group)))
+
+
+def _ungroup(tensor: torch.Tensor, group: int) -> torch.Tensor:
+    """(B, heads, group * tokens, x) -> (B * group, heads, tokens, x): each beam's rows back."""
+    if group == 1:
+        return tensor
+    rows, heads, length, width = tensor.shape
+    return tensor.view(rows, heads, group, length // group, width).transpose(1, 2) \
+        .reshape(rows * group, heads, length // group, width)
 
 
 class WhisperEncoderLayer(EncoderLayer):
@@ -184,6 +207,7 @@ class WhisperModel(WhisperPreTrainedModel):
 class WhisperForConditionalGeneration(GenerationMixin, WhisperPreTrainedModel):
     is_encoder_decoder = True
     prepend_decoder_start = False  # Whisper's prompt already starts with <|startoftranscript|>
+    shares_encoder_states = True  # beams attend to one copy of cross keys / values per item
     tied_weights = {"proj_out.weight": "model.decoder.embed_tokens.weight"}
 
     def __init__(self, config):

@@ -74,10 +74,14 @@ _TASKS = [
          ("superb/wav2vec2-base-superb-ks", "372e048"),
          "audio_classification:AudioClassificationPipeline", kind="audio",
          preprocessors=("feature_extractor",)),
-    Task("text-to-audio", "AutoModelForTextToWaveform", ("suno/bark-small", "1dbd7a1"),
-         aliases=("text-to-speech",), kind="audio"),
+    # transformers defaults to Bark (suno/bark-small, 1dbd7a1), which lightpipe does not run
+    # yet: MMS-TTS English (VITS). kind: what the inputs are (text); the outputs are audio.
+    Task("text-to-audio", ("AutoModelForTextToWaveform", "AutoModelForTextToSpectrogram"),
+         ("facebook/mms-tts-eng", None), "text_to_audio:TextToAudioPipeline",
+         aliases=("text-to-speech",)),
     Task("zero-shot-audio-classification", "AutoModel", ("laion/clap-htsat-fused", "cca9e28"),
-         kind="audio"),
+         "zero_shot_audio_classification:ZeroShotAudioClassificationPipeline", kind="audio",
+         preprocessors=("feature_extractor", "tokenizer")),
     Task("image-classification", "AutoModelForImageClassification",
          ("google/vit-base-patch16-224", "3f49326"),
          "image_classification:ImageClassificationPipeline", kind="image",
@@ -106,7 +110,8 @@ _TASKS = [
     Task("image-to-image", "AutoModelForImageToImage",
          ("caidas/swin2SR-classical-sr-x2-64", None),
          "image_to_image:ImageToImagePipeline", kind="image", preprocessors=("image_processor",)),
-    Task("mask-generation", "AutoModel", ("facebook/sam-vit-huge", "87aecf0"), kind="image"),
+    Task("mask-generation", "AutoModel", ("facebook/sam-vit-huge", "87aecf0"),
+         "mask_generation:MaskGenerationPipeline", kind="image", preprocessors=("image_processor",)),
     Task("keypoint-matching", "AutoModel", ("magic-leap-community/superglue_outdoor", "f4041f8"),
          kind="image"),
     Task("video-classification", "AutoModelForVideoClassification",
@@ -226,10 +231,64 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
              pipeline_class: type | None = None, batch_size: int | None = None, **kwargs: Any):
     """Build a pipeline for ``task`` from a model folder, a Hub id or a model object.
 
-    Same arguments as ``transformers.pipeline``: with no model, the task's default model is
-    used (with a warning naming it); with no task, it is inferred from the checkpoint's
-    ``config.architectures``. Extra keyword arguments become the pipeline's default call
-    arguments (``top_k=2``, ``truncation=True``, ...).
+    Same arguments as ``transformers.pipeline``: ``pipeline("sentiment-analysis")``,
+    ``pipeline("text-generation", model="Qwen/Qwen2.5-0.5B-Instruct", device="cuda")``,
+    ``pipeline(model="./my-checkpoint")``. Each task's class documents its call arguments and
+    outputs (``help(pipe)``); ``lightpipe.SUPPORTED_TASKS`` lists the tasks.
+
+    Arguments:
+        task (str, optional): the task name or alias ("text-classification",
+            "sentiment-analysis", "ner", "translation_en_to_fr", ...). None: inferred from the
+            checkpoint's ``config.architectures`` (then ``model`` is needed).
+        model (str | PathLike | PreTrainedModel, optional): a local checkpoint folder, a Hub id,
+            or a loaded lightpipe model. None: the task's default model, with a warning naming
+            it (a default is not a production choice).
+        config (str | Config, optional): a config (object, folder or Hub id) used instead of the
+            model folder's ``config.json``.
+        tokenizer (str | Tokenizer, optional): the tokenizer, as an object or a folder / Hub id;
+            by default the model folder's, when the task needs one.
+        feature_extractor (str | object, optional): the audio feature extractor, likewise.
+        image_processor (str | object, optional): the image processor, likewise.
+        processor (object, optional): a processor holding any of the three above; its parts
+            are used where they are not given.
+        revision (str, optional): the Hub branch, tag or commit of ``model`` (and of its
+            preprocessors).
+        use_fast (bool, default True): accepted for compatibility; lightpipe's tokenizers are
+            always the fast (``tokenizers``) kind.
+        token (str | bool, optional): the Hub token for gated or private models (default: the
+            ``HF_TOKEN`` environment variable or the saved login).
+        device (str | int | torch.device, optional): where the model runs: "cpu", "cuda",
+            "cuda:1", "mps", a GPU index (-1 is the CPU) or a torch.device. Default: the CPU.
+        device_map (str | dict, optional): placement while loading, instead of ``device``:
+            "auto" (also "balanced", "sequential") puts the model on the best device, split over
+            several GPUs, the CPU or the disk when it does not fit (``max_memory`` and
+            ``offload_folder`` go in ``model_kwargs``); a device; or a dict of module name ->
+            device.
+        dtype (str | torch.dtype, default "auto"): the weights' dtype: "auto" keeps the
+            checkpoint's (``config.torch_dtype``), or torch.float16 / torch.bfloat16 /
+            torch.float32 (or their names).
+        torch_dtype (str | torch.dtype, optional): the older name of ``dtype``.
+        trust_remote_code (bool, optional): refused when true: lightpipe runs only its own
+            code, never a checkpoint's Python files.
+        model_kwargs (dict, optional): more ``from_pretrained`` arguments for the model
+            (``max_memory``, ``offload_folder``, ``quantization``, ``gguf_file``, config
+            overrides, ...).
+        pipeline_class (type, optional): a Pipeline subclass to build instead of the task's.
+        batch_size (int, optional): the default ``batch_size`` of every call (default 1).
+        gguf_file (str, optional): load config, weights and tokenizer from this llama.cpp GGUF
+            file in the ``model`` folder or Hub repo.
+        quantization (str | object, optional): quantize the linear layers while loading:
+            "int8", "int4", "int4:g128", "int8-dynamic" or a torchao-style config (see
+            ``lightpipe.quantization``).
+        dequantize (bool, default True): with ``gguf_file``, False keeps the file's quantized
+            blocks packed instead of expanding them to ``dtype``.
+        **kwargs: the pipeline's default call arguments (``top_k=2``, ``truncation=True``,
+            ``max_new_tokens=64``, ...; a call's own arguments override them), and task
+            options (``src_lang`` / ``tgt_lang`` for translation, ``vocoder`` for text-to-audio).
+
+    Returns:
+        The task's Pipeline subclass (``TextClassificationPipeline``, ...), a callable:
+        ``pipe(inputs, **call_arguments)``.
     """
     refuse_remote_code(trust_remote_code or (model_kwargs or {}).get("trust_remote_code"))
     if task is None and model is None:
@@ -255,6 +314,9 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     from ..hub import resolve
 
     gguf_file = kwargs.pop("gguf_file", None) or model_kwargs.get("gguf_file")
+    for name in ("quantization", "dequantize"):  # from_pretrained's (lightpipe.quantization)
+        if name in kwargs:
+            model_kwargs[name] = kwargs.pop(name)
     if isinstance(model, (str, os.PathLike)):
         if gguf_file is not None:  # config, weights and tokenizer from one llama.cpp file
             from ..gguf import load_tokenizer, locate, read_config

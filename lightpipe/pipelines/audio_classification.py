@@ -9,9 +9,23 @@ from .common import class_scores, classifier_options, ranked_labels, refuse_unkn
 
 
 class AudioClassificationPipeline(AudioPipeline):
-    """``pipe("clip.wav")`` -> ``[{'score': 0.9, 'label': 'yes'}, ...]`` (all labels by default,
-    best first). Inputs as the ASR pipeline: a file path, bytes, a 1-D array at the model's
-    rate, or ``{"raw"|"array": ..., "sampling_rate": ...}`` (resampled)."""
+    """Labels audio clips with an audio classification model (wav2vec2, HuBERT, AST, ...).
+
+    Call:
+        ``pipe(audio, **args)`` where ``audio`` is a file path, the bytes of a file, a 1-D numpy
+        array at the model's sampling rate, or ``{"raw"|"array": samples, "sampling_rate":
+        rate}`` (resampled); or a list or iterator of them.
+
+    Arguments:
+        top_k (int, default all labels): how many labels to return, best first.
+        function_to_apply (str, default chosen from the config): "softmax", "sigmoid" or
+            "none"; by default sigmoid for multi-label models, none for regression, softmax
+            otherwise (also for one-label models), as the reference chooses.
+
+    Returns:
+        For one clip, a list of ``{"score": float, "label": str}`` dicts, best first; for a list
+        of clips, a list of those lists.
+    """
 
     task = "audio-classification"
 

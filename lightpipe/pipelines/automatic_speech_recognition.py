@@ -32,16 +32,32 @@ def rescale_stride(stride: tuple[int, int, int], ratio: float) -> tuple[int, int
 
 
 class AutomaticSpeechRecognitionPipeline(AudioPipeline):
-    """``pipe("speech.flac")`` -> ``{"text": "..."}``.
+    """Transcribes speech with a CTC model (wav2vec2, HuBERT) or Whisper.
 
-    Inputs: a file path (wav, flac, ogg, mp3, ...), the bytes of a file, a 1-D numpy array at
-    the model's sampling rate, or ``{"raw"|"array": samples, "sampling_rate": rate}`` (resampled;
-    an optional ``"stride": (left, right)`` for CTC models), a list of these or an iterator.
-    Arguments: ``return_timestamps`` ("char"/"word" for CTC; True for Whisper segments, "word"
-    for Whisper words timed from the cross-attention of its ``alignment_heads``),
-    ``chunk_length_s`` / ``stride_length_s`` for long audio, ``return_language`` (Whisper: each
-    chunk's language), ``generate_kwargs`` (Whisper: ``language``, ``task``, ``max_new_tokens``,
-    ``condition_on_prev_tokens``, ...) and ``batch_size``.
+    Call:
+        ``pipe(audio, **args)`` where ``audio`` is a file path (wav, flac, ogg, mp3, ...), the
+        bytes of a file, a 1-D numpy array at the model's sampling rate, or ``{"raw"|"array":
+        samples, "sampling_rate": rate}`` (resampled; an optional ``"stride": (left, right)``
+        for CTC models); or a list or iterator of them.
+
+    Arguments:
+        return_timestamps (bool | str, optional): "char" or "word" for CTC models; True (segments)
+            or "word" (words timed from the cross-attention of its ``alignment_heads``) for
+            Whisper.
+        chunk_length_s (float, optional): read long audio in chunks of this many seconds.
+        stride_length_s (float | tuple, default chunk_length_s / 6): seconds of overlap on each
+            side of a chunk.
+        return_language (bool, optional): Whisper: add each chunk's language.
+        generate_kwargs (dict, optional): Whisper: ``generate()`` arguments (``language``,
+            ``task``, ``max_new_tokens``, ``condition_on_prev_tokens``, ...); other unknown
+            keywords go there too (refused for CTC models).
+        decoder_kwargs (dict, optional), ignore_warning (bool, optional): accepted for
+            compatibility, without effect.
+
+    Returns:
+        For one clip, ``{"text": str}``; with timestamps also ``"chunks": [{"text": str,
+        "timestamp": (start, end)}, ...]`` in seconds (each chunk also has ``"language"`` with
+        ``return_language``). For a list of clips, a list of those dicts.
     """
 
     task = "automatic-speech-recognition"

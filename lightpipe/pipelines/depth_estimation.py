@@ -12,9 +12,22 @@ from .vision_base import SizeGroupedImagePipeline, check_timeout
 
 
 class DepthEstimationPipeline(SizeGroupedImagePipeline):
-    """``pipe(image)`` -> ``{"predicted_depth": (height, width) float tensor, "depth": PIL "L"
-    image}``, both at the original image's size: the model's depth resized (bicubic), and that
-    depth stretched to 0-255 for viewing. A list in, a list out."""
+    """Estimates the depth of every pixel of an image (DPT, Depth Anything, GLPN, ...).
+
+    Call:
+        ``pipe(image, **args)`` where ``image`` is a local path, an http(s) URL, base64 data, a PIL
+        image or an array; or a list, iterator or dataset of them.
+
+    Arguments:
+        timeout (float, optional): seconds to wait for an image URL.
+        parameters (dict, optional): the reference's older form, ``{"timeout": seconds}``.
+
+    Returns:
+        For one image, ``{"predicted_depth": torch.Tensor, "depth": PIL.Image}``, both at the
+        original image's size: the model's depth as a (height, width) float tensor resized
+        bicubically, and that depth stretched to 0-255 as a mode "L" image for viewing. For a
+        list of images, a list of those dicts.
+    """
 
     task = "depth-estimation"
 

@@ -35,22 +35,32 @@ _SUPPORTED = ("layoutlm",)
 
 
 class DocumentQuestionAnsweringPipeline(Pipeline):
-    """``pipe(image="invoice.png", question="What is the invoice number?")`` ->
-    ``[{'score': 0.42, 'answer': 'us-001', 'start': 16, 'end': 16}]``.
+    """Answers questions about document images with a layout model (LayoutLM family).
 
-    Inputs: ``image=`` (a path, URL, PIL image, array or base64 data) with ``question=`` (a
-    string) and optionally ``word_boxes=`` (``[(word, [x0, y0, x1, y1]), ...]``, boxes
-    normalised to 0-1000: then no OCR is run and ``image`` may be None); or a
-    ``{"image", "question", "word_boxes"}`` dict, a list of them, or an iterator of them.
-    Arguments: ``top_k`` (answers per question, default 1), ``max_answer_len`` (tokens,
-    default 15), ``max_seq_len`` (tokens per window, default the tokenizer's
-    model_max_length), ``doc_stride`` (window overlap, default min(max_seq_len // 2, 256)),
-    ``handle_impossible_answer`` (also score the empty answer), ``lang`` and
-    ``tesseract_config`` (for OCR), ``timeout`` (for image URLs), ``padding``;
-    ``max_question_len`` is accepted and, as in the reference, has no effect.
+    Call:
+        ``pipe(image=..., question=..., word_boxes=None, **args)`` (or ``pipe(image, question)``)
+        where ``image`` is a local path, an http(s) URL, base64 data, a PIL image or an array
+        and ``question`` a string; ``word_boxes`` (``[(word, [x0, y0, x1, y1]), ...]``, boxes
+        normalised to 0-1000) skips OCR, and then ``image`` may be None. Also a ``{"image",
+        "question", "word_boxes"}`` dict, a list of them, or an iterator of them. Without
+        ``word_boxes`` the words come from Tesseract OCR (pytesseract).
 
-    Each question gives a list of up to ``top_k`` answers (a list even for one answer, as the
-    reference); a list of questions gives a list of those lists.
+    Arguments:
+        top_k (int, default 1): answers per question, best first.
+        max_answer_len (int, default 15): longest answer, in tokens.
+        max_seq_len (int, default the tokenizer's model_max_length): tokens per window.
+        doc_stride (int, default min(max_seq_len // 2, 256)): tokens shared by the windows a
+            long document is read in.
+        handle_impossible_answer (bool, default False): also score the empty answer.
+        lang (str, optional), tesseract_config (str, optional): OCR language and options.
+        timeout (float, optional): seconds to wait for an image URL.
+        padding (bool | str, default "do_not_pad"): passed to the tokenizer for each window.
+        max_question_len (int, optional): accepted and, as in the reference, without effect.
+
+    Returns:
+        For one question, a list of up to ``top_k`` dicts ``{"score": float, "answer": str,
+        "start": int, "end": int}`` (``start`` and ``end`` are word indices), a list even for one
+        answer, as the reference; for a list of questions, a list of those lists.
     """
 
     task = "document-question-answering"

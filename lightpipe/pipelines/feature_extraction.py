@@ -9,11 +9,24 @@ from .common import check_text, encoding_rows
 
 
 class FeatureExtractionPipeline(Pipeline):
-    """``pipe("text")`` -> nested list ``[1][tokens][hidden]`` (a tensor with
-    ``return_tensors=True``). ``truncation`` and ``tokenize_kwargs`` go to the tokenizer.
+    """Returns the hidden states of a text model: one vector per token.
 
-    Batched inputs come back at their own length: padding is cut off each result, so a text's
-    features do not depend on what it was batched with.
+    Call:
+        ``pipe(text, **args)`` with a string, a list of strings, or an iterator / dataset of them.
+
+    Arguments:
+        truncation (bool | str, optional): cut texts longer than the model (to the tokenizer's
+            ``model_max_length``).
+        tokenize_kwargs (dict, optional): more tokenizer arguments (``max_length``,
+            ``add_special_tokens``, ...); other unknown keywords go there too. ``padding`` is
+            ignored: batches are padded by the pipeline.
+        return_tensors (bool, default False): return torch tensors instead of nested lists.
+
+    Returns:
+        For one text, nested lists of shape ``[1][tokens][hidden]`` (a ``(1, tokens, hidden)``
+        tensor with ``return_tensors=True``); for a list, a list of those. Each text comes back
+        at its own length: padding is cut off, so its features do not depend on what it was
+        batched with.
     """
 
     task = "feature-extraction"

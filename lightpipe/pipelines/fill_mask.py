@@ -15,15 +15,24 @@ logger = logging.getLogger("lightpipe")
 
 
 class FillMaskPipeline(Pipeline):
-    """``pipe("Paris is the [MASK] of France.")`` -> the ``top_k`` (default 5) best fillers,
-    each ``{'score', 'token', 'token_str', 'sequence'}``, best first.
+    """Fills the mask token of a text with the words a masked language model finds most likely.
 
-    The mask token is the tokenizer's own (``[MASK]`` for BERT, ``<mask>`` for RoBERTa). A text
-    with several masks gives one list per mask (scores for each mask on its own, as the
-    reference gives them). ``targets`` (a word or a list) limits the choice to those words; a
-    word the vocabulary lacks is replaced by its first sub-token, with a warning.
-    ``tokenizer_kwargs`` (e.g. ``{"truncation": True}``) go to the tokenizer. A list of one
-    text gives the same result as the text alone, as in the reference.
+    Call:
+        ``pipe(text, **args)`` where ``text`` holds the tokenizer's mask token (``[MASK]`` for
+        BERT, ``<mask>`` for RoBERTa): a string, a list of strings, or an iterator of them.
+
+    Arguments:
+        top_k (int, default 5): how many fillers to return per mask, best first.
+        targets (str | list[str], optional): limit the choice to these words; a word the
+            vocabulary lacks is replaced by its first sub-token, with a warning.
+        tokenizer_kwargs (dict, optional): passed to the tokenizer (e.g. ``{"truncation": True}``).
+
+    Returns:
+        For a text with one mask, a list of ``top_k`` dicts ``{"score": float, "token": int,
+        "token_str": str, "sequence": str}`` (the text with the mask filled), best first. A text
+        with several masks gives one such list per mask (each mask scored on its own, as the
+        reference does). A list of texts gives a list of results; a list of one text gives the
+        same result as the text alone, as in the reference.
     """
 
     task = "fill-mask"

@@ -9,9 +9,24 @@ from .vision_base import ImagePipeline
 
 
 class ImageClassificationPipeline(ImagePipeline):
-    """``pipe(image)`` -> ``[{"label": ..., "score": ...}, ...]`` (the ``top_k`` best, 5 by
-    default). ``function_to_apply``: "softmax", "sigmoid" or "none" (default: sigmoid for one
-    label or multi-label models, none for regression, softmax otherwise, as the reference)."""
+    """Labels images with an image classification model (ViT, ConvNeXt, ResNet, ...).
+
+    Call:
+        ``pipe(image, **args)`` where ``image`` is a local path, an http(s) URL, base64 data, a PIL
+        image or an array; or a list, iterator or dataset of them.
+
+    Arguments:
+        top_k (int, default 5): how many labels to return, best first (at most the model's
+            number of labels).
+        function_to_apply (str, default chosen from the config): "softmax", "sigmoid" or "none";
+            by default sigmoid for one label or multi-label models, none for regression, softmax
+            otherwise, as the reference chooses.
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one image, a list of ``{"label": str, "score": float}`` dicts, best first; for a list
+        of images, a list of those lists.
+    """
 
     task = "image-classification"
 

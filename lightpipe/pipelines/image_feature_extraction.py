@@ -10,9 +10,25 @@ from .vision_base import ImagePipeline
 
 
 class ImageFeatureExtractionPipeline(ImagePipeline):
-    """``pipe(image)`` -> ``last_hidden_state`` as nested lists, shape (1, tokens, hidden);
-    ``pool=True`` -> the model's ``pooler_output`` (1, hidden); ``return_tensors=True`` -> torch
-    tensors instead of lists. ``image_processor_kwargs`` override the processor's settings."""
+    """Returns the hidden states (or pooled vector) of an image model (ViT, DINOv2, CLIP, ...).
+
+    Call:
+        ``pipe(image, **args)`` where ``image`` is a local path, an http(s) URL, base64 data, a PIL
+        image or an array; or a list, iterator or dataset of them.
+
+    Arguments:
+        pool (bool, default False): return the model's ``pooler_output`` instead of its
+            ``last_hidden_state``.
+        return_tensors (bool, default False): return torch tensors instead of nested lists.
+        image_processor_kwargs (dict, optional): override the image processor's settings
+            (``size``, ``do_center_crop``, ...).
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one image, nested lists of shape ``[1][tokens][hidden]`` (``[1][hidden]`` with
+        ``pool=True``), or a tensor of that shape with ``return_tensors=True``; for a list of
+        images, a list of those.
+    """
 
     task = "image-feature-extraction"
 

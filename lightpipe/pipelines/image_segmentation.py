@@ -21,12 +21,29 @@ def _check_fraction(name: str, value: Any) -> float:
 
 
 class ImageSegmentationPipeline(SizeGroupedImagePipeline):
-    """``pipe(image)`` -> ``[{"score": ..., "label": ..., "mask": PIL "L" image}, ...]``: masks
-    are 255 inside, 0 outside, at the original image's size. ``subtask``: "panoptic" or
-    "instance" (DETR: one mask per segment, with its score; ``threshold`` 0.9 on the class score,
-    ``mask_threshold`` 0.5, ``overlap_mask_area_threshold`` 0.5), "semantic" (SegFormer, DPT,
-    DETR: one mask per class that wins some pixel, in class-id order, score None), or None: the
-    first the model can do, in the order panoptic, instance, semantic, as the reference."""
+    """Segments images into labelled masks (panoptic, instance or semantic segmentation).
+
+    Call:
+        ``pipe(image, **args)`` where ``image`` is a local path, an http(s) URL, base64 data, a PIL
+        image or an array; or a list, iterator or dataset of them.
+
+    Arguments:
+        subtask (str, optional): "panoptic" or "instance" (DETR: one mask per segment, with its
+            score), "semantic" (SegFormer, DPT, DETR: one mask per class that wins some pixel,
+            in class-id order, score None); by default the first the model can do, in the order
+            panoptic, instance, semantic, as the reference.
+        threshold (float, default 0.9): least class score of a kept segment (panoptic,
+            instance).
+        mask_threshold (float, default 0.5): least mask probability of a pixel in a segment.
+        overlap_mask_area_threshold (float, default 0.5): least share of a segment's mask left
+            after overlaps for it to be kept.
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one image, a list of ``{"score": float | None, "label": str, "mask": PIL.Image}``
+        dicts; each mask is a mode "L" image at the original image's size, 255 inside and 0
+        outside. For a list of images, a list of those lists.
+    """
 
     task = "image-segmentation"
 

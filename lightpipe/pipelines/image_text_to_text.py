@@ -33,14 +33,24 @@ class ImageTextToTextPipeline(Pipeline):
     """Generates text from images and text (LLaVA and other vision-language models), as
     transformers' pipeline.
 
-    ``pipe(images, text)`` with a prompt string (with the model's image tokens, or they are
-    added), or ``pipe(text=messages)`` with chat messages whose content parts are
-    ``{"type": "image", "image"/"url"/"path": ...}`` and ``{"type": "text", "text": ...}``;
-    lists of either. Arguments: ``max_new_tokens``, ``return_full_text`` (False: only the
-    new text), ``generate_kwargs`` (any generate() argument), ``timeout`` (image downloads).
+    Call:
+        ``pipe(images, text)`` with a prompt string (with the model's image tokens, or they are
+        added), or ``pipe(text=messages)`` with chat messages whose content parts are
+        ``{"type": "image", "image"/"url"/"path": ...}`` and ``{"type": "text", "text": ...}``;
+        lists of either.
 
-    Returns, per input, ``[{"input_text": prompt or messages, "generated_text": str or
-    messages with the assistant's reply}]``.
+    Arguments:
+        max_new_tokens (int, default 256): the longest reply.
+        return_full_text (bool, default True): False gives only the new text.
+        continue_final_message (bool, default None): continue the last (assistant) message
+            instead of starting a reply; None: when the chat ends with an assistant message.
+        skip_special_tokens (bool, default True): leave special tokens out of the text.
+        generate_kwargs (dict, default None): any generate() argument.
+        timeout (float, default None): seconds to fetch an image URL.
+
+    Returns:
+        Per input, ``[{"input_text": prompt or messages, "generated_text": str or messages with
+        the assistant's reply}]``.
     """
 
     task = "image-text-to-text"

@@ -13,11 +13,24 @@ from .vision_base import SizeGroupedImagePipeline
 
 
 class ImageToImagePipeline(SizeGroupedImagePipeline):
-    """``pipe(image)`` -> a PIL image; a list in, a list out. The output is the model's
-    reconstruction of the image *as its processor padded it* (Swin2SR mirrors the bottom and
-    right edges out to the next multiple of 8), clamped to [0, 1] and rounded to 8-bit RGB, as
-    the reference returns it: a 64x64 input gives 144x144 at x2. Images of one size share a
-    batch, so results do not depend on ``batch_size``."""
+    """Turns images into images with an image-to-image model (Swin2SR super-resolution).
+
+    Call:
+        ``pipe(image, **args)`` where ``image`` is a local path, an http(s) URL, base64 data, a PIL
+        image or an array; or a list, iterator or dataset of them. Images of one size share a
+        batch, so results do not depend on ``batch_size``.
+
+    Arguments:
+        timeout (float, optional): seconds to wait for an image URL.
+        head_mask: refused with a clear error (Swin2SR ignores it in the reference too).
+
+    Returns:
+        For one image, a PIL image (RGB, or L for a one-channel model): the model's
+        reconstruction of the image *as its processor padded it* (Swin2SR mirrors the bottom and
+        right edges out to the next multiple of 8), clamped to [0, 1] and rounded to 8 bits, as
+        the reference returns it (a 64x64 input gives 144x144 at x2). For a list, a list of
+        images.
+    """
 
     task = "image-to-image"
 

@@ -28,11 +28,23 @@ logger = logging.getLogger("lightpipe")
 
 
 class ImageToTextPipeline(ImagePipeline):
-    """``pipe(image)`` -> ``[{"generated_text": "two birds are standing next to each other "}]``.
+    """Captions images with an image-to-text model (BLIP, VisionEncoderDecoder, ...).
 
-    Arguments (call, or pipeline() for the generation ones): ``max_new_tokens``,
-    ``generate_kwargs`` (any ``generate()`` argument: ``num_beams``, ``max_length``,
-    ``repetition_penalty``, ...), ``timeout`` (seconds, for image URLs), ``prompt``.
+    Call:
+        ``pipe(image, **args)`` where ``image`` is a local path, an http(s) URL, base64 data, a PIL
+        image or an array; or a list, iterator or dataset of them.
+
+    Arguments:
+        max_new_tokens (int, optional): most tokens to generate.
+        generate_kwargs (dict, optional): any ``generate()`` argument (``num_beams``,
+            ``max_length``, ``repetition_penalty``, ...); other unknown keywords are refused.
+        prompt (str, optional): conditional captioning: the caption continues this text
+            (deprecated in the reference for the image-text-to-text pipeline; warned about).
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one image, ``[{"generated_text": str}]``; for a list of images, a list of those
+        lists.
     """
 
     task = "image-to-text"

@@ -12,11 +12,23 @@ from .vision_base import SizeGroupedImagePipeline
 
 
 class ObjectDetectionPipeline(SizeGroupedImagePipeline):
-    """``pipe(image)`` -> ``[{"score": ..., "label": ..., "box": {"xmin", "ymin", "xmax",
-    "ymax"}}, ...]``: detections scoring above ``threshold`` (0.5), boxes in pixels of the
-    original image (ints, as the reference). Images keep their own size (short side 800 by
-    default), so only images of the same size share a batch: results do not depend on
-    ``batch_size``."""
+    """Finds objects in images with an object detection model (DETR, YOLOS, ...).
+
+    Call:
+        ``pipe(image, **args)`` where ``image`` is a local path, an http(s) URL, base64 data, a PIL
+        image or an array; or a list, iterator or dataset of them. Images keep their own size
+        (short side 800 by default), so only images of the same size share a batch: results do
+        not depend on ``batch_size``.
+
+    Arguments:
+        threshold (float, default 0.5): least score of a kept detection.
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one image, a list of ``{"score": float, "label": str, "box": {"xmin": int, "ymin":
+        int, "xmax": int, "ymax": int}}`` dicts, boxes in pixels of the original image (ints, as
+        the reference); for a list of images, a list of those lists.
+    """
 
     task = "object-detection"
 

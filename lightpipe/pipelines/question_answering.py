@@ -35,21 +35,34 @@ class MissingFieldError(InputError, KeyError):
 
 
 class QuestionAnsweringPipeline(Pipeline):
-    """``pipe(question="Where do I live?", context="I live in Berlin")`` ->
-    ``{'score': 0.92, 'start': 10, 'end': 16, 'answer': 'Berlin'}``.
+    """Extracts the answer to a question from a context text (extractive question answering).
 
-    Inputs: ``question=`` and ``context=`` (a string each; a list of questions over one
-    context; or two lists of the same length, paired in order), a ``{"question", "context"}``
-    dict, a list of dicts, two positional strings (question, context), or an iterator of dicts.
-    Arguments: ``top_k`` (answers per question, default 1), ``doc_stride`` (window overlap,
-    default min(max_seq_len // 2, 128)), ``max_seq_len`` (tokens per window, default
-    min(model_max_length, 384)), ``max_answer_len`` (tokens, default 15),
-    ``handle_impossible_answer`` (also score the empty answer), ``align_to_words`` (widen spans
-    to whole words, default True), ``padding``; ``max_question_len`` is accepted and, as in the
-    reference with a fast tokenizer, has no effect.
+    Call:
+        ``pipe(question=..., context=...)`` with a string each, a list of questions over one
+        context, or two lists of the same length paired in order; also ``pipe(question,
+        context)``, a ``{"question": ..., "context": ...}`` dict, a list of such dicts, or an
+        iterator of them.
 
-    One question with one answer gives a dict; otherwise a list (of answers per question, and
-    of those per question when several questions are asked).
+    Arguments:
+        top_k (int, default 1): answers per question, best first (``topk`` is the old spelling).
+        doc_stride (int, default min(max_seq_len // 2, 128)): tokens shared by the windows a
+            long context is read in.
+        max_seq_len (int, default min(model_max_length, 384)): tokens per window (question and
+            context together).
+        max_answer_len (int, default 15): longest answer, in tokens.
+        max_question_len (int, default 64): accepted and, as in the reference with a fast
+            tokenizer, without effect.
+        handle_impossible_answer (bool, default False): also score the empty answer, which wins
+            when the model finds no answer.
+        align_to_words (bool, default True): widen answer spans to whole words.
+        padding (bool | str, default "do_not_pad"): passed to the tokenizer for each window
+            (batches are padded by the pipeline either way).
+
+    Returns:
+        ``{"score": float, "start": int, "end": int, "answer": str}`` (``start`` and ``end`` are
+        character positions in the context). One question with ``top_k=1`` gives that dict;
+        otherwise a list of them per question, and a list of those lists when several questions
+        are asked.
     """
 
     task = "question-answering"

@@ -31,15 +31,21 @@ from .common import given, refuse_unknown
 class TableQuestionAnsweringPipeline(Pipeline):
     """Answers questions about a table (TAPAS), as transformers' pipeline.
 
-    ``pipe(table, query)``, ``pipe(table=..., query=...)``, ``pipe({"table": ..., "query": ...})``
-    or a list of such dicts. ``table``: a dict of column name -> list of cell strings, or a pandas
-    DataFrame; ``query``: a question or a list of them. Arguments: ``sequential`` (SQA models:
-    each question follows the previous one), ``padding``, ``truncation``
-    (``"drop_rows_to_fit"``), ``batch_size``.
+    Call:
+        ``pipe(table, query)``, ``pipe(table=..., query=...)``, ``pipe({"table": ..., "query":
+        ...})`` or a list of such dicts. ``table``: a dict of column name -> list of cell
+        strings, or a pandas DataFrame; ``query``: a question or a list of them.
 
-    Returns, per question, ``{"answer": str, "coordinates": [(row, column), ...], "cells":
-    [str, ...], "aggregator": str}`` (``aggregator`` only for models with an aggregation head:
-    "NONE", "SUM", "AVERAGE", "COUNT"; the answer then reads e.g. "SUM > 3, 4").
+    Arguments:
+        sequential (bool, default False): SQA models: each question follows the previous one.
+        padding (bool or str, default True): tokenizer padding.
+        truncation (bool or str, default False): ``"drop_rows_to_fit"`` drops rows that do not fit.
+        batch_size (int, default 1): questions per forward pass.
+
+    Returns:
+        Per question, ``{"answer": str, "coordinates": [(row, column), ...], "cells": [str,
+        ...], "aggregator": str}`` (``aggregator`` only for models with an aggregation head:
+        "NONE", "SUM", "AVERAGE", "COUNT"; the answer then reads e.g. "SUM > 3, 4").
     """
 
     task = "table-question-answering"

@@ -41,12 +41,27 @@ class ReturnType(enum.Enum):
 
 
 class Text2TextGenerationPipeline(Pipeline):
-    """``pipe("question: ... context: ...")`` -> ``[{"generated_text": "..."}]``.
+    """Generates text from text with an encoder-decoder model (T5, BART, ...).
 
-    Arguments (pipeline() or call): ``truncation`` (cut inputs to the tokenizer's
-    ``model_max_length``), ``return_tensors``, ``return_text``, ``clean_up_tokenization_spaces``,
-    ``stop_sequence``, and every ``generate()`` argument (``max_length``, ``min_length``,
-    ``max_new_tokens``, ``num_beams``, ``no_repeat_ngram_size``, ``num_return_sequences``...).
+    Call:
+        ``pipe(text, **args)`` with a string, a list of strings, or an iterator of them.
+
+    Arguments:
+        max_length, min_length, max_new_tokens, num_beams, no_repeat_ngram_size,
+            num_return_sequences, do_sample, ... : every ``generate()`` argument is a pipeline
+            argument.
+        truncation (bool, default False): cut inputs to the tokenizer's ``model_max_length``.
+        return_tensors (bool, default False): return the token ids instead of text.
+        return_text (bool, default True): return the text.
+        return_type (ReturnType, optional): the reference's enum form of the two above.
+        clean_up_tokenization_spaces (bool, default False): tidy spaces in the decoded text.
+        stop_sequence (str, optional): stop generating at this string (its first token).
+
+    Returns:
+        For one text, a list of ``num_return_sequences`` dicts ``{"generated_text": str}``
+        (``{"generated_token_ids": list[int]}`` with ``return_tensors=True``). A list of texts
+        gives one dict per text, as the reference (a list of dicts per text when several
+        sequences are returned).
     """
 
     task = "text2text-generation"
@@ -162,7 +177,29 @@ class Text2TextGenerationPipeline(Pipeline):
 
 
 class SummarizationPipeline(Text2TextGenerationPipeline):
-    """``pipe(article, min_length=5, max_length=20)`` -> ``[{"summary_text": "..."}]``."""
+    """Summarizes texts with an encoder-decoder model (BART, T5, Pegasus, ...).
+
+    Call:
+        ``pipe(article, **args)`` with a string, a list of strings, or an iterator of them; e.g.
+        ``pipe(article, min_length=5, max_length=20)``.
+
+    Arguments:
+        min_length, max_length, num_beams, ... : every ``generate()`` argument (the model's
+            ``task_specific_params["summarization"]`` give the defaults); a ``max_length`` below
+            ``min_length``, or above the input's length, is warned about, as in the reference.
+        truncation (bool, default False): cut inputs to the tokenizer's ``model_max_length``.
+        return_tensors (bool, default False): return the token ids instead of text.
+        return_text (bool, default True): return the text.
+        return_type (ReturnType, optional): the reference's enum form of the two above.
+        clean_up_tokenization_spaces (bool, default False): tidy spaces in the decoded text.
+        stop_sequence (str, optional): stop generating at this string.
+
+    Returns:
+        For one text, a list of dicts ``{"summary_text": str}`` (``{"summary_token_ids":
+        list[int]}`` with ``return_tensors=True``), one per returned sequence. A list of texts
+        gives one dict per text, as the reference (a list of dicts per text when several
+        sequences are returned).
+    """
 
     task = "summarization"
     return_name = "summary"
@@ -183,9 +220,30 @@ _OPUS_PAIR = re.compile(r"opus-mt-([a-z]{2,3})-([a-z]{2,3})(?:$|[^a-z])")
 
 
 class TranslationPipeline(Text2TextGenerationPipeline):
-    """``pipeline("translation_en_to_fr", model=t5)("How old are you?")`` ->
-    ``[{"translation_text": "..."}]``. T5 gets its prefix ("translate English to French: ")
-    from ``task_specific_params``; a pair the model does not list is a clear error."""
+    """Translates texts with an encoder-decoder model (T5, Marian, ...).
+
+    Call:
+        ``pipeline("translation_en_to_fr", model=...)(text, **args)`` with a string, a list of
+        strings, or an iterator of them. T5 gets its prefix ("translate English to French: ")
+        from ``task_specific_params``; a pair the model does not list is a clear error.
+
+    Arguments:
+        src_lang (str, optional), tgt_lang (str, optional): the languages, when the task name
+            does not give them (multilingual models).
+        max_length, num_beams, ... : every ``generate()`` argument.
+        truncation (bool, default False): cut inputs to the tokenizer's ``model_max_length``.
+        return_tensors (bool, default False): return the token ids instead of text.
+        return_text (bool, default True): return the text.
+        return_type (ReturnType, optional): the reference's enum form of the two above.
+        clean_up_tokenization_spaces (bool, default False): tidy spaces in the decoded text.
+        stop_sequence (str, optional): stop generating at this string.
+
+    Returns:
+        For one text, a list of dicts ``{"translation_text": str}``
+        (``{"translation_token_ids": list[int]}`` with ``return_tensors=True``), one per returned
+        sequence. A list of texts gives one dict per text, as the reference (a list of dicts
+        per text when several sequences are returned).
+    """
 
     task = "translation"
     return_name = "translation"

@@ -9,12 +9,30 @@ from .common import check_function_to_apply, class_scores, encoding_rows, raise_
 
 
 class TextClassificationPipeline(Pipeline):
-    """``pipe("I love this")`` -> ``[{'label': 'POSITIVE', 'score': 0.99}]``.
+    """Classifies texts (or text pairs) with a sequence classification model (sentiment, NLI, ...).
 
-    Inputs: a string, ``{"text": ..., "text_pair": ...}``, ``[[text, pair]]``, or a list of
-    these. ``top_k`` (an int or None for all labels) returns labels sorted by score;
-    ``function_to_apply`` is "softmax", "sigmoid" or "none" (default: sigmoid for one label or
-    multi-label models, none for regression, softmax otherwise, as the reference chooses).
+    Call:
+        ``pipe(text, **args)`` where ``text`` is a string, a ``{"text": ..., "text_pair": ...}``
+        dict, a ``[text, pair]`` list inside a list (``[[text, pair]]``), a list of any of these,
+        or an iterator / dataset of them (results stream out).
+
+    Arguments:
+        top_k (int | None, default 1): how many labels to return per text, best first; None
+            returns every label. Giving it (even as 1) switches to the list-per-text output.
+        function_to_apply (str, default chosen from the config): "softmax", "sigmoid" or "none";
+            by default sigmoid for one label or multi-label models, none for regression, softmax
+            otherwise, as the reference chooses.
+        return_all_scores (bool, optional): the reference's old spelling; True means
+            ``top_k=None``, False means ``top_k=1``.
+        text_pair (str, optional): a second text paired with a string input.
+        **tokenizer_kwargs: passed to the tokenizer (``truncation``, ``max_length``, ...);
+            ``padding`` is ignored (batches are padded by the pipeline).
+
+    Returns:
+        Without ``top_k``: a string gives ``[{"label": str, "score": float}]`` (the best label,
+        in a list); a list of texts gives one such dict per text. With ``top_k``: a list of
+        ``{"label", "score"}`` dicts per text, best first (a list of those lists for a list of
+        texts).
     """
 
     task = "text-classification"

@@ -64,15 +64,44 @@ def as_chats(inputs: Any) -> Any:
 
 
 class TextGenerationPipeline(Pipeline):
-    """``pipe("Once upon a time")`` -> ``[{"generated_text": "Once upon a time, ..."}]``.
+    """Continues a prompt, or answers a chat, with a causal language model.
 
-    Inputs: a string, a chat, or a list (or iterator) of them. Every ``generate()`` argument is
-    a pipeline argument (``max_new_tokens``, ``do_sample``, ``num_beams``, ...); unless the
-    model's generation config sets them, the reference's defaults apply: ``max_new_tokens=256,
-    do_sample=True, temperature=0.7``. ``return_full_text=False`` returns only the new text;
-    ``return_tensors=True`` the token ids; ``stop_sequence`` stops at a string. For long
-    prompts, ``handle_long_generation="hole"`` cuts the prompt from the left (with a warning) to
-    leave room for the new tokens. ``pipe.stream(prompt)`` yields the text as it is generated.
+    Call:
+        ``pipe(prompt, **args)`` where ``prompt`` is a string, a chat (a list of ``{"role",
+        "content"}`` messages, formatted with the tokenizer's chat template), or a list /
+        iterator of them. ``pipe.stream(prompt, **args)`` yields the text as it is generated.
+
+    Arguments:
+        max_new_tokens, do_sample, temperature, top_k, top_p, num_beams,
+            num_return_sequences, repetition_penalty, ... : every ``generate()`` argument is a
+            pipeline argument. Unless the model's generation
+            config sets them, the reference's defaults apply: ``max_new_tokens=256,
+            do_sample=True, temperature=0.7``.
+        return_full_text (bool, default True): False returns only the new text (for a chat, the
+            assistant's reply alone instead of the whole chat).
+        return_tensors (bool, default False): return the token ids instead of text.
+        return_text (bool, default True): return the text (the default output).
+        return_type (ReturnType, optional): the reference's enum form of the three above.
+        clean_up_tokenization_spaces (bool, optional): tidy spaces in the decoded text.
+        skip_special_tokens (bool, default True): leave special tokens out of the text.
+        prefix (str, optional): text put before every prompt.
+        handle_long_generation (str, optional): "hole" cuts a prompt from the left (with a
+            warning) to leave room for the new tokens.
+        stop_sequence (str | list[str], optional): stop generating at this string (or any of
+            these strings).
+        truncation (bool, optional), max_length (int, optional), padding, add_special_tokens
+            (bool, optional), tokenizer_encode_kwargs (dict, optional): how prompts are tokenized.
+        continue_final_message (bool, optional): continue the last chat message instead of
+            starting a new assistant turn.
+        tools (list, optional), documents (list, optional): passed to the chat template.
+        return_token_count (bool, default False): lightpipe's: add ``"num_new_tokens"`` to each
+            result (for servers).
+
+    Returns:
+        For one prompt, a list of ``num_return_sequences`` dicts ``{"generated_text": str}``
+        (for a chat, the chat with the reply appended, or the reply alone with
+        ``return_full_text=False``); ``{"generated_token_ids": list[int]}`` with
+        ``return_tensors=True``. A list of prompts gives a list of those lists.
     """
 
     task = "text-generation"

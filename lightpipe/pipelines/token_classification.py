@@ -81,17 +81,31 @@ def _merge_windows(entities: list[dict]) -> list[dict]:
 
 
 class TokenClassificationPipeline(Pipeline):
-    """``pipe("My name is Sarah")`` -> ``[{'entity': 'B-PER', 'score': 0.99, 'index': 4,
-    'word': 'sarah', 'start': 11, 'end': 16}]``; a list of texts gives a list of such lists.
+    """Labels each token (or word, or entity span) of a text: named entities, parts of speech, ...
 
-    ``aggregation_strategy`` "none" (one entry per token, default), "simple" (adjacent tokens
-    with the same type grouped, B- starting a new group), or "first" / "average" / "max" (as
-    simple, but every word takes one label: its first token's, its averaged scores' best, or
-    its most confident token's). Grouped entries carry ``entity_group`` instead of ``entity``
-    and ``index``. ``ignore_labels`` (default ``["O"]``) are dropped. ``stride`` reads texts
-    longer than the model in overlapping windows. ``is_split_into_words=True`` takes lists of
-    words (joined by ``delimiter``, default a space); ``offset_mapping`` overrides the
-    tokenizer's character offsets.
+    Call:
+        ``pipe(text, **args)`` with a string, a list of strings, or an iterator / dataset of them;
+        with ``is_split_into_words=True``, a list of words (or a list of such lists).
+
+    Arguments:
+        aggregation_strategy (str, default "none"): "none" (one entry per token), "simple"
+            (adjacent tokens of the same type grouped, a B- tag starting a new group), or
+            "first" / "average" / "max" (as simple, but every word takes one label: its first
+            token's, the best of its averaged scores, or its most confident token's).
+        ignore_labels (list[str], default ``["O"]``): labels left out of the result.
+        stride (int, optional): read texts longer than the model in overlapping windows that
+            share this many tokens (needs a fast tokenizer and an aggregation other than "none").
+        is_split_into_words (bool, default False): the input is already a list of words.
+        delimiter (str, default " "): joins the words of a split input into the text the
+            offsets refer to.
+        offset_mapping (list[tuple[int, int]], optional): character offsets of the tokens,
+            overriding the tokenizer's.
+
+    Returns:
+        For one text, a list of dicts, one per token: ``{"entity": str, "score": float,
+        "index": int, "word": str, "start": int | None, "end": int | None}``; with an
+        aggregation, one per group: ``{"entity_group": str, "score", "word", "start", "end"}``.
+        A list of texts gives a list of those lists.
     """
 
     task = "token-classification"

@@ -17,12 +17,26 @@ from .vision_base import SizeGroupedImagePipeline
 
 
 class VideoClassificationPipeline(SizeGroupedImagePipeline):
-    """``pipe(video)`` -> ``[{"score": ..., "label": ...}, ...]`` (the ``top_k`` best, 5 by
-    default). A video is a file path, an http(s) URL, base64 data, bytes, or its frames (a list
-    of PIL images or arrays, or a (frames, height, width, 3) array); a list of videos gives a
-    list of results. ``num_frames`` (default ``config.num_frames``) frames are taken from the
-    first ``num_frames * frame_sampling_rate`` (default 1). ``function_to_apply``: "softmax"
-    (default), "sigmoid" (default for multi-label models) or "none" (default for regression)."""
+    """Labels videos with a video classification model (VideoMAE, ...).
+
+    Call:
+        ``pipe(video, **args)`` where ``video`` is a file path, an http(s) URL, base64 data, bytes,
+        or its frames (a list of PIL images or arrays, or a (frames, height, width, 3) array);
+        or a list or iterator of videos. Files are decoded with PyAV.
+
+    Arguments:
+        top_k (int, default 5): how many labels to return, best first.
+        num_frames (int, default ``config.num_frames``): frames sampled from each video.
+        frame_sampling_rate (int, default 1): the frames are sampled evenly from the first
+            ``num_frames * frame_sampling_rate`` frames.
+        function_to_apply (str, default "softmax"): "softmax", "sigmoid" (default for
+            multi-label models) or "none" (default for regression).
+        timeout (float, optional): seconds to wait for a video URL.
+
+    Returns:
+        For one video, a list of ``{"score": float, "label": str}`` dicts, best first; for a list
+        of videos, a list of those lists.
+    """
 
     task = "video-classification"
     inputs_keyword = "videos"

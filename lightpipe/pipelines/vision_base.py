@@ -78,14 +78,12 @@ class ImagePipeline(Pipeline):
         return {"pixel_values": torch.from_numpy(np.stack(images)).to(self.device)}
 
     def normalized(self, model_inputs: dict) -> dict:
-        import torch
-
         inputs = dict(model_inputs)
-        if inputs["pixel_values"].dtype == torch.uint8:
+        if getattr(self.image_processor, "collates_own_sizes", False):  # normalised (stack_images)
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        else:  # uint8, or float padding some processors add (OWLv2): normalise here
             inputs["pixel_values"] = self.image_processor.normalize_batch(
                 inputs["pixel_values"], dtype=self.model.dtype)
-        else:  # normalised already (see stack_images)
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         return inputs
 
     def _forward(self, model_inputs: dict, **params: Any) -> dict:

@@ -13,16 +13,29 @@ from .vision_base import ImagePipeline
 
 
 class VisualQuestionAnsweringPipeline(ImagePipeline):
-    """``pipe(image=..., question=...)`` -> ``[{"score": ..., "answer": ...}, ...]``: the
-    ``top_k`` (5) best answers of the model's answer vocabulary (``config.id2label``), each
-    scored by a sigmoid, best first.
+    """Answers questions about images with a classifier over an answer vocabulary (ViLT, ...).
 
-    Inputs, as the reference: ``pipe(image, question)``; ``pipe({"image": ..., "question":
-    ...})``; a list of such dicts (or an iterator / dataset of them); one image with a list of
-    questions; a list of images with one question; or a list of images and a list of questions,
-    which asks every question of every image (questions outer, images inner). Images of
-    different sizes share a batch, padded, with a pixel mask: results do not depend on
-    ``batch_size``."""
+    Call:
+        ``pipe(image, question)``, ``pipe(image=..., question=...)``, ``pipe({"image": ...,
+        "question": ...})``, a list of such dicts (or an iterator / dataset of them); one image
+        with a list of questions; a list of images with one question; or a list of images and a
+        list of questions, which asks every question of every image (questions outer, images
+        inner). An image is a local path, an http(s) URL, base64 data, a PIL image or an array.
+        Images of different sizes share a batch, padded, with a pixel mask: results do not
+        depend on ``batch_size``.
+
+    Arguments:
+        top_k (int, default 5): how many answers to return, best first (at most the number of
+            labels).
+        padding (bool | str, default False), truncation (bool | str, default False): how the
+            questions are tokenized.
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one (image, question), a list of ``{"score": float, "answer": str}`` dicts, best
+        first, each answer of ``config.id2label`` scored by a sigmoid; for several, a list of
+        those lists.
+    """
 
     task = "visual-question-answering"
 

@@ -32,14 +32,24 @@ def parse_labels(labels: Any) -> list:
 
 
 class ZeroShotClassificationPipeline(Pipeline):
-    """``pipe("I lost my phone", candidate_labels=["urgent", "phone", "travel"])`` ->
-    ``{'sequence': ..., 'labels': [...best first], 'scores': [...]}``.
+    """Classifies texts into labels chosen at call time, with an NLI model (entailment scores).
 
-    ``candidate_labels`` is a list or a comma-separated string (also accepted as the second
-    positional argument); ``hypothesis_template`` must contain ``{}`` where the label goes.
-    With ``multi_label=False`` (the default) the entailment logits are softmaxed across the
-    labels, so the scores sum to 1; with ``multi_label=True`` (or a single label) each label is
-    scored on its own, by a softmax of its entailment against its contradiction logit.
+    Call:
+        ``pipe(text, candidate_labels=[...], **args)``, or ``pipe(text, labels)`` with the labels
+        second; ``text`` is a string, a list of strings or an iterator of them.
+
+    Arguments:
+        candidate_labels (list[str] | str): the labels, as a list or a comma-separated string
+            (required).
+        hypothesis_template (str, default "This example is {}."): the hypothesis each label is
+            put into; it must contain ``{}`` where the label goes.
+        multi_label (bool, default False): False softmaxes the entailment logits across the
+            labels, so the scores sum to 1; True (and always for a single label) scores each
+            label on its own, by a softmax of its entailment against its contradiction logit.
+
+    Returns:
+        For one text, ``{"sequence": str, "labels": list[str], "scores": list[float]}``, the
+        labels sorted by score, best first; a list of texts gives a list of those dicts.
     """
 
     task = "zero-shot-classification"

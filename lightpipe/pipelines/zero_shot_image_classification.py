@@ -10,10 +10,26 @@ from .vision_base import ImagePipeline
 
 
 class ZeroShotImageClassificationPipeline(ImagePipeline):
-    """``pipe(image, candidate_labels=["cat", "dog"])`` -> ``[{"score": ..., "label": ...}, ...]``
-    sorted by score (a softmax over the labels of ``logits_per_image``). Each label becomes the
-    text ``hypothesis_template.format(label)``; the texts are encoded once per call, and a batch
-    of images is compared with all of them at once."""
+    """Labels images with labels chosen at call time, with an image-text model (CLIP, SigLIP, ...).
+
+    Call:
+        ``pipe(image, candidate_labels=[...], **args)``, or ``pipe(image, labels)`` with the labels
+        second; ``image`` is a local path, an http(s) URL, base64 data, a PIL image or an array,
+        or a list, iterator or dataset of them. The label texts are encoded once per call, and a
+        batch of images is compared with all of them at once.
+
+    Arguments:
+        candidate_labels (list[str]): the labels (required).
+        hypothesis_template (str, default "This is a photo of {}."): each label becomes the text
+            ``hypothesis_template.format(label)``.
+        tokenizer_kwargs (dict, optional): passed to the tokenizer for the label texts.
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one image, a list of ``{"score": float, "label": str}`` dicts, one per label, sorted
+        by score (a softmax over the labels of ``logits_per_image``; a sigmoid for SigLIP); for a
+        list of images, a list of those lists.
+    """
 
     task = "zero-shot-image-classification"
     _texts: tuple | None = None  # (what was tokenized, the label texts' tensors)

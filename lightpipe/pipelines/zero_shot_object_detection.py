@@ -32,16 +32,27 @@ def _is_labels(value: Any) -> bool:
 
 
 class ZeroShotObjectDetectionPipeline(ImagePipeline):
-    """``pipe(image, candidate_labels=["cat", "dog"])`` -> ``[{"score": ..., "label": ...,
-    "box": {"xmin", "ymin", "xmax", "ymax"}}, ...]``: every box whose score for a label is above
-    ``threshold`` (0.1), best first (the ``top_k`` best when given), boxes in pixels of the
-    original image (ints, as the reference).
+    """Finds objects named at call time in images with an open-vocabulary detector (OWL-ViT).
 
-    Inputs: one image (path, URL, PIL image, array, base64) with ``candidate_labels``; a list of
-    images with one label list for all or one per image; ``{"image", "candidate_labels"}`` dicts
-    (lists of them, iterators, datasets). Where the reference runs the model once per (image,
-    label), this pipeline runs it once per batch of images with all their labels as queries:
-    each label's logits do not depend on the others, so results are the same."""
+    Call:
+        ``pipe(image, candidate_labels=[...], **args)`` with one image (a local path, an http(s)
+        URL, base64 data, a PIL image or an array); a list of images with one label list for all
+        or one per image; or ``{"image", "candidate_labels"}`` dicts (lists of them, iterators,
+        datasets). Where the reference runs the model once per (image, label), this pipeline runs
+        it once per batch of images with all their labels as queries: each label's logits do
+        not depend on the others, so results are the same.
+
+    Arguments:
+        candidate_labels (str | list[str]): the names of the objects to find (required).
+        threshold (float, default 0.1): least score of a kept box.
+        top_k (int, optional): keep only the best ``top_k`` boxes (0 or None: all).
+        timeout (float, optional): seconds to wait for an image URL.
+
+    Returns:
+        For one image, a list of ``{"score": float, "label": str, "box": {"xmin": int, "ymin":
+        int, "xmax": int, "ymax": int}}`` dicts, best first, boxes in pixels of the original
+        image; for a list of images, a list of those lists.
+    """
 
     task = "zero-shot-object-detection"
 

@@ -163,6 +163,10 @@ class AutoProcessor(AutoPreprocessor):
                 f"{name_or_path}: no tokenizer files and no preprocessor_config.json, so there is "
                 "no processor to load. Check the folder or Hub id.")
         if len(parts) == 1:
+            named = _processor_class(read_json(folder / "processor_config.json").get("processor_class")
+                                     or preprocessor.get("processor_class"))
+            if image_processor is not None and getattr(named, "image_only", False):
+                return named(image_processor=image_processor)  # SAM's: prompts besides images
             return parts[0]
         processor_class = (read_json(folder / "processor_config.json").get("processor_class")
                            or preprocessor.get("processor_class")

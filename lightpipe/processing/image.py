@@ -325,6 +325,20 @@ class CLIPImageProcessor(ImageProcessor):
                 "do_convert_rgb": True}
 
 
+class BitImageProcessor(CLIPImageProcessor):
+    """BiT's and DINOv2's: CLIP's rules and defaults under their own name."""
+
+    image_processor_type = "BitImageProcessor"
+
+
+class DeiTImageProcessor(ImageProcessor):
+    """ViT's rules; DeiT's defaults: bicubic to 256x256, then a 224x224 center crop."""
+
+    image_processor_type = "DeiTImageProcessor"
+    defaults = {**ImageProcessor.defaults, "size": {"height": 256, "width": 256}, "resample": 3,
+                "do_center_crop": True, "crop_size": {"height": 224, "width": 224}}
+
+
 class ConvNextImageProcessor(ImageProcessor):
     """Below 384 pixels: resize the short side to ``shortest_edge / crop_pct``, then crop a
     square of ``shortest_edge``; at 384 and above: warp to a square."""

@@ -98,12 +98,19 @@ class Job:
 
 
 def encode_json(payload: Any) -> bytes:
+    from ..audio_out import audio_as_data_uris  # text-to-audio: WAV data: URIs, not sample lists
+
+    payload = audio_as_data_uris(payload)
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_plain).encode("utf-8")
 
 
 def _plain(value: Any) -> Any:
     """numpy arrays and scalars, tensors: to lists and numbers; images (image-to-image, depth
-    maps, segmentation masks): to PNG data: URIs."""
+    maps, segmentation masks, mask-generation's bool arrays): to PNG data: URIs."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", 0) == 2 and str(value.dtype) == "bool":
+        from ..processing.image_io import array_to_pil
+
+        value = array_to_pil(value)
     if hasattr(value, "mode") and hasattr(value, "save"):  # a PIL image
         import base64
         import io

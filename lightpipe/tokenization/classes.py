@@ -48,6 +48,9 @@ _CLASS_DEFAULT_TOKENS = {
                 "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
     "gpt2": {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
              "eos_token": "<|endoftext|>"},
+    # a class's own defaults, by class name (Pythia's folders name no pad token)
+    "GPTNeoXTokenizer": {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>",
+                         "eos_token": "<|endoftext|>", "pad_token": "<|padding|>"},
 }
 
 # Classes whose default padding side is the left (a class attribute in transformers).

@@ -62,7 +62,8 @@ class LoadingMixin:
         built = not (folder / "tokenizer.json").is_file()
         if built and family == "generic":  # no class to go by: the files decide
             family = "wordpiece" if (folder / "vocab.txt").is_file() else "gpt2"
-        for key, value in _CLASS_DEFAULT_TOKENS.get(family, {}).items():
+        for key, value in {**_CLASS_DEFAULT_TOKENS.get(family, {}),
+                           **_CLASS_DEFAULT_TOKENS.get(tokenizer_class, {})}.items():
             settings.setdefault(key, value)
         if not built:
             # transformers drops the config's add_bos/eos_token when there is a tokenizer.json.

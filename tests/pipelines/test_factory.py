@@ -42,7 +42,7 @@ def test_every_reference_task_is_in_the_table():
 
 def test_task_not_built_yet_says_so(tiny_model):
     with pytest.raises(UnsupportedModelError, match="not implemented in lightpipe yet.*text-classification"):
-        lightpipe.pipeline("mask-generation", model=tiny_model("bert", HEAD))
+        lightpipe.pipeline("keypoint-matching", model=tiny_model("bert", HEAD))
 
 
 def test_default_model_is_named_in_a_warning(monkeypatch, tmp_path, caplog):

@@ -205,7 +205,9 @@ def test_clear_errors(pipes, video_files, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="has 2 frames"):
         ours([np.zeros((8, 8, 3), dtype=np.uint8)] * 2)
     monkeypatch.setitem(sys.modules, "av", None)
-    with pytest.raises(InputError, match="pip install av"):
+    from lightpipe.errors import MissingExtraError
+
+    with pytest.raises(MissingExtraError, match=r"pip install 'lightpipe\[video\]'"):
         ours(str(video_files["main"]))
 
 

@@ -1,0 +1,211 @@
+"""Weight-only quantized linear layers, computed by torch's own CPU kernels.
+
+- ``Int4Linear``: 4-bit codes in affine groups along the input dimension, in the layout of
+  ``torch.ops.aten._convert_weight_to_int4pack_for_cpu``, multiplied by
+  ``_weight_int4pack_mm_for_cpu`` (the kernel gpt-fast and torchao use on the CPU). The kernel's
+  convention, checked in tests: ``w = (q - 8) * scale + zero`` per (row, group), q in 0..15,
+  with ``scales_and_zeros`` of shape (in / group, out, 2). Group sizes 32, 64, 128, 256; the
+  output size a multiple of 16.
+- ``Int8Linear``: int8 codes with one scale per output row, ``_weight_int8pack_mm``.
+
+Both kernels take activations and scales of one dtype. Their fast (vectorised) paths are the
+16-bit ones: in bfloat16 they read a weight 4-8x faster than in float32 on an AVX2 CPU (see
+notes), so a layer keeps ``compute_dtype`` (bfloat16 unless asked otherwise) and converts its
+input and output around the kernel. float32 is exact (used to check GGUF re-layouts), and slow.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+INT4_GROUP_SIZES = (32, 64, 128, 256)
+
+
+def int4_fits(out_features: int, in_features: int, group_size: int) -> bool:
+    """Whether the int4 kernel takes an (out, in) weight in groups of ``group_size`` (an
+    output size not a multiple of 16 is padded with zero rows)."""
+    return group_size in INT4_GROUP_SIZES and in_features % group_size == 0
+
+
+# From this many input rows on (prefill, batches), a product dequantizes the weight and runs
+# as one float32 GEMM (oneDNN): the int4 / int8 kernels go row by row, ~10x slower there.
+DENSE_FROM_ROWS = 16
+
+
+def pad_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Zero rows appended up to a multiple of 32: the int4 kernel packs tiles of 32 rows (a
+    16-row tail would take another layout, which ``unpack_int4`` does not read)."""
+    extra = -tensor.shape[0] % 32
+    return torch.cat([tensor, tensor.new_zeros(extra, *tensor.shape[1:])]) if extra else tensor
+
+
+def pack_int4(codes: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """(out, in) codes 0..15 -> the kernel's packed uint8 layout, padded to 16 rows, converted
+    ``chunk`` rows at a time (the layout is per 32-row tile; bounds the int32 temporaries)."""
+    codes = pad_rows(codes)
+    convert = torch.ops.aten._convert_weight_to_int4pack_for_cpu
+    return torch.cat([convert(codes[start:start + chunk].to(torch.int32).contiguous(), 1)
+                      for start in range(0, codes.shape[0], chunk)])
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """The kernel's packed layout back to (rows, in) codes 0..15 as uint8: each tile of 32 rows
+    is stored (in, 16) bytes, byte [k, d] holding row d (low nibble) and row d + 16 (high)."""
+    rows, half = packed.shape
+    tiles = packed.view(rows // 32, half * 2, 16)
+    return torch.cat([tiles & 0x0F, tiles >> 4], dim=2).transpose(1, 2).reshape(rows, half * 2)
+
+
+def dense_product(inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    from ..models.linear import linear
+
+    return linear(inputs if inputs.dtype == torch.float32 else inputs.float(), weight)
+
+
+class QuantizedLinear(nn.Module):
+    """Common part: ``bias``, the in/out sizes, and ``parts()`` / ``forward_add`` as
+    ``models.linear.Linear`` has them (decode plans call ``linear(x, *parts)``)."""
+
+    in_features: int
+    out_features: int
+    _scale_buffer = ""  # the float buffer whose dtype the kernel computes in
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return getattr(self, self._scale_buffer).dtype
+
+    def set_compute_dtype(self, dtype: torch.dtype) -> None:
+        buffer = getattr(self, self._scale_buffer)
+        if buffer.dtype != dtype:
+            setattr(self, self._scale_buffer, buffer.to(dtype))
+
+    def parts(self) -> tuple:
+        return self, None, None
+
+    def forward_add(self, inputs: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return residual + self(inputs)
+
+    def _finish(self, out: torch.Tensor, dtype: torch.dtype, shape) -> torch.Tensor:
+        if out.shape[-1] != self.out_features:  # rows padded to a multiple of 16
+            out = out[:, :self.out_features]
+        out = out.reshape(*shape[:-1], self.out_features)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)
+        return out if out.dtype == dtype else out.to(dtype)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The (out, in) float32 weight these codes stand for (for inspection and tests)."""
+        return self.float_weight()[:self.out_features]
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, compute_dtype={self.compute_dtype}")
+
+
+class Int4Linear(QuantizedLinear):
+    """y = x W^T + b with W in 4-bit affine groups (see the module docstring)."""
+
+    _scale_buffer = "scales_and_zeros"
+
+    def __init__(self, in_features: int, out_features: int, group_size: int,
+                 packed: torch.Tensor, scales_and_zeros: torch.Tensor,
+                 bias: torch.Tensor | None = None):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales_and_zeros", scales_and_zeros)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    def _codes(self) -> torch.Tensor:
+        return self.packed
+
+    @classmethod
+    def from_codes(cls, codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                   group_size: int, bias: torch.Tensor | None = None,
+                   compute_dtype: torch.dtype = torch.bfloat16) -> "Int4Linear":
+        """From (out, in) codes 0..15 and (out, in / group) scales and zeros, meaning
+        ``w = (q - 8) * scale + zero``."""
+        out_features, in_features = codes.shape
+        packed = pack_int4(codes)
+        scales, zeros = pad_rows(scales), pad_rows(zeros)
+        scales_and_zeros = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
+        return cls(in_features, out_features, group_size, packed,
+                   scales_and_zeros.to(compute_dtype), bias)
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, group_size: int, bias: torch.Tensor | None = None,
+                    compute_dtype: torch.dtype = torch.bfloat16) -> "Int4Linear":
+        """Quantize an (out, in) float weight: per group, min..max mapped onto 0..15."""
+        out_features, in_features = weight.shape
+        groups = weight.detach().float().reshape(out_features, -1, group_size)
+        low, high = groups.amin(dim=-1), groups.amax(dim=-1)
+        scales = ((high - low) / 15).clamp(min=1e-8)  # a constant group: any scale, codes 0
+        codes = ((groups - low.unsqueeze(-1)) / scales.unsqueeze(-1)).round().clamp(0, 15)
+        zeros = low + 8 * scales
+        return cls.from_codes(codes.reshape(out_features, in_features).to(torch.int32), scales,
+                              zeros, group_size, bias, compute_dtype)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        dtype, shape = inputs.dtype, inputs.shape
+        x = inputs.reshape(-1, self.in_features)
+        if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
+            return self._finish(dense_product(x, self.float_weight()), dtype, shape)
+        if x.dtype != self.compute_dtype:
+            x = x.to(self.compute_dtype)
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, self.group_size,
+                                                         self.scales_and_zeros)
+        return self._finish(out, dtype, shape)
+
+    def float_weight(self) -> torch.Tensor:
+        """The (padded rows, in) weight in float32, dequantized from the packed codes."""
+        codes = unpack_int4(self.packed).view(self.packed.shape[0], -1, self.group_size)
+        scales, zeros = self.scales_and_zeros.float().transpose(0, 1).unbind(-1)
+        weight = (codes.float() - 8).mul_(scales.unsqueeze(-1)).add_(zeros.unsqueeze(-1))
+        return weight.view(self.packed.shape[0], self.in_features)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", bits=4, group_size={self.group_size}"
+
+
+class Int8Linear(QuantizedLinear):
+    """y = x W^T + b with W as int8 codes times one scale per output row."""
+
+    _scale_buffer = "scales"
+
+    def __init__(self, in_features: int, out_features: int, codes: torch.Tensor,
+                 scales: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("codes", codes)
+        self.register_buffer("scales", scales)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    def _codes(self) -> torch.Tensor:
+        return self.codes
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                    compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
+        """Quantize an (out, in) float weight symmetrically, one scale per row."""
+        weight = weight.detach().float()
+        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
+        codes = (weight / scales.unsqueeze(1)).round().clamp(-127, 127).to(torch.int8)
+        return cls(weight.shape[1], weight.shape[0], codes.contiguous(), scales.to(compute_dtype),
+                   bias)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        dtype, shape = inputs.dtype, inputs.shape
+        x = inputs.reshape(-1, self.in_features)
+        if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
+            return self._finish(dense_product(x, self.float_weight()), dtype, shape)
+        if x.dtype != self.compute_dtype:
+            x = x.to(self.compute_dtype)
+        out = torch.ops.aten._weight_int8pack_mm(x, self.codes, self.scales)
+        return self._finish(out, dtype, shape)
+
+    def float_weight(self) -> torch.Tensor:
+        return self.codes.float().mul_(self.scales.float().unsqueeze(1))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ", bits=8"

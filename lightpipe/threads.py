@@ -1,0 +1,129 @@
+"""CPU threads that do not collapse on a busy machine.
+
+torch's CPU kernels run in OpenMP parallel regions (libgomp in the PyPI wheels). By default
+libgomp's idle threads spin at every barrier for ~300,000 iterations before sleeping; when
+another process holds one of the cores, the thread that shares it is descheduled while the
+others spin, and each of the thousands of tiny ops of a decoding step waits for a time
+slice. Measured here (2 cores, other processes running): a Whisper-tiny-sized decode loop took
+1.7 s with 1 thread and 20 s with 2 threads spinning; with passive waiting, 0.8 s with 2
+threads and 0.47 s with 1 (bench notes of issue 18). Two things follow, both on by default:
+
+- ``prepare_environment()`` (run when ``lightpipe`` is imported) sets
+  ``OMP_WAIT_POLICY=PASSIVE`` when neither it nor ``GOMP_SPINCOUNT`` / ``KMP_BLOCKTIME`` is
+  set. OpenMP reads these when torch loads, so this applies when lightpipe is imported
+  before torch (otherwise it is too late and nothing is changed).
+- ``choose_threads()`` (run at the first model load) samples ``/proc/stat`` for 50 ms and
+  lowers torch's thread count to the number of idle cores among those the process may run
+  on (``os.sched_getaffinity``), at least 1; it never raises it.
+
+Overrides: ``LIGHTPIPE_NUM_THREADS=N`` sets the count (``torch.set_num_threads(N)``) and skips
+the sampling; ``OMP_NUM_THREADS`` set by the user, or ``torch.set_num_threads`` called before
+the first load, is kept as it is (the count is only lowered, never raised);
+``LIGHTPIPE_THREADS=off`` turns both steps off; an ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or
+``KMP_BLOCKTIME`` of the user's is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+_chosen: int | None = None
+
+
+def _enabled() -> bool:
+    return os.environ.get("LIGHTPIPE_THREADS", "").strip().lower() not in ("off", "0", "no", "false")
+
+
+def prepare_environment(environ=None, torch_loaded: bool | None = None) -> bool:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set a wait policy, torch is already
+    loaded (too late to matter) or ``LIGHTPIPE_THREADS=off``. True when it was set."""
+    environ = os.environ if environ is None else environ
+    if torch_loaded is None:
+        torch_loaded = "torch" in sys.modules
+    if torch_loaded or environ.get("LIGHTPIPE_THREADS", "").strip().lower() in ("off", "0", "no", "false"):
+        return False
+    if any(name in environ for name in _WAIT_VARIABLES):
+        return False
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
+def _cpu_times(cpus: set[int]) -> dict[int, tuple[int, int]]:
+    """cpu -> (idle ticks, all ticks) from /proc/stat (idle includes iowait)."""
+    times = {}
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if not line.startswith("cpu") or line.startswith("cpu "):
+                continue
+            name, *values = line.split()
+            cpu = int(name[3:])
+            if cpu in cpus:
+                ticks = [int(v) for v in values[:8]]
+                times[cpu] = (ticks[3] + ticks[4], sum(ticks))
+    return times
+
+
+def idle_cores(cpus: set[int] | None = None, interval: float = 0.05) -> float | None:
+    """How many of ``cpus`` (this process's affinity by default) were idle over ``interval``
+    seconds, in cores (2 cores half idle: 1.0); None where /proc/stat is unreadable."""
+    cpus = cpus if cpus is not None else _affinity()
+    try:
+        before = _cpu_times(cpus)
+        time.sleep(interval)
+        after = _cpu_times(cpus)
+    except (OSError, ValueError):
+        return None
+    idle = 0.0
+    for cpu, (idle_then, total_then) in before.items():
+        if cpu not in after:
+            continue
+        idle_now, total_now = after[cpu]
+        total = total_now - total_then
+        if total > 0:
+            idle += (idle_now - idle_then) / total
+    return idle if before else None
+
+
+def _affinity() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def threads_for(current: int, idle: float | None) -> int:
+    """The thread count for ``current`` torch threads and ``idle`` idle cores: the idle cores
+    rounded to nearest, at least 1, at most ``current``; ``current`` when unknown."""
+    if idle is None:
+        return current
+    return max(1, min(current, int(idle + 0.5)))
+
+
+def choose_threads(force: bool = False) -> int:
+    """Pick torch's thread count once per process (see the module docstring); the count."""
+    global _chosen
+    import torch
+
+    if _chosen is not None and not force:
+        return torch.get_num_threads()
+    explicit = os.environ.get("LIGHTPIPE_NUM_THREADS", "").strip()
+    if explicit:
+        try:
+            count = int(explicit)
+        except ValueError:
+            raise ValueError(f"LIGHTPIPE_NUM_THREADS={explicit!r} is not a number: set it to a "
+                             "thread count such as 2, or unset it to let lightpipe choose.") from None
+        if count < 1:
+            raise ValueError(f"LIGHTPIPE_NUM_THREADS={explicit!r}: use a count of 1 or more.")
+        torch.set_num_threads(count)
+    elif _enabled() and "OMP_NUM_THREADS" not in os.environ:
+        current = torch.get_num_threads()
+        if current > 1:
+            count = threads_for(current, idle_cores())
+            if count != current:
+                torch.set_num_threads(count)
+    _chosen = torch.get_num_threads()
+    return _chosen

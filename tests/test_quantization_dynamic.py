@@ -1,0 +1,151 @@
+"""Issue 18 (helper S): int8-dynamic quantization (lightpipe.quantization.dynamic) against the
+reference's float outputs; Whisper beams sharing one copy of the cross-attention keys and
+values, with the reference's beam tokens; the threading policy (lightpipe.threads)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import transformers
+
+import lightpipe
+from lightpipe import threads
+from lightpipe.models.cache import EncoderDecoderCache
+from lightpipe.quantization.dynamic import DynamicInt8Linear, quantize_dynamic_int8
+
+from .models.test_speech import whisper_features
+
+
+# --- int8-dynamic -----------------------------------------------------------------------------
+def test_dynamic_layer_close_to_float():
+    torch.manual_seed(0)
+    weight, bias = torch.randn(96, 256) * 0.05, torch.randn(96)
+    layer = DynamicInt8Linear.from_weight(weight, bias)
+    x = torch.randn(3, 7, 256)
+    want = F.linear(x, weight, bias)
+    got = layer(x)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    error = ((got - want).norm() / want.norm()).item()
+    assert 0 < error < 0.02, error  # quantized (not the float product), and close to it
+    assert layer(x.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_int8_dynamic_bert_close_to_reference(tiny_model):
+    folder = tiny_model("bert", "AutoModel", hidden_size=64, intermediate_size=128,
+                        num_hidden_layers=2, num_attention_heads=4)
+    theirs = transformers.AutoModel.from_pretrained(folder).eval()
+    ours = lightpipe.AutoModel.from_pretrained(folder, quantization="int8-dynamic")
+    kinds = {type(m) for m in ours.modules()}
+    assert DynamicInt8Linear in kinds and not any(
+        type(m) is torch.nn.Linear or type(m).__name__ == "Linear" for m in ours.modules())
+    ids = torch.randint(5, 100, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    with torch.no_grad():
+        want = theirs(input_ids=ids, attention_mask=mask).last_hidden_state
+    got = ours(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert not torch.allclose(got, want, atol=1e-5)  # really quantized
+    cosine = F.cosine_similarity(got[mask.bool()], want[mask.bool()], dim=-1)
+    assert cosine.min().item() >= 0.99, cosine.min().item()
+
+
+def test_int8_dynamic_whisper_greedy_tokens(whisper_folder):
+    folder = whisper_folder()
+    features = whisper_features(folder)
+    theirs = transformers.WhisperForConditionalGeneration.from_pretrained(folder).eval()
+    ours = lightpipe.AutoModelForSpeechSeq2Seq.from_pretrained(folder)
+    quantize_dynamic_int8(ours)
+    assert isinstance(ours.model.encoder.layers[0].fc1, DynamicInt8Linear)
+    assert not isinstance(ours.proj_out, DynamicInt8Linear)  # the output head stays float
+    with torch.no_grad():
+        want = theirs.generate(features, num_beams=1, max_new_tokens=12)
+        # teacher-forced on the reference's greedy tokens (one flip would cascade otherwise)
+        reference = theirs(input_features=features, decoder_input_ids=want).logits
+        logits = ours(input_features=features, decoder_input_ids=want).logits
+    cosine = F.cosine_similarity(logits.flatten(0, 1), reference.flatten(0, 1), dim=-1)
+    assert cosine.mean().item() >= 0.99 and cosine.min().item() >= 0.9, cosine
+    agree = (logits.argmax(-1) == reference.argmax(-1)).float().mean().item()
+    assert agree >= 0.75, agree
+    got = ours.generate(features, num_beams=1, max_new_tokens=12)
+    assert got.shape[0] == want.shape[0] and got[:, :2].tolist() == want[:, :2].tolist()
+
+
+# --- Whisper beams share cross-attention keys and values --------------------------------------
+def test_whisper_beams_share_cross_attention(whisper_folder, monkeypatch):
+    folder = whisper_folder()
+    features = whisper_features(folder)  # 2 items
+    theirs = transformers.WhisperForConditionalGeneration.from_pretrained(folder).eval()
+    ours = lightpipe.AutoModelForSpeechSeq2Seq.from_pretrained(folder)
+    caches = []
+    original = ours.new_cache
+
+    def spy(*args, **kwargs):
+        caches.append(original(*args, **kwargs))
+        return caches[-1]
+
+    monkeypatch.setattr(ours, "new_cache", spy)
+    with torch.no_grad():
+        want = theirs.generate(features, num_beams=4, max_new_tokens=10)
+    got = ours.generate(features, num_beams=4, max_new_tokens=10)
+    assert got.tolist() == want.tolist()
+    cache = caches[-1]
+    assert isinstance(cache, EncoderDecoderCache)
+    assert cache.self_attention.keys[0].shape[0] == 8  # one self-attention row per beam
+    layers = ours.config.decoder_layers
+    heads = ours.config.decoder_attention_heads
+    for key, value in zip(cache.cross_keys, cache.cross_values):
+        assert key.shape == value.shape == (2, heads, 1500, ours.config.d_model // heads)
+    assert len(cache.cross_keys) == layers
+
+
+# --- threading policy ---------------------------------------------------------------------------
+def test_wait_policy_set_only_when_unset_and_before_torch():
+    env: dict = {}
+    assert threads.prepare_environment(env, torch_loaded=False) and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    env = {"GOMP_SPINCOUNT": "1000"}
+    assert not threads.prepare_environment(env, torch_loaded=False) and "OMP_WAIT_POLICY" not in env
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert not threads.prepare_environment(env, torch_loaded=False) and env["OMP_WAIT_POLICY"] == "ACTIVE"
+    env = {}
+    assert not threads.prepare_environment(env, torch_loaded=True) and not env
+    env = {"LIGHTPIPE_THREADS": "off"}
+    assert not threads.prepare_environment(env, torch_loaded=False) and "OMP_WAIT_POLICY" not in env
+
+
+def test_thread_count_follows_idle_cores(monkeypatch):
+    assert threads.threads_for(2, 0.1) == 1  # both cores busy: one thread
+    assert threads.threads_for(2, 1.1) == 1  # one core held by another process
+    assert threads.threads_for(2, 1.9) == 2
+    assert threads.threads_for(4, 8.0) == 4  # never more than torch had
+    assert threads.threads_for(3, None) == 3  # unknown load: unchanged
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("LIGHTPIPE_NUM_THREADS", "1")
+        assert threads.choose_threads(force=True) == 1
+        monkeypatch.setenv("LIGHTPIPE_NUM_THREADS", "two")
+        try:
+            threads.choose_threads(force=True)
+        except ValueError as error:
+            assert "LIGHTPIPE_NUM_THREADS" in str(error)
+        else:
+            raise AssertionError("a bad LIGHTPIPE_NUM_THREADS was accepted")
+        monkeypatch.delenv("LIGHTPIPE_NUM_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("LIGHTPIPE_THREADS", raising=False)
+        torch.set_num_threads(2)
+        monkeypatch.setattr(threads, "idle_cores", lambda: 0.2)  # both cores busy
+        assert threads.choose_threads(force=True) == 1
+        torch.set_num_threads(2)
+        monkeypatch.setattr(threads, "idle_cores", lambda: 2.0)  # quiet: kept
+        assert threads.choose_threads(force=True) == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's count is kept
+        monkeypatch.setattr(threads, "idle_cores", lambda: 0.0)
+        assert threads.choose_threads(force=True) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_idle_cores_reads_proc_stat():
+    idle = threads.idle_cores(interval=0.02)
+    cpus = len(threads._affinity())
+    assert idle is None or 0.0 <= idle <= cpus + 1e-6
