@@ -46,7 +46,7 @@ import transformers  # noqa: E402
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # noqa: E402
 
 from zoo_inputs import INPUTS, make_inputs, resolve  # noqa: E402
-from zoo_recipes import RECIPES, VERSION  # noqa: E402
+from zoo_recipes import RECIPES, SAVED_TYPES, VERSION  # noqa: E402
 
 ROOT = INPUTS.parent
 ERA = f"v{VERSION[0]}.{VERSION[1]}"
@@ -96,6 +96,8 @@ def expand_image(inputs: dict, token: int, count: int) -> dict:
 def preprocess(folder: Path, call: dict) -> dict:
     """Run the reference's preprocessor, loaded back from the folder, on the resolved inputs."""
     kind = call["kind"]
+    if kind == "none":  # a model without a preprocessor (a vocoder): its inputs are in "extra"
+        return {}
     if kind == "tapas":
         import pandas as pd
 
@@ -133,7 +135,12 @@ def build(family: str, root: Path = ROOT) -> None:
     with torch.no_grad():
         output = model(**model_inputs)
         arrays = {f"in.{k}": to_array(v) for k, v in inputs.items()}
-        arrays.update({f"out.{name}": to_array(getattr(output, name)) for name in recipe["outputs"]})
+        for name in recipe["outputs"]:  # a bare tensor (a vocoder's waveform), or a field
+            value = output if isinstance(output, torch.Tensor) else getattr(output, name)
+            if isinstance(value, (tuple, list)):  # a backbone's feature maps: one array each
+                arrays.update({f"out.{name}.{i}": to_array(item) for i, item in enumerate(value)})
+            else:
+                arrays[f"out.{name}"] = to_array(value)
         if recipe.get("base"):
             base_inputs = {k: v for k, v in inputs.items() if k in recipe["base_inputs"]}
             arrays["base.last_hidden_state"] = to_array(model.base_model(**base_inputs).last_hidden_state)
@@ -169,7 +176,7 @@ def main(args: list[str]) -> None:
     for family in args or RECIPES:
         if family not in RECIPES:
             raise SystemExit(f"unknown family {family!r}; known: {', '.join(RECIPES)}")
-        if family not in CONFIG_MAPPING_NAMES:  # newer than this version
+        if family not in CONFIG_MAPPING_NAMES and family not in SAVED_TYPES:  # newer than this version
             absent.append(family)
             continue
         try:

@@ -8,6 +8,12 @@ shared inputs), ``inputs`` (the preprocessed keys the model takes), ``extra`` (f
 inputs), ``outputs`` (output fields compared), ``base`` / ``base_inputs`` (also compare the
 base model's last_hidden_state, loaded with AutoModel: the base-model prefix stripped).
 ``slow``: save the era's Python tokenizer (vocabulary files, no tokenizer.json).
+
+A call of kind ``"none"`` is a model without a preprocessor (SpeechT5's vocoder): its inputs are
+all in ``extra``, and test_zoo.py compares the model only. An output that is a bare tensor (the
+vocoder's waveform) is stored under the output's name; a tuple (a backbone's ``feature_maps``)
+one array per item, ``out.<name>.<i>``. ``SAVED_TYPES``: model types an era's models save that
+its AutoConfig does not list (4.x's vocoder writes "hifigan"), built in that era all the same.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import json
 import torch
 import transformers
 
-from zoo_tokenizers import (V5, VERSION, bpe_files, clip_files, from_files, spm_model,
+from zoo_tokenizers import (V5, VERSION, bpe_files, bpe_tokenizer_json, clip_files, from_files, spm_model,
                             whisper_tokenizer, wordpiece_files)
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -340,6 +346,50 @@ def wav2vec2(folder, slow):
                 inputs=["input_values"], outputs=["logits"])
 
 
+def _speech_encoder(folder, slow, config_name, head, auto, outputs=("logits",), **extra):
+    """HuBERT / WavLM: wav2vec2's feature extractor (and CTC tokenizer for the CTC head)."""
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    for char in "ETAONIHSRDLUMWCFGYPBVKXJQZ'":
+        vocab[char] = len(vocab)
+    tokenizer = from_files("Wav2Vec2CTCTokenizer", True, {"vocab.json": json.dumps(vocab)})
+    extractor = transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True, do_normalize=True)
+    transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    config = getattr(transformers, config_name)(
+        vocab_size=len(vocab), pad_token_id=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, conv_dim=(16, 16, 16), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, mask_time_prob=0.0, **extra)
+    return dict(model=make(head, config), auto=auto,
+                call={"kind": "processor", "args": ["@audio"], "kwargs": {"sampling_rate": 16000}},
+                inputs=["input_values"], outputs=list(outputs))
+
+
+def hubert(folder, slow):
+    return _speech_encoder(folder, slow, "HubertConfig", "HubertForCTC", "AutoModelForCTC",
+                           feat_extract_norm="layer", do_stable_layer_norm=True)
+
+
+def wavlm(folder, slow):
+    return _speech_encoder(folder, slow, "WavLMConfig", "WavLMForSequenceClassification",
+                           "AutoModelForAudioClassification", num_buckets=16, max_bucket_distance=40,
+                           **labels())
+
+
+def modernbert(folder, slow):
+    tokenizer = from_files("RobertaTokenizer", slow,
+                           bpe_files(("[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]")), model_max_length=64,
+                           unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+                           mask_token="[MASK]")
+    config = transformers.ModernBertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=48, max_position_embeddings=64, global_attn_every_n_layers=2, local_attention=8,
+        pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id, **labels())
+    entry = text_entry(folder, tokenizer, "ModernBertForSequenceClassification",
+                       "AutoModelForSequenceClassification", config, base=True)
+    entry["inputs"] = entry["base_inputs"] = ["input_ids", "attention_mask"]
+    return entry
+
+
 # --- vision ----------------------------------------------------------------------------------
 
 def vit(folder, slow):
@@ -414,7 +464,7 @@ def segformer(folder, slow):
 
 def swin2sr(folder, slow):
     config = transformers.Swin2SRConfig(image_size=32, embed_dim=16, depths=[2, 2], num_heads=[2, 2],
-                                        window_size=4, upscale=2, upsampler="pixelshuffle")
+                                        window_size=4, upscale=2, upsampler="pixelshuffledirect")  # lightweight: no 64-wide convs
     return image_entry(folder, transformers.Swin2SRImageProcessor(), "Swin2SRForImageSuperResolution",
                        "AutoModelForImageToImage", config, outputs=("reconstruction",),
                        call={"kind": "image_processor", "args": ["@image"]})
@@ -540,6 +590,290 @@ def llava(folder, slow):
     return entry
 
 
+def vits(folder, slow):
+    """A VITS with its character tokenizer; noise scales 0, so its waveform is deterministic."""
+    characters = ["<pad>", *" abcdefghijklmnopqrstuvwxyz'-,.!?", "<unk>"]
+    tokenizer = from_files("VitsTokenizer", True, {"vocab.json": json.dumps({c: i for i, c in enumerate(characters)})},
+                           phonemize=False, language="eng")
+    tokenizer.save_pretrained(folder)
+    config = transformers.VitsConfig(
+        vocab_size=len(characters), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, ffn_dim=48,
+        ffn_kernel_size=3, window_size=3, flow_size=16, spectrogram_bins=17, upsample_initial_channel=32,
+        upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8], resblock_kernel_sizes=[3, 5],
+        resblock_dilation_sizes=[[1, 3], [1, 3]], duration_predictor_filter_channels=24,
+        duration_predictor_num_flows=2, duration_predictor_flow_bins=6, prior_encoder_num_flows=2,
+        prior_encoder_num_wavenet_layers=2, posterior_encoder_num_wavenet_layers=2, wavenet_kernel_size=3,
+        noise_scale=0.0, noise_scale_duration=0.0, speaking_rate=1.3, sampling_rate=8000)
+    torch.manual_seed(0)
+    model = transformers.VitsModel(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("translate", "log_scale")):
+                param.normal_(0.0, 0.3)
+        model.decoder.conv_post.weight.mul_(0.05)
+    return dict(model=model, auto="AutoModelForTextToWaveform",
+                call={"kind": "tokenizer", "args": [["hello world.", "a cat"]], "kwargs": {"padding": True}},
+                inputs=["input_ids", "attention_mask"], outputs=["waveform"])
+
+
+def siglip(folder, slow):
+    tokenizer = from_files("SiglipTokenizer", True, {"spiece.model": spm_model(120, eos_id=1, eos_piece="</s>",
+                                                                              unk_id=2, pad_id=0, bos_id=-1)},
+                           model_max_length=16)
+    image_processor = transformers.SiglipImageProcessor(size={"height": 32, "width": 32})
+    transformers.SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=16)  # 4.x: text width = image width
+    vision = dict(hidden_size=32, intermediate_size=36, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=32, patch_size=8)
+    config = transformers.SiglipConfig(text_config=text, vision_config=vision)
+    call = {"kind": "processor", "kwargs": {"text": ["a photo of a cat", "the dog"], "images": "@images",
+                                            "padding": "max_length"}}
+    return dict(model=make("SiglipModel", config), auto="AutoModelForZeroShotImageClassification", call=call,
+                inputs=["input_ids", "pixel_values"], outputs=["logits_per_image", "text_embeds", "image_embeds"])
+
+
+def clap(folder, slow):
+    tokenizer = from_files("RobertaTokenizer", slow, bpe_files(), model_max_length=64)
+    extractor = transformers.ClapFeatureExtractor(feature_size=64, sampling_rate=16000, hop_length=160,
+                                                  max_length_s=1, fft_window_size=400, frequency_max=7000,
+                                                  truncation="rand_trunc", padding="repeatpad")
+    transformers.ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=37, max_position_embeddings=66, projection_dim=24, type_vocab_size=1,
+                pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    audio = dict(spec_size=128, num_mel_bins=64, window_size=4, patch_embeds_hidden_size=16, depths=[1, 2],
+                 num_attention_heads=[2, 4], hidden_size=32, projection_dim=24, enable_fusion=False,
+                 mlp_ratio=2.0)
+    config = transformers.ClapConfig(text_config=text, audio_config=audio, projection_dim=24)
+    torch.manual_seed(0)
+    model = transformers.ClapModel(config).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0.0, 5.0)
+                module.running_var.uniform_(20.0, 60.0)
+    call = {"kind": "processor", "kwargs": {"text": ["a dog barks", "music"], "audios": "@audio",
+                                            "sampling_rate": 16000, "padding": True}}
+    if VERSION >= (4, 57):
+        call["kwargs"]["audio"] = call["kwargs"].pop("audios")
+    return dict(model=model, auto="AutoModel", call=call, inputs=["input_ids", "attention_mask", "input_features"],
+                outputs=["logits_per_audio", "text_embeds", "audio_embeds"])
+
+
+def sam(folder, slow):
+    config = transformers.SamConfig(
+        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=3, num_attention_heads=2,
+                           image_size=64, patch_size=8, window_size=3, global_attn_indexes=[1], mlp_dim=40,
+                           num_pos_feats=8),
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=8),
+        mask_decoder_config=dict(hidden_size=16, mlp_dim=24, num_hidden_layers=2, num_attention_heads=2,
+                                 iou_head_hidden_dim=20))
+    torch.manual_seed(0)
+    model = transformers.SamModel(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.normal_(0.0, 0.3 if param.dim() > 1 else 0.1)
+    image_processor = transformers.SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
+    transformers.SamProcessor(image_processor=image_processor).save_pretrained(folder)
+    call = {"kind": "processor", "kwargs": {"images": "@image", "input_points": [[[20, 30]]]}}
+    return dict(model=model, auto="AutoModel", call=call, inputs=["pixel_values", "input_points"],
+                outputs=["iou_scores", "pred_masks"])
+
+
+# --- families added later: GPT-NeoX, DeiT, DINOv2, AST, HiFi-GAN, RT-DETR, SigLIP(2) towers -------
+
+def gpt_neox(folder, slow):
+    tokenizer = from_files("GPTNeoXTokenizer", False, {"tokenizer.json": bpe_tokenizer_json()},
+                           model_max_length=64, pad_token="<|endoftext|>")
+    config = transformers.GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, intermediate_size=48, max_position_embeddings=64,
+                                        rotary_pct=0.5, bos_token_id=0, eos_token_id=0)
+    return text_entry(folder, tokenizer, "GPTNeoXForCausalLM", "AutoModelForCausalLM", config)
+
+
+def deit(folder, slow):
+    processor = transformers.DeiTImageProcessor(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32})
+    # the distilled checkpoints' head (facebook/deit-*-distilled-*): the [CLS] and distillation tokens
+    return image_entry(folder, processor, "DeiTForImageClassificationWithTeacher", "AutoModelForImageClassification",
+                       transformers.DeiTConfig(**VIT, **labels()), outputs=("logits", "cls_logits", "distillation_logits"))
+
+
+def dinov2(folder, slow):
+    config = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2,
+                                       image_size=32, patch_size=8, layerscale_value=0.5)
+    processor = transformers.BitImageProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32},
+                                               image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    return image_entry(folder, processor, "Dinov2Model", "AutoModel", config,
+                       outputs=("last_hidden_state", "pooler_output"))
+
+
+def audio_spectrogram_transformer(folder, slow):
+    transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=64, mean=-3.1, std=2.2).save_pretrained(folder)
+    config = transformers.ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                    patch_size=8, frequency_stride=4, time_stride=6, max_length=64,
+                                    num_mel_bins=32, **labels())
+    return dict(model=make("ASTForAudioClassification", config), auto="AutoModelForAudioClassification",
+                call={"kind": "feature_extractor", "args": ["@audio"], "kwargs": {"sampling_rate": 16000}},
+                inputs=["input_values"], outputs=["logits"])
+
+
+def hifigan(folder, slow):
+    """SpeechT5's HiFi-GAN vocoder (model_type "hifigan" in 4.x, "speecht5_hifigan" in 5.x):
+    no preprocessor, a fixed spectrogram in."""
+    config = transformers.SpeechT5HifiGanConfig(
+        model_in_dim=12, upsample_initial_channel=16, upsample_rates=[2, 3], upsample_kernel_sizes=[4, 6],
+        resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 2], [1, 3]], sampling_rate=12000,
+        normalize_before=True)
+    torch.manual_seed(0)
+    model = transformers.SpeechT5HifiGan(config).eval()
+    with torch.no_grad():  # the default init gives a waveform of 1e-5: too small to compare
+        for param in model.parameters():
+            param.normal_(0.0, 0.12)
+        model.mean.normal_(0.0, 0.5)
+        model.scale.uniform_(0.5, 1.5)
+    spectrogram = torch.randn(2, 7, 12, generator=torch.Generator().manual_seed(0))
+    return dict(model=model, auto="AutoModel", call={"kind": "none"}, inputs=[],
+                extra={"spectrogram": spectrogram}, outputs=["waveform"])
+
+
+RT_BACKBONE = dict(embedding_size=8, hidden_sizes=[8, 12, 16, 24], depths=[1, 1, 1, 1], layer_type="basic",
+                   out_features=["stage2", "stage3", "stage4"])
+
+
+def _spread_all(model):
+    """Every weight and batch-norm statistic off its init (RT-DETR's zeroes its box heads)."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.3)
+        for name, buffer in model.named_buffers():
+            if "running_var" in name:
+                buffer.uniform_(0.5, 1.5)
+            elif "running_mean" in name:
+                buffer.uniform_(-0.2, 0.2)
+    return model
+
+
+def rt_detr_resnet(folder, slow):
+    torch.manual_seed(0)
+    model = _spread_all(transformers.RTDetrResNetBackbone(transformers.RTDetrResNetConfig(**RT_BACKBONE)).eval())
+    transformers.RTDetrImageProcessor(size={"height": 32, "width": 48}).save_pretrained(folder)
+    return dict(model=model, auto="AutoBackbone", call=IMAGE_CALL, inputs=["pixel_values"],
+                outputs=["feature_maps"])
+
+
+def rt_detr(folder, slow, v2=False):
+    settings = dict(decoder_offset_scale=0.7) if v2 else {}
+    config = (transformers.RTDetrV2Config if v2 else transformers.RTDetrConfig)(
+        backbone_config=transformers.RTDetrResNetConfig(**RT_BACKBONE), encoder_hidden_dim=16,
+        encoder_ffn_dim=24, encoder_attention_heads=2, hidden_expansion=0.5, d_model=16,
+        decoder_in_channels=[16, 16, 16], num_queries=12, decoder_layers=2, decoder_attention_heads=2,
+        decoder_ffn_dim=24, decoder_n_points=2, encoder_in_channels=[12, 16, 24], num_feature_levels=3,
+        num_denoising=0, **settings, **labels())
+    torch.manual_seed(0)
+    model = _spread_all(getattr(transformers, "RTDetrV2ForObjectDetection" if v2 else "RTDetrForObjectDetection")(
+        config).eval())
+    transformers.RTDetrImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    return dict(model=model, auto="AutoModelForObjectDetection", call=IMAGE_CALL, inputs=["pixel_values"],
+                outputs=["logits", "pred_boxes"])
+
+
+def rt_detr_v2(folder, slow):
+    return rt_detr(folder, slow, v2=True)
+
+
+def siglip_vision_model(folder, slow):
+    config = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=36, num_hidden_layers=2,
+                                             num_attention_heads=2, image_size=32, patch_size=8)
+    return image_entry(folder, transformers.SiglipImageProcessor(size={"height": 32, "width": 32}),
+                       "SiglipVisionModel", "AutoModel", config, outputs=("last_hidden_state", "pooler_output"))
+
+
+SIGLIP2_VISION = dict(hidden_size=32, intermediate_size=36, num_hidden_layers=2, num_attention_heads=2,
+                      patch_size=4, num_patches=16)
+
+
+def _siglip2_image_processor():
+    name = "Siglip2ImageProcessorPil" if hasattr(transformers, "Siglip2ImageProcessorPil") else "Siglip2ImageProcessor"
+    return getattr(transformers, name)(patch_size=4, max_num_patches=24)
+
+
+def siglip2_vision_model(folder, slow):
+    entry = image_entry(folder, _siglip2_image_processor(), "Siglip2VisionModel", "AutoModel",
+                        transformers.Siglip2VisionConfig(**SIGLIP2_VISION),
+                        outputs=("last_hidden_state", "pooler_output"))
+    entry["inputs"] = ["pixel_values", "pixel_attention_mask", "spatial_shapes"]
+    return entry
+
+
+def siglip2(folder, slow):
+    tokenizer = _gemma_tokenizer(False)  # SigLIP 2 ships Gemma's tokenizer (tokenizer.json)
+    tokenizer.model_max_length = 16
+    transformers.Siglip2Processor(image_processor=_siglip2_image_processor(), tokenizer=tokenizer).save_pretrained(folder)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=16, projection_size=32)
+    config = transformers.Siglip2Config(text_config=text, vision_config=SIGLIP2_VISION)
+    model = make("Siglip2Model", config)
+    with torch.no_grad():
+        model.logit_scale.fill_(1.5)
+        model.logit_bias.fill_(-0.7)
+    call = {"kind": "processor", "kwargs": {"text": ["a photo of a cat", "the dog"], "images": "@images",
+                                            "padding": "max_length", "max_length": 16,
+                                            "patch_size": 4, "max_num_patches": 24}}
+    return dict(model=model, auto="AutoModelForZeroShotImageClassification", call=call,
+                inputs=["input_ids", "attention_mask", "pixel_values", "pixel_attention_mask", "spatial_shapes"],
+                outputs=["logits_per_image", "text_embeds", "image_embeds"])
+
+
+ONEVISION = {"num_image_tokens": 16, "vision_feature_select_strategy": "full", "vision_aspect_ratio": "anyres_max_2",
+             "image_token": "<image>"}
+PINPOINTS = [[32, 32], [32, 64], [64, 32], [64, 64]]
+
+
+def llava_onevision(folder, slow):
+    """The reference's LlavaOnevisionProcessor insists on a video processor (torchvision, not
+    installed): the folder's processor_config.json is written by hand, the image processor is
+    the preprocessing compared, and the prompt's ids come from the processor built in memory."""
+    from transformers import processing_utils
+
+    tokenizer = _llama_tokenizer(False)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    name = "LlavaOnevisionImageProcessor" + ("Pil" if hasattr(transformers, "LlavaOnevisionImageProcessorPil") else "")
+    image_processor = getattr(transformers, name)(size={"height": 32, "width": 32}, image_grid_pinpoints=PINPOINTS)
+    tokenizer.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    (folder / "processor_config.json").write_text(json.dumps({"processor_class": "LlavaOnevisionProcessor",
+                                                             **ONEVISION}, indent=1) + "\n")
+    vision = transformers.SiglipVisionConfig(hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                                             num_attention_heads=4, image_size=32, patch_size=8, vision_use_head=False)
+    text = transformers.Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48,
+                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                    max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = transformers.LlavaOnevisionConfig(
+        vision_config=vision.to_dict(), text_config=text.to_dict(), image_grid_pinpoints=PINPOINTS,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_aspect_ratio="anyres_max_2",
+        pad_token_id=0)
+    model = make("LlavaOnevisionForConditionalGeneration", config)
+
+    def prompt_ids(inputs):
+        check = processing_utils.ProcessorMixin.check_argument_for_proper_class
+        processing_utils.ProcessorMixin.check_argument_for_proper_class = \
+            lambda self, name, arg: None if arg is None else check(self, name, arg)
+        try:
+            processor = transformers.LlavaOnevisionProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                                                             **ONEVISION)
+        finally:
+            processing_utils.ProcessorMixin.check_argument_for_proper_class = check
+        from zoo_inputs import resolve
+
+        encoded = processor(images=resolve("@image"), text=[LLAVA_PROMPT], return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    return dict(model=model, auto="AutoModelForImageTextToText", call={"kind": "image_processor", "args": ["@image"]},
+                inputs=["pixel_values", "image_sizes"], extra=prompt_ids, outputs=["logits"])
+
+
 RECIPES = {
     "bert": bert, "distilbert": distilbert, "roberta": roberta, "xlm-roberta": xlm_roberta,
     "camembert": camembert, "gpt2": gpt2, "llama": llama, "mistral": mistral, "qwen2": qwen2,
@@ -549,5 +883,14 @@ RECIPES = {
     "segformer": segformer, "swin2sr": swin2sr, "videomae": videomae,
     "vision-encoder-decoder": vision_encoder_decoder, "clip": clip, "owlvit": owlvit, "owlv2": owlv2,
     "blip": blip, "vilt": vilt, "llava": llava, "electra": electra, "mpnet": mpnet, "deberta-v2": deberta_v2,
+    "hubert": hubert, "wavlm": wavlm, "modernbert": modernbert, "vits": vits, "siglip": siglip, "clap": clap,
+    "sam": sam,
     "qwen3": qwen3, "qwen3_moe": qwen3_moe, "gemma2": gemma2, "gemma3_text": gemma3_text, "phi3": phi3,
+    "gpt_neox": gpt_neox, "deit": deit, "dinov2": dinov2, "audio-spectrogram-transformer": audio_spectrogram_transformer,
+    "hifigan": hifigan, "speecht5_hifigan": hifigan, "rt_detr_resnet": rt_detr_resnet, "rt_detr": rt_detr,
+    "rt_detr_v2": rt_detr_v2, "siglip_vision_model": siglip_vision_model,
+    "siglip2_vision_model": siglip2_vision_model, "siglip2": siglip2,
+    "llava_onevision": llava_onevision,
 }
+# model types an era saves that its AutoConfig does not list (4.x's SpeechT5 vocoder: "hifigan")
+SAVED_TYPES = {"hifigan"} if getattr(transformers.SpeechT5HifiGanConfig, "model_type", "") == "hifigan" else set()

@@ -107,3 +107,18 @@ def whisper_tokenizer(slow: bool):
     tokenizer.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])
     tokenizer.pad_token = "<|endoftext|>"
     return tokenizer
+
+
+def bpe_tokenizer_json(specials=("<|endoftext|>",), size: int = 300) -> str:
+    """A byte-level BPE tokenizer.json (GPT-NeoX's tokenizer has no Python class in 4.x: its
+    fast class reads tokenizer.json only)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=size, show_progress=False, special_tokens=list(specials),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(CORPUS, trainer)
+    return backend.to_str()
