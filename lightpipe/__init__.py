@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 # weights (bench/RESULTS.md). torch reads this once, at its first CPU allocation, so it applies
 # when lightpipe is imported before any tensor is made. THP_MEM_ALLOC_ENABLE=0 opts out.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-# OpenMP threads wait passively (no spinning at barriers: a busy core made 2 threads 12x
-# slower than 1); the user's OMP_WAIT_POLICY / GOMP_SPINCOUNT win. See lightpipe/threads.py.
+# LIGHTPIPE_THREADS=passive: OpenMP threads wait passively (for always-shared machines; it
+# slows decoding on a quiet one). See lightpipe/threads.py.
 importlib.import_module("lightpipe.threads").prepare_environment()
 
 if os.environ.get("LIGHTPIPE_VERBOSITY"):

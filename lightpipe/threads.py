@@ -6,12 +6,14 @@ another process holds one of the cores, the thread that shares it is descheduled
 others spin, and each of the thousands of tiny ops of a decoding step waits for a time
 slice. Measured here (2 cores, other processes running): a Whisper-tiny-sized decode loop took
 1.7 s with 1 thread and 20 s with 2 threads spinning; with passive waiting, 0.8 s with 2
-threads and 0.47 s with 1 (bench notes of issue 18). Two things follow, both on by default:
+threads and 0.47 s with 1 (bench notes of issue 18). But on a quiet machine passive waiting
+costs every parallel region a wake-up: greedy decoding of a 12-layer, 768-wide Llama fell from
+35 to 24 tok/s with 2 threads (1 thread: 23). So:
 
 - ``prepare_environment()`` (run when ``lightpipe`` is imported) sets
-  ``OMP_WAIT_POLICY=PASSIVE`` when neither it nor ``GOMP_SPINCOUNT`` / ``KMP_BLOCKTIME`` is
-  set. OpenMP reads these when torch loads, so this applies when lightpipe is imported
-  before torch (otherwise it is too late and nothing is changed).
+  ``OMP_WAIT_POLICY=PASSIVE`` only when asked (``LIGHTPIPE_THREADS=passive``: for machines that
+  are always shared) and neither it nor ``GOMP_SPINCOUNT`` / ``KMP_BLOCKTIME`` is set. OpenMP
+  reads these when torch loads, so this applies when lightpipe is imported before torch.
 - ``choose_threads()`` (run at the first model load) samples ``/proc/stat`` for 50 ms and
   lowers torch's thread count to the number of idle cores among those the process may run
   on (``os.sched_getaffinity``), at least 1; it never raises it.
@@ -38,13 +40,15 @@ def _enabled() -> bool:
 
 
 def prepare_environment(environ=None, torch_loaded: bool | None = None) -> bool:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set a wait policy, torch is already
-    loaded (too late to matter) or ``LIGHTPIPE_THREADS=off``. True when it was set."""
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` when ``LIGHTPIPE_THREADS=passive`` asks for it, unless
+    the user set a wait policy or torch is already loaded (too late to matter). True when set."""
     environ = os.environ if environ is None else environ
     if torch_loaded is None:
         torch_loaded = "torch" in sys.modules
     if torch_loaded or environ.get("LIGHTPIPE_THREADS", "").strip().lower() in ("off", "0", "no", "false"):
         return False
+    if environ.get("LIGHTPIPE_THREADS", "").strip().lower() != "passive":
+        return False  # spinning is faster on a quiet machine; idle-core threads cover busy ones
     if any(name in environ for name in _WAIT_VARIABLES):
         return False
     environ["OMP_WAIT_POLICY"] = "PASSIVE"
