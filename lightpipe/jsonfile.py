@@ -21,6 +21,18 @@ def is_jsonable(value: Any) -> bool:
         return False
 
 
+def save_vocab_tokenizer(folder: str | Path, vocab: dict, settings: dict, tokenizer_class: str) -> tuple[str, str]:
+    """Write a character-vocabulary tokenizer's vocab.json and tokenizer_config.json (its
+    JSON-able settings and its class name), as the reference saves CTC and VITS tokenizers."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    config = {key: value for key, value in settings.items() if is_jsonable(value)}
+    config["tokenizer_class"] = tokenizer_class
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return str(folder / "vocab.json"), str(folder / "tokenizer_config.json")
+
+
 def read_json(path: str | Path, *, default: Any = None) -> Any:
     """The JSON object in ``path``; ``default`` (an empty dict unless given) when the file does
     not exist or holds something other than an object. A file that exists but cannot be read

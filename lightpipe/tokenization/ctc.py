@@ -5,14 +5,13 @@ in frames for timestamps. Matches transformers' ``Wav2Vec2CTCTokenizer``."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputTypeError, ModelNotFoundError
-from ..jsonfile import is_jsonable, read_json
+from ..jsonfile import read_json, save_vocab_tokenizer
 from .auto import AutoTokenizer
 from .batch_encoding import BatchEncoding
 from .decode import clean_up_tokenization
@@ -211,14 +210,7 @@ class Wav2Vec2CTCTokenizer:
         return word_offsets_from_chars(offsets, delimiter)
 
     def save_pretrained(self, folder: str | os.PathLike, **kwargs: Any) -> tuple[str, ...]:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False),
-                                           encoding="utf-8")
-        config = {k: v for k, v in self.init_kwargs.items() if is_jsonable(v)}
-        config["tokenizer_class"] = "Wav2Vec2CTCTokenizer"
-        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        return str(folder / "vocab.json"), str(folder / "tokenizer_config.json")
+        return save_vocab_tokenizer(folder, self.vocab, self.init_kwargs, "Wav2Vec2CTCTokenizer")
 
     def __repr__(self) -> str:
         return f"Wav2Vec2CTCTokenizer(name_or_path={self.name_or_path!r}, vocab_size={len(self)})"

@@ -9,7 +9,6 @@ installed (the reference warns and goes on without it, and so do we).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputTypeError, MissingExtraError, ModelNotFoundError
-from ..jsonfile import is_jsonable, read_json
+from ..jsonfile import read_json, save_vocab_tokenizer
 from .auto import AutoTokenizer
 from .batch_encoding import BatchEncoding
 from .special_tokens import _token_content
@@ -231,14 +230,7 @@ class VitsTokenizer:
         return [self.decode(row, **kwargs) for row in rows]
 
     def save_pretrained(self, folder: str | os.PathLike, **kwargs: Any) -> tuple[str, ...]:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.json").write_text(json.dumps(self.encoder, ensure_ascii=False),
-                                           encoding="utf-8")
-        config = {k: v for k, v in self.init_kwargs.items() if is_jsonable(v)}
-        config["tokenizer_class"] = "VitsTokenizer"
-        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        return str(folder / "vocab.json"), str(folder / "tokenizer_config.json")
+        return save_vocab_tokenizer(folder, self.encoder, self.init_kwargs, "VitsTokenizer")
 
     def __repr__(self) -> str:
         return f"VitsTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size})"
