@@ -10,10 +10,8 @@ one head on [CLS], one on the distillation token, the logits their mean.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
 from ..modeling import ModelOutput
 from .vit import VIT_DEFAULTS, ViTEmbeddings, ViTForImageClassification, ViTModel, ViTPreTrainedModel
 
@@ -26,40 +24,15 @@ _TEACHER = "DeiTForImageClassificationWithTeacher"
 class DeiTEmbeddings(ViTEmbeddings):
     """[CLS], the distillation token, the patches; positions for all (two before the grid)."""
 
+    num_prefix_tokens = 2
+
     def __init__(self, config):
         super().__init__(config)
         self.distillation_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
-        self.position_embeddings = nn.Parameter(
-            torch.zeros(1, self.patch_embeddings.num_patches + 2, config.hidden_size))
 
-    def interpolate_pos_encoding(self, embeddings, height: int, width: int):
-        num_patches = embeddings.shape[1] - 2
-        num_positions = self.position_embeddings.shape[1] - 2
-        if num_patches == num_positions and height == width:
-            return self.position_embeddings
-        dim = embeddings.shape[-1]
-        side = int(num_positions ** 0.5)
-        grid = self.position_embeddings[:, 2:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(height // self.patch_size[0], width // self.patch_size[1]),
-                             mode="bicubic", align_corners=False)
-        grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim)
-        return torch.cat((self.position_embeddings[:, :2], grid), dim=1)
-
-    def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
-        batch, _, height, width = pixel_values.shape
-        if not interpolate_pos_encoding and (height, width) != tuple(self.image_size):
-            raise InputError(
-                f"The images are {height}x{width} pixels but this model reads "
-                f"{self.image_size[0]}x{self.image_size[1]}. Resize them with the model's image "
-                "processor, or pass interpolate_pos_encoding=True.")
-        embeddings = self.patch_embeddings(pixel_values)
-        embeddings = torch.cat((self.cls_token.expand(batch, -1, -1),
-                                self.distillation_token.expand(batch, -1, -1), embeddings), dim=1)
-        if interpolate_pos_encoding:
-            embeddings = embeddings + self.interpolate_pos_encoding(embeddings, height, width)
-        else:
-            embeddings = embeddings + self.position_embeddings
-        return self.dropout(embeddings)
+    def prefix_tokens(self, batch: int) -> torch.Tensor:
+        return torch.cat((self.cls_token.expand(batch, -1, -1),
+                          self.distillation_token.expand(batch, -1, -1)), dim=1)
 
 
 class DeiTPreTrainedModel(ViTPreTrainedModel):

@@ -70,24 +70,31 @@ class ViTEmbeddings(nn.Module):
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.patch_embeddings = ViTPatchEmbeddings(config)
-        self.position_embeddings = nn.Parameter(
-            torch.zeros(1, self.patch_embeddings.num_patches + 1, config.hidden_size))
+        self.position_embeddings = nn.Parameter(torch.zeros(
+            1, self.patch_embeddings.num_patches + self.num_prefix_tokens, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.patch_size = self.patch_embeddings.patch_size
         self.image_size = self.patch_embeddings.image_size
 
+    num_prefix_tokens = 1  # tokens before the patch grid ([CLS]; DeiT adds a distillation token)
+
+    def prefix_tokens(self, batch: int) -> torch.Tensor:
+        """(batch, num_prefix_tokens, hidden): what goes before the patches."""
+        return self.cls_token.expand(batch, -1, -1)
+
     def interpolate_pos_encoding(self, embeddings, height: int, width: int):
-        num_patches = embeddings.shape[1] - 1
-        num_positions = self.position_embeddings.shape[1] - 1
+        prefix = self.num_prefix_tokens
+        num_patches = embeddings.shape[1] - prefix
+        num_positions = self.position_embeddings.shape[1] - prefix
         if num_patches == num_positions and height == width:
             return self.position_embeddings
         dim = embeddings.shape[-1]
         side = int(num_positions ** 0.5)
-        grid = self.position_embeddings[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+        grid = self.position_embeddings[:, prefix:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
         grid = F.interpolate(grid, size=(height // self.patch_size[0], width // self.patch_size[1]),
                              mode="bicubic", align_corners=False)
         grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim)
-        return torch.cat((self.position_embeddings[:, :1], grid), dim=1)
+        return torch.cat((self.position_embeddings[:, :prefix], grid), dim=1)
 
     def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
         batch, _, height, width = pixel_values.shape
@@ -97,7 +104,7 @@ class ViTEmbeddings(nn.Module):
                 f"{self.image_size[0]}x{self.image_size[1]}. Resize them with the model's image "
                 "processor, or pass interpolate_pos_encoding=True.")
         embeddings = self.patch_embeddings(pixel_values)
-        embeddings = torch.cat((self.cls_token.expand(batch, -1, -1), embeddings), dim=1)
+        embeddings = torch.cat((self.prefix_tokens(batch), embeddings), dim=1)
         if interpolate_pos_encoding:
             embeddings = embeddings + self.interpolate_pos_encoding(embeddings, height, width)
         else:
