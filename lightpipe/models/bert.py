@@ -12,6 +12,7 @@ from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
+from .encoder_heads import MaskedLM, SpanClassifier, TokenClassifier, classifier_dropout
 from .layers import Intermediate, SelfAttention, activation, padding_mask, run_layers
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -191,11 +192,6 @@ def check_one_input(input_ids, inputs_embeds) -> None:
         raise InputError("Pass exactly one of input_ids and inputs_embeds.")
 
 
-def classifier_dropout(config) -> float:
-    value = config.get("classifier_dropout")
-    return config.hidden_dropout_prob if value is None else value
-
-
 # 3. Heads.
 class BertForSequenceClassification(BertPreTrainedModel):
     optional_weights = [r"^classifier\.", r"^bert\.pooler\."]
@@ -214,46 +210,12 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
 
 
-class BertForTokenClassification(BertPreTrainedModel):
-    optional_weights = [r"^classifier\."]
+class BertForTokenClassification(TokenClassifier, BertPreTrainedModel):
     ignored_weights = [r"^bert\.pooler\."]
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_hidden_states)
-        logits = self.classifier(self.dropout(out.last_hidden_state))
-        return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
-
-
-class BertForQuestionAnswering(BertPreTrainedModel):
-    optional_weights = [r"^qa_outputs\."]
+class BertForQuestionAnswering(SpanClassifier, BertPreTrainedModel):
     ignored_weights = [r"^bert\.pooler\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_hidden_states)
-        return span_logits(self.qa_outputs(out.last_hidden_state), out)
-
-
-def span_logits(logits: torch.Tensor, out: ModelOutput) -> ModelOutput:
-    """(batch, seq, 2) -> start and end logits, each (batch, seq)."""
-    start_logits, end_logits = logits.split(1, dim=-1)
-    return ModelOutput(start_logits=start_logits.squeeze(-1).contiguous(),
-                       end_logits=end_logits.squeeze(-1).contiguous(),
-                       hidden_states=out.get("hidden_states"))
 
 
 class BertPredictionHeadTransform(nn.Module):
@@ -287,23 +249,14 @@ class BertOnlyMLMHead(nn.Module):
         return self.predictions(hidden_states)
 
 
-class BertForMaskedLM(BertPreTrainedModel):
+class BertForMaskedLM(MaskedLM, BertPreTrainedModel):
     tied_weights = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
                     "cls.predictions.decoder.bias": "cls.predictions.bias"}
     ignored_weights = [r"^bert\.pooler\.", r"^cls\.seq_relationship\."]
+    lm_head_name, lm_head_class = "cls", BertOnlyMLMHead
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                        output_hidden_states)
-        return ModelOutput(logits=self.cls(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
-
+BertPreTrainedModel.model_class = BertModel
 
 # model_type -> head -> class, read by models/__init__.py
 HEADS = {

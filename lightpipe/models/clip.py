@@ -102,26 +102,34 @@ class CLIPEncoder(nn.Module):
 
 
 class CLIPVisionEmbeddings(nn.Module):
+    """Patches (a strided convolution) after a learned class token, plus learned positions,
+    bicubically resized for other image sizes with ``interpolate_pos_encoding``. SigLIP's are
+    these without the class token (``class_token = False``) and with a bias on the patches."""
+
+    class_token = True
+
     def __init__(self, config):
         super().__init__()
         self.patch_size = config.patch_size
         self.image_size = config.image_size
-        self.class_embedding = nn.Parameter(torch.zeros(config.hidden_size))
+        if self.class_token:
+            self.class_embedding = nn.Parameter(torch.zeros(config.hidden_size))
         self.patch_embedding = nn.Conv2d(config.num_channels, config.hidden_size,
                                          kernel_size=config.patch_size, stride=config.patch_size,
-                                         bias=False)
-        self.num_positions = (config.image_size // config.patch_size) ** 2 + 1
+                                         bias=not self.class_token)
+        self.num_positions = (config.image_size // config.patch_size) ** 2 + self.class_token
         self.position_embedding = nn.Embedding(self.num_positions, config.hidden_size)
 
     def positions(self, embeddings, height: int, width: int, interpolate: bool):
         table = self.position_embedding.weight[None]  # (1, positions, hidden)
         if not interpolate or (embeddings.shape[1] == self.num_positions and height == width):
             return table
-        side, dim = int((self.num_positions - 1) ** 0.5), table.shape[-1]
-        grid = table[:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+        first = int(self.class_token)
+        side, dim = int((self.num_positions - first) ** 0.5), table.shape[-1]
+        grid = table[:, first:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
         grid = F.interpolate(grid, size=(height // self.patch_size, width // self.patch_size),
                              mode="bicubic", align_corners=False)
-        return torch.cat((table[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)), dim=1)
+        return torch.cat((table[:, :first], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)), dim=1)
 
     def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
         batch, _, height, width = pixel_values.shape
@@ -130,9 +138,9 @@ class CLIPVisionEmbeddings(nn.Module):
                              f"{self.image_size}x{self.image_size}. Resize them with the model's "
                              "image processor, or pass interpolate_pos_encoding=True.")
         weight = self.patch_embedding.weight
-        patches = self.patch_embedding(pixel_values.to(weight.dtype)).flatten(2).transpose(1, 2)
-        cls = self.class_embedding.expand(batch, 1, -1)
-        embeddings = torch.cat([cls, patches], dim=1)  # (batch, 1 + patches, hidden)
+        embeddings = self.patch_embedding(pixel_values.to(weight.dtype)).flatten(2).transpose(1, 2)
+        if self.class_token:  # (batch, 1 + patches, hidden)
+            embeddings = torch.cat([self.class_embedding.expand(batch, 1, -1), embeddings], dim=1)
         return embeddings + self.positions(embeddings, height, width, interpolate_pos_encoding)
 
 
@@ -163,17 +171,20 @@ class CLIPVisionTransformer(nn.Module):
 
 
 class CLIPTextEmbeddings(nn.Module):
-    def __init__(self, config):
+    """Token plus learned position embeddings (also SigLIP's; ``family`` names the model in
+    the too-long error)."""
+
+    def __init__(self, config, family: str = "CLIP"):
         super().__init__()
+        self.family = family
         self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
         self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
 
     def forward(self, input_ids, position_ids=None):
-        length = input_ids.shape[1]
-        limit = self.position_embedding.num_embeddings
+        length, limit = input_ids.shape[1], self.position_embedding.num_embeddings
         if length > limit:
-            raise InputError(f"The text has {length} tokens but CLIP reads at most {limit}. "
-                             "Truncate it (truncation=True) or shorten the text.")
+            raise InputError(f"The text has {length} tokens but {self.family} reads at most {limit}. "
+                             "Truncate it (truncation=True, max_length=...) or shorten the text.")
         if position_ids is None:
             position_ids = torch.arange(length, device=input_ids.device)[None]
         return self.token_embedding(input_ids) + self.position_embedding(position_ids)

@@ -19,7 +19,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
-from .bert import BertOutput, BertSelfOutput, check_one_input, span_logits
+from .bert import BertOutput, BertSelfOutput, check_one_input
+from .encoder_heads import MaskedLM, SpanClassifier, TokenClassifier
 from .layers import Intermediate, activation, attention, merge_heads, split_heads
 
 # 1. Config fields read, with the defaults config.json may leave out.
@@ -305,7 +306,7 @@ class DebertaV2PreTrainedModel(PreTrainedModel):
 class DebertaV2Model(DebertaV2PreTrainedModel):
     """The encoder; ``last_hidden_state`` (batch, seq, hidden). No pooler."""
 
-    def __init__(self, config):
+    def __init__(self, config, add_pooling_layer: bool = False):  # no pooler in the base model
         super().__init__(config)
         self.embeddings = DebertaV2Embeddings(config)
         self.encoder = DebertaV2Encoder(config)
@@ -322,6 +323,9 @@ class DebertaV2Model(DebertaV2PreTrainedModel):
                                         inputs_embeds)
         hidden_states, all_states = self.encoder(hidden_states, attention_mask, output_hidden_states)
         return ModelOutput(last_hidden_state=hidden_states, hidden_states=all_states)
+
+
+DebertaV2PreTrainedModel.model_class = DebertaV2Model
 
 
 # 3. Heads.
@@ -355,36 +359,12 @@ class DebertaV2ForSequenceClassification(DebertaV2PreTrainedModel):
         return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
 
 
-class DebertaV2ForTokenClassification(DebertaV2PreTrainedModel):
-    optional_weights = [r"^classifier\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.deberta = DebertaV2Model(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return ModelOutput(logits=self.classifier(self.dropout(out.last_hidden_state)),
-                           hidden_states=out.get("hidden_states"))
+class DebertaV2ForTokenClassification(TokenClassifier, DebertaV2PreTrainedModel):
+    pass
 
 
-class DebertaV2ForQuestionAnswering(DebertaV2PreTrainedModel):
-    optional_weights = [r"^qa_outputs\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.deberta = DebertaV2Model(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return span_logits(self.qa_outputs(out.last_hidden_state), out)
+class DebertaV2ForQuestionAnswering(SpanClassifier, DebertaV2PreTrainedModel):
+    pass
 
 
 class PredictionHeadTransform(nn.Module):
@@ -438,7 +418,7 @@ class _Holder(nn.Module):
         self.add_module(name, module)
 
 
-class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
+class DebertaV2ForMaskedLM(MaskedLM, DebertaV2PreTrainedModel):
     """``legacy`` (the config's default) reads ``cls.predictions``; otherwise the original
     ``lm_predictions.lm_head``. Checkpoints with the other head get a fresh one, with a
     warning, as the reference does."""
@@ -447,7 +427,6 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
 
     def __init__(self, config):
         super().__init__(config)
-        self.deberta = DebertaV2Model(config)
         if config.legacy:
             self.cls = _Holder("predictions", LegacyLMPredictionHead(config))
             self.tied_weights = {
@@ -460,16 +439,10 @@ class DebertaV2ForMaskedLM(DebertaV2PreTrainedModel):
             self.optional_weights = [r"^lm_predictions\."]
             self.ignored_weights = [*self.ignored_weights, r"^cls\.predictions\."]
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.deberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
+    def logits(self, hidden_states):
         if self.config.legacy:
-            logits = self.cls.predictions(out.last_hidden_state)
-        else:
-            logits = self.lm_predictions.lm_head(out.last_hidden_state,
-                                                 self.deberta.embeddings.word_embeddings.weight)
-        return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
+            return self.cls.predictions(hidden_states)
+        return self.lm_predictions.lm_head(hidden_states, self.deberta.embeddings.word_embeddings.weight)
 
 
 HEADS = {

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
-from .bert import span_logits
+from .encoder_heads import MaskedLM, SpanClassifier, TokenClassifier
 from .layers import (activation, attention, merge_heads, padding_mask, run_layers,
                      split_heads)
 
@@ -116,7 +116,7 @@ class DistilBertPreTrainedModel(PreTrainedModel):
 
 
 class DistilBertModel(DistilBertPreTrainedModel):
-    def __init__(self, config):
+    def __init__(self, config, add_pooling_layer: bool = False):  # DistilBERT has no pooler
         super().__init__(config)
         self.embeddings = Embeddings(config)
         self.transformer = Transformer(config)
@@ -132,6 +132,9 @@ class DistilBertModel(DistilBertPreTrainedModel):
         hidden_states, all_states = self.transformer(hidden_states, padding_mask(attention_mask),
                                                      output_hidden_states, first_token_only)
         return ModelOutput(last_hidden_state=hidden_states, hidden_states=all_states)
+
+
+DistilBertPreTrainedModel.model_class = DistilBertModel
 
 
 class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
@@ -154,56 +157,26 @@ class DistilBertForSequenceClassification(DistilBertPreTrainedModel):
                            hidden_states=out.get("hidden_states"))
 
 
-class DistilBertForTokenClassification(DistilBertPreTrainedModel):
-    optional_weights = [r"^classifier\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
-        self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.dim, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.distilbert(input_ids, attention_mask, inputs_embeds,
-                              output_hidden_states=output_hidden_states)
-        return ModelOutput(logits=self.classifier(self.dropout(out.last_hidden_state)),
-                           hidden_states=out.get("hidden_states"))
+class DistilBertForTokenClassification(TokenClassifier, DistilBertPreTrainedModel):
+    pass
 
 
-class DistilBertForQuestionAnswering(DistilBertPreTrainedModel):
-    optional_weights = [r"^qa_outputs\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.distilbert = DistilBertModel(config)
-        self.qa_outputs = nn.Linear(config.dim, config.num_labels)
-        self.dropout = nn.Dropout(config.qa_dropout)
-
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.distilbert(input_ids, attention_mask, inputs_embeds,
-                              output_hidden_states=output_hidden_states)
-        return span_logits(self.qa_outputs(self.dropout(out.last_hidden_state)), out)
+class DistilBertForQuestionAnswering(SpanClassifier, DistilBertPreTrainedModel):
+    pass  # the reference's dropout before qa_outputs does nothing at inference
 
 
-class DistilBertForMaskedLM(DistilBertPreTrainedModel):
+class DistilBertForMaskedLM(MaskedLM, DistilBertPreTrainedModel):
     tied_weights = {"vocab_projector.weight": "distilbert.embeddings.word_embeddings.weight"}
 
     def __init__(self, config):
         super().__init__(config)
-        self.distilbert = DistilBertModel(config)
         self.act = activation(config.activation)
         self.vocab_transform = nn.Linear(config.dim, config.dim)
         self.vocab_layer_norm = nn.LayerNorm(config.dim, eps=_EPS)
         self.vocab_projector = nn.Linear(config.dim, config.vocab_size)
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.distilbert(input_ids, attention_mask, inputs_embeds,
-                              output_hidden_states=output_hidden_states)
-        hidden = self.vocab_layer_norm(self.act(self.vocab_transform(out.last_hidden_state)))
-        return ModelOutput(logits=self.vocab_projector(hidden), hidden_states=out.get("hidden_states"))
+    def logits(self, hidden_states):
+        return self.vocab_projector(self.vocab_layer_norm(self.act(self.vocab_transform(hidden_states))))
 
 
 HEADS = {

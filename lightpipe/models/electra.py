@@ -13,9 +13,10 @@ from torch import nn
 
 from ..config import Config
 from ..modeling import ModelOutput
-from .bert import (BERT_DEFAULTS, BertEmbeddings, BertModel, BertPreTrainedModel,
-                   check_one_input, classifier_dropout, span_logits)
+from .bert import BERT_DEFAULTS, BertEmbeddings, BertModel, BertPreTrainedModel, check_one_input
+from .encoder_heads import FirstTokenClassifier, MaskedLM, SpanClassifier, TokenClassifier, TokenHead
 from .layers import activation
+from .roberta import RobertaClassificationHead
 
 # 1. Config fields read, with the defaults config.json may leave out.
 ELECTRA_DEFAULTS = {**BERT_DEFAULTS, "embedding_size": 128, "hidden_size": 256,
@@ -41,7 +42,7 @@ class ElectraModel(ElectraPreTrainedModel, BertModel):
 
     optional_weights = []
 
-    def __init__(self, config):
+    def __init__(self, config, add_pooling_layer: bool = False):  # ELECTRA has no pooler
         super().__init__(config, add_pooling_layer=False)
         if config.embedding_size != config.hidden_size:
             self.embeddings_project = nn.Linear(config.embedding_size, config.hidden_size)
@@ -57,66 +58,25 @@ class ElectraModel(ElectraPreTrainedModel, BertModel):
                                 first_token_only)
 
 
+ElectraPreTrainedModel.model_class = ElectraModel
+
+
 # 3. Heads.
-class ElectraClassificationHead(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, hidden_states):
-        first = self.dropout(hidden_states[:, 0])  # the [CLS] token
-        # GELU where BERT uses tanh: the ELECTRA authors' choice, whatever hidden_act says.
-        return self.out_proj(self.dropout(nn.functional.gelu(self.dense(first))))
+class ElectraClassificationHead(RobertaClassificationHead):
+    # GELU where BERT uses tanh: the ELECTRA authors' choice, whatever hidden_act says.
+    act = staticmethod(nn.functional.gelu)
 
 
-class ElectraForSequenceClassification(ElectraPreTrainedModel):
-    optional_weights = [r"^classifier\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self.classifier = ElectraClassificationHead(config)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states, first_token_only=True)  # the head reads [CLS]
-        return ModelOutput(logits=self.classifier(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
+class ElectraForSequenceClassification(FirstTokenClassifier, ElectraPreTrainedModel):
+    classifier_class = ElectraClassificationHead
 
 
-class ElectraForTokenClassification(ElectraPreTrainedModel):
-    optional_weights = [r"^classifier\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return ModelOutput(logits=self.classifier(self.dropout(out.last_hidden_state)),
-                           hidden_states=out.get("hidden_states"))
+class ElectraForTokenClassification(TokenClassifier, ElectraPreTrainedModel):
+    pass
 
 
-class ElectraForQuestionAnswering(ElectraPreTrainedModel):
-    optional_weights = [r"^qa_outputs\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.electra = ElectraModel(config)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return span_logits(self.qa_outputs(out.last_hidden_state), out)
+class ElectraForQuestionAnswering(SpanClassifier, ElectraPreTrainedModel):
+    pass
 
 
 class ElectraDiscriminatorPredictions(nn.Module):
@@ -132,20 +92,15 @@ class ElectraDiscriminatorPredictions(nn.Module):
         return self.dense_prediction(self.act(self.dense(hidden_states))).squeeze(-1)
 
 
-class ElectraForPreTraining(ElectraPreTrainedModel):
+class ElectraForPreTraining(TokenHead, ElectraPreTrainedModel):
     """The discriminator: ``logits`` (batch, seq), > 0 where a token looks replaced."""
 
     def __init__(self, config):
         super().__init__(config)
-        self.electra = ElectraModel(config)
         self.discriminator_predictions = ElectraDiscriminatorPredictions(config)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return ModelOutput(logits=self.discriminator_predictions(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
+    def logits(self, hidden_states):
+        return self.discriminator_predictions(hidden_states)
 
 
 class ElectraGeneratorPredictions(nn.Module):
@@ -158,23 +113,18 @@ class ElectraGeneratorPredictions(nn.Module):
         return self.LayerNorm(nn.functional.gelu(self.dense(hidden_states)))
 
 
-class ElectraForMaskedLM(ElectraPreTrainedModel):
+class ElectraForMaskedLM(MaskedLM, ElectraPreTrainedModel):
     """The generator (``google/electra-*-generator``): fill-mask."""
 
     tied_weights = {"generator_lm_head.weight": "electra.embeddings.word_embeddings.weight"}
 
     def __init__(self, config):
         super().__init__(config)
-        self.electra = ElectraModel(config)
         self.generator_predictions = ElectraGeneratorPredictions(config)
         self.generator_lm_head = nn.Linear(config.embedding_size, config.vocab_size)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.electra(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        logits = self.generator_lm_head(self.generator_predictions(out.last_hidden_state))
-        return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
+    def logits(self, hidden_states):
+        return self.generator_lm_head(self.generator_predictions(hidden_states))
 
 
 HEADS = {

@@ -24,7 +24,8 @@ from .cache import open_cache
 from .decoder import LastTokenClassifier, causal_mask
 from .layers import activation
 from .llama import (LLAMA_DEFAULTS, LlamaAttention, LlamaForCausalLM, LlamaMLP,
-                    LlamaPreTrainedModel, RotaryEmbedding, head_dim_of, rope_parameters)
+                    LlamaPreTrainedModel, RotaryEmbedding, head_dim_of, rope_parameters,
+                    variant_heads)
 
 # 1. Config fields read, with the defaults config.json may leave out (Gemma2Config's and
 # Gemma3TextConfig's).
@@ -270,21 +271,14 @@ class Gemma3TextModel(Gemma3Variant, Gemma2Model):
     pass
 
 
-class Gemma3ForCausalLM(Gemma3Variant, Gemma2ForCausalLM):
-    model_class = Gemma3TextModel
-
-
 # Sequence classification: a score layer at the last non-pad token (decoder.py), no soft-cap.
 class Gemma2ForSequenceClassification(LastTokenClassifier, Gemma2PreTrainedModel):
     model_class = Gemma2Model
 
 
-class Gemma3TextForSequenceClassification(Gemma3Variant, Gemma2ForSequenceClassification):
-    model_class = Gemma3TextModel
-
-
 # model_type -> head -> class, read by models/__init__.py
 GEMMA2_HEADS = {"AutoModel": Gemma2Model, "AutoModelForCausalLM": Gemma2ForCausalLM,
                 "AutoModelForSequenceClassification": Gemma2ForSequenceClassification}
-GEMMA3_TEXT_HEADS = {"AutoModel": Gemma3TextModel, "AutoModelForCausalLM": Gemma3ForCausalLM,
-                     "AutoModelForSequenceClassification": Gemma3TextForSequenceClassification}
+GEMMA3_TEXT_HEADS = variant_heads(Gemma3Variant, Gemma3TextModel, "Gemma3", Gemma2ForCausalLM,
+                                  Gemma2ForSequenceClassification, classifier_prefix="Gemma3Text")
+Gemma3ForCausalLM, Gemma3TextForSequenceClassification = list(GEMMA3_TEXT_HEADS.values())[1:]

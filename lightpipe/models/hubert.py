@@ -18,9 +18,8 @@ from .layers import activation
 from .wav2vec2 import (
     WAV2VEC2_DEFAULTS,
     Encoder,
-    Wav2Vec2ForCTC,
-    Wav2Vec2ForSequenceClassification,
     Wav2Vec2Model,
+    speech_variant_heads,
 )
 
 # 1. Config fields read beyond Wav2Vec2's, with the defaults config.json may leave out.
@@ -81,17 +80,5 @@ class HubertModel(_Hubert, Wav2Vec2Model):
 
 
 # 3. Heads.
-class HubertForCTC(_Hubert, Wav2Vec2ForCTC):
-    base_class = HubertModel
-
-
-class HubertForSequenceClassification(_Hubert, Wav2Vec2ForSequenceClassification):
-    base_class = HubertModel
-
-
-HEADS = {
-    "AutoModel": HubertModel,
-    "AutoModelForCTC": HubertForCTC,
-    "AutoModelForAudioClassification": HubertForSequenceClassification,
-    "AutoModelForSequenceClassification": HubertForSequenceClassification,
-}
+HEADS = speech_variant_heads(_Hubert, HubertModel, "Hubert")
+HubertForCTC, HubertForSequenceClassification = HEADS["AutoModelForCTC"], HEADS["AutoModelForSequenceClassification"]

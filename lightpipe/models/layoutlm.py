@@ -15,7 +15,8 @@ from torch import nn
 from ..errors import InputError
 from ..modeling import ModelOutput
 from .bert import (BERT_DEFAULTS, BertEmbeddings, BertModel, BertOnlyMLMHead, BertPreTrainedModel,
-                   check_one_input, span_logits)
+                   check_one_input)
+from .encoder_heads import MaskedLM, SpanClassifier, TokenClassifier
 
 # 1. Config fields read (BERT's, plus the size of the 2-D position tables).
 LAYOUTLM_DEFAULTS = {**BERT_DEFAULTS, "max_2d_position_embeddings": 1024}
@@ -90,43 +91,18 @@ class LayoutLMModel(LayoutLMPreTrainedModel, BertModel):
                                 first_token_only)
 
 
+LayoutLMPreTrainedModel.model_class = LayoutLMModel
+
+
 # 3. Heads. Every head of the reference builds the pooler; those that do not read it skip it.
-class LayoutLMForQuestionAnswering(LayoutLMPreTrainedModel):
+class LayoutLMForQuestionAnswering(SpanClassifier, LayoutLMPreTrainedModel):
     """Start and end logits over the tokens (extractive document question answering)."""
 
-    optional_weights = [r"^qa_outputs\."]
     ignored_weights = [r"^layoutlm\.pooler\."]
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.layoutlm = LayoutLMModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, output_hidden_states=False,
-                **unused) -> ModelOutput:
-        out = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, position_ids,
-                            inputs_embeds, output_hidden_states)
-        return span_logits(self.qa_outputs(out.last_hidden_state), out)
-
-
-class LayoutLMForTokenClassification(LayoutLMPreTrainedModel):
-    optional_weights = [r"^classifier\."]
+class LayoutLMForTokenClassification(TokenClassifier, LayoutLMPreTrainedModel):
     ignored_weights = [r"^layoutlm\.pooler\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.layoutlm = LayoutLMModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, output_hidden_states=False,
-                **unused) -> ModelOutput:
-        out = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, position_ids,
-                            inputs_embeds, output_hidden_states)
-        return ModelOutput(logits=self.classifier(self.dropout(out.last_hidden_state)),
-                           hidden_states=out.get("hidden_states"))
 
 
 class LayoutLMForSequenceClassification(LayoutLMPreTrainedModel):
@@ -148,23 +124,11 @@ class LayoutLMForSequenceClassification(LayoutLMPreTrainedModel):
                            hidden_states=out.get("hidden_states"))
 
 
-class LayoutLMForMaskedLM(LayoutLMPreTrainedModel):
+class LayoutLMForMaskedLM(MaskedLM, LayoutLMPreTrainedModel):
     tied_weights = {"cls.predictions.decoder.weight": "layoutlm.embeddings.word_embeddings.weight",
                     "cls.predictions.decoder.bias": "cls.predictions.bias"}
     ignored_weights = [r"^layoutlm\.pooler\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.layoutlm = LayoutLMModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
-
-    def forward(self, input_ids=None, bbox=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, inputs_embeds=None, output_hidden_states=False,
-                **unused) -> ModelOutput:
-        out = self.layoutlm(input_ids, bbox, attention_mask, token_type_ids, position_ids,
-                            inputs_embeds, output_hidden_states)
-        return ModelOutput(logits=self.cls(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
+    lm_head_name, lm_head_class = "cls", BertOnlyMLMHead
 
 
 # model_type -> head -> class, read by models/__init__.py

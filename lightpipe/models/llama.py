@@ -434,16 +434,8 @@ class MistralModel(MistralVariant, LlamaModel):
     pass
 
 
-class MistralForCausalLM(MistralVariant, LlamaForCausalLM):
-    model_class = MistralModel
-
-
 class Qwen2Model(Qwen2Variant, LlamaModel):
     pass
-
-
-class Qwen2ForCausalLM(Qwen2Variant, LlamaForCausalLM):
-    model_class = Qwen2Model
 
 
 # Sequence classification: a score layer at the last non-pad token (decoder.py).
@@ -451,19 +443,25 @@ class LlamaForSequenceClassification(LastTokenClassifier, LlamaPreTrainedModel):
     model_class = LlamaModel
 
 
-class MistralForSequenceClassification(MistralVariant, LlamaForSequenceClassification):
-    model_class = MistralModel
-
-
-class Qwen2ForSequenceClassification(Qwen2Variant, LlamaForSequenceClassification):
-    model_class = Qwen2Model
+def variant_heads(variant: type, model: type, prefix: str, causal: type = LlamaForCausalLM,
+                  classifier: type = LlamaForSequenceClassification,
+                  classifier_prefix: str | None = None) -> dict[str, type]:
+    """A variant's heads table: ``model``, and the causal-LM and sequence-classification heads
+    (``causal`` and ``classifier`` with the variant mixed in, over ``model``), named as the
+    reference names them (``{prefix}ForCausalLM``). The caller binds the classes to module
+    names too, so they import and pickle as written classes do."""
+    def make(name: str, base: type) -> type:
+        return type(name, (variant, base), {"model_class": model, "__module__": model.__module__,
+                                            "__qualname__": name})
+    return {"AutoModel": model, "AutoModelForCausalLM": make(f"{prefix}ForCausalLM", causal),
+            "AutoModelForSequenceClassification":
+                make(f"{classifier_prefix or prefix}ForSequenceClassification", classifier)}
 
 
 # model_type -> head -> class, read by models/__init__.py
-_CLASSIFY = "AutoModelForSequenceClassification"
 HEADS = {"AutoModel": LlamaModel, "AutoModelForCausalLM": LlamaForCausalLM,
-         _CLASSIFY: LlamaForSequenceClassification}
-MISTRAL_HEADS = {"AutoModel": MistralModel, "AutoModelForCausalLM": MistralForCausalLM,
-                 _CLASSIFY: MistralForSequenceClassification}
-QWEN2_HEADS = {"AutoModel": Qwen2Model, "AutoModelForCausalLM": Qwen2ForCausalLM,
-               _CLASSIFY: Qwen2ForSequenceClassification}
+         "AutoModelForSequenceClassification": LlamaForSequenceClassification}
+MISTRAL_HEADS = variant_heads(MistralVariant, MistralModel, "Mistral")
+MistralForCausalLM, MistralForSequenceClassification = list(MISTRAL_HEADS.values())[1:]
+QWEN2_HEADS = variant_heads(Qwen2Variant, Qwen2Model, "Qwen2")
+Qwen2ForCausalLM, Qwen2ForSequenceClassification = list(QWEN2_HEADS.values())[1:]

@@ -20,6 +20,8 @@ are the prompt's ids followed by the new tokens, as the reference returns.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -120,7 +122,17 @@ class LlavaForConditionalGeneration(GenerationMixin, PreTrainedModel):
             picked = [states[:, 1:] for states in picked]  # drop the CLS state
         return self.model.multi_modal_projector(torch.cat(picked, dim=-1))
 
-    def embed_with_images(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+    # Processor outputs, beside pixel_values, that the image features read (OneVision's
+    # image_sizes and batch_num_images); forward and generate pass them on.
+    image_input_names: tuple[str, ...] = ()
+
+    def image_rows(self, pixel_values: torch.Tensor, **image_inputs: Any) -> torch.Tensor:
+        """The features of all the images, one row per image token: (tokens, hidden)."""
+        features = self.get_image_features(pixel_values)
+        return features.reshape(-1, features.shape[-1])
+
+    def embed_with_images(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None,
+                          **image_inputs: Any) -> torch.Tensor:
         """The prompt's embeddings, the ``<image>`` tokens' replaced by the image features."""
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             raise InputError("input_ids must be a 2-D tensor of token ids (batch, sequence); the "
@@ -135,25 +147,23 @@ class LlavaForConditionalGeneration(GenerationMixin, PreTrainedModel):
                 raise InputError(f"The prompt has {tokens} image tokens but no pixel_values were "
                                  "given: pass the images (the processor's pixel_values).")
             return embeds
-        features = self.get_image_features(pixel_values.to(self.dtype))
-        features = features.reshape(-1, features.shape[-1])
+        features = self.image_rows(pixel_values.to(self.dtype), **image_inputs)
         if tokens != features.shape[0]:
-            per_image = features.shape[0] // max(pixel_values.shape[0], 1)
             raise InputError(
                 f"Image features and image tokens do not match: the prompt has {tokens} image "
-                f"tokens but {pixel_values.shape[0]} image(s) give {features.shape[0]} features "
-                f"({per_image} each). Put one <image> per image in the prompt and let the "
-                "processor expand it.")
+                f"tokens but {pixel_values.shape[0]} image input(s) give {features.shape[0]} "
+                "features. Put one <image> per image in the prompt and let the processor expand it.")
         return embeds.masked_scatter(image_mask[..., None], features.to(embeds.dtype))
 
     # --- running ---
     def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None,
                 cache=None, inputs_embeds=None, use_cache=None, logits_to_keep: int = 0,
-                **unused) -> ModelOutput:
+                **kwargs) -> ModelOutput:
         if inputs_embeds is None:
             if input_ids is None:
                 raise InputError("Pass input_ids (with pixel_values for the images) or inputs_embeds.")
-            inputs_embeds = self.embed_with_images(input_ids, pixel_values)
+            image_inputs = {name: kwargs.get(name) for name in self.image_input_names}
+            inputs_embeds = self.embed_with_images(input_ids, pixel_values, **image_inputs)
         elif pixel_values is not None:
             raise InputError("Pass pixel_values with input_ids, not with inputs_embeds.")
         out = self.model.language_model(None, attention_mask, position_ids, cache, inputs_embeds,
@@ -162,13 +172,15 @@ class LlavaForConditionalGeneration(GenerationMixin, PreTrainedModel):
 
     @torch.no_grad()
     def generate(self, input_ids=None, pixel_values=None, attention_mask=None, inputs_embeds=None,
-                 image_sizes=None, **kwargs):
+                 **kwargs):
         """As the reference: the prompt ids (with pixel_values) -> prompt ids + new tokens."""
+        image_inputs = {name: kwargs.pop(name, None) for name in self.image_input_names}
+        kwargs.pop("image_sizes", None)  # some LLaVA processors give it; LLaVA reads none
         if inputs_embeds is None and input_ids is not None:
             device = self.device
             input_ids = input_ids.to(device)
             pixel_values = pixel_values.to(device) if pixel_values is not None else None
-            inputs_embeds = self.embed_with_images(input_ids, pixel_values)
+            inputs_embeds = self.embed_with_images(input_ids, pixel_values, **image_inputs)
         elif pixel_values is not None:
             raise InputError("Pass pixel_values with input_ids (the processor's output).")
         if inputs_embeds is None:

@@ -90,6 +90,7 @@ class LlavaOnevisionForConditionalGeneration(LlavaForConditionalGeneration):
     the processor's outputs (``pixel_values``: (images, views, 3, size, size))."""
 
     config_defaults = ONEVISION_DEFAULTS
+    image_input_names = ("image_sizes", "batch_num_images")
     checkpoint_renames = [(r"^image_newline$", "model.image_newline"),
                           *LlavaForConditionalGeneration.checkpoint_renames]
 
@@ -153,48 +154,9 @@ class LlavaOnevisionForConditionalGeneration(LlavaForConditionalGeneration):
         grid = torch.cat([grid, newline[:, None, None].expand(hidden, grid.shape[1], 1)], dim=-1)
         return torch.cat([base, grid.flatten(1).t()])
 
-    def embed_with_images(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None,
-                          image_sizes=None, batch_num_images=None) -> torch.Tensor:
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-            raise InputError("input_ids must be a 2-D tensor of token ids (batch, sequence); the "
-                             "processor gives one with return_tensors='pt'.")
-        image_mask = input_ids == self.config.image_token_index
-        embeds = self.get_input_embeddings()(input_ids.masked_fill(image_mask, 0))
-        tokens = int(image_mask.sum())
-        if pixel_values is None:
-            if tokens:
-                raise InputError(f"The prompt has {tokens} image tokens but no pixel_values were "
-                                 "given: pass the images (the processor's pixel_values).")
-            return embeds
-        features = torch.cat(self.get_image_features(pixel_values.to(self.dtype), image_sizes,
-                                                     batch_num_images))
-        if tokens != features.shape[0]:
-            raise InputError(f"Image features and image tokens do not match: the prompt has "
-                             f"{tokens} image tokens but the images give {features.shape[0]} "
-                             "features. Put one <image> per image in the prompt and let the "
-                             "processor expand it.")
-        return embeds.masked_scatter(image_mask[..., None], features.to(embeds.dtype))
-
-    # --- running ---
-    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None,
-                cache=None, inputs_embeds=None, use_cache=None, logits_to_keep: int = 0,
-                image_sizes=None, batch_num_images=None, **unused):
-        if inputs_embeds is None and input_ids is not None:
-            inputs_embeds = self.embed_with_images(input_ids, pixel_values, image_sizes, batch_num_images)
-            pixel_values = None
-        return super().forward(None, pixel_values, attention_mask, position_ids, cache,
-                               inputs_embeds, use_cache, logits_to_keep)
-
-    @torch.no_grad()
-    def generate(self, input_ids=None, pixel_values=None, attention_mask=None, inputs_embeds=None,
-                 image_sizes=None, batch_num_images=None, **kwargs):
-        if inputs_embeds is None and input_ids is not None:
-            input_ids = input_ids.to(self.device)
-            pixels = pixel_values.to(self.device) if pixel_values is not None else None
-            inputs_embeds = self.embed_with_images(input_ids, pixels, image_sizes, batch_num_images)
-            pixel_values = None
-        return super().generate(input_ids=input_ids, pixel_values=pixel_values,
-                                attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+    def image_rows(self, pixel_values: torch.Tensor, image_sizes=None, batch_num_images=None,
+                   **unused) -> torch.Tensor:
+        return torch.cat(self.get_image_features(pixel_values, image_sizes, batch_num_images))
 
 
 HEADS = {

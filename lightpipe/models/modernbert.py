@@ -19,7 +19,8 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from ..modeling import ModelOutput, PreTrainedModel
-from .bert import check_one_input, span_logits
+from .bert import check_one_input
+from .encoder_heads import MaskedLM, TokenHead, span_logits
 from .layers import activation, attention, check_heads, merge_heads
 from .llama import RotaryEmbedding, rotate
 
@@ -198,7 +199,7 @@ class ModernBertPreTrainedModel(PreTrainedModel):
 class ModernBertModel(ModernBertPreTrainedModel):
     """The encoder; ``last_hidden_state`` (batch, seq, hidden), after the final norm."""
 
-    def __init__(self, config):
+    def __init__(self, config, add_pooling_layer: bool = False):  # no pooler
         super().__init__(config)
         kinds = layer_types(config)
         self.embeddings = ModernBertEmbeddings(config)
@@ -236,13 +237,15 @@ class ModernBertModel(ModernBertPreTrainedModel):
                            hidden_states=tuple(all_states) if all_states else None)
 
 
+ModernBertPreTrainedModel.model_class = ModernBertModel
+
+
 # 3. Heads.
-class ModernBertForMaskedLM(ModernBertPreTrainedModel):
+class ModernBertForMaskedLM(MaskedLM, ModernBertPreTrainedModel):
     tied_weights = {"decoder.weight": "model.embeddings.tok_embeddings.weight"}
 
     def __init__(self, config):
         super().__init__(config)
-        self.model = ModernBertModel(config)
         self.head = ModernBertPredictionHead(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size,
                                  bias=bool(config.decoder_bias))
@@ -250,31 +253,41 @@ class ModernBertForMaskedLM(ModernBertPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds,
-                         output_hidden_states)
-        return ModelOutput(logits=self.decoder(self.head(out.last_hidden_state)),
-                           hidden_states=out.get("hidden_states"))
+    def logits(self, hidden_states):
+        return self.decoder(self.head(hidden_states))
 
 
-class ModernBertForSequenceClassification(ModernBertPreTrainedModel):
+class ModernBertForTokenClassification(TokenHead, ModernBertPreTrainedModel):
+    """The prediction head (dense, act, norm), then the classifier, on every token."""
+
     optional_weights = [r"^classifier\."]
 
     def __init__(self, config):
         super().__init__(config)
-        if config.classifier_pooling not in ("cls", "mean"):
-            raise UnsupportedModelError(f"classifier_pooling {config.classifier_pooling!r}: "
-                                        "ModernBERT pools 'cls' or 'mean'; fix config.json.")
-        self.model = ModernBertModel(config)
         self.head = ModernBertPredictionHead(config)
         self.drop = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds,
-                         output_hidden_states)
+    def logits(self, hidden_states):
+        return self.classifier(self.drop(self.head(hidden_states)))
+
+
+class ModernBertForQuestionAnswering(ModernBertForTokenClassification):
+    def outputs(self, out: ModelOutput) -> ModelOutput:
+        return span_logits(self.logits(out.last_hidden_state), out)
+
+
+class ModernBertForSequenceClassification(ModernBertForTokenClassification):
+    """The same head on the [CLS] state or the mean of the real tokens' (classifier_pooling)."""
+
+    def __init__(self, config):
+        if config.classifier_pooling not in ("cls", "mean"):
+            raise UnsupportedModelError(f"classifier_pooling {config.classifier_pooling!r}: "
+                                        "ModernBERT pools 'cls' or 'mean'; fix config.json.")
+        super().__init__(config)
+
+    def forward(self, input_ids=None, attention_mask=None, *args, **kwargs) -> ModelOutput:
+        out = self.encode(input_ids, attention_mask, *args, **kwargs)
         states = out.last_hidden_state
         if self.config.classifier_pooling == "cls":
             pooled = states[:, 0]
@@ -283,34 +296,7 @@ class ModernBertForSequenceClassification(ModernBertPreTrainedModel):
                 attention_mask = torch.ones(states.shape[:2], device=states.device)
             weights = attention_mask.to(states.device, states.dtype).unsqueeze(-1)
             pooled = (states * weights).sum(dim=1) / weights.sum(dim=1)
-        logits = self.classifier(self.drop(self.head(pooled)))
-        return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
-
-
-class ModernBertForTokenClassification(ModernBertPreTrainedModel):
-    optional_weights = [r"^classifier\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.model = ModernBertModel(config)
-        self.head = ModernBertPredictionHead(config)
-        self.drop = nn.Dropout(config.classifier_dropout)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds,
-                         output_hidden_states)
-        logits = self.classifier(self.drop(self.head(out.last_hidden_state)))
-        return ModelOutput(logits=logits, hidden_states=out.get("hidden_states"))
-
-
-class ModernBertForQuestionAnswering(ModernBertForTokenClassification):
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = super().forward(input_ids, attention_mask, position_ids, inputs_embeds,
-                              output_hidden_states)
-        return span_logits(out.logits, out)
+        return ModelOutput(logits=self.logits(pooled), hidden_states=out.get("hidden_states"))
 
 
 HEADS = {

@@ -16,29 +16,17 @@ from torch import nn
 
 from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
-from .bert import BertLayer, BertPooler, check_one_input, classifier_dropout, span_logits
+from .bert import BERT_DEFAULTS, BertLayer, BertPooler, check_one_input
+from .encoder_heads import FirstTokenClassifier, MaskedLM, SpanClassifier, TokenClassifier
 from .layers import attention, check_heads, merge_heads, run_layers, split_heads
 from .roberta import RobertaClassificationHead, RobertaEmbeddings, RobertaLMHead
 
 # 1. Config fields read, with the defaults config.json may leave out.
-MPNET_DEFAULTS = {
-    "vocab_size": 30527,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 512,
-    "initializer_range": 0.02,
-    "layer_norm_eps": 1e-12,
-    "relative_attention_num_buckets": 32,
-    "pad_token_id": 1,
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-    "classifier_dropout": None,
-}
+# BERT's, without token types and position-embedding kinds (a config that names them is fine).
+MPNET_DEFAULTS = {**{k: v for k, v in BERT_DEFAULTS.items()
+                     if k not in ("type_vocab_size", "position_embedding_type")},
+                  "vocab_size": 30527, "relative_attention_num_buckets": 32, "pad_token_id": 1,
+                  "bos_token_id": 0, "eos_token_id": 2}
 _PADDING_IDX = 1  # MPNet's embeddings fix it, whatever pad_token_id says
 # The bucket function always uses 32 buckets and distances up to 128, as the reference does;
 # relative_attention_num_buckets sizes only the bias table.
@@ -189,70 +177,26 @@ class MPNetModel(MPNetPreTrainedModel):
                            hidden_states=all_states)
 
 
+MPNetPreTrainedModel.model_class = MPNetModel
+
+
 # 3. Heads.
-class MPNetForSequenceClassification(MPNetPreTrainedModel):
-    optional_weights = [r"^classifier\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.mpnet = MPNetModel(config, add_pooling_layer=False)
-        self.classifier = RobertaClassificationHead(config)  # dense, tanh, out_proj on <s>
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.mpnet(input_ids, attention_mask, position_ids, inputs_embeds,
-                         output_hidden_states, first_token_only=True)  # the head reads <s>
-        return ModelOutput(logits=self.classifier(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
+class MPNetForSequenceClassification(FirstTokenClassifier, MPNetPreTrainedModel):
+    classifier_class = RobertaClassificationHead  # dense, tanh, out_proj on <s>
 
 
-class MPNetForTokenClassification(MPNetPreTrainedModel):
-    optional_weights = [r"^classifier\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.mpnet = MPNetModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.mpnet(input_ids, attention_mask, position_ids, inputs_embeds,
-                         output_hidden_states)
-        return ModelOutput(logits=self.classifier(self.dropout(out.last_hidden_state)),
-                           hidden_states=out.get("hidden_states"))
+class MPNetForTokenClassification(TokenClassifier, MPNetPreTrainedModel):
+    pass
 
 
-class MPNetForQuestionAnswering(MPNetPreTrainedModel):
-    optional_weights = [r"^qa_outputs\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.mpnet = MPNetModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.mpnet(input_ids, attention_mask, position_ids, inputs_embeds,
-                         output_hidden_states)
-        return span_logits(self.qa_outputs(out.last_hidden_state), out)
+class MPNetForQuestionAnswering(SpanClassifier, MPNetPreTrainedModel):
+    pass
 
 
-class MPNetForMaskedLM(MPNetPreTrainedModel):
+class MPNetForMaskedLM(MaskedLM, MPNetPreTrainedModel):
     tied_weights = {"lm_head.decoder.weight": "mpnet.embeddings.word_embeddings.weight",
                     "lm_head.decoder.bias": "lm_head.bias"}
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.mpnet = MPNetModel(config, add_pooling_layer=False)
-        self.lm_head = RobertaLMHead(config)  # exact GELU, as MPNet's
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None,
-                output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.mpnet(input_ids, attention_mask, position_ids, inputs_embeds,
-                         output_hidden_states)
-        return ModelOutput(logits=self.lm_head(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
+    lm_head_class = RobertaLMHead  # exact GELU, as MPNet's
 
 
 HEADS = {

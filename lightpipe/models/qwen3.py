@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear import Linear
-from .llama import (LLAMA_DEFAULTS, LlamaDecoderLayer, LlamaForCausalLM,
-                    LlamaForSequenceClassification, LlamaMLP, LlamaModel, Qwen2Variant, RMSNorm)
+from .llama import (LLAMA_DEFAULTS, LlamaDecoderLayer, LlamaMLP, LlamaModel, Qwen2Variant, RMSNorm,
+                    variant_heads)
 
 # 1. Config fields read, with the defaults config.json may leave out (Qwen3Config's).
 QWEN3_DEFAULTS = {**LLAMA_DEFAULTS, "vocab_size": 151936, "intermediate_size": 22016,
@@ -109,10 +109,6 @@ class Qwen3Model(Qwen3Variant, LlamaModel):
     layer_class = Qwen3DecoderLayer
 
 
-class Qwen3ForCausalLM(Qwen3Variant, LlamaForCausalLM):
-    model_class = Qwen3Model
-
-
 class Qwen3MoeVariant(Qwen3Variant):
     """Every layer attends within ``sliding_window`` when ``use_sliding_window``."""
 
@@ -131,20 +127,8 @@ class Qwen3MoeModel(Qwen3MoeVariant, LlamaModel):
         return None  # the MoE blocks have no lean one-token path: the layers run as they are
 
 
-class Qwen3MoeForCausalLM(Qwen3MoeVariant, LlamaForCausalLM):
-    model_class = Qwen3MoeModel
-
-
-class Qwen3ForSequenceClassification(Qwen3Variant, LlamaForSequenceClassification):
-    model_class = Qwen3Model
-
-
-class Qwen3MoeForSequenceClassification(Qwen3MoeVariant, LlamaForSequenceClassification):
-    model_class = Qwen3MoeModel
-
-
 # model_type -> head -> class, read by models/__init__.py
-HEADS = {"AutoModel": Qwen3Model, "AutoModelForCausalLM": Qwen3ForCausalLM,
-         "AutoModelForSequenceClassification": Qwen3ForSequenceClassification}
-MOE_HEADS = {"AutoModel": Qwen3MoeModel, "AutoModelForCausalLM": Qwen3MoeForCausalLM,
-             "AutoModelForSequenceClassification": Qwen3MoeForSequenceClassification}
+HEADS = variant_heads(Qwen3Variant, Qwen3Model, "Qwen3")
+Qwen3ForCausalLM, Qwen3ForSequenceClassification = list(HEADS.values())[1:]
+MOE_HEADS = variant_heads(Qwen3MoeVariant, Qwen3MoeModel, "Qwen3Moe")
+Qwen3MoeForCausalLM, Qwen3MoeForSequenceClassification = list(MOE_HEADS.values())[1:]

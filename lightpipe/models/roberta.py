@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..modeling import ModelOutput
-from .bert import (BERT_DEFAULTS, BertEmbeddings, BertModel, BertPreTrainedModel,
-                   classifier_dropout, span_logits)
+from .bert import BERT_DEFAULTS, BertEmbeddings, BertModel, BertPreTrainedModel
+from .encoder_heads import FirstTokenClassifier, MaskedLM, SpanClassifier, TokenClassifier, classifier_dropout
 
 ROBERTA_DEFAULTS = {**BERT_DEFAULTS, "vocab_size": 50265, "pad_token_id": 1, "bos_token_id": 0,
                     "eos_token_id": 2, "layer_norm_eps": 1e-5, "type_vocab_size": 1,
@@ -47,7 +46,14 @@ class RobertaModel(RobertaPreTrainedModel, BertModel):
     pass
 
 
+RobertaPreTrainedModel.model_class = RobertaModel
+
+
 class RobertaClassificationHead(nn.Module):
+    """dense, tanh, out_proj on the first token (ELECTRA's head is this one with GELU)."""
+
+    act = staticmethod(torch.tanh)
+
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
@@ -56,58 +62,20 @@ class RobertaClassificationHead(nn.Module):
 
     def forward(self, hidden_states):
         first = self.dropout(hidden_states[:, 0])  # the <s> token
-        return self.out_proj(self.dropout(torch.tanh(self.dense(first))))
+        return self.out_proj(self.dropout(self.act(self.dense(first))))
 
 
-class RobertaForSequenceClassification(RobertaPreTrainedModel):
-    optional_weights = [r"^classifier\."]
+class RobertaForSequenceClassification(FirstTokenClassifier, RobertaPreTrainedModel):
+    ignored_weights = [r"^roberta\.pooler\."]
+    classifier_class = RobertaClassificationHead
+
+
+class RobertaForTokenClassification(TokenClassifier, RobertaPreTrainedModel):
     ignored_weights = [r"^roberta\.pooler\."]
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.classifier = RobertaClassificationHead(config)
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states, first_token_only=True)  # the head reads <s>
-        return ModelOutput(logits=self.classifier(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
-
-
-class RobertaForTokenClassification(RobertaPreTrainedModel):
-    optional_weights = [r"^classifier\."]
+class RobertaForQuestionAnswering(SpanClassifier, RobertaPreTrainedModel):
     ignored_weights = [r"^roberta\.pooler\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.dropout = nn.Dropout(classifier_dropout(config))
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return ModelOutput(logits=self.classifier(self.dropout(out.last_hidden_state)),
-                           hidden_states=out.get("hidden_states"))
-
-
-class RobertaForQuestionAnswering(RobertaPreTrainedModel):
-    optional_weights = [r"^qa_outputs\."]
-    ignored_weights = [r"^roberta\.pooler\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return span_logits(self.qa_outputs(out.last_hidden_state), out)
 
 
 class RobertaLMHead(nn.Module):
@@ -123,22 +91,11 @@ class RobertaLMHead(nn.Module):
         return self.decoder(self.layer_norm(F.gelu(self.dense(hidden_states))))
 
 
-class RobertaForMaskedLM(RobertaPreTrainedModel):
+class RobertaForMaskedLM(MaskedLM, RobertaPreTrainedModel):
     tied_weights = {"lm_head.decoder.weight": "roberta.embeddings.word_embeddings.weight",
                     "lm_head.decoder.bias": "lm_head.bias"}
     ignored_weights = [r"^roberta\.pooler\."]
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.roberta = RobertaModel(config, add_pooling_layer=False)
-        self.lm_head = RobertaLMHead(config)
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, output_hidden_states=False, **unused) -> ModelOutput:
-        out = self.roberta(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           output_hidden_states)
-        return ModelOutput(logits=self.lm_head(out.last_hidden_state),
-                           hidden_states=out.get("hidden_states"))
+    lm_head_class = RobertaLMHead
 
 
 HEADS = {

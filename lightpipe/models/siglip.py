@@ -12,13 +12,12 @@ by ``text_model.head``; ``logits = cos * exp(logit_scale) + logit_bias``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
 from ..errors import InputError
 from ..modeling import ModelOutput, PreTrainedModel
-from .clip import CLIPEncoder, CLIPMLP, sub_config
+from .clip import CLIPEncoder, CLIPMLP, CLIPTextEmbeddings, CLIPVisionEmbeddings, sub_config
 from .layers import check_heads, padding_mask
 from .vit import check_pixels
 
@@ -44,35 +43,8 @@ def vision_config_of(config: Config) -> Config:
 
 
 # 2. Modules.
-class SiglipVisionEmbeddings(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.patch_size = config.patch_size
-        self.image_size = config.image_size
-        self.patch_embedding = nn.Conv2d(config.num_channels, config.hidden_size,
-                                         kernel_size=config.patch_size, stride=config.patch_size)
-        self.num_positions = (config.image_size // config.patch_size) ** 2
-        self.position_embedding = nn.Embedding(self.num_positions, config.hidden_size)
-
-    def positions(self, num_patches: int, height: int, width: int, interpolate: bool):
-        table = self.position_embedding.weight[None]  # (1, positions, hidden)
-        if not interpolate or (num_patches == self.num_positions and height == width):
-            return table
-        side, dim = int(self.num_positions ** 0.5), table.shape[-1]
-        grid = table.reshape(1, side, side, dim).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(height // self.patch_size, width // self.patch_size),
-                             mode="bicubic", align_corners=False)
-        return grid.permute(0, 2, 3, 1).reshape(1, -1, dim)
-
-    def forward(self, pixel_values, interpolate_pos_encoding: bool = False):
-        height, width = pixel_values.shape[-2:]
-        if not interpolate_pos_encoding and (height != self.image_size or width != self.image_size):
-            raise InputError(f"The images are {height}x{width} pixels but this model reads "
-                             f"{self.image_size}x{self.image_size}. Resize them with the model's "
-                             "image processor, or pass interpolate_pos_encoding=True.")
-        weight = self.patch_embedding.weight
-        patches = self.patch_embedding(pixel_values.to(weight.dtype)).flatten(2).transpose(1, 2)
-        return patches + self.positions(patches.shape[1], height, width, interpolate_pos_encoding)
+class SiglipVisionEmbeddings(CLIPVisionEmbeddings):
+    class_token = False
 
 
 class SiglipMultiheadAttentionPoolingHead(nn.Module):
@@ -98,16 +70,18 @@ class SiglipVisionTransformer(nn.Module):
     pool (None when ``vision_use_head`` is false)."""
 
     name = "SigLIP's vision model"  # for error messages
+    embeddings_class = SiglipVisionEmbeddings  # SigLIP 2 changes these two
+    head_class = SiglipMultiheadAttentionPoolingHead
 
     def __init__(self, config):
         super().__init__()
         check_heads(config.hidden_size, config.num_attention_heads)
         self.config = self.tower_config = config
-        self.embeddings = SiglipVisionEmbeddings(config)
+        self.embeddings = self.embeddings_class(config)
         self.encoder = CLIPEncoder(config)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         if config.vision_use_head:
-            self.head = SiglipMultiheadAttentionPoolingHead(config)
+            self.head = self.head_class(config)
 
     def forward(self, pixel_values, interpolate_pos_encoding=False, output_hidden_states=False):
         # also SiglipVisionModel's forward, over the same attributes
@@ -119,20 +93,8 @@ class SiglipVisionTransformer(nn.Module):
         return ModelOutput(last_hidden_state=hidden_states, pooler_output=pooled, hidden_states=states)
 
 
-class SiglipTextEmbeddings(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.token_embedding = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position_embedding = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-
-    def forward(self, input_ids, position_ids=None):
-        length, limit = input_ids.shape[1], self.position_embedding.num_embeddings
-        if length > limit:
-            raise InputError(f"The text has {length} tokens but SigLIP reads at most {limit}. "
-                             "Truncate it (truncation=True, max_length=...) or shorten the text.")
-        if position_ids is None:
-            position_ids = torch.arange(length, device=input_ids.device)[None]
-        return self.token_embedding(input_ids) + self.position_embedding(position_ids)
+def SiglipTextEmbeddings(config) -> CLIPTextEmbeddings:
+    return CLIPTextEmbeddings(config, "SigLIP")
 
 
 class SiglipTextTransformer(nn.Module):
@@ -171,13 +133,15 @@ class SiglipModel(SiglipPreTrainedModel):
     each tower's outputs."""
 
     main_input_name = "input_ids"
+    vision_tower = SiglipVisionTransformer  # SigLIP2's models change these two
+    vision_config_of = staticmethod(vision_config_of)
 
     def __init__(self, config):
         super().__init__(config)
         self.text_config = sub_config(config.get("text_config"), TEXT_DEFAULTS)
-        self.vision_config = vision_config_of(config)
+        self.vision_config = self.vision_config_of(config)
         self.text_model = SiglipTextTransformer(self.text_config)
-        self.vision_model = SiglipVisionTransformer(self.vision_config)
+        self.vision_model = self.vision_tower(self.vision_config)
         self.logit_scale = nn.Parameter(torch.zeros(1))
         self.logit_bias = nn.Parameter(torch.zeros(1))
 
@@ -198,6 +162,10 @@ class SiglipModel(SiglipPreTrainedModel):
             raise InputError("This SigLIP vision tower has no pooling head (vision_use_head is "
                              "false): it gives patch features only, not image-text scores.")
         vision = self.vision_model(pixel_values, interpolate_pos_encoding, output_hidden_states)
+        return self.compare(vision, input_ids, attention_mask, position_ids, output_hidden_states)
+
+    def compare(self, vision, input_ids, attention_mask, position_ids, output_hidden_states) -> ModelOutput:
+        """The text tower, then both pooled outputs normalised and scored (sigmoid logits)."""
         text = self.text_model(input_ids, attention_mask, position_ids, output_hidden_states)
         image_embeds = vision.pooler_output / vision.pooler_output.norm(p=2, dim=-1, keepdim=True)
         text_embeds = text.pooler_output / text.pooler_output.norm(p=2, dim=-1, keepdim=True)
@@ -215,11 +183,13 @@ class SiglipVisionModel(SiglipPreTrainedModel):
     main_input_name = "pixel_values"
     base_model_prefix = "vision_model"  # a full checkpoint's vision weights sit under it
     name = SiglipVisionTransformer.name
+    vision_tower = SiglipModel.vision_tower
+    vision_config_of = staticmethod(vision_config_of)
 
     def __init__(self, config):
         super().__init__(config)
-        self.tower_config = vision_config_of(config)
-        tower = SiglipVisionTransformer(self.tower_config)
+        self.tower_config = self.vision_config_of(config)
+        tower = self.vision_tower(self.tower_config)
         # the tower's parts directly on the model: the names transformers 5 saves
         self.embeddings, self.encoder, self.post_layernorm = tower.embeddings, tower.encoder, tower.post_layernorm
         if self.tower_config.vision_use_head:
@@ -237,10 +207,12 @@ class SiglipForImageClassification(SiglipPreTrainedModel):
     """The vision tower, its patch states averaged, then a linear classifier -> ``logits``."""
 
     main_input_name = "pixel_values"
+    vision_tower = SiglipModel.vision_tower
+    vision_config_of = staticmethod(vision_config_of)
 
     def __init__(self, config):
         super().__init__(config)
-        self.vision_model = SiglipVisionTransformer(vision_config_of(config))
+        self.vision_model = self.vision_tower(self.vision_config_of(config))
         labels = config.num_labels
         hidden = self.vision_model.config.hidden_size
         self.classifier = nn.Linear(hidden, labels) if labels > 0 else nn.Identity()

@@ -17,10 +17,10 @@ from torch import nn
 
 from ..errors import InputError
 from ..modeling import ModelOutput
-from .clip import CLIPEncoder, sub_config
-from .layers import check_heads, padding_mask
-from .siglip import (TEXT_DEFAULTS, VISION_DEFAULTS, SiglipMultiheadAttentionPoolingHead,
-                     SiglipPreTrainedModel, SiglipTextTransformer)
+from .clip import sub_config
+from .layers import padding_mask
+from .siglip import (VISION_DEFAULTS, SiglipForImageClassification, SiglipModel,
+                     SiglipMultiheadAttentionPoolingHead, SiglipVisionModel, SiglipVisionTransformer)
 
 VISION2_DEFAULTS = {**{k: v for k, v in VISION_DEFAULTS.items() if k != "image_size"},
                     "num_patches": 256}
@@ -76,18 +76,10 @@ class Siglip2PoolingHead(SiglipMultiheadAttentionPoolingHead):
         return pooled[:, 0]
 
 
-class Siglip2VisionTransformer(nn.Module):
+class Siglip2VisionTransformer(SiglipVisionTransformer):
     name = "SigLIP 2's vision model"
-
-    def __init__(self, config):
-        super().__init__()
-        check_heads(config.hidden_size, config.num_attention_heads)
-        self.config = self.tower_config = config
-        self.embeddings = Siglip2VisionEmbeddings(config)
-        self.encoder = CLIPEncoder(config)
-        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        if config.vision_use_head:
-            self.head = Siglip2PoolingHead(config)
+    embeddings_class = Siglip2VisionEmbeddings
+    head_class = Siglip2PoolingHead
 
     def forward(self, pixel_values, pixel_attention_mask=None, spatial_shapes=None,
                 output_hidden_states=False):
@@ -109,23 +101,12 @@ def _vision2_config(config):
     return sub_config(nested if nested is not None else config.to_dict(), VISION2_DEFAULTS)
 
 
-class Siglip2Model(SiglipPreTrainedModel):
+class Siglip2Model(SiglipModel):
     """``forward(input_ids, pixel_values, pixel_attention_mask, spatial_shapes, attention_mask)``
     -> ``logits_per_image`` (images, texts) and the rest, as SigLIP."""
 
-    main_input_name = "input_ids"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.text_config = sub_config(config.get("text_config"), TEXT_DEFAULTS)
-        self.vision_config = _vision2_config(config)
-        self.text_model = SiglipTextTransformer(self.text_config)
-        self.vision_model = Siglip2VisionTransformer(self.vision_config)
-        self.logit_scale = nn.Parameter(torch.zeros(1))
-        self.logit_bias = nn.Parameter(torch.zeros(1))
-
-    def get_text_features(self, input_ids=None, attention_mask=None, position_ids=None, **unused) -> ModelOutput:
-        return self.text_model(input_ids, attention_mask, position_ids)
+    vision_tower = Siglip2VisionTransformer
+    vision_config_of = staticmethod(_vision2_config)
 
     def get_image_features(self, pixel_values=None, pixel_attention_mask=None, spatial_shapes=None,
                            **unused) -> ModelOutput:
@@ -138,27 +119,13 @@ class Siglip2Model(SiglipPreTrainedModel):
             raise InputError("Siglip2Model compares texts with images: pass both input_ids and "
                              "pixel_values (or use get_text_features / get_image_features).")
         vision = self.vision_model(pixel_values, pixel_attention_mask, spatial_shapes, output_hidden_states)
-        text = self.text_model(input_ids, attention_mask, position_ids, output_hidden_states)
-        image_embeds = vision.pooler_output / vision.pooler_output.norm(p=2, dim=-1, keepdim=True)
-        text_embeds = text.pooler_output / text.pooler_output.norm(p=2, dim=-1, keepdim=True)
-        logits_per_text = text_embeds @ image_embeds.t() * self.logit_scale.exp() + self.logit_bias
-        return ModelOutput(logits_per_image=logits_per_text.t(), logits_per_text=logits_per_text,
-                           text_embeds=text_embeds, image_embeds=image_embeds,
-                           text_model_output=text, vision_model_output=vision)
+        return self.compare(vision, input_ids, attention_mask, position_ids, output_hidden_states)
 
 
-class Siglip2VisionModel(SiglipPreTrainedModel):
-    main_input_name = "pixel_values"
-    base_model_prefix = "vision_model"
+class Siglip2VisionModel(SiglipVisionModel):
     name = Siglip2VisionTransformer.name
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.tower_config = _vision2_config(config)
-        tower = Siglip2VisionTransformer(self.tower_config)
-        self.embeddings, self.encoder, self.post_layernorm = tower.embeddings, tower.encoder, tower.post_layernorm
-        if self.tower_config.vision_use_head:
-            self.head = tower.head
+    vision_tower = Siglip2Model.vision_tower
+    vision_config_of = staticmethod(_vision2_config)
 
     def forward(self, pixel_values=None, pixel_attention_mask=None, spatial_shapes=None,
                 output_hidden_states=False, **unused) -> ModelOutput:
@@ -166,16 +133,11 @@ class Siglip2VisionModel(SiglipPreTrainedModel):
                                                 spatial_shapes, output_hidden_states)
 
 
-class Siglip2ForImageClassification(SiglipPreTrainedModel):
+class Siglip2ForImageClassification(SiglipForImageClassification):
     """The vision tower, its real patches averaged, then a linear classifier -> ``logits``."""
 
-    main_input_name = "pixel_values"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.vision_model = Siglip2VisionTransformer(_vision2_config(config))
-        labels, hidden = config.num_labels, self.vision_model.config.hidden_size
-        self.classifier = nn.Linear(hidden, labels) if labels > 0 else nn.Identity()
+    vision_tower = Siglip2Model.vision_tower
+    vision_config_of = staticmethod(_vision2_config)
 
     def forward(self, pixel_values=None, pixel_attention_mask=None, spatial_shapes=None,
                 output_hidden_states=False, **unused) -> ModelOutput:

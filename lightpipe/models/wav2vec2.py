@@ -323,9 +323,21 @@ class Wav2Vec2ForSequenceClassification(Wav2Vec2PreTrainedModel):
         return ModelOutput(logits=self.classifier(pooled), hidden_states=out.get("hidden_states"))
 
 
-HEADS = {
-    "AutoModel": Wav2Vec2Model,
-    "AutoModelForCTC": Wav2Vec2ForCTC,
-    "AutoModelForAudioClassification": Wav2Vec2ForSequenceClassification,
-    "AutoModelForSequenceClassification": Wav2Vec2ForSequenceClassification,
-}
+def speech_heads(model: type, ctc: type, classifier: type) -> dict[str, type]:
+    """A Wav2Vec2-shaped family's heads table (HuBERT and WavLM have the same)."""
+    return {"AutoModel": model, "AutoModelForCTC": ctc, "AutoModelForAudioClassification": classifier,
+            "AutoModelForSequenceClassification": classifier}
+
+
+def speech_variant_heads(variant: type, model: type, prefix: str) -> dict[str, type]:
+    """A family that is Wav2Vec2 with ``variant`` mixed in (its model_type, prefix and
+    defaults) over its own base ``model``: the CTC and classification heads, named as the
+    reference names them; the caller binds them to module names too."""
+    def make(name: str, base: type) -> type:
+        return type(name, (variant, base), {"base_class": model, "__module__": model.__module__,
+                                            "__qualname__": name})
+    return speech_heads(model, make(f"{prefix}ForCTC", Wav2Vec2ForCTC),
+                        make(f"{prefix}ForSequenceClassification", Wav2Vec2ForSequenceClassification))
+
+
+HEADS = speech_heads(Wav2Vec2Model, Wav2Vec2ForCTC, Wav2Vec2ForSequenceClassification)

@@ -21,9 +21,8 @@ from .wav2vec2 import (
     WAV2VEC2_DEFAULTS,
     FeedForward,
     PositionalConvEmbedding,
-    Wav2Vec2ForCTC,
-    Wav2Vec2ForSequenceClassification,
     Wav2Vec2Model,
+    speech_variant_heads,
 )
 
 # 1. Config fields read beyond Wav2Vec2's, with the defaults config.json may leave out.
@@ -150,17 +149,5 @@ class WavLMModel(_WavLM, Wav2Vec2Model):
 
 
 # 3. Heads.
-class WavLMForCTC(_WavLM, Wav2Vec2ForCTC):
-    base_class = WavLMModel
-
-
-class WavLMForSequenceClassification(_WavLM, Wav2Vec2ForSequenceClassification):
-    base_class = WavLMModel
-
-
-HEADS = {
-    "AutoModel": WavLMModel,
-    "AutoModelForCTC": WavLMForCTC,
-    "AutoModelForAudioClassification": WavLMForSequenceClassification,
-    "AutoModelForSequenceClassification": WavLMForSequenceClassification,
-}
+HEADS = speech_variant_heads(_WavLM, WavLMModel, "WavLM")
+WavLMForCTC, WavLMForSequenceClassification = HEADS["AutoModelForCTC"], HEADS["AutoModelForSequenceClassification"]

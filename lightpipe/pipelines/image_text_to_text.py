@@ -63,11 +63,8 @@ class ImageTextToTextPipeline(Pipeline):
                              f"(AutoModelForImageTextToText, e.g. LLaVA); {type(model).__name__} "
                              "is not one.")
         from ..processing.llava import LlavaProcessor
-        from ..processing.llava_onevision import LlavaOnevisionProcessor
 
-        ready = (isinstance(processor, LlavaProcessor) and processor.patch_size) or \
-            (isinstance(processor, LlavaOnevisionProcessor) and processor.num_image_tokens)
-        if not ready:
+        if not (isinstance(processor, LlavaProcessor) and processor.ready()):
             processor = self._load_processor(model, tokenizer, image_processor)
         super().__init__(model, processor.tokenizer, *args, image_processor=processor.image_processor,
                          processor=processor, **kwargs)

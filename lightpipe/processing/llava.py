@@ -11,6 +11,7 @@ settings there, under ``image_processor``), else from the model's ``config.json`
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,15 @@ class LlavaProcessor(Processor):
         count = (height // self.patch_size) * (width // self.patch_size) + self.num_additional_image_tokens
         return count - 1 if self.vision_feature_select_strategy == "default" else count
 
+    def ready(self) -> bool:
+        """Whether it knows enough to count image tokens (else the pipeline loads it whole)."""
+        return bool(self.patch_size)
+
+    def image_counts(self, features: dict) -> list[int]:
+        """How many image tokens each image's ``<image>`` becomes, in order."""
+        pixel_values = features["pixel_values"]
+        return [self.image_tokens_per_image(*pixel_values.shape[-2:])] * pixel_values.shape[0]
+
     def __call__(self, text: Any = None, images: Any = None, return_tensors: str | None = "pt",
                  **kwargs: Any):
         from ..tokenization import BatchEncoding
@@ -74,8 +84,7 @@ class LlavaProcessor(Processor):
             raise InputError("Pass text= (with one <image> per image) and/or images= to the processor.")
         merged: dict[str, Any] = {}
         if images is not None:
-            pixels = self.image_processor(images, return_tensors="pt")
-            merged.update(pixels)
+            merged.update(self.image_processor(images, return_tensors="pt"))
         if text is None:
             return BatchEncoding(merged)
         texts = [text] if isinstance(text, str) else list(text)
@@ -83,20 +92,24 @@ class LlavaProcessor(Processor):
             raise InputTypeError("text must be a string or a list of strings (prompts with <image> "
                                  "where each image goes).")
         if images is not None:
-            pixel_values = merged["pixel_values"]
-            placeholders = sum(t.count(self.image_token) for t in texts)
-            if placeholders != pixel_values.shape[0]:
-                raise InputError(
-                    f"The prompt has {placeholders} {self.image_token} tokens but "
-                    f"{pixel_values.shape[0]} image(s) were given: put one {self.image_token} in "
-                    "the text where each image goes.")
-            repeat = self.image_tokens_per_image(*pixel_values.shape[-2:])
-            texts = [t.replace(self.image_token, self.image_token * repeat) for t in texts]
+            texts = expand_image_tokens(texts, self.image_token, self.image_counts(merged))
         route = {k: v for k, v in kwargs.items()
                  if k in ("padding", "truncation", "max_length", "add_special_tokens",
                           "padding_side", "return_attention_mask")}
         merged.update(self.tokenizer(texts, return_tensors=return_tensors, **route))
         return BatchEncoding(merged)
+
+
+def expand_image_tokens(texts: list[str], image_token: str, counts: list[int]) -> list[str]:
+    """Each ``image_token`` of the texts, in order, repeated ``counts[i]`` times; the number of
+    placeholders must be the number of images."""
+    placeholders = sum(t.count(image_token) for t in texts)
+    if placeholders != len(counts):
+        raise InputError(f"The prompt has {placeholders} {image_token} tokens but {len(counts)} "
+                         f"image(s) were given: put one {image_token} in the text where each "
+                         "image goes.")
+    remaining = iter(counts)
+    return [re.sub(re.escape(image_token), lambda _: image_token * next(remaining), t) for t in texts]
 
 
 def _settings(folder: Path) -> dict:

@@ -16,10 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, InputTypeError
+from ..errors import InputError
 from ..jsonfile import read_json
 from ..models.llava_onevision import ONEVISION_DEFAULTS, max_views, select_best_resolution, unpadded_size
 from . import Processor
+from .llava import LlavaProcessor
 from .features import BatchFeature
 from .image import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImageProcessor, resize
 from .image_io import _is_array, array_to_pil, image_list, load_image, to_rgb, to_rgb_on_white
@@ -108,14 +109,14 @@ class LlavaOnevisionImageProcessor(ImageProcessor):
         return output
 
 
-class LlavaOnevisionProcessor(Processor):
+class LlavaOnevisionProcessor(LlavaProcessor):
     """``processor(text="<image>...", images=image)`` -> input_ids (each ``<image>`` expanded),
     attention_mask, pixel_values, image_sizes, batch_num_images."""
 
     def __init__(self, image_processor: Any = None, tokenizer: Any = None, num_image_tokens: int | None = None,
                  vision_feature_select_strategy: str | None = None, chat_template: str | None = None,
                  image_token: str = "<image>", vision_aspect_ratio: str = "anyres_max_9", **unused: Any):
-        super().__init__(tokenizer=tokenizer, image_processor=image_processor)
+        Processor.__init__(self, tokenizer=tokenizer, image_processor=image_processor)
         self.num_image_tokens = num_image_tokens
         self.vision_feature_select_strategy = vision_feature_select_strategy
         self.chat_template = chat_template
@@ -162,44 +163,14 @@ class LlavaOnevisionProcessor(Processor):
             count = rows * cols + rows + base
         return count - 1 if self.vision_feature_select_strategy == "default" else count
 
-    def __call__(self, text: Any = None, images: Any = None, return_tensors: str | None = "pt",
-                 **kwargs: Any):
-        from ..tokenization import BatchEncoding
+    def ready(self) -> bool:
+        return bool(self.num_image_tokens)
 
-        if text is None and images is None:
-            raise InputError("Pass text= (with one <image> per image) and/or images= to the processor.")
-        merged: dict[str, Any] = {}
-        if images is not None:
-            merged.update(self.image_processor(images, return_tensors="pt"))
-        if text is None:
-            return BatchEncoding(merged)
-        texts = [text] if isinstance(text, str) else list(text)
-        if not all(isinstance(t, str) for t in texts):
-            raise InputTypeError("text must be a string or a list of strings (prompts with <image> "
-                                 "where each image goes).")
-        if images is not None:
-            sizes = merged["image_sizes"].tolist()
-            placeholders = sum(t.count(self.image_token) for t in texts)
-            if placeholders != len(sizes):
-                raise InputError(f"The prompt has {placeholders} {self.image_token} tokens but "
-                                 f"{len(sizes)} image(s) were given: put one {self.image_token} in "
-                                 "the text where each image goes.")
-            singles = [int(n) == 1 for n in merged["batch_num_images"].tolist() for _ in range(int(n))]
-            side = merged["pixel_values"].shape[-2]
-            counts = iter([self.image_token_count(h, w, s, side) for (h, w), s in zip(sizes, singles)])
-            marker = "\0image\0"
-            texts = [t.replace(self.image_token, marker) for t in texts]
-            expanded = []
-            for t in texts:
-                while marker in t:
-                    t = t.replace(marker, self.image_token * next(counts), 1)
-                expanded.append(t)
-            texts = expanded
-        route = {k: v for k, v in kwargs.items()
-                 if k in ("padding", "truncation", "max_length", "add_special_tokens",
-                          "padding_side", "return_attention_mask")}
-        merged.update(self.tokenizer(texts, return_tensors=return_tensors, **route))
-        return BatchEncoding(merged)
+    def image_counts(self, features: dict) -> list[int]:
+        singles = [int(n) == 1 for n in features["batch_num_images"].tolist() for _ in range(int(n))]
+        side = features["pixel_values"].shape[-2]
+        return [self.image_token_count(h, w, single, side)
+                for (h, w), single in zip(features["image_sizes"].tolist(), singles)]
 
 
 def _settings(folder: Path) -> dict:

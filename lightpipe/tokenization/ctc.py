@@ -5,27 +5,22 @@ in frames for timestamps. Matches transformers' ``Wav2Vec2CTCTokenizer``."""
 from __future__ import annotations
 
 import itertools
-import os
 import re
-from pathlib import Path
 from typing import Any
 
-from ..errors import InputTypeError, ModelNotFoundError
-from ..jsonfile import read_json, save_vocab_tokenizer
-from .auto import AutoTokenizer
+from ..errors import ModelNotFoundError
 from .batch_encoding import BatchEncoding
+from .characters import CharacterTokenizer
 from .decode import clean_up_tokenization
 from .special_tokens import _token_content
 
 
-class Wav2Vec2CTCTokenizer:
+class Wav2Vec2CTCTokenizer(CharacterTokenizer):
     """``tok("HELLO WORLD")`` -> ids; ``tok.decode(frame_ids)`` -> collapsed text;
     ``decode(ids, output_char_offsets=True)`` / ``output_word_offsets=True`` -> a dict with
     ``text`` and offsets (in frames)."""
 
-    model_input_names = ["input_ids", "attention_mask"]
-    padding_side = "right"
-    is_fast = False
+    kind = "CTC"
 
     def __init__(self, vocab: dict, settings: dict | None = None, name_or_path: str = ""):
         settings = dict(settings or {})
@@ -52,27 +47,7 @@ class Wav2Vec2CTCTokenizer:
         self._split = re.compile("(" + "|".join(re.escape(t) for t in long_tokens) + ")") \
             if long_tokens else None
 
-    @classmethod
-    def from_folder(cls, folder: str | os.PathLike, **kwargs: Any) -> Wav2Vec2CTCTokenizer:
-        folder = Path(folder)
-        vocab_file = folder / "vocab.json"
-        if not vocab_file.is_file():
-            raise ModelNotFoundError(f"{folder} has no vocab.json: the CTC tokenizer needs its "
-                                     "character vocabulary.")
-        settings = {**read_json(folder / "special_tokens_map.json"),
-                    **read_json(folder / "tokenizer_config.json"), **kwargs}
-        vocab = read_json(vocab_file)
-        return cls(vocab, settings, name_or_path=str(folder))
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
-        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-
     # -- vocabulary
-    @property
-    def vocab_size(self) -> int:
-        return len(self.decoder)
-
     def __len__(self) -> int:
         return len(self.decoder)
 
@@ -81,14 +56,6 @@ class Wav2Vec2CTCTokenizer:
 
     def _id(self, token: str | None) -> int | None:
         return None if token is None else self.encoder.get(token)
-
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._id(self.pad_token)
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id(self.unk_token)
 
     @property
     def bos_token_id(self) -> int | None:
@@ -105,10 +72,6 @@ class Wav2Vec2CTCTokenizer:
     @property
     def all_special_tokens(self) -> list[str]:
         return [t for t in (self.bos_token, self.eos_token, self.unk_token, self.pad_token) if t]
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return [i for i in (self._id(t) for t in self.all_special_tokens) if i is not None]
 
     def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | list[int]:
         if isinstance(tokens, str):
@@ -135,22 +98,10 @@ class Wav2Vec2CTCTokenizer:
         return tokens
 
     def __call__(self, text: str | list[str], padding: Any = False, return_tensors: Any = None,
-                 return_attention_mask: bool = True, **kwargs: Any):
-        single = isinstance(text, str)
-        texts = [text] if single else text
-        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise InputTypeError("The CTC tokenizer takes a string or a list of strings.")
-        rows = [self.convert_tokens_to_ids(self.tokenize(t)) for t in texts]
-        masks = [[1] * len(r) for r in rows]
-        if padding or return_tensors:
-            longest = max((len(r) for r in rows), default=0)
-            pad = self.pad_token_id or 0
-            masks = [m + [0] * (longest - len(m)) for m in masks]
-            rows = [r + [pad] * (longest - len(r)) for r in rows]
-        data = {"input_ids": rows[0] if single else rows}
-        if return_attention_mask:
-            data["attention_mask"] = masks[0] if single else masks
-        return BatchEncoding(data, tensor_type=return_tensors)
+                 return_attention_mask: bool = True, truncation: Any = None,
+                 max_length: int | None = None, **kwargs: Any) -> BatchEncoding:
+        return self.encode_batch(text, padding, truncation, max_length, return_tensors,
+                                 return_attention_mask)
 
     # -- decoding
     def decode(self, token_ids: Any, skip_special_tokens: bool = False,
@@ -209,11 +160,8 @@ class Wav2Vec2CTCTokenizer:
     def _get_word_offsets(self, offsets: list[dict], delimiter: str = " ") -> list[dict]:
         return word_offsets_from_chars(offsets, delimiter)
 
-    def save_pretrained(self, folder: str | os.PathLike, **kwargs: Any) -> tuple[str, ...]:
-        return save_vocab_tokenizer(folder, self.vocab, self.init_kwargs, "Wav2Vec2CTCTokenizer")
-
-    def __repr__(self) -> str:
-        return f"Wav2Vec2CTCTokenizer(name_or_path={self.name_or_path!r}, vocab_size={len(self)})"
+    def saved_vocab(self) -> dict:
+        return self.vocab  # the nested multi-lingual one when it was
 
 
 def word_offsets_from_chars(offsets: list[dict], delimiter: str = " ") -> list[dict]:

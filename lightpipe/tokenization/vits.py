@@ -10,28 +10,23 @@ installed (the reference warns and goes on without it, and so do we).
 from __future__ import annotations
 
 import logging
-import os
 import re
-from pathlib import Path
 from typing import Any
 
-from ..errors import InputTypeError, MissingExtraError, ModelNotFoundError
-from ..jsonfile import read_json, save_vocab_tokenizer
-from .auto import AutoTokenizer
+from ..errors import MissingExtraError
 from .batch_encoding import BatchEncoding
+from .characters import CharacterTokenizer
 from .special_tokens import _token_content
 
 logger = logging.getLogger("lightpipe")
 _NON_ROMAN = re.compile(r"[^\x00-\x7F]")
 
 
-class VitsTokenizer:
+class VitsTokenizer(CharacterTokenizer):
     """``tok("Hello world")`` -> ``input_ids`` (blank, char, blank, char, ..., blank) and
     ``attention_mask``; ``tok(texts, padding=True, return_tensors="pt")`` pads on the right."""
 
-    model_input_names = ["input_ids", "attention_mask"]
-    padding_side = "right"
-    is_fast = False
+    kind = "VITS"
 
     def __init__(self, vocab: dict[str, int], settings: dict | None = None, name_or_path: str = ""):
         settings = dict(settings or {})
@@ -69,26 +64,7 @@ class VitsTokenizer:
         if self.phonemize:
             self._phonemizer()  # refuse now, not at the first call
 
-    @classmethod
-    def from_folder(cls, folder: str | os.PathLike, **kwargs: Any) -> VitsTokenizer:
-        folder = Path(folder)
-        vocab_file = folder / "vocab.json"
-        if not vocab_file.is_file():
-            raise ModelNotFoundError(f"{folder} has no vocab.json: the VITS tokenizer needs its "
-                                     "character vocabulary.")
-        settings = {**read_json(folder / "special_tokens_map.json", default={}),
-                    **read_json(folder / "tokenizer_config.json", default={}), **kwargs}
-        return cls(read_json(vocab_file), settings, name_or_path=str(folder))
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any):
-        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-
     # -- vocabulary
-    @property
-    def vocab_size(self) -> int:
-        return len(self.encoder)
-
     def __len__(self) -> int:
         return len(set(self.encoder) | set(self.added_tokens_encoder))
 
@@ -101,20 +77,8 @@ class VitsTokenizer:
         return self.added_tokens_encoder.get(token, self.encoder.get(token))
 
     @property
-    def pad_token_id(self) -> int | None:
-        return self._id(self.pad_token)
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id(self.unk_token)
-
-    @property
     def all_special_tokens(self) -> list[str]:
         return [t for t in (self.pad_token, self.unk_token) if t]
-
-    @property
-    def all_special_ids(self) -> list[int]:
-        return [i for i in (self._id(t) for t in self.all_special_tokens) if i is not None]
 
     def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | list[int]:
         if isinstance(tokens, str):
@@ -194,26 +158,8 @@ class VitsTokenizer:
                  max_length: int | None = None, return_tensors: Any = None,
                  return_attention_mask: bool = True, normalize: bool | None = None,
                  **kwargs: Any) -> BatchEncoding:
-        single = isinstance(text, str)
-        texts = [text] if single else text
-        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise InputTypeError("The VITS tokenizer takes a string or a list of strings, "
-                                 f"not {type(text).__name__}.")
-        rows = [self.convert_tokens_to_ids(self.tokenize(t, normalize)) for t in texts]
-        if truncation and max_length is not None:
-            rows = [r[:max_length] for r in rows]
-        masks = [[1] * len(r) for r in rows]
-        if padding or (return_tensors and len(rows) > 1):
-            longest = max((len(r) for r in rows), default=0)
-            if padding == "max_length" and max_length is not None:
-                longest = max(longest, max_length)
-            pad = self.pad_token_id or 0
-            masks = [m + [0] * (longest - len(m)) for m in masks]
-            rows = [r + [pad] * (longest - len(r)) for r in rows]
-        data = {"input_ids": rows[0] if single else rows}
-        if return_attention_mask:
-            data["attention_mask"] = masks[0] if single else masks
-        return BatchEncoding(data, tensor_type=return_tensors)
+        return self.encode_batch(text, padding, truncation, max_length, return_tensors,
+                                 return_attention_mask, normalize=normalize)
 
     # -- decoding
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
@@ -228,12 +174,6 @@ class VitsTokenizer:
     def batch_decode(self, sequences: Any, **kwargs: Any) -> list[str]:
         rows = sequences.tolist() if hasattr(sequences, "tolist") else sequences
         return [self.decode(row, **kwargs) for row in rows]
-
-    def save_pretrained(self, folder: str | os.PathLike, **kwargs: Any) -> tuple[str, ...]:
-        return save_vocab_tokenizer(folder, self.encoder, self.init_kwargs, "VitsTokenizer")
-
-    def __repr__(self) -> str:
-        return f"VitsTokenizer(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size})"
 
 
 def _romanize(text: str) -> str:
