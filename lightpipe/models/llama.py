@@ -153,9 +153,13 @@ class RotaryEmbedding(nn.Module):
                                            seq_len)[0].to(inv_freq.device)
         return inv_freq
 
+    def angles(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """Each position's rotation angles, (batch, seq, head_dim / 2) in float32 (M-RoPE,
+        qwen2_vl.py, picks them from three position planes)."""
+        return position_ids[..., None].float() * self.frequencies(position_ids)
+
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype):
-        inv_freq = self.frequencies(position_ids)
-        angles = position_ids[..., None].float() * inv_freq  # (batch, seq, head_dim / 2)
+        angles = self.angles(position_ids)  # (batch, seq, head_dim / 2)
         angles = torch.cat((angles, angles), dim=-1)
         cos = (angles.cos() * self.scaling).to(dtype)[:, None]  # (batch, 1, seq, head_dim)
         sin = (angles.sin() * self.scaling).to(dtype)[:, None]
@@ -343,34 +347,40 @@ class LlamaModel(LlamaPreTrainedModel):
     # generate()'s one-token steps: the layers' maths without the module calls (see GPT-2's
     # make_decode_plan for why), over tensors resolved once per generate() call.
     def make_decode_plan(self) -> list[tuple]:
-        plan = []
-        for layer, window in zip(self.layers, self.windows):
-            attention, mlp = layer.self_attn, layer.mlp
-            plan.append((layer.input_layernorm, layer.post_attention_layernorm, window,
-                         attention.head_dim, attention.scale, attention.groups, mlp.act,
-                         attention.q_norm, attention.k_norm,
-                         *(module.parts() for module in (attention.q_proj, attention.k_proj,
-                                                         attention.v_proj, attention.o_proj,
-                                                         mlp.gate_proj, mlp.up_proj, mlp.down_proj))))
-        return plan
+        return [self.layer_plan(layer, window) for layer, window in zip(self.layers, self.windows)]
+
+    @staticmethod
+    def layer_plan(layer, window) -> tuple:
+        """One layer's step: norms, attention sizes, the rotation, and the products' tensors -
+        q/k/v as three products or one fused product split by ``sizes`` (Phi-3), gate/up as two
+        or one (then halved)."""
+        attention, mlp = layer.self_attn, layer.mlp
+        return (layer.input_layernorm, layer.post_attention_layernorm, window, attention.head_dim,
+                attention.scale, attention.groups, mlp.act, attention.q_norm, attention.k_norm,
+                rotate, None,
+                [m.parts() for m in (attention.q_proj, attention.k_proj, attention.v_proj)],
+                attention.o_proj.parts(), [mlp.gate_proj.parts(), mlp.up_proj.parts()],
+                mlp.down_proj.parts())
 
     def _decode_one(self, hidden_states, cos, sin, masks, cache, plan):
         batch = hidden_states.shape[0]
-        for index, (norm_1, norm_2, window, head_dim, scale, groups, act, q_norm, k_norm,
-                    q_proj, k_proj, v_proj, o_proj, gate, up, down) in enumerate(plan):
+        for index, (norm_1, norm_2, window, head_dim, scale, groups, act, q_norm, k_norm, rope,
+                    sizes, qkv, o_proj, gate_up, down) in enumerate(plan):
             x = norm_1(hidden_states)
-            query = linear(x, *q_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
-            key = linear(x, *k_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
-            value = linear(x, *v_proj).view(batch, 1, -1, head_dim).transpose(1, 2)
+            heads = [linear(x, *parts) for parts in qkv]
+            query, key, value = (part.view(batch, 1, -1, head_dim).transpose(1, 2) for part in
+                                 (heads if sizes is None else heads[0].split(sizes, dim=-1)))
             if q_norm is not None:
                 query, key = q_norm(query), k_norm(key)
-            key, value = cache.update(rotate(key, cos, sin), value, index)
-            context = decoder_attention(rotate(query, cos, sin), key, value, masks[window],
+            key, value = cache.update(rope(key, cos, sin), value, index)
+            context = decoder_attention(rope(query, cos, sin), key, value, masks[window],
                                         scale=scale, groups=groups)
             hidden_states = linear_add(context.transpose(1, 2).reshape(batch, 1, -1), *o_proj,
                                        hidden_states)
             x = norm_2(hidden_states)
-            hidden_states = linear_add(act(linear(x, *gate)) * linear(x, *up), *down, hidden_states)
+            products = [linear(x, *parts) for parts in gate_up]
+            gate, up = products if len(products) == 2 else products[0].chunk(2, dim=-1)
+            hidden_states = linear_add(act(gate) * up, *down, hidden_states)
         return hidden_states
 
 

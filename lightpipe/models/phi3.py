@@ -159,8 +159,14 @@ class Phi3Model(Phi3Variant, LlamaModel):
     layer_class = Phi3DecoderLayer
     rotary_class = Phi3RotaryEmbedding
 
-    def make_decode_plan(self):
-        return None  # no lean one-token path: generate() steps through the layers
+    @staticmethod
+    def layer_plan(layer, window) -> tuple:
+        """Llama's lean step over the fused products and the partial rotation."""
+        attention, mlp = layer.self_attn, layer.mlp
+        return (layer.input_layernorm, layer.post_attention_layernorm, window, attention.head_dim,
+                attention.scale, attention.groups, mlp.act, None, None, rotate_part,
+                attention.sizes, [attention.qkv_proj.parts()], attention.o_proj.parts(),
+                [mlp.gate_up_proj.parts()], mlp.down_proj.parts())
 
 
 class Phi3ForCausalLM(Phi3Variant, LlamaForCausalLM):
