@@ -2,11 +2,13 @@
 Llama 3.1 8B (or OPT-1.3B, or a Llama with fewer layers), bfloat16, sharded safetensors, made
 in /tmp (never committed); 8 greedy tokens (a) with disk offload under max_memory={"cpu": ...}
 and (b) fully in memory, each in its own process (peak RSS is per process); the tokens must
-be equal.
+be equal. ``--quantization int4`` adds (c): int4 weight-only, quantised layer by layer while
+loading, all in memory (its tokens may differ: other weights).
 
     python bench/big_model.py --shape opt-1.3b
     python bench/big_model.py --shape llama-3.1-8b --cpu-memory 4GiB      # ~16 GB of disk
     python bench/big_model.py --shape llama-3.1-8b --layers 4             # a smaller Llama
+    python bench/big_model.py --shape llama-3.1-8b --quantization int4 --skip-in-memory
 """
 
 import argparse
@@ -86,7 +88,7 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run(folder: str, cpu_memory: str | None, tokens: int) -> dict:
+def run(folder: str, cpu_memory: str | None, tokens: int, quantization: str | None = None) -> dict:
     """One measured run (in this process)."""
     import torch
 
@@ -95,6 +97,8 @@ def run(folder: str, cpu_memory: str | None, tokens: int) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     start = time.perf_counter()
     kwargs = {"device_map": "auto", "max_memory": {"cpu": cpu_memory}} if cpu_memory else {}
+    if quantization:
+        kwargs["quantization"] = quantization
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16, **kwargs)
     load = time.perf_counter() - start
     ids = torch.tensor([[1, 450, 4996, 17354, 1701, 432]])
@@ -115,11 +119,15 @@ def main() -> None:
     parser.add_argument("--cpu-memory", default="4GiB")
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--folder", help="where the checkpoint is made (default /tmp/...)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--quantization", help="also a run with this quantization (int4, int8)")
+    parser.add_argument("--skip-in-memory", action="store_true",
+                        help="no full in-memory run (it needs the whole checkpoint in RAM)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        folder, memory = args.child
-        print(json.dumps(run(folder, None if memory == "-" else memory, args.tokens)))
+        folder, memory, quantization = args.child
+        print(json.dumps(run(folder, None if memory == "-" else memory, args.tokens,
+                             None if quantization == "-" else quantization)))
         return
     config = dict(SHAPES[args.shape])
     if args.layers:
@@ -130,17 +138,27 @@ def main() -> None:
     build(folder, config)
     print(f"checkpoint {folder}: built in {time.perf_counter() - start:.0f} s", flush=True)
     results = {}
-    for label, memory in (("offload", args.cpu_memory), ("in_memory", "-")):
+    runs = [("offload", args.cpu_memory, "-")]
+    if not args.skip_in_memory:
+        runs.append(("in_memory", "-", "-"))
+    if args.quantization:
+        runs.append((args.quantization, "-", args.quantization))
+    for label, memory, quantization in runs:
         child = subprocess.run([sys.executable, __file__, "--tokens", str(args.tokens),
-                                "--child", str(folder), memory], capture_output=True, text=True)
+                                "--child", str(folder), memory, quantization],
+                               capture_output=True, text=True)
         if child.returncode:
             print(child.stderr[-2000:])
             raise SystemExit(f"{label} run failed")
         results[label] = json.loads(child.stdout.strip().splitlines()[-1])
         print(label, json.dumps(results[label]), flush=True)
-    same = results["offload"]["tokens"] == results["in_memory"]["tokens"]
-    print(f"{name}: tokens equal: {same}; offload peak RSS {results['offload']['peak_rss_gib']} GiB "
-          f"(max_memory cpu {args.cpu_memory}), in memory {results['in_memory']['peak_rss_gib']} GiB")
+    if "in_memory" in results:
+        same = results["offload"]["tokens"] == results["in_memory"]["tokens"]
+        print(f"{name}: tokens equal: {same}; offload peak RSS {results['offload']['peak_rss_gib']} "
+              f"GiB (max_memory cpu {args.cpu_memory}), in memory "
+              f"{results['in_memory']['peak_rss_gib']} GiB")
+    if args.quantization:
+        print(f"{name}: {args.quantization} peak RSS {results[args.quantization]['peak_rss_gib']} GiB")
 
 
 if __name__ == "__main__":

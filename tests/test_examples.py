@@ -270,6 +270,28 @@ def test_step11_chat(decoder):
     assert printed(stdout, "streamed pieces") >= 2
 
 
+def test_step11_chat_offloaded_to_disk_matches_reference(decoder):
+    folder = decoder("llama")
+    stdout = run_example("step11_chat.py", "--model", folder, "--max-new-tokens", "8",
+                         "--max-cpu-memory", "1KiB")
+    assert "disk" in printed(stdout, "placement")
+    reference = transformers.pipeline("text-generation", model=str(folder))
+    chat = [
+        {"role": "system", "content": "You are a sassy, wise-cracking robot as imagined by Hollywood circa 1986."},
+        {"role": "user", "content": "Hey, can you tell me any fun things to do in New York?"},
+    ]
+    first = reference(chat, max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert printed(stdout, "reply") == first[-1]["content"]
+
+
+def test_step11_chat_quantized_int4(decoder):
+    folder = decoder("llama")
+    stdout = run_example("step11_chat.py", "--model", folder, "--max-new-tokens", "6",
+                         "--quantize", "int4")
+    assert printed(stdout, "quantized products") > 0
+    assert printed(stdout, "roles") == ["system", "user", "assistant", "user", "assistant"]
+
+
 def test_step11_gated_default_model_offline_names_it(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, str(EXAMPLES / "step11_chat.py")], cwd=ROOT, env=env,
