@@ -23,7 +23,7 @@ from ..modeling import ModelOutput
 from .cache import open_cache
 from .decoder import LastTokenClassifier, causal_mask
 from .layers import activation
-from .llama import (LLAMA_DEFAULTS, LlamaAttention, LlamaForCausalLM, LlamaMLP,
+from .llama import (LLAMA_DEFAULTS, LlamaAttention, LlamaForCausalLM, LlamaMLP, LlamaModel,
                     LlamaPreTrainedModel, RotaryEmbedding, head_dim_of, rope_parameters,
                     variant_heads)
 
@@ -191,8 +191,17 @@ class Gemma2Model(Gemma2PreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
 
-    def make_decode_plan(self) -> None:
-        return None  # no lean one-token path: generate() steps through the layers
+    def make_decode_plan(self) -> list[tuple] | None:
+        """Llama's lean one-token step, with the sandwich norms and a RoPE per layer kind."""
+        if self.bidirectional:
+            return None
+        plan = []
+        for layer, kind, window in zip(self.layers, self.kinds, self.windows):
+            step = list(LlamaModel.layer_plan(layer, window, kind))
+            step[1:4] = (layer.pre_feedforward_layernorm, layer.post_attention_layernorm,
+                         layer.post_feedforward_layernorm)
+            plan.append(tuple(step))
+        return plan
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
                 inputs_embeds=None, use_cache=None, past_key_values=None, **unused) -> ModelOutput:
@@ -217,8 +226,12 @@ class Gemma2Model(Gemma2PreTrainedModel):
         local = self.rotary_emb_local
         ropes = {FULL: full, SLIDING: full if local is None else local(position_ids, inputs_embeds.dtype)}
         hidden_states = inputs_embeds
-        for layer, kind, window in zip(self.layers, self.kinds, self.windows):
-            hidden_states = layer(hidden_states, *ropes[kind], masks[window], cache)
+        plan = self.__dict__.get("decode_plan")
+        if plan is not None and seq == 1 and cache is not None:
+            hidden_states = LlamaModel._decode_one(hidden_states, ropes, masks, cache, plan)
+        else:
+            for layer, kind, window in zip(self.layers, self.kinds, self.windows):
+                hidden_states = layer(hidden_states, *ropes[kind], masks[window], cache)
         return ModelOutput(last_hidden_state=self.norm(hidden_states),
                            cache=cache if use_cache else None)
 

@@ -336,7 +336,7 @@ class LlamaModel(LlamaPreTrainedModel):
         hidden_states = inputs_embeds
         plan = self.__dict__.get("decode_plan")
         if plan is not None and seq == 1 and cache is not None:
-            hidden_states = self._decode_one(hidden_states, cos, sin, masks, cache, plan)
+            hidden_states = self._decode_one(hidden_states, {None: (cos, sin)}, masks, cache, plan)
         else:
             for layer, window in zip(self.layers, self.windows):
                 hidden_states = layer(hidden_states, cos, sin, masks[window], cache)
@@ -350,37 +350,46 @@ class LlamaModel(LlamaPreTrainedModel):
         return [self.layer_plan(layer, window) for layer, window in zip(self.layers, self.windows)]
 
     @staticmethod
-    def layer_plan(layer, window) -> tuple:
-        """One layer's step: norms, attention sizes, the rotation, and the products' tensors -
-        q/k/v as three products or one fused product split by ``sizes`` (Phi-3), gate/up as two
-        or one (then halved)."""
+    def layer_plan(layer, window, kind=None) -> tuple:
+        """One layer's step: its norms (``post_*`` for families that normalise a block's output
+        before the residual add, Gemma), mask window and RoPE kind, the attention's ``attend``,
+        the rotation, and the products' tensors - q/k/v as three products or one fused product
+        split by ``sizes`` (Phi-3), gate/up as two or one (then halved)."""
         attention, mlp = layer.self_attn, layer.mlp
-        return (layer.input_layernorm, layer.post_attention_layernorm, window, attention.head_dim,
-                attention.scale, attention.groups, mlp.act, attention.q_norm, attention.k_norm,
+        return (layer.input_layernorm, layer.post_attention_layernorm, None, None, window, kind,
+                attention.head_dim, attention.attend, mlp.act, attention.q_norm, attention.k_norm,
                 rotate, None,
                 [m.parts() for m in (attention.q_proj, attention.k_proj, attention.v_proj)],
                 attention.o_proj.parts(), [mlp.gate_proj.parts(), mlp.up_proj.parts()],
                 mlp.down_proj.parts())
 
-    def _decode_one(self, hidden_states, cos, sin, masks, cache, plan):
+    @staticmethod
+    def _decode_one(hidden_states, ropes, masks, cache, plan):
+        """One token through the plan; ``ropes``: {RoPE kind: (cos, sin)}."""
         batch = hidden_states.shape[0]
-        for index, (norm_1, norm_2, window, head_dim, scale, groups, act, q_norm, k_norm, rope,
-                    sizes, qkv, o_proj, gate_up, down) in enumerate(plan):
+        for index, (norm_1, norm_2, post_1, post_2, window, kind, head_dim, attend, act, q_norm,
+                    k_norm, rope, sizes, qkv, o_proj, gate_up, down) in enumerate(plan):
             x = norm_1(hidden_states)
             heads = [linear(x, *parts) for parts in qkv]
             query, key, value = (part.view(batch, 1, -1, head_dim).transpose(1, 2) for part in
                                  (heads if sizes is None else heads[0].split(sizes, dim=-1)))
             if q_norm is not None:
                 query, key = q_norm(query), k_norm(key)
+            cos, sin = ropes[kind]
             key, value = cache.update(rope(key, cos, sin), value, index)
-            context = decoder_attention(rope(query, cos, sin), key, value, masks[window],
-                                        scale=scale, groups=groups)
-            hidden_states = linear_add(context.transpose(1, 2).reshape(batch, 1, -1), *o_proj,
-                                       hidden_states)
+            context = attend(rope(query, cos, sin), key, value, masks[window])
+            context = context.transpose(1, 2).reshape(batch, 1, -1)
+            if post_1 is None:
+                hidden_states = linear_add(context, *o_proj, hidden_states)
+            else:
+                hidden_states = hidden_states + post_1(linear(context, *o_proj))
             x = norm_2(hidden_states)
             products = [linear(x, *parts) for parts in gate_up]
             gate, up = products if len(products) == 2 else products[0].chunk(2, dim=-1)
-            hidden_states = linear_add(act(gate) * up, *down, hidden_states)
+            if post_2 is None:
+                hidden_states = linear_add(act(gate) * up, *down, hidden_states)
+            else:
+                hidden_states = hidden_states + post_2(linear(act(gate) * up, *down))
         return hidden_states
 
 

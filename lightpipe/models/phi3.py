@@ -18,10 +18,9 @@ import math
 import torch
 from torch import nn
 
-from .decoder import decoder_attention
 from .layers import activation
 from .linear import Linear
-from .llama import (LLAMA_DEFAULTS, LlamaDecoderLayer, LlamaForCausalLM, LlamaModel, RMSNorm,
+from .llama import (LLAMA_DEFAULTS, LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaModel, RMSNorm,
                     RotaryEmbedding, head_dim_of, rotate)
 
 # 1. Config fields read, with the defaults config.json may leave out (Phi3Config's).
@@ -98,6 +97,8 @@ class Phi3Attention(nn.Module):
         self.qkv_proj = Linear(config.hidden_size, sum(self.sizes), bias=False)
         self.o_proj = Linear(heads * self.head_dim, config.hidden_size, bias=False)
 
+    attend = LlamaAttention.attend
+
     def forward(self, hidden_states, cos, sin, mask, cache):
         return self.o_proj(self.context(hidden_states, cos, sin, mask, cache))
 
@@ -110,8 +111,7 @@ class Phi3Attention(nn.Module):
         query, key = rotate_part(query, cos, sin), rotate_part(key, cos, sin)
         if cache is not None:
             key, value = cache.update(key, value, self.layer_idx)
-        context = decoder_attention(query, key, value, mask, scale=self.scale, groups=self.groups)
-        return context.transpose(1, 2).reshape(batch, seq, -1)
+        return self.attend(query, key, value, mask).transpose(1, 2).reshape(batch, seq, -1)
 
 
 class Phi3MLP(nn.Module):
@@ -160,11 +160,11 @@ class Phi3Model(Phi3Variant, LlamaModel):
     rotary_class = Phi3RotaryEmbedding
 
     @staticmethod
-    def layer_plan(layer, window) -> tuple:
+    def layer_plan(layer, window, kind=None) -> tuple:
         """Llama's lean step over the fused products and the partial rotation."""
         attention, mlp = layer.self_attn, layer.mlp
-        return (layer.input_layernorm, layer.post_attention_layernorm, window, attention.head_dim,
-                attention.scale, attention.groups, mlp.act, None, None, rotate_part,
+        return (layer.input_layernorm, layer.post_attention_layernorm, None, None, window, kind,
+                attention.head_dim, attention.attend, mlp.act, None, None, rotate_part,
                 attention.sizes, [attention.qkv_proj.parts()], attention.o_proj.parts(),
                 [mlp.gate_up_proj.parts()], mlp.down_proj.parts())
 

@@ -15,6 +15,7 @@ import transformers
 import lightpipe
 
 from ..conftest import assert_logits_match, load_pair, prompts
+from . import decoder_checks  # noqa: F401  (the tiny sizes of Phi-3 and Gemma)
 
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                "high_freq_factor": 4.0, "original_max_position_embeddings": 8, "rope_theta": 500000.0}
@@ -106,6 +107,15 @@ def test_unsupported_rope_kind_is_a_clear_error(decoder, tmp_path):
     ("llama", {"num_key_value_heads": 4, "attention_bias": True, "mlp_bias": True}),
     ("mistral", {}),  # sliding window 6: the steps below go past it
     ("qwen2", {"use_sliding_window": True, "sliding_window": 4, "max_window_layers": 1}),
+    # the families that reuse the step: fused products and partial rotation (Phi-3), sandwich
+    # norms, soft-capped scores and a RoPE per layer kind (Gemma 2 / 3)
+    ("phi3", {"partial_rotary_factor": 0.5}),
+    ("gemma2", {"sliding_window": 4, "attn_logit_softcapping": 5.0}),
+    ("gemma3_text", {"sliding_window": 4, "layer_types": ["sliding_attention", "full_attention"] * 2,
+                     "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0,
+                                                            "rope_theta": 50000.0},
+                                         "sliding_attention": {"rope_type": "default",
+                                                               "rope_theta": 2000.0}}}),
 ])
 def test_lean_decoding_step_equals_the_layers(decoder, model_type, overrides):
     """generate()'s one-token steps skip the module calls (``_decode_one``): on a left-padded
@@ -132,9 +142,10 @@ def test_lean_decoding_step_equals_the_layers(decoder, model_type, overrides):
             model.end_decode()
     assert torch.equal(logits[True], logits[False])
     calls = []
-    original = llama.LlamaModel._decode_one
+    original = llama.LlamaModel.__dict__["_decode_one"]  # the staticmethod itself
     try:
-        llama.LlamaModel._decode_one = lambda self, *args: calls.append(1) or original(self, *args)
+        llama.LlamaModel._decode_one = staticmethod(
+            lambda *args: calls.append(1) or original.__func__(*args))
         model.generate(ids[:1], max_new_tokens=4, min_new_tokens=4, do_sample=False)
     finally:
         llama.LlamaModel._decode_one = original
