@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = _command(commands, "tasks", cmd_tasks, "list every task and whether lightpipe runs it yet",
                      "List every task, its aliases and its default model.")
     tasks.add_argument("--json", action="store_true", help="print the table as JSON")
+    tasks.add_argument("--families", action="store_true",
+                       help="also list the model families (config.json model_type) that serve each "
+                            "task, from the family registry (imports the model code: a few seconds)")
 
     serve = _command(commands, "serve", cmd_serve,
                      "serve models over HTTP with dynamic batching (OpenAI-compatible endpoints)",
@@ -277,6 +280,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     rows = [{"name": task.name, "aliases": list(task.aliases), "ready": task.available,
              "kind": task.kind, "default_model": task.default[0],
              "default_revision": task.default[1]} for task in SUPPORTED_TASKS.values()]
+    families = None
+    if args.families:
+        from .pipelines.task_families import task_families
+
+        families = task_families()
+        for row in rows:
+            row["families"] = families[row["name"]]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -286,6 +296,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     widths = [max(len(line[col]) for line in table) for col in range(3)]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[3])
+        if families and families.get(line[0]):
+            import textwrap
+
+            print(textwrap.fill(", ".join(families[line[0]]), width=100, break_on_hyphens=False,
+                                initial_indent="    families: ", subsequent_indent=" " * 14))
     print("\nTranslation also takes translation_XX_to_YY (e.g. translation_en_to_fr).")
     return 0
 

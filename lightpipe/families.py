@@ -59,6 +59,10 @@ _GPT2 = "GPT2Tokenizer"
 _VIT_IMAGE = "processing.image:ViTImageProcessor"
 _CONVNEXT_IMAGE = "processing.image:ConvNextImageProcessor"
 _DPT_IMAGE = "processing.dpt:DPTImageProcessor"
+# Vision-language chat models: their ...ForConditionalGeneration (and Vision2Seq) head answers
+# image-text-to-text (not text2text-generation, nor image-to-text's captioning).
+_VLM_TASKS = {"AutoModelForSeq2SeqLM": "image-text-to-text",
+              "AutoModelForVision2Seq": "image-text-to-text"}
 
 FAMILIES: dict[str, Family] = {
     # text encoders
@@ -103,9 +107,20 @@ FAMILIES: dict[str, Family] = {
                    feature_extractor="processing.clap:ClapFeatureExtractor",
                    tasks={"AutoModel": "zero-shot-audio-classification"}),
     "vits": Family("vits", tokenizer="VitsTokenizer", tasks={"AutoModel": "text-to-audio"}),
+    "bark": Family("bark", tokenizer=_WORDPIECE, processor="processing.bark:BarkProcessor",
+                   tasks={"AutoModel": "text-to-audio"}),
+    "encodec": Family("encodec", "audio", feature_extractor="processing.encodec:EncodecFeatureExtractor"),
+    "musicgen": Family("musicgen", tokenizer="T5Tokenizer",
+                       processor="processing.encodec:MusicgenProcessor",
+                       feature_extractor="processing.encodec:EncodecFeatureExtractor",
+                       tasks={"AutoModelForSeq2SeqLM": "text-to-audio"}),
     # SpeechT5's vocoder (a text-to-audio pipeline's vocoder=); "hifigan" on the Hub
     "hifigan": Family("speecht5_hifigan", "audio"),
     "speecht5_hifigan": Family("speecht5_hifigan", "audio"),
+    "speecht5": Family("speecht5", tokenizer="SpeechT5Tokenizer",
+                       processor="processing.speecht5:SpeechT5Processor",
+                       feature_extractor="processing.speecht5:SpeechT5FeatureExtractor",
+                       tasks={"AutoModelForTextToSpectrogram": "text-to-audio"}),
     # vision
     "vit": Family("vit", "image", image_processor=_VIT_IMAGE),
     "deit": Family("deit", "image", image_processor="processing.image:DeiTImageProcessor"),
@@ -162,11 +177,23 @@ FAMILIES: dict[str, Family] = {
                     image_processor="processing.owlvit:Owlv2ImageProcessor",
                     tasks={"AutoModelForObjectDetection": "zero-shot-object-detection"}),
     "llava": Family("llava", "multimodal", processor="processing.llava:LlavaProcessor",
-                    tasks={"AutoModelForSeq2SeqLM": "image-text-to-text"}),
+                    tasks=_VLM_TASKS),
     "llava_onevision": Family(
         "llava_onevision", "multimodal",
         processor="processing.llava_onevision:LlavaOnevisionProcessor",
-        image_processor="processing.llava_onevision:LlavaOnevisionImageProcessor"),
+        image_processor="processing.llava_onevision:LlavaOnevisionImageProcessor", tasks=_VLM_TASKS),
+    "qwen2_vl": Family("qwen2_vl", "multimodal", processor="processing.qwen2_vl:Qwen2VLProcessor",
+                       image_processor="processing.qwen2_vl:Qwen2VLImageProcessor",
+                       tasks=_VLM_TASKS),
+    "qwen2_5_vl": Family("qwen2_vl:QWEN2_5_HEADS", "multimodal",
+                         processor="processing.qwen2_vl:Qwen2_5_VLProcessor",
+                         image_processor="processing.qwen2_vl:Qwen2VLImageProcessor",
+                         tasks=_VLM_TASKS),
+    "idefics3": Family("idefics3", "multimodal", processor="processing.idefics3:Idefics3Processor",
+                       image_processor="processing.idefics3:Idefics3ImageProcessor", tasks=_VLM_TASKS),
+    "smolvlm": Family("idefics3:SMOLVLM_HEADS", "multimodal",
+                      processor="processing.idefics3:SmolVLMProcessor",
+                      image_processor="processing.idefics3:SmolVLMImageProcessor", tasks=_VLM_TASKS),
 }
 # Class names checkpoints write for a class of ours that no family names as its default,
 # per kind ("processor", "image_processor", "feature_extractor").
@@ -186,6 +213,7 @@ SPECIAL_TOKENIZERS: dict[str, str] = {
     "DebertaV2Tokenizer": "tokenization.rebuilt:DebertaV2Tokenizer",
     "MPNetTokenizer": "tokenization.rebuilt:MPNetTokenizer",
     "VitsTokenizer": "tokenization.vits:VitsTokenizer",
+    "SpeechT5Tokenizer": "tokenization.speecht5:SpeechT5Tokenizer",
     "SiglipTokenizer": "tokenization.siglip:SiglipTokenizer",
     "Siglip2Tokenizer": "tokenization.siglip:Siglip2Tokenizer",
 }
@@ -194,7 +222,7 @@ SPECIAL_TOKENIZERS: dict[str, str] = {
 # the class transformers picks for them when tokenizer_config.json names none.
 TOKENIZER_ONLY: dict[str, str] = {
     **dict.fromkeys(
-        ["align", "bark", "bros", "chinese_clip", "convbert", "ernie", "flava", "git",
+        ["align", "bros", "chinese_clip", "convbert", "ernie", "flava", "git",
          "grounding-dino", "megatron-bert", "mm-grounding-dino", "nezha", "nomic_bert", "qdqbert",
          "realm", "retribert", "squeezebert", "tvp", "visual_bert"], _WORDPIECE),
     "mobilebert": "MobileBertTokenizer", "lxmert": "LxmertTokenizer",

@@ -6,6 +6,11 @@ loaded from where), ``set_verbosity_warning()`` (the default), ``set_verbosity_e
 Every lightpipe module logs under the ``"lightpipe"`` logger, so the standard ``logging``
 configuration works too. When the program has configured no logging at all, lightpipe adds
 one stderr handler of its own to that logger, so INFO messages show once asked for.
+
+Progress bars (on stderr: "Loading checkpoint shards" for a checkpoint of several shards) show
+unless ``disable_progress_bar()`` was called, ``LIGHTPIPE_DISABLE_PROGRESS_BARS=1`` or
+huggingface_hub's ``HF_HUB_DISABLE_PROGRESS_BARS=1`` is set, or the verbosity is error or
+quieter; ``enable_progress_bar()`` turns them back on (as ``transformers.logging``'s).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ CRITICAL, ERROR, WARNING, INFO, DEBUG = (_logging.CRITICAL, _logging.ERROR, _log
 LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR, "critical": CRITICAL}
 ROOT = "lightpipe"
 _handler: _logging.Handler | None = None
+_progress_bars: bool | None = None  # None: as the environment says
 
 
 def get_logger(name: str | None = None) -> _logging.Logger:
@@ -74,6 +80,40 @@ def set_verbosity_error() -> None:
     set_verbosity(ERROR)
 
 
+def enable_progress_bar() -> None:
+    """Show progress bars (the default), whatever the environment says."""
+    global _progress_bars
+    _progress_bars = True
+
+
+def disable_progress_bar() -> None:
+    """Hide progress bars."""
+    global _progress_bars
+    _progress_bars = False
+
+
+def is_progress_bar_enabled() -> bool:
+    """Whether progress bars show: switched on or off by the functions above, else off when
+    LIGHTPIPE_DISABLE_PROGRESS_BARS or HF_HUB_DISABLE_PROGRESS_BARS is set to a true value;
+    never at a verbosity of error or quieter."""
+    if get_verbosity() >= ERROR:
+        return False
+    if _progress_bars is not None:
+        return _progress_bars
+    return not any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+                   for name in ("LIGHTPIPE_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"))
+
+
+def progress_bar(iterable, total: int | None = None, desc: str = "", unit: str = "it"):
+    """``iterable`` with a tqdm bar on stderr when progress bars are enabled (tqdm comes with
+    huggingface_hub), else ``iterable`` itself."""
+    if not is_progress_bar_enabled():
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
 def _from_environment() -> None:
     """Apply ``LIGHTPIPE_VERBOSITY`` (an unknown value is a warning, not a crash at import)."""
     value = os.environ.get("LIGHTPIPE_VERBOSITY", "").strip().lower()
@@ -86,6 +126,7 @@ def _from_environment() -> None:
     set_verbosity(value)
 
 
-__all__ = ["CRITICAL", "DEBUG", "ERROR", "INFO", "WARNING", "get_logger", "get_verbosity",
-           "set_verbosity", "set_verbosity_debug", "set_verbosity_error", "set_verbosity_info",
-           "set_verbosity_warning"]
+__all__ = ["CRITICAL", "DEBUG", "ERROR", "INFO", "WARNING", "disable_progress_bar",
+           "enable_progress_bar", "get_logger", "get_verbosity", "is_progress_bar_enabled",
+           "progress_bar", "set_verbosity", "set_verbosity_debug", "set_verbosity_error",
+           "set_verbosity_info", "set_verbosity_warning"]

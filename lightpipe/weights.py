@@ -225,9 +225,15 @@ def read_torch_bin(path: Path) -> dict[str, "torch.Tensor"]:
 
 
 def read_weights(folder: Path) -> dict[str, "torch.Tensor"]:
-    """Every tensor of a model folder (all shards), keyed by checkpoint name."""
+    """Every tensor of a model folder (all shards), keyed by checkpoint name; a progress bar
+    ("Loading checkpoint shards", as transformers') over two or more shards (lightpipe.logging)."""
+    from .logging import progress_bar
+
     state: dict = {}
-    for path in weight_files(folder):
+    files = weight_files(folder)
+    if len(files) > 1:
+        files = progress_bar(files, total=len(files), desc="Loading checkpoint shards")
+    for path in files:
         state.update(read_safetensors(path) if path.suffix == ".safetensors" else read_torch_bin(path))
     return state
 

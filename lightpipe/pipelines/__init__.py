@@ -206,18 +206,15 @@ def _pipeline_class(task: Task):
 
 
 def _infer_task(config) -> str:
-    from ..families import FAMILIES, modality
     from ..models import head_of_architecture
+    from .task_families import head_task
 
     model_type = config.get("model_type")
-    hints = FAMILIES[model_type].tasks if model_type in FAMILIES else {}
     for architecture in config.get("architectures") or []:
         head = head_of_architecture(architecture, model_type)
-        if head in hints:  # the family serves a task more specifically than its head says
-            return hints[head]
-        if head in _TASK_OF_HEAD:
-            task = _TASK_OF_HEAD[head]
-            return _MODALITY_TASK.get((modality(model_type), task), task)
+        task = head_task(model_type, head) if head else None
+        if task is not None:
+            return task
     raise UnknownTaskError(
         f"Cannot infer the task from this checkpoint (architectures={config.get('architectures')}). "
         "Pass it: pipeline('text-classification', model=...).")

@@ -3,6 +3,7 @@
     GET  /health, /metrics, /v1/models[/NAME]; POST /v1/pipelines/NAME      routes.py
     GET  /openapi.json, /docs                                              openapi.py
     POST /v1/embeddings, /v1/chat/completions, /v1/completions             openai_api.py
+    POST /v1/audio/speech                                                  openai_api.py (wav.py)
 
 With ``settings.api_key``, every route but /health needs ``Authorization: Bearer KEY`` (401
 otherwise), as vLLM and TEI do. Errors and request reading are in errors.py, the models and
@@ -33,7 +34,7 @@ __all__ = ["ApiError", "ClientGone", "ServedModel", "ServerState", "build_app", 
            "read_json", "require_object"]
 
 _ROUTES = ("/health, /metrics, /v1/models, /v1/pipelines/NAME, /v1/embeddings, /v1/chat/completions, "
-           "/v1/completions, /openapi.json, /docs")
+           "/v1/completions, /v1/audio/speech, /openapi.json, /docs")
 
 
 def build_app(models: list[ServedModel], settings: ServerSettings, metrics: Metrics) -> Starlette:
@@ -70,6 +71,7 @@ def build_app(models: list[ServedModel], settings: ServerSettings, metrics: Metr
         Route("/v1/embeddings", endpoint("embeddings", openai_api.embeddings), methods=["POST"]),
         Route("/v1/chat/completions", endpoint("chat", openai_api.chat_completions), methods=["POST"]),
         Route("/v1/completions", endpoint("completions", openai_api.completions), methods=["POST"]),
+        Route("/v1/audio/speech", endpoint("speech", openai_api.speech), methods=["POST"]),
         Route("/openapi.json", endpoint("docs", _openapi_json), methods=["GET"]),
         Route("/docs", endpoint("docs", _docs_page), methods=["GET"]),
     ]

@@ -100,6 +100,8 @@ class Job:
 def encode_json(payload: Any) -> bytes:
     from ..audio_out import audio_as_data_uris  # text-to-audio: WAV data: URIs, not sample lists
 
+    if isinstance(payload, bytes):  # a raw answer (serving/wav.py: audio/wav), sent as it is
+        return payload
     payload = audio_as_data_uris(payload)
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_plain).encode("utf-8")
 

@@ -2,11 +2,11 @@
 
 Every error is ``{"error": {"message", "type", "code", "param"}}`` (OpenAI's shape) with its
 status: 400 malformed or too deeply nested JSON, or a code-like parameter; 401 a missing or
-wrong API key; 404 unknown model or route; 408 a body too slow to arrive; 413 body too large;
-415 a compressed body; 422 wrong field types or a bad input or argument; 429 queue full;
-500 the model failed; 501 not built yet; 503 draining; 504 past the request timeout.
-Messages say what was wrong, never where things live: heap addresses and server paths are
-taken out of them (``public_message``).
+wrong API key; 404 unknown model or route; 406 an audio type other than WAV asked for; 408 a
+body too slow to arrive; 413 body too large; 415 a compressed body; 422 wrong field types or a
+bad input or argument; 429 queue full; 500 the model failed; 501 not built yet; 503 draining;
+504 past the request timeout. Messages say what was wrong, never where things live: heap
+addresses and server paths are taken out of them (``public_message``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from ..errors import LightpipeError
 logger = logging.getLogger("lightpipe.serving")
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-                405: "invalid_request_error", 408: "timeout_error", 413: "invalid_request_error",
-                415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+                405: "invalid_request_error", 406: "invalid_request_error", 408: "timeout_error",
+                413: "invalid_request_error", 415: "invalid_request_error", 422: "invalid_request_error",
+                429: "rate_limit_error",
                 500: "server_error", 501: "not_implemented_error", 503: "server_error",
                 504: "timeout_error"}
 # `<_io.BytesIO object at 0x7f...>` -> `<_io.BytesIO>`; absolute paths of two or more parts

@@ -1,4 +1,5 @@
-"""OpenAI-compatible endpoints: ``/v1/embeddings``, ``/v1/chat/completions``, ``/v1/completions``.
+"""OpenAI-compatible endpoints: ``/v1/embeddings``, ``/v1/chat/completions``, ``/v1/completions``,
+``/v1/audio/speech`` (a text-to-audio model's WAV bytes; see wav.py).
 
 Embeddings come from a feature-extraction model: the token vectors of each text, pooled and
 normalised as the checkpoint says (lightpipe/embeddings.py). ``encoding_format: "base64"`` (the openai
@@ -22,18 +23,25 @@ from ..embeddings import pool, read_settings
 from .errors import ApiError, pipeline_error, require_object
 from .limits import refuse_code
 from .metrics import LATENCY_BUCKETS
-from .routes import run_batch
+from .routes import _pipeline_call, run_batch
 from .state import ServedModel, ServerState
+
+
+def _model_for(request: Request, state: ServerState, body: dict, task: str, need: str) -> ServedModel:
+    """The served model ``body["model"]`` names (404 if none), which must serve ``task``
+    (422 saying ``need`` otherwise); the request is counted under its name."""
+    model = state.lookup(body["model"], "model")
+    request.state.model = model.name
+    if model.task != task:
+        raise ApiError(422, f"Model {model.name!r} serves {model.task}; {need}.", "wrong_task", "model")
+    return model
 
 
 async def embeddings(request: Request, state: ServerState) -> Response:
     body = require_object(await state.read_body(request),
                           {"input", "model", "encoding_format", "dimensions", "user"}, {"input", "model"})
-    model = state.lookup(body["model"], "model")
-    request.state.model = model.name
-    if model.task != "feature-extraction":
-        raise ApiError(422, f"Model {model.name!r} serves {model.task}; embeddings need a "
-                            "feature-extraction model.", "wrong_task", "model")
+    model = _model_for(request, state, body, "feature-extraction",
+                       "embeddings need a feature-extraction model")
     texts = body["input"]
     texts = [texts] if isinstance(texts, str) else texts
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
@@ -385,3 +393,61 @@ async def completions(request: Request, state: ServerState) -> Response:
         raise ApiError(422, "'echo' must be a boolean.", "invalid_type", "echo")
     model.check_inputs(prompts, "prompt")
     return await _generate(request, state, model, prompts, settings, "completion", echo=echo)
+
+
+# --- speech: /v1/audio/speech, a text-to-audio model's audio as WAV bytes (OpenAI's shape) ---
+# It runs the pipeline route's call (same batching key: both routes' requests share batches).
+
+SPEECH_FIELDS = {"model", "input", "voice", "response_format", "speed", "instructions", "stream_format"}
+# OpenAI's voice names: any of them is this model's default speaker (the openai client always
+# sends one); a number picks a speaker of a multi-speaker model (VITS's speaker_id).
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage",
+                 "shimmer", "verse", "marin", "cedar")
+
+
+async def speech(request: Request, state: ServerState) -> Response:
+    body = require_object(await state.read_body(request), SPEECH_FIELDS, {"model", "input"})
+    model = _model_for(request, state, body, "text-to-audio", "speech needs a text-to-audio model")
+    text = body["input"]
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(422, "'input' must be a non-empty string: the text to speak (one per "
+                            "request).", "invalid_value", "input")
+    if body.get("response_format", "wav") != "wav":
+        raise ApiError(422, f"'response_format' {body['response_format']!r:.40} is not made here: this "
+                            "server returns \"wav\" only (16-bit PCM at the model's sampling rate).",
+                       "invalid_value", "response_format")
+    if body.get("stream_format") not in (None, "audio"):
+        raise ApiError(422, "'stream_format' must be \"audio\" (the whole file in one answer).",
+                       "invalid_value", "stream_format")
+    if body.get("instructions") not in (None, ""):
+        raise ApiError(422, "'instructions' are not supported: this model cannot be told how to "
+                            "speak. Leave them out.", "invalid_value", "instructions")
+    forward: dict[str, Any] = {}
+    speaker = _speaker_id(body.get("voice"))
+    if speaker is not None:
+        forward["speaker_id"] = speaker
+    speed = _number(body, "speed", 0.25, 4.0, 1.0)
+    if speed != 1.0:
+        config = model.pipe.model.config
+        if config.get("model_type") != "vits":
+            raise ApiError(422, f"'speed' works with VITS models only, not {config.get('model_type')}; "
+                                "leave it out.", "invalid_value", "speed")
+        forward["speaking_rate"] = config.get("speaking_rate", 1.0) * speed  # relative to its own
+    parameters = model.check_parameters({"forward_params": forward} if forward else {})
+    model.check_inputs([text], "input")
+    items, run, finish = _pipeline_call(model, text, parameters, raw_wav=True)
+    key = "pipeline:" + json.dumps(parameters, sort_keys=True, default=str)
+    return Response(await model.call(request, key, items, run, finish), media_type="audio/wav")
+
+
+def _speaker_id(voice: Any) -> int | None:
+    """``voice`` -> a speaker number, or None for the model's default speaker."""
+    if voice is None or voice in OPENAI_VOICES:
+        return None
+    if isinstance(voice, int) and not isinstance(voice, bool) and voice >= 0:
+        return voice
+    if isinstance(voice, str) and voice.isdigit():
+        return int(voice)
+    raise ApiError(422, f"'voice' must be a speaker number of this model (0, 1, ...) or one of "
+                        f"OpenAI's voice names ({', '.join(OPENAI_VOICES)}), which take the model's "
+                        f"default speaker; not {voice!r:.40}.", "invalid_value", "voice")

@@ -49,7 +49,9 @@ def schema(state: Any) -> dict:
         "inputs": {"description": "one input or a list: texts; images, audio and video as base64 "
                                   "or data: URIs (http(s) URLs with --allow-urls)"},
         "parameters": {"type": "object", "description": "the task pipeline's call arguments "
-                                                        "(top_k, candidate_labels, max_new_tokens, ...)"}}}
+                                                        "(top_k, candidate_labels, max_new_tokens, ...)"},
+        "response_format": {"enum": ["json", "wav"], "description": "text-to-audio: \"wav\" answers "
+                            "one input's audio as audio/wav bytes (as does 'Accept: audio/wav')"}}}
     document = {
         "openapi": "3.1.0",
         "info": {"title": "lightpipe", "version": __version__,
@@ -78,6 +80,15 @@ def schema(state: Any) -> dict:
                 {"type": "object", "required": ["model", "messages"], "properties": {
                     "model": {"type": "string"}, "messages": _MESSAGES,
                     "max_completion_tokens": {"type": "integer"}, **_SAMPLING}},
+                "openai"),
+            "/v1/audio/speech": _post(
+                "Speech (OpenAI)", "One text spoken by a text-to-audio model, answered as audio/wav "
+                "bytes. voice: a speaker number, or an OpenAI voice name (the default speaker); "
+                "speed: VITS models.",
+                {"type": "object", "required": ["model", "input"], "properties": {
+                    "model": {"type": "string"}, "input": {"type": "string"},
+                    "voice": {"type": ["string", "integer"]}, "response_format": {"enum": ["wav"]},
+                    "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0}}},
                 "openai"),
         },
     }

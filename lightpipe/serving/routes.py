@@ -4,6 +4,8 @@
     GET  /metrics                      Prometheus text
     GET  /v1/models[/NAME]             OpenAI-style model list
     POST /v1/pipelines/NAME            {"inputs": ..., "parameters": {...}} -> the pipeline's result
+                                       (text-to-audio: one input's audio/wav bytes with
+                                       "response_format": "wav" or Accept: audio/wav; wav.py)
 
 Image, video and audio inputs arrive as JSON and are checked, and URLs fetched or refused,
 before they are queued (media.py); a request's parameters go through limits.py (in
@@ -25,6 +27,7 @@ from .errors import ApiError, ClientGone, logger, pipeline_error, require_object
 from .media import _media_item, _multimodal_item, media_inputs, resolve_media  # noqa: F401
 from .metrics import LATENCY_BUCKETS
 from .state import ServedModel, ServerState
+from .wav import check_wav_request, wants_wav, wav_answer
 
 Handler = Callable[[Request, ServerState], Awaitable[Response]]
 
@@ -86,9 +89,11 @@ async def get_model(request: Request, state: ServerState) -> Response:
 async def run_pipeline(request: Request, state: ServerState) -> Response:
     model = state.lookup(request.path_params["name"])
     request.state.model = model.name
-    body = require_object(await state.read_body(request), {"inputs", "parameters"}, {"inputs"})
+    body = require_object(await state.read_body(request), {"inputs", "parameters", "response_format"},
+                          {"inputs"})
+    raw = wants_wav(request.headers.get("accept"), body.get("response_format"))
     parameters = model.check_parameters(body.get("parameters", {}))
-    items, run, finish = _pipeline_call(model, body["inputs"], parameters)  # may move per-item
+    items, run, finish = _pipeline_call(model, body["inputs"], parameters, raw)  # may move per-item
     # settings out of parameters into the items: what is left keys the batch
     if not items:
         return JSONResponse([])
@@ -96,7 +101,8 @@ async def run_pipeline(request: Request, state: ServerState) -> Response:
     items = media_inputs(model.kind, items, "inputs", state.settings.allow_urls)
     items = await resolve_media(state, model.kind, items, parameters)
     key = "pipeline:" + json.dumps(parameters, sort_keys=True, default=str)
-    return Response(await model.call(request, key, items, run, finish), media_type="application/json")
+    return Response(await model.call(request, key, items, run, finish),
+                    media_type="audio/wav" if raw else "application/json")
 
 
 # --- how a request's inputs become pipeline items, and its results the Python call's answer ---
@@ -104,25 +110,28 @@ async def run_pipeline(request: Request, state: ServerState) -> Response:
 # batch of items from many requests: one result per item) -> shape_results per request, so the
 # HTTP answer equals ``pipe(inputs, **parameters)`` with no task-specific code here.
 
-def _pipeline_call(model: ServedModel, inputs: Any, parameters: dict
+def _pipeline_call(model: ServedModel, inputs: Any, parameters: dict, raw_wav: bool = False
                    ) -> tuple[list, Callable[[list], list], Callable[[list], Any]]:
     """A request's ``inputs`` -> (items, run, finish): the items it queues, the call that runs
     a batch of items (this request's and others'), and the function that shapes this request's
-    results as ``pipe(inputs, **parameters)`` would. ``parameters`` may lose the per-item
-    settings the pipeline moves into its items."""
+    results as ``pipe(inputs, **parameters)`` would (with ``raw_wav``: one input's audio as WAV
+    bytes). ``parameters`` may lose the per-item settings the pipeline moves into its items."""
     pipe = model.pipe
     try:
         items, single = pipe.split_inputs(inputs, parameters)
         pipe.check_parameters(**parameters)
     except Exception as error:  # a bad input or parameter: the pipeline's own message, as a 4xx
         raise pipeline_error(error) from None
+    if raw_wav:
+        check_wav_request(model, single)
     items = list(items)
 
     def run(batch: list) -> list:
         return run_batch(model, batch, batch_size=model.forward_batch_size, **parameters)
 
     def finish(results: list) -> Any:
-        return pipe.shape_results(inputs, single, parameters, results)
+        shaped = pipe.shape_results(inputs, single, parameters, results)
+        return wav_answer(shaped) if raw_wav else shaped
 
     return items, run, finish
 
