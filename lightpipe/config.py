@@ -141,7 +141,9 @@ class Config:
 
     # --- files ---
     def to_dict(self) -> dict[str, Any]:
-        out = copy.deepcopy(self._fields)
+        # nested configs (a model's text_config / vision_config once read) as plain dicts
+        out = {key: value.to_dict() if isinstance(value, Config) else copy.deepcopy(value)
+               for key, value in self._fields.items()}
         out["id2label"] = {str(k): v for k, v in self.id2label.items()}
         return out
 

@@ -49,7 +49,9 @@ class GenerativeModel(Protocol):
         with ``logits`` (batch, new or ``logits_to_keep`` positions, vocab). ``attention_mask``
         covers the past and the new tokens (None: no padding); ``inputs_embeds`` replaces
         ``input_ids`` on the first step of ``generate(inputs_embeds=...)``, which also needs
-        ``get_input_embeddings()``."""
+        ``get_input_embeddings()``. ``position_ids`` (batch, tokens) count the real tokens; a
+        model with positions of its own maps them (Qwen2-VL's generate() keeps the prompt's
+        M-RoPE positions, and each plane's offset from them for the new tokens)."""
 
     def get_input_embeddings(self) -> torch.nn.Embedding:
         """The token embeddings (their width checks ``generate(inputs_embeds=...)``)."""

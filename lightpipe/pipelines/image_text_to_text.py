@@ -233,8 +233,9 @@ class ImageTextToTextPipeline(Pipeline):
         mask = inputs.get("attention_mask")
         mask = torch.as_tensor(mask).to(device) if mask is not None else None
         with torch.no_grad():
-            # any-resolution models (LLaVA-OneVision) also read the images' sizes
-            extra = {key: inputs[key] for key in ("image_sizes", "batch_num_images")
+            # the processor outputs the model's images read besides pixel_values (LLaVA-
+            # OneVision's image sizes, Qwen2-VL's patch grids)
+            extra = {key: inputs[key] for key in getattr(self.model, "image_input_names", ())
                      if inputs.get(key) is not None}
             sequences = self.model.generate(input_ids=input_ids, pixel_values=pixel_values,
                                             attention_mask=mask, **extra, **generate_kwargs)

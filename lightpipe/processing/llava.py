@@ -43,17 +43,11 @@ class LlavaProcessor(Processor):
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "LlavaProcessor":
         from ..hub import resolve
         from ..tokenization import AutoTokenizer
-        from .image import AutoImageProcessor, CLIPImageProcessor
+        from .image import CLIPImageProcessor
 
         folder = resolve(name_or_path, weights=False, **kwargs)
-        settings = read_json(folder / "processor_config.json")
-        if (folder / "preprocessor_config.json").is_file():
-            image_processor = AutoImageProcessor.from_pretrained(folder)
-        elif isinstance(settings.get("image_processor"), dict):
-            nested = {k: v for k, v in settings["image_processor"].items()
-                      if k not in ("image_processor_type", "processor_class")}
-            image_processor = CLIPImageProcessor(**nested)
-        else:
+        image_processor = image_processor_from(folder, CLIPImageProcessor)
+        if image_processor is None:
             raise InputError(f"{name_or_path} has no image processor settings "
                              "(preprocessor_config.json or processor_config.json).")
         return cls(tokenizer=AutoTokenizer.from_pretrained(folder), image_processor=image_processor,
@@ -98,6 +92,19 @@ class LlavaProcessor(Processor):
                           "padding_side", "return_attention_mask")}
         merged.update(self.tokenizer(texts, return_tensors=return_tensors, **route))
         return BatchEncoding(merged)
+
+
+def image_processor_from(folder: Path, default: type) -> Any:
+    """The folder's image processor: the one preprocessor_config.json names, else a ``default``
+    from the settings transformers 5 nests in processor_config.json; None when neither says."""
+    from .image import AutoImageProcessor
+
+    if (folder / "preprocessor_config.json").is_file():
+        return AutoImageProcessor.from_pretrained(folder)
+    nested = read_json(folder / "processor_config.json").get("image_processor")
+    if not isinstance(nested, dict):
+        return None
+    return default(**{k: v for k, v in nested.items() if k not in ("image_processor_type", "processor_class")})
 
 
 def expand_image_tokens(texts: list[str], image_token: str, counts: list[int]) -> list[str]:

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..jsonfile import read_json
 from ..models.llava_onevision import ONEVISION_DEFAULTS, max_views, select_best_resolution, unpadded_size
 from . import Processor
-from .llava import LlavaProcessor
+from .llava import LlavaProcessor, image_processor_from
 from .features import BatchFeature
 from .image import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImageProcessor, resize
 from .image_io import _is_array, array_to_pil, image_list, load_image, to_rgb, to_rgb_on_white
@@ -132,15 +132,10 @@ class LlavaOnevisionProcessor(LlavaProcessor):
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "LlavaOnevisionProcessor":
         from ..hub import resolve
         from ..tokenization import AutoTokenizer
-        from .image import AutoImageProcessor
 
         folder = resolve(name_or_path, weights=False, **kwargs)
-        if (folder / "preprocessor_config.json").is_file():
-            image_processor = AutoImageProcessor.from_pretrained(folder)
-        else:
-            nested = read_json(folder / "processor_config.json").get("image_processor") or {}
-            image_processor = LlavaOnevisionImageProcessor(
-                **{k: v for k, v in nested.items() if k not in ("image_processor_type", "processor_class")})
+        image_processor = image_processor_from(folder, LlavaOnevisionImageProcessor) or \
+            LlavaOnevisionImageProcessor()
         return cls(image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(folder),
                    **{k: v for k, v in _settings(folder).items() if v is not None})
 
