@@ -1,0 +1,433 @@
+"""MusicGen (Copet et al., 2023, "Simple and Controllable Music Generation", arXiv:2306.05284):
+a T5 text encoder, a pre-norm Transformer decoder over ``num_codebooks`` parallel streams of
+EnCodec codes, and the EnCodec decoder that turns the codes into audio.
+
+Matches transformers' ``models/musicgen/modeling_musicgen.py`` at inference. Parameter names are
+the checkpoints' (``text_encoder.encoder.block.0...``, ``decoder.model.decoder.layers.0...``,
+``decoder.lm_heads.0.weight``, ``audio_encoder.decoder.layers.0.conv.weight_g``,
+``enc_to_dec_proj``). The text encoder is t5.py's stack, the codec encodec.py's model.
+
+- Each decoder step reads one code per codebook: the sum of the codebooks' embeddings plus a
+  sinusoidal position; one head per codebook predicts the next code of each.
+- The delay pattern: codebook k runs k steps behind codebook 0, so a step predicts codebook 0
+  at frame t, codebook 1 at frame t-1, ...; the positions before a codebook starts and after
+  it ends hold the pad / start id (``delay_pattern``), and the codes are taken back out of the
+  pattern once generated (``undo_delay_pattern``).
+- Classifier-free guidance (``guidance_scale`` > 1): every step also runs the decoder on a null
+  text (zero encoder states, all masked) and mixes the two: uncond + scale * (cond - uncond).
+
+Generation reuses lightpipe's loop (``generation/search.py``: the logits processors and
+warpers, greedy or sampled picks, the stopping criteria, streamers): its rows are the
+``batch * num_codebooks`` code streams. What the shared loop cannot express lives in
+``decode``, which that loop calls once per step: the delay pattern is applied to the ids it is
+given, the rows are doubled for guidance and the two halves of the logits mixed, so the loop
+sees one row of logits per stream. ``generate`` returns audio (batch, channels, samples), as the
+reference does. Audio prompts (``input_values``) are not implemented: text prompts only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError, UnsupportedModelError
+from ..generation import GenerationConfig, GenerationMixin
+from ..generation.config import unsupported_settings
+from ..generation.processors import make_logits_processors
+from ..generation.prompt import set_lengths, special_tokens
+from ..generation.search import Search, sample
+from ..generation.state import DecodeState, Prompt
+from ..generation.stopping import make_stopping_criteria
+from ..modeling import ModelOutput, PreTrainedModel
+from .bart import Attention, encoder_states_of
+from .cache import EncoderDecoderCache
+from .clip import sub_config
+from .decoder import causal_mask
+from .encodec import ENCODEC_DEFAULTS, EncodecModel
+from .layers import activation
+from .linear import Linear
+from .t5 import T5_DEFAULTS, T5Model, T5PreTrainedModel, T5Stack
+
+# 1. Config fields read, with the defaults config.json may leave out (MusicgenDecoderConfig's).
+DECODER_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 2048, "max_position_embeddings": 2048, "num_hidden_layers": 24, "ffn_dim": 4096,
+    "num_attention_heads": 16, "activation_function": "gelu", "hidden_size": 1024,
+    "num_codebooks": 4, "audio_channels": 1, "pad_token_id": 2048,
+    "bos_token_id": 2048, "eos_token_id": None, "cross_attention_hidden_size": None,
+    "use_cache": True,
+}
+MUSICGEN_DEFAULTS: dict[str, Any] = {"text_encoder": None, "audio_encoder": None, "decoder": None,
+                                     "is_encoder_decoder": True}
+
+
+def sinusoidal_positions(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """(length,) positions -> (length, dim): cos then sin (tensor2tensor's layout)."""
+    half = dim // 2
+    rate = torch.exp(torch.arange(half, device=positions.device).float() * -(math.log(10000) / (half - 1)))
+    angles = positions.float()[:, None] * rate[None, :]
+    table = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+    return F.pad(table, (0, dim % 2))
+
+
+# 2. The delay pattern.
+def delay_pattern(input_ids: torch.Tensor, num_codebooks: int, audio_channels: int, pad_token_id: int,
+                  max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch * codebooks, length) prompt ids -> (the ids to start from, the pattern
+    (batch * codebooks, max_length)): codebook k's ids shifted right by k, the pad id before
+    it starts and after it ends, -1 where a code is still to be predicted. In stereo the left
+    and right codebooks alternate and share a delay."""
+    input_ids = input_ids.reshape(-1, num_codebooks, input_ids.shape[-1])
+    batch, _, length = input_ids.shape
+    pattern = torch.full((batch, num_codebooks, max_length), -1, dtype=torch.long, device=input_ids.device)
+    per_channel = num_codebooks // 2 if audio_channels == 2 else num_codebooks
+    if max_length < 2 * per_channel - 1:  # too short for the pattern: left as is
+        return input_ids.reshape(batch * num_codebooks, -1), pattern.reshape(batch * num_codebooks, -1)
+    for codebook in range(num_codebooks):
+        delay = codebook // audio_channels
+        pattern[:, codebook, delay:length + delay] = input_ids[:, codebook]
+    ones = torch.ones((per_channel, max_length), dtype=torch.bool)
+    fixed = torch.triu(ones, diagonal=max_length - per_channel + 1) | torch.tril(ones)
+    fixed = fixed.repeat_interleave(audio_channels, dim=0).to(input_ids.device)
+    pattern = torch.where(fixed, torch.full_like(pattern, pad_token_id), pattern)
+    to_predict = (pattern[:, 0, :] == -1).nonzero()[:, 1]
+    first = int(to_predict.min()) if len(to_predict) else length
+    return (pattern[..., :first].reshape(batch * num_codebooks, -1),
+            pattern.reshape(batch * num_codebooks, -1))
+
+
+def apply_delay_pattern(input_ids: torch.Tensor, pattern: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Ids at positions ``start``... -> the pattern's fixed ids where it has some."""
+    pattern = pattern[:, start:start + input_ids.shape[-1]]
+    return torch.where(pattern == -1, input_ids, pattern)
+
+
+def undo_delay_pattern(sequences: torch.Tensor, pattern: torch.Tensor, pad_token_id: int,
+                       batch: int, num_codebooks: int) -> torch.Tensor:
+    """Generated (batch * codebooks, max_length) ids -> codes (batch, codebooks, frames)."""
+    sequences = apply_delay_pattern(sequences, pattern)
+    return sequences[sequences != pad_token_id].reshape(batch, num_codebooks, -1)
+
+
+# 3. Modules.
+class MusicgenAttention(Attention):
+    """bart.py's attention without biases."""
+
+    def __init__(self, dim: int, num_heads: int, layer_idx: int):
+        super().__init__(dim, num_heads, layer_idx)
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            setattr(self, name, Linear(dim, dim, bias=False))
+
+
+class MusicgenDecoderLayer(nn.Module):
+    """Pre-norm: self-attention, cross-attention to the text, MLP (no biases)."""
+
+    def __init__(self, config, layer_idx: int):
+        super().__init__()
+        dim, heads = config.hidden_size, config.num_attention_heads
+        self.self_attn = MusicgenAttention(dim, heads, layer_idx)
+        self.self_attn_layer_norm = nn.LayerNorm(dim)
+        self.encoder_attn = MusicgenAttention(dim, heads, layer_idx)
+        self.encoder_attn_layer_norm = nn.LayerNorm(dim)
+        self.fc1 = Linear(dim, config.ffn_dim, bias=False)
+        self.fc2 = Linear(config.ffn_dim, dim, bias=False)
+        self.final_layer_norm = nn.LayerNorm(dim)
+        self.act = activation(config.activation_function)
+
+    def forward(self, hidden_states, self_mask, encoder_states, cross_mask, cache):
+        hidden_states = hidden_states + self.self_attn(self.self_attn_layer_norm(hidden_states),
+                                                       self_mask, cache, causal=True)
+        hidden_states = hidden_states + self.encoder_attn.cross(
+            self.encoder_attn_layer_norm(hidden_states), encoder_states, cross_mask, cache)
+        return hidden_states + self.fc2(self.act(self.fc1(self.final_layer_norm(hidden_states))))
+
+
+class MusicgenDecoder(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.num_codebooks, self.hidden_size = config.num_codebooks, config.hidden_size
+        # one more id than the vocabulary: the pad / start id
+        self.embed_tokens = nn.ModuleList(nn.Embedding(config.vocab_size + 1, config.hidden_size)
+                                          for _ in range(config.num_codebooks))
+        self.layers = nn.ModuleList(MusicgenDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layer_norm = nn.LayerNorm(config.hidden_size)
+
+    def forward(self, input_ids, encoder_states, encoder_mask=None, cache=None, attention_mask=None):
+        """(batch * codebooks, length) ids after the cache's past -> (batch, length, hidden)."""
+        codes = input_ids.reshape(-1, self.num_codebooks, input_ids.shape[-1])  # (batch, codebooks, length)
+        past = cache.get_seq_length() if cache is not None else 0
+        length = codes.shape[-1]
+        # (scale_embedding is in the config but, as in the reference, never applied)
+        hidden_states = sum(embed(codes[:, k]) for k, embed in enumerate(self.embed_tokens))
+        positions = torch.arange(past, past + length, device=input_ids.device)
+        positions = sinusoidal_positions(positions, self.hidden_size)
+        hidden_states = hidden_states + positions.to(hidden_states.dtype)
+        self_mask = causal_mask(attention_mask, length, past, hidden_states.device)
+        cross_mask = None
+        if encoder_mask is not None and not bool(encoder_mask.all()):
+            # additive: a row with nothing to attend to (guidance's null text) averages zero
+            # states instead of giving NaN
+            dtype = hidden_states.dtype
+            cross_mask = torch.zeros(encoder_mask.shape, dtype=dtype, device=hidden_states.device)
+            cross_mask = cross_mask.masked_fill(encoder_mask == 0, torch.finfo(dtype).min)
+            cross_mask = cross_mask[:, None, None, :]
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, self_mask, encoder_states, cross_mask, cache)
+        return self.layer_norm(hidden_states)
+
+
+class MusicgenModel(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.decoder = MusicgenDecoder(config)
+
+
+class MusicgenForCausalLM(nn.Module):
+    """The decoder and one head per codebook: logits (batch * codebooks, length, vocab)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.num_codebooks = config.num_codebooks
+        self.model = MusicgenModel(config)
+        self.lm_heads = nn.ModuleList(Linear(config.hidden_size, config.vocab_size, bias=False)
+                                      for _ in range(config.num_codebooks))
+
+    def forward(self, input_ids, encoder_states, encoder_mask=None, cache=None, attention_mask=None,
+                logits_to_keep: int = 0):
+        hidden_states = self.model.decoder(input_ids, encoder_states, encoder_mask, cache, attention_mask)
+        if logits_to_keep:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        logits = torch.stack([head(hidden_states) for head in self.lm_heads], dim=1)
+        return logits.reshape(-1, *logits.shape[2:])  # (batch * codebooks, length, vocab)
+
+
+class T5EncoderModel(T5PreTrainedModel):
+    """T5's encoder alone (transformers' T5EncoderModel): ``shared`` and ``encoder``."""
+
+    tied_weights = {"encoder.embed_tokens.weight": "shared.weight"}
+    encode = T5Model.encode
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = T5Stack(config, embed_tokens, config.num_layers, False)
+
+
+# 4. The model.
+class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
+    """``generate(input_ids, attention_mask, guidance_scale=..., max_new_tokens=...)`` -> audio
+    (batch, channels, samples); ``forward(input_ids, attention_mask, decoder_input_ids)`` ->
+    ``logits`` (batch * codebooks, length, vocab)."""
+
+    model_type = "musicgen"
+    config_defaults = MUSICGEN_DEFAULTS
+    is_encoder_decoder = True
+    tied_weights = {"text_encoder.encoder.embed_tokens.weight": "text_encoder.shared.weight"}
+    checkpoint_renames = EncodecModel.checkpoint_renames
+    ignored_weights = EncodecModel.ignored_weights
+
+    def __init__(self, config):
+        super().__init__(config)
+        config.text_encoder = sub_config(config.text_encoder, T5_DEFAULTS)
+        config.audio_encoder = sub_config(config.audio_encoder, ENCODEC_DEFAULTS)
+        config.decoder = sub_config(config.decoder, DECODER_DEFAULTS)
+        decoder_config = config.decoder
+        if decoder_config.audio_channels not in (1, 2):
+            raise InputError(f"MusicGen config: decoder.audio_channels must be 1 or 2, got "
+                             f"{decoder_config.audio_channels}.")
+        self.text_encoder = T5EncoderModel(config.text_encoder)
+        self.audio_encoder = EncodecModel(config.audio_encoder)
+        self.decoder = MusicgenForCausalLM(decoder_config)
+        text_width = config.text_encoder.d_model
+        if text_width != decoder_config.hidden_size and decoder_config.cross_attention_hidden_size is None:
+            self.enc_to_dec_proj = nn.Linear(text_width, decoder_config.hidden_size)
+        self._generating: tuple[torch.Tensor, float | None] | None = None
+
+    def default_generation_config(self) -> GenerationConfig:
+        """Without generation_config.json: the decoder's special ids (as the reference)."""
+        return GenerationConfig.from_model_config(self.config.decoder)
+
+    def max_positions(self) -> None:
+        return None  # sinusoidal positions: no table to run past
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_encoder.shared
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.config.audio_encoder.sampling_rate
+
+    # -- the text side
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The T5 encoder's states, (batch, text length, text width)."""
+        return self.text_encoder.encode(input_ids, attention_mask)
+
+    def _condition(self, encoder_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Encoder states as the decoder reads them: projected to its width, padding zeroed."""
+        proj = getattr(self, "enc_to_dec_proj", None)
+        if proj is not None:
+            encoder_states = proj(encoder_states)
+        if attention_mask is not None:
+            encoder_states = encoder_states * attention_mask[..., None].to(encoder_states.dtype)
+        return encoder_states
+
+    # -- the decoder
+    def decode(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask=None,
+               cache=None, use_cache=False, logits_to_keep: int = 0, decoder_attention_mask=None):
+        """The decoder over the ids after the cache's past. Inside ``generate`` the ids first
+        take the delay pattern's fixed ids, and with guidance run twice (text, null text)
+        and come back mixed: one row of logits per code stream either way."""
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache()
+        guidance = None
+        if self._generating is not None:
+            pattern, guidance = self._generating
+            past = cache.get_seq_length() if cache is not None else 0
+            decoder_input_ids = apply_delay_pattern(decoder_input_ids, pattern, past)
+            if guidance is not None:
+                decoder_input_ids = decoder_input_ids.repeat(2, 1)
+        logits = self.decoder(decoder_input_ids, encoder_hidden_states, encoder_attention_mask, cache,
+                              decoder_attention_mask, logits_to_keep)
+        if guidance is not None:
+            cond, uncond = logits.split(logits.shape[0] // 2, dim=0)
+            logits = uncond + (cond - uncond) * guidance
+        return ModelOutput(logits=logits, cache=cache if use_cache else None)
+
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, encoder_outputs=None, cache=None, use_cache=None,
+                past_key_values=None, logits_to_keep: int = 0, **unused) -> ModelOutput:
+        if encoder_outputs is None:
+            if input_ids is None:
+                raise InputError("Pass input_ids (the tokenized text) or encoder_outputs.")
+            encoder_states = self.encode(input_ids, attention_mask)
+        else:
+            encoder_states = encoder_states_of(encoder_outputs)
+        if decoder_input_ids is None:
+            raise InputError("Pass decoder_input_ids (batch * num_codebooks, length): audio prompts "
+                             "(input_values) are not implemented.")
+        cache = cache if cache is not None else past_key_values
+        out = self.decode(decoder_input_ids, self._condition(encoder_states, attention_mask),
+                          attention_mask, cache, bool(use_cache), logits_to_keep, decoder_attention_mask)
+        return ModelOutput(logits=out.logits, cache=out.get("cache"),
+                           encoder_last_hidden_state=encoder_states)
+
+    # -- generation
+    @torch.inference_mode()
+    def generate(self, inputs: torch.Tensor | None = None, generation_config: GenerationConfig | None = None,
+                 logits_processor: list | None = None, stopping_criteria: list | None = None,
+                 streamer: Any = None, generator: torch.Generator | None = None, **kwargs: Any):
+        """Audio (batch, channels, samples) for the tokenized texts, as the reference:
+        greedy or sampled (``do_sample``, ``top_k``, ``temperature``, ...) with classifier-free
+        guidance when ``guidance_scale`` > 1; ``return_dict_in_generate=True`` gives a
+        ModelOutput whose ``sequences`` are the audio and ``audio_codes`` the codes."""
+        length_given = kwargs.get("max_length") is not None
+        config, model_kwargs, _ = self._generation_config_for_call(generation_config, kwargs)
+        input_ids = inputs if inputs is not None else model_kwargs.pop("input_ids", None)
+        attention_mask = model_kwargs.pop("attention_mask", None)
+        encoder_outputs = model_kwargs.pop("encoder_outputs", None)
+        if "input_values" in model_kwargs or "decoder_input_ids" in model_kwargs:
+            raise UnsupportedModelError("lightpipe's MusicGen generates from text only: audio prompts "
+                                        "(input_values / decoder_input_ids) are not implemented.")
+        for name in ("use_cache", "output_attentions", "output_hidden_states", "padding_mask"):
+            model_kwargs.pop(name, None)
+        if model_kwargs:
+            raise ValueError(f"The following `model_kwargs` are not used by the model: "
+                             f"{sorted(model_kwargs)} (note: typos in the generate arguments will "
+                             "also show up in this list)")
+        if config.get_generation_mode().startswith("beam"):
+            raise ValueError("Got incompatible mode for generation, should be one of greedy or sampling. "
+                             "Ensure that beam search is de-activated by setting `num_beams=1`.")
+        unsupported = [name for name in unsupported_settings(config) if name != "guidance_scale"]
+        if config.num_return_sequences > 1:
+            unsupported.append("num_return_sequences > 1")
+        if unsupported:
+            raise UnsupportedModelError(f"lightpipe's MusicGen generate() does not implement "
+                                        f"{', '.join(unsupported)}.")
+
+        # the text, encoded once; guidance adds a null text (zero states, masked out)
+        if encoder_outputs is None:
+            if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
+                raise InputError("generate() needs the tokenized text: input_ids (batch, sequence) as the "
+                                 "tokenizer gives it with return_tensors='pt'.")
+            input_ids = input_ids.to(self.device)
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            encoder_states = self.encode(input_ids, attention_mask.to(self.device))
+        else:
+            encoder_states = encoder_states_of(encoder_outputs)
+        encoder_states = encoder_states.to(self.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(self.device)
+        guidance = config.guidance_scale
+        guidance = guidance if guidance is not None and guidance > 1 else None
+        if guidance is not None:
+            encoder_states = torch.cat([encoder_states, torch.zeros_like(encoder_states)])
+            if attention_mask is not None:
+                attention_mask = torch.cat([attention_mask, torch.zeros_like(attention_mask)])
+        encoder_states = self._condition(encoder_states, attention_mask)
+        batch = encoder_states.shape[0] // (2 if guidance is not None else 1)
+
+        # the code streams: batch * codebooks rows, each starting from the start id
+        num_codebooks = self.decoder.num_codebooks
+        start = config.decoder_start_token_id
+        start = config.bos_token_id if start is None else start
+        if start is None:
+            raise ValueError("`decoder_start_token_id` or `bos_token_id` has to be defined for MusicGen.")
+        eos, pad = special_tokens(config, True, None)
+        starts = torch.full((batch * num_codebooks, 1), int(start), dtype=torch.long, device=self.device)
+        if config.max_new_tokens is None and not length_given:
+            # as the reference's MusicGen: a max_length not passed to the call counts the start
+            # token too, whether it comes from a generation config or the global default
+            config.max_length += 1
+        set_lengths(self, config, 1, False)
+        starts, pattern = delay_pattern(starts, num_codebooks, self.config.decoder.audio_channels, int(start),
+                                        config.max_length)
+        length = starts.shape[1]
+        prompt = Prompt(starts, torch.arange(length, device=self.device).expand(batch * num_codebooks, -1),
+                        None, eos, pad, batch * num_codebooks, encoder_states=encoder_states,
+                        encoder_mask=attention_mask)
+        if streamer is not None:
+            streamer.put(starts.cpu())
+        search = Search(config, make_logits_processors(config, length, None, eos, logits_processor),
+                        make_stopping_criteria(config, eos, None, stopping_criteria), pad, eos,
+                        batch * num_codebooks, streamer, generator)
+        cache = EncoderDecoderCache(config.max_length) if config.use_cache else None
+        if self.pack_weights and self.device.type == "cpu":
+            self.pack_linear_weights()  # oneDNN's layout for the decoding steps (generation/mixin.py)
+        self._generating = (pattern, guidance)
+        try:
+            out = sample(self, DecodeState(prompt, config.max_length, cache), search)
+        finally:
+            self._generating = None
+        sequences = out.sequences if config.return_dict_in_generate else out
+        codes = undo_delay_pattern(sequences, pattern, pad, batch, num_codebooks)
+        audio = self.decode_audio(codes)
+        if not config.return_dict_in_generate:
+            return audio
+        return ModelOutput(sequences=audio, audio_codes=codes, scores=out.get("scores"),
+                           logits=out.get("logits"))
+
+    def get_unconditional_inputs(self, num_samples: int = 1) -> dict:
+        """Inputs for music without a text: ``model.generate(**inputs, max_new_tokens=...)``."""
+        states = torch.zeros((num_samples, 1, self.config.text_encoder.d_model), device=self.device,
+                             dtype=self.dtype)
+        mask = torch.zeros((num_samples, 1), device=self.device, dtype=torch.long)
+        return {"encoder_outputs": (states,), "attention_mask": mask, "guidance_scale": 1.0}
+
+    def decode_audio(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (batch, codebooks, frames) -> audio (batch, channels, samples); stereo
+        checkpoints interleave the left and right codebooks."""
+        codes = codes[None]  # one chunk
+        if self.config.decoder.audio_channels == 1:
+            return self.audio_encoder.decode(codes).audio_values
+        left = self.audio_encoder.decode(codes[:, :, ::2]).audio_values
+        right = self.audio_encoder.decode(codes[:, :, 1::2]).audio_values
+        return torch.cat([left, right], dim=1)
+
+
+HEADS = {"AutoModelForTextToWaveform": MusicgenForConditionalGeneration}
