@@ -5,20 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
+from ..keyed import KeyedDict
 
 
-class BatchFeature(dict):
+class BatchFeature(KeyedDict):
     """A dict of model inputs with attribute access (``features.pixel_values``) and
     ``.to(device or dtype)``, as transformers' BatchFeature: a dtype applies to floating
     tensors only, a device to every tensor; the object is updated in place and returned."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"BatchFeature has no key {name!r}; it has {list(self)}") from None
 
     def to(self, *args: Any, **kwargs: Any) -> BatchFeature:
         import torch

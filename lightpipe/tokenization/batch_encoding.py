@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..errors import InputError
+from ..keyed import KeyedDict
 
 
 class CharSpan(NamedTuple):
@@ -23,7 +24,7 @@ class TokenSpan(NamedTuple):
     end: int
 
 
-class BatchEncoding(dict):
+class BatchEncoding(KeyedDict):
     """The output of a tokenizer call: a dict (``input_ids``, ``attention_mask``, ...) with
     attribute access, tensor conversion, ``.to(device)`` and the backend ``Encoding`` objects
     for alignment queries (``word_ids``, ``char_to_token``, ...)."""
@@ -37,15 +38,6 @@ class BatchEncoding(dict):
         self._n_sequences = n_sequences
         if tensor_type is not None:
             self.convert_to_tensors(tensor_type)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails: expose keys as attributes (enc.input_ids).
-        if name.startswith("__"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"BatchEncoding has no key or attribute {name!r}") from None
 
     def __getitem__(self, item):
         if isinstance(item, str):
