@@ -40,6 +40,7 @@ ARCHITECTURE_SUFFIXES: dict[str, str] = {
     "ForSegmentation": "AutoModelForImageSegmentation",  # DetrForSegmentation
     "ForVision2Seq": "AutoModelForVision2Seq",
     "ForVideoClassification": "AutoModelForVideoClassification",
+    "ForTextToSpeech": "AutoModelForTextToSpectrogram",  # SpeechT5ForTextToSpeech
     "Model": "AutoModel",
 }
 

@@ -352,11 +352,12 @@ class T5Tokenizer(SentencePieceTokenizer):
 
     tokenizer_class = "T5Tokenizer"
     files = ("spiece.model",)
+    default_extra_ids = 100
 
     def __init__(self, folder: Path, settings: dict, **kwargs: Any):
         super().__init__(folder, settings, **kwargs)
-        self.sp_model = _load_spm(Path(folder) / "spiece.model")
-        self.extra_ids = int(self.init_kwargs.get("extra_ids", 100))
+        self.sp_model = _load_spm(Path(folder) / self.files[0])
+        self.extra_ids = int(self.init_kwargs.get("extra_ids", self.default_extra_ids))
         sentinels = [f"<extra_id_{i}>" for i in range(self.extra_ids)]
         known = set(self.additional_special_tokens)
         self.additional_special_tokens += [t for t in sentinels if t not in known]
