@@ -15,6 +15,7 @@ reference's up to that length.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -22,6 +23,8 @@ import torch
 from ..errors import InputError
 from .base import Pipeline
 from .common import check_text, refuse_unknown
+from .text_to_audio_bark import (bark_collate, bark_generate, bark_piece, bark_processor, is_bark,
+                                 preset_batches)
 
 
 class TextToAudioPipeline(Pipeline):
@@ -33,10 +36,17 @@ class TextToAudioPipeline(Pipeline):
 
     Arguments:
         forward_params (dict, default None): passed to the model: ``speaker_id`` (multi-speaker
-            checkpoints), ``speaking_rate``, ``noise_scale``, ``noise_scale_duration``.
+            checkpoints), ``speaking_rate``, ``noise_scale``, ``noise_scale_duration``; SpeechT5's
+            ``speaker_embeddings`` (a (1, 512) x-vector tensor or list, required), ``threshold``,
+            ``minlenratio``, ``maxlenratio`` (its spectrogram goes through the pipeline's
+            ``vocoder=``: a SpeechT5HifiGan, its folder or Hub id; default
+            microsoft/speecht5_hifigan, as the reference).
         generate_kwargs (dict, default None): for models that generate (refused for VITS, as
-            the reference).
-        preprocess_params (dict, default None): tokenizer arguments.
+            the reference); MusicGen takes ``do_sample``, ``guidance_scale``, ``top_k``,
+            ``max_new_tokens`` (default 256 unless its generation config sets a length) here
+            or in ``forward_params``, and returns (channels, samples) for stereo checkpoints.
+        preprocess_params (dict, default None): tokenizer arguments (Bark: its processor's,
+            ``voice_preset`` a preset name, a .npz file or a dict of arrays).
         processor_kwargs (dict, default None): processor arguments, for models with one.
 
     Returns:
@@ -50,11 +60,11 @@ class TextToAudioPipeline(Pipeline):
     def __init__(self, model, *args: Any, vocoder: Any = None, sampling_rate: int | None = None,
                  **kwargs: Any):
         super().__init__(model, *args, **kwargs)
-        # As the reference, a vocoder serves spectrogram models only (others ignore it).
-        self.vocoder = vocoder if _makes_spectrograms(self.model) else None
-        if self.vocoder is None and _makes_spectrograms(self.model):
-            raise InputError(f"{type(self.model).__name__} makes a spectrogram: pass vocoder= (a "
-                             "SpeechT5HifiGan, e.g. microsoft/speecht5_hifigan) to turn it into audio.")
+        # Bark reads its texts (and voice presets) through its BarkProcessor, as the reference.
+        self.bark = bark_processor(self.model, self.processor, self.tokenizer) if is_bark(self.model) else None
+        # As the reference, a vocoder serves spectrogram models only (others ignore it), and
+        # microsoft/speecht5_hifigan is loaded when none is given.
+        self.vocoder = _load_vocoder(self.model, vocoder) if _makes_spectrograms(self.model) else None
         if self.vocoder is not None:
             self.vocoder = self.vocoder.to(self.model.device).eval()
         self.sampling_rate = sampling_rate
@@ -97,6 +107,8 @@ class TextToAudioPipeline(Pipeline):
         text = check_text(item, self.task)
         if not text.strip():
             raise InputError("The text-to-audio pipeline got an empty text: give it something to say.")
+        if self.bark is not None:
+            return bark_piece(self.bark, text, params)
         encoded = self.tokenizer(text, **params)
         ids = encoded["input_ids"]
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
@@ -115,16 +127,37 @@ class TextToAudioPipeline(Pipeline):
 
     def make_batches(self, pieces: list[dict], batch_size: int) -> list[list[int]]:
         """Consecutive pieces, in the caller's order (the seeded noise follows the batches)."""
+        if self.bark is not None:  # Bark: also a new batch where the voice preset changes
+            return preset_batches(pieces, batch_size)
         return [list(range(start, min(start + batch_size, len(pieces))))
                 for start in range(0, len(pieces), batch_size)]
+
+    def collate(self, pieces: list[dict]) -> tuple[dict, list[dict]]:
+        batch, extras = super().collate(pieces)
+        if self.bark is not None:
+            bark_collate(batch, extras, self.device)
+        return batch, extras
 
     def _forward(self, model_inputs: dict, forward_params: dict | None = None,
                  generate_kwargs: dict | None = None) -> dict:
         forward_params = _to_device(forward_params or {}, self.device)
         generate_kwargs = _to_device(generate_kwargs or {}, self.device)
+        if self.vocoder is not None:  # SpeechT5: padded spectrograms and each row's length
+            spectrograms, lengths = self.model.generate(
+                **model_inputs, **{**forward_params, **generate_kwargs}, return_output_lengths=True)
+            audio = self.vocoder(spectrograms)  # (batch, samples): each row less its padding
+            frames = spectrograms.shape[1]
+            hop = audio.shape[-1] // frames
+            return {"audio": audio, "lengths": torch.tensor(
+                [[audio.shape[-1] - hop * (frames - n)] for n in lengths])}
+        if self.bark is not None:  # Bark: its stages' own settings, no pipeline defaults
+            return bark_generate(self.model, model_inputs, {**forward_params, **generate_kwargs})
         if self.model.can_generate():
-            output = self.model.generate(**model_inputs, **{**forward_params, **generate_kwargs})
+            params = _with_generation_defaults(self.model, {**forward_params, **generate_kwargs})
+            output = self.model.generate(**model_inputs, **params)
             audio = output["audio"] if isinstance(output, dict) and "audio" in output else output
+            if isinstance(output, dict) and "sequences" in output:  # return_dict_in_generate
+                audio = output["sequences"]
         else:
             output = self.model(**model_inputs, **forward_params)
             audio, lengths = output[0], output.get("sequence_lengths")
@@ -140,6 +173,43 @@ class TextToAudioPipeline(Pipeline):
             audio = audio[..., :int(model_outputs["lengths"].reshape(-1)[0])]
         return {"audio": audio.to(device="cpu", dtype=torch.float).numpy().squeeze(),
                 "sampling_rate": self.sampling_rate}
+
+
+DEFAULT_VOCODER = "microsoft/speecht5_hifigan"
+
+
+def _load_vocoder(model, vocoder: Any):
+    """The vocoder given (a model, a folder or a Hub id), else the reference's default."""
+    if vocoder is not None and not isinstance(vocoder, (str, os.PathLike)):
+        return vocoder
+    from ..models import AutoModel
+
+    name = DEFAULT_VOCODER if vocoder is None else vocoder
+    try:
+        return AutoModel.from_pretrained(name)
+    except OSError as error:
+        if vocoder is not None:
+            raise
+        raise InputError(
+            f"{type(model).__name__} makes a spectrogram and needs a vocoder; the default "
+            f"{DEFAULT_VOCODER} could not be loaded ({error}). Pass vocoder= (a SpeechT5HifiGan, "
+            "its folder or its Hub id).") from None
+
+
+def _with_generation_defaults(model, params: dict) -> dict:
+    """The reference pipeline's default ``max_new_tokens=256`` for a model that generates with
+    a generation config (MusicGen), unless the call or the model's generation config sets a
+    length (the global default max_length 20 does not count)."""
+    config = getattr(model, "generation_config", None)
+    if config is None or not hasattr(config, "to_diff_dict"):
+        return params
+    from .generative import unset_defaults
+
+    set_params = {k: v for k, v in config.to_diff_dict().items() if not (k == "max_length" and v == 20)}
+    given = params.get("generation_config")
+    if given is not None:
+        set_params.update(given.to_diff_dict())
+    return {**params, **unset_defaults({"max_new_tokens": 256}, {**set_params, **params})}
 
 
 def _makes_spectrograms(model) -> bool:

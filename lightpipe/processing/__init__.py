@@ -167,6 +167,10 @@ class AutoProcessor(AutoPreprocessor):
                                      or preprocessor.get("processor_class"))
             if image_processor is not None and getattr(named, "image_only", False):
                 return named(image_processor=image_processor)  # SAM's: prompts besides images
+            model_type = read_json(folder / "config.json").get("model_type")
+            family_class = _processor_class(processor_name(model_type))
+            if tokenizer is not None and getattr(family_class, "text_only", False):
+                return family_class.from_pretrained(name_or_path, **kwargs)  # Bark's: voice presets
             return parts[0]
         processor_class = (read_json(folder / "processor_config.json").get("processor_class")
                            or preprocessor.get("processor_class")
