@@ -148,6 +148,7 @@ DEFAULT_MODEL_TYPES = {
     "laion/clap-htsat-fused": "clap",
     "facebook/sam-vit-huge": "sam",
     "facebook/mms-tts-eng": "vits",
+    "suno/bark-small": "bark",
 }
 
 

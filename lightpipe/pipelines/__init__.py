@@ -74,10 +74,10 @@ _TASKS = [
          ("superb/wav2vec2-base-superb-ks", "372e048"),
          "audio_classification:AudioClassificationPipeline", kind="audio",
          preprocessors=("feature_extractor",)),
-    # transformers defaults to Bark (suno/bark-small, 1dbd7a1), which lightpipe does not run
-    # yet: MMS-TTS English (VITS). kind: what the inputs are (text); the outputs are audio.
+    # Bark, as transformers (MMS-TTS English, facebook/mms-tts-eng, is the fast VITS choice).
+    # kind: what the inputs are (text); the outputs are audio.
     Task("text-to-audio", ("AutoModelForTextToWaveform", "AutoModelForTextToSpectrogram"),
-         ("facebook/mms-tts-eng", None), "text_to_audio:TextToAudioPipeline",
+         ("suno/bark-small", "1dbd7a1"), "text_to_audio:TextToAudioPipeline",
          aliases=("text-to-speech",)),
     Task("zero-shot-audio-classification", "AutoModel", ("laion/clap-htsat-fused", "cca9e28"),
          "zero_shot_audio_classification:ZeroShotAudioClassificationPipeline", kind="audio",
