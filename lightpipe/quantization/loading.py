@@ -16,6 +16,7 @@ from torch import nn
 
 from . import (QuantizationError, QuantizationSpec, output_projections, parse_quantization,
                quantize_model, replace_module, _skipped)
+from ..weights import release_pages
 from .fuse import fuse_projections
 from .linear import Int4Linear, Int8Linear, QuantizedLinear, int4_fits
 
@@ -70,6 +71,7 @@ def load_quantized(model: nn.Module, state: dict, quantization: Any, dtype: torc
                 new = _quantize_tensor(value, bias, module, spec, compute_dtype_for(spec, dtype))
                 if new is None:
                     continue
+                release_pages(value)  # its codes are in `new`: the mapped float pages can go
             replace_module(model, name, new)
             state.pop(key, None)
             state.pop(name + ".bias", None)
