@@ -50,11 +50,9 @@ class DynamicInt8Linear(QuantizedLinear):
     def __init__(self, in_features: int, out_features: int, packed, codes: torch.Tensor,
                  scales: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        # codes and scales kept to unpack / inspect, not read per call; the bias is in _packed
+        self._hold(in_features, out_features, None, codes=codes, scales=scales)
         self._packed = packed  # FBGEMM's prepacked weight and float32 bias (a ScriptObject)
-        self.register_buffer("codes", codes)  # kept to unpack / inspect; not read per call
-        self.register_buffer("scales", scales)
-        self.bias = None  # inside ``_packed``
         self._bias = bias
         self._dtype = dtype
 

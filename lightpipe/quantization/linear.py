@@ -71,6 +71,14 @@ class QuantizedLinear(nn.Module):
     out_features: int
     _scale_buffer = ""  # the float buffer whose dtype the kernel computes in
 
+    def _hold(self, in_features: int, out_features: int, bias: torch.Tensor | None,
+              **buffers: torch.Tensor) -> None:
+        """The sizes, the codes and scales as buffers, and the float bias (a frozen parameter)."""
+        self.in_features, self.out_features = in_features, out_features
+        for name, tensor in buffers.items():
+            self.register_buffer(name, tensor)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
     @property
     def compute_dtype(self) -> torch.dtype:
         return getattr(self, self._scale_buffer).dtype
@@ -112,10 +120,8 @@ class Int4Linear(QuantizedLinear):
                  packed: torch.Tensor, scales_and_zeros: torch.Tensor,
                  bias: torch.Tensor | None = None):
         super().__init__()
-        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
-        self.register_buffer("packed", packed)
-        self.register_buffer("scales_and_zeros", scales_and_zeros)
-        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self.group_size = group_size
+        self._hold(in_features, out_features, bias, packed=packed, scales_and_zeros=scales_and_zeros)
 
     def _codes(self) -> torch.Tensor:
         return self.packed
@@ -176,10 +182,7 @@ class Int8Linear(QuantizedLinear):
     def __init__(self, in_features: int, out_features: int, codes: torch.Tensor,
                  scales: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.register_buffer("codes", codes)
-        self.register_buffer("scales", scales)
-        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+        self._hold(in_features, out_features, bias, codes=codes, scales=scales)
 
     def _codes(self) -> torch.Tensor:
         return self.codes
