@@ -144,10 +144,11 @@ class Int4Linear(QuantizedLinear):
                     compute_dtype: torch.dtype = torch.bfloat16) -> "Int4Linear":
         """Quantize an (out, in) float weight: per group, min..max mapped onto 0..15."""
         out_features, in_features = weight.shape
-        groups = weight.detach().float().reshape(out_features, -1, group_size)
+        # one float32 copy, worked on in place (an 8B model's largest weights are 235 MB each)
+        groups = weight.detach().to(torch.float32, copy=True).reshape(out_features, -1, group_size)
         low, high = groups.amin(dim=-1), groups.amax(dim=-1)
         scales = ((high - low) / 15).clamp(min=1e-8)  # a constant group: any scale, codes 0
-        codes = ((groups - low.unsqueeze(-1)) / scales.unsqueeze(-1)).round().clamp(0, 15)
+        codes = groups.sub_(low.unsqueeze(-1)).div_(scales.unsqueeze(-1)).round_().clamp_(0, 15)
         zeros = low + 8 * scales
         return cls.from_codes(codes.reshape(out_features, in_features).to(torch.int32), scales,
                               zeros, group_size, bias, compute_dtype)
@@ -191,9 +192,9 @@ class Int8Linear(QuantizedLinear):
     def from_weight(cls, weight: torch.Tensor, bias: torch.Tensor | None = None,
                     compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
         """Quantize an (out, in) float weight symmetrically, one scale per row."""
-        weight = weight.detach().float()
+        weight = weight.detach().to(torch.float32, copy=True)
         scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
-        codes = (weight / scales.unsqueeze(1)).round().clamp(-127, 127).to(torch.int8)
+        codes = weight.div_(scales.unsqueeze(1)).round_().clamp_(-127, 127).to(torch.int8)
         return cls(weight.shape[1], weight.shape[0], codes.contiguous(), scales.to(compute_dtype),
                    bias)
 
