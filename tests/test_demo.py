@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,13 +111,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_demo_in_headless_chromium(classifier, tmp_path):
-    from playwright.sync_api import sync_playwright
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+QUESTION = "what colour is it?"
 
+
+@contextmanager
+def _demo_server(task: str, model: Path):
+    """``lightpipe demo TASK --model M`` in a subprocess on a free loopback port; yields a
+    function that waits for the server and returns its URL; stops the server with Ctrl+C."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "lightpipe", "demo", "text-classification",
-                                "--model", str(classifier), "--port", str(_free_port())],
+    process = subprocess.Popen([sys.executable, "-m", "lightpipe", "demo", task, "--model", str(model),
+                                "--port", str(_free_port())],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     ready = threading.Event()
@@ -128,35 +135,12 @@ def test_demo_in_headless_chromium(classifier, tmp_path):
         ready.set()
 
     threading.Thread(target=read, daemon=True).start()
-    blocked: list[str] = []
     try:
-        assert ready.wait(90) and process.poll() is None, "".join(output)
-        url = re.search(r"(http://127\.0\.0\.1:\d+)", "".join(output))[1]
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-                args=CHROMIUM_ARGS, viewport={"width": 1100, "height": 700})
-            try:
-                page = browser.new_page()
+        def url() -> str:
+            assert ready.wait(90) and process.poll() is None, "".join(output)
+            return re.search(r"(http://127\.0\.0\.1:\d+)", "".join(output))[1]
 
-                def loopback_only(route) -> None:
-                    if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
-                        route.continue_()
-                    else:
-                        blocked.append(route.request.url)
-                        route.abort()
-
-                page.route("**/*", loopback_only)
-                page.goto(url, wait_until="networkidle", timeout=30_000)
-                page.get_by_label("Text").first.fill("I love this movie!")
-                page.get_by_role("button", name="Submit").click()
-                headline = page.get_by_test_id("label-output-value")
-                headline.wait_for(timeout=30_000)
-                top = headline.inner_text().strip()
-                shown = page.locator(".block", has=headline).last.inner_text()
-                page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
-            finally:
-                browser.close()
+        yield url
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -165,14 +149,132 @@ def test_demo_in_headless_chromium(classifier, tmp_path):
             process.kill()
             process.wait(10)
 
-    expected = lightpipe.pipeline("text-classification", model=str(classifier))("I love this movie!", top_k=None)
-    assert top == expected[0]["label"]
-    percents = dict(re.findall(r"(LABEL_\d)\s+(\d+)%", shown))
-    assert percents == {entry["label"]: str(round(entry["score"] * 100)) for entry in expected}, shown
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """One headless Chromium for the module's pages; each test opens its own page."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1100, "height": 700})
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _drive_page(browser, url: str, screenshot: Path, texts: dict[str, str], files: dict[str, Path],
+                output: str, text_output: bool) -> tuple[str | tuple[str, str], list[str]]:
+    """Open the demo page with every request outside 127.0.0.1 blocked, fill the text boxes
+    (by label) and upload the files (into the input blocks with those labels), press Submit,
+    wait for the output labelled ``output`` (a text box if ``text_output``, else label bars)
+    to show a result, take a full-page screenshot; returns (the text box's value, or the bars'
+    headline and the bars block's text; the blocked requests)."""
+    blocked: list[str] = []
+    page = browser.new_page()
+    try:
+        def loopback_only(route) -> None:
+            if route.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", loopback_only)
+        page.goto(url, wait_until="networkidle", timeout=30_000)
+        for label, path in files.items():
+            block = page.locator(".block", has=page.get_by_test_id("block-label").filter(has_text=label)).first
+            preview = block.locator("img, audio")  # an image block's picture, an audio block's player
+            assert preview.count() == 0, f"the {label} block shows something before the upload"
+            with page.expect_response(lambda response: "/upload" in response.url, timeout=30_000):
+                block.locator("input[type=file]").set_input_files(str(path))
+            preview.first.wait_for(state="attached", timeout=30_000)  # the upload is in
+        for label, value in texts.items():
+            page.get_by_label(label).first.fill(value)
+        page.get_by_role("button", name="Submit").click()
+        if text_output:
+            box = page.get_by_label(output).last
+            page.wait_for_function("box => box.value !== ''", arg=box.element_handle(), timeout=30_000)
+            shown = box.input_value()
+        else:
+            target = page.locator(".block", has=page.get_by_test_id("block-label").filter(has_text=output)).last
+            headline = target.get_by_test_id("label-output-value")
+            headline.wait_for(timeout=30_000)
+            shown = (headline.inner_text().strip(), target.inner_text())
+        page.screenshot(path=str(screenshot), full_page=True)
+    finally:
+        page.close()
+    return shown, blocked
+
+
+def _percent_rows(shown: str) -> dict[str, str]:
+    """A Label block's text (headline, then label / percent lines) -> {label: "NN"}."""
+    lines = [line.strip() for line in shown.splitlines() if line.strip()]
+    return {lines[i - 1]: match[1] for i, line in enumerate(lines)
+            if i and (match := re.fullmatch(r"(\d+)%", line))}
+
+
+# modality -> (task, how to get its model, text boxes, uploads, output label)
+MODALITIES = {
+    "text": ("text-classification", lambda get: get("classifier"),
+             {"Text": "I love this movie!"}, {}, "Labels"),
+    "image": ("image-classification",
+              lambda get: get("vision_model")("vit", "AutoModelForImageClassification"),
+              {}, {"Image": lambda get: get("test_images")["rgb_jpeg"]}, "Labels"),
+    "audio": ("automatic-speech-recognition", lambda get: get("wav2vec2_folder")(),
+              {}, {"Audio": lambda get: get("speech_files")["wav"]}, "Transcript"),
+    "multimodal": ("visual-question-answering", lambda get: get("vilt_checkpoint")(),
+                   {"Question": QUESTION}, {"Image": lambda get: get("test_images")["rgb_jpeg"]}, "Labels"),
+}
+
+
+def _in_process(task: str, model: Path, texts: dict[str, str], files: dict[str, Path]):
+    """What lightpipe's pipeline gives for the page's input, run here: {label: score} or text."""
+    pipe = lightpipe.pipeline(task, model=str(model))
+    if task == "text-classification":
+        return {r["label"]: r["score"] for r in pipe(texts["Text"], top_k=None)}
+    if task == "image-classification":
+        return {r["label"]: r["score"] for r in pipe(str(files["Image"]), top_k=5)}
+    if task == "automatic-speech-recognition":
+        return pipe(str(files["Audio"]))["text"]
+    from PIL import Image
+
+    answers = pipe(image=Image.open(files["Image"]), question=texts["Question"], top_k=5)
+    return {a["answer"]: a["score"] for a in answers}
+
+
+@pytest.mark.parametrize("modality", list(MODALITIES))
+def test_demo_in_headless_chromium(modality, chromium, request, tmp_path):
+    """Each modality's page, served by ``lightpipe demo`` and driven in headless Chromium:
+    the page shows what the pipeline answers for the same input, and a screenshot is kept."""
+    task, model_of, texts, uploads, output = MODALITIES[modality]
+    get = request.getfixturevalue
+    model = model_of(get)
+    files = {label: Path(path_of(get)) for label, path_of in uploads.items()}
+    screenshot = tmp_path / f"demo-{modality}.png"
+    with _demo_server(task, model) as url:
+        expected = _in_process(task, model, texts, files)  # while the server starts
+        shown, blocked = _drive_page(chromium, url(), screenshot, texts, files, output,
+                                     text_output=isinstance(expected, str))
+
+    if isinstance(expected, str):
+        assert expected and shown == expected
+    else:
+        headline, bars = shown
+        assert headline == max(expected, key=expected.get), bars
+        assert _percent_rows(bars) == {label: str(round(score * 100)) for label, score in
+                                       sorted(expected.items(), key=lambda kv: -kv[1])[:5]}, bars
     assert blocked == [], f"the page tried to reach outside the machine: {blocked}"
-    screenshot = tmp_path / "demo.png"
-    assert screenshot.stat().st_size > 10_000
-    print(f"screenshot: {screenshot}")
+    data = screenshot.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000, len(data)
+    print(f"screenshot ({modality}, {task}): {screenshot}")
+    if os.environ.get("LIGHTPIPE_DEMO_SCREENSHOTS"):
+        keep = Path(os.environ["LIGHTPIPE_DEMO_SCREENSHOTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, keep / screenshot.name)
+        print(f"copied to {keep / screenshot.name}")
 
 
 def test_step09_example_prints_what_the_page_shows(classifier):
