@@ -83,6 +83,7 @@ def load_quantized(model: nn.Module, state: dict, quantization: Any, dtype: torc
         if hasattr(value, "build_linear"):
             state[key] = value.dequantize(dtype)
     info = model._assign(state, dtype, device)
+    state.clear()  # the model holds what it needs: the unfused copies can go before fusing
     modules = dict(model.named_modules())
     for name, compute in wanted.items():  # _assign cast float buffers to the model's dtype
         modules[name].set_compute_dtype(compute)
