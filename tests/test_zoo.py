@@ -82,7 +82,8 @@ def test_zoo_is_complete():
         missing = set(FAMILIES) - absent - {folder.name for folder in ENTRIES if folder.parent == era}
         assert not missing, f"{era.name} lacks {sorted(missing)}: add them to tests/golden/zoo_recipes.py"
     size = sum(path.stat().st_size for path in (GOLDEN / "zoo").rglob("*") if path.is_file())
-    assert size < 40e6, f"the zoo is {size / 1e6:.1f} MB: keep it small"
+    # 3 eras x 78 families, ~180 KB an entry; the cap makes a growing entry a decision
+    assert size < 46e6, f"the zoo is {size / 1e6:.1f} MB: keep it small"
 
 
 def real_positions(meta: dict, inputs: dict):
@@ -98,8 +99,8 @@ def test_zoo_model(folder: Path):
     meta, golden = load(folder)
     inputs = {name[3:]: value for name, value in golden.items() if name.startswith("in.")}
     model = getattr(lightpipe, meta["auto"]).from_pretrained(folder)
-    with torch.inference_mode():
-        output = model(**inputs)
+    with torch.inference_mode():  # (Bark, without a forward: the sub-model "module" names)
+        output = (getattr(model, meta["module"]) if meta.get("module") else model)(**inputs)
     real = real_positions(meta, inputs)
     for name in meta["outputs"]:
         ours = output if isinstance(output, torch.Tensor) else output[name]  # a vocoder's waveform

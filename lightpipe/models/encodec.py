@@ -18,6 +18,7 @@ trim the same amounts back. ``encode`` cuts the audio into chunks when the confi
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
@@ -253,6 +254,15 @@ class EncodecResidualVectorQuantizer(nn.Module):
         self.codebook_size, self.frame_rate = config.codebook_size, frame_rate(config)
         self.layers = nn.ModuleList(EncodecVectorQuantization(config) for _ in range(num_quantizers(config)))
 
+    def fit(self, state: dict, prefix: str) -> None:
+        """Keep the quantizers the checkpoint holds: transformers < 4.5x counted 10 bits per
+        quantizer whatever the codebook size, so its files with codebooks other than 1024
+        entries hold another number than today's formula gives (the encoding then uses those)."""
+        pattern = re.compile(re.escape(prefix) + r"layers\.(\d+)\.codebook\.embed$")
+        held = {int(match.group(1)) for key in state if (match := pattern.match(key))}
+        if held and max(held) + 1 < len(self.layers):
+            del self.layers[max(held) + 1:]
+
     def quantizers_for(self, bandwidth: float | None) -> int:
         if bandwidth is None or bandwidth <= 0.0:
             return len(self.layers)
@@ -298,6 +308,11 @@ class EncodecModel(PreTrainedModel):
         self.encoder = EncodecEncoder(config)
         self.decoder = EncodecDecoder(config)
         self.quantizer = EncodecResidualVectorQuantizer(config)
+
+    def _adapt_state(self, state: dict) -> dict:
+        state = super()._adapt_state(state)
+        self.quantizer.fit(state, "quantizer.")
+        return state
 
     def _encode_frame(self, input_values: torch.Tensor, bandwidth: float):
         scale = None

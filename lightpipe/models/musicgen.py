@@ -229,7 +229,8 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
     is_encoder_decoder = True
     tied_weights = {"text_encoder.encoder.embed_tokens.weight": "text_encoder.shared.weight"}
     checkpoint_renames = EncodecModel.checkpoint_renames
-    ignored_weights = EncodecModel.ignored_weights
+    # (4.x saves the decoder's sinusoidal position table: computed here, not read)
+    ignored_weights = EncodecModel.ignored_weights + [r"embed_positions\.weights$"]
 
     def __init__(self, config):
         super().__init__(config)
@@ -247,6 +248,11 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
         if text_width != decoder_config.hidden_size and decoder_config.cross_attention_hidden_size is None:
             self.enc_to_dec_proj = nn.Linear(text_width, decoder_config.hidden_size)
         self._generating: tuple[torch.Tensor, float | None] | None = None
+
+    def _adapt_state(self, state: dict) -> dict:
+        state = super()._adapt_state(state)
+        self.audio_encoder.quantizer.fit(state, "audio_encoder.quantizer.")  # (4.x files: see fit)
+        return state
 
     def default_generation_config(self) -> GenerationConfig:
         """Without generation_config.json: the decoder's special ids (as the reference)."""

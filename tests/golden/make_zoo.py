@@ -133,7 +133,8 @@ def build(family: str, root: Path = ROOT) -> None:
     if "expand_image" in recipe:  # the era's processor left one <image> token: the model expanded it
         inputs.update(expand_image(inputs, *recipe["expand_image"]))
     with torch.no_grad():
-        output = model(**model_inputs)
+        # a model without a forward of its own (Bark) runs the sub-model ``module`` names
+        output = (getattr(model, recipe["module"]) if recipe.get("module") else model)(**model_inputs)
         arrays = {f"in.{k}": to_array(v) for k, v in inputs.items()}
         for name in recipe["outputs"]:  # a bare tensor (a vocoder's waveform), or a field
             value = output if isinstance(output, torch.Tensor) else getattr(output, name)
@@ -147,7 +148,7 @@ def build(family: str, root: Path = ROOT) -> None:
     np.savez_compressed(folder / "golden.npz", **arrays)
     meta = {"family": family, "transformers": transformers.__version__, "auto": recipe["auto"],
             "call": recipe["call"], "compare": sorted(k for k in encoded if k in recipe["inputs"]),
-            "outputs": recipe["outputs"], "base": bool(recipe.get("base")),
+            "outputs": recipe["outputs"], "base": bool(recipe.get("base")), "module": recipe.get("module"),
             "weights": LEGACY_WEIGHTS.get(family, "safetensors") if VERSION < (4, 50) else "safetensors",
             "files": sorted(p.name for p in folder.iterdir() if p.name != "golden.npz")}
     (folder / "zoo.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

@@ -738,6 +738,37 @@ def hifigan(folder, slow):
                 extra={"spectrogram": spectrogram}, outputs=["waveform"])
 
 
+def speecht5(folder, slow):
+    """SpeechT5 text-to-speech with its character tokenizer (<mask> and <ctc_blank> added after
+    the SentencePiece vocabulary, as microsoft/speecht5_tts): the teacher-forced forward over
+    fixed frames and speaker embeddings. The prenet's dropout stays on at inference (random), so
+    it is 0 here: the reference keeps where a Bernoulli(p) draw is 1, so the prenet passes zeros
+    and the outputs are deterministic (tests/models/test_speecht5.py checks the seeded dropout)."""
+    spm = spm_model(60, model_type="char", bos_id=0, pad_id=1, eos_id=2, unk_id=3)
+    tokenizer = from_files("SpeechT5Tokenizer", True, {"spm_char.model": spm}, mask_token="<mask>")
+    tokenizer.add_tokens(["<ctc_blank>"])
+    tokenizer.save_pretrained(folder)
+    config = transformers.SpeechT5Config(
+        vocab_size=len(tokenizer), hidden_size=16, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=2, decoder_attention_heads=4, encoder_ffn_dim=24, decoder_ffn_dim=20,
+        num_mel_bins=8, speech_decoder_prenet_units=12, speaker_embedding_dim=6,
+        speech_decoder_postnet_units=10, speech_decoder_postnet_layers=3, speech_decoder_prenet_dropout=0.0,
+        encoder_max_relative_position=4, reduction_factor=3, max_text_positions=64, max_speech_positions=64,
+        layer_norm_eps=1e-6, hidden_act="relu")
+    model = make("SpeechT5ForTextToSpeech", config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    generator = torch.Generator().manual_seed(0)
+    extra = {"decoder_input_values": torch.randn(2, 5, 8, generator=generator),
+             "speaker_embeddings": torch.randn(2, 6, generator=generator)}
+    return dict(model=model, auto="AutoModelForTextToSpectrogram",
+                call={"kind": "tokenizer", "args": [["hello world.", "a cat<mask>"]], "kwargs": {"padding": True}},
+                inputs=["input_ids", "attention_mask"], extra=extra, outputs=["spectrogram"])
+
+
 RT_BACKBONE = dict(embedding_size=8, hidden_sizes=[8, 12, 16, 24], depths=[1, 1, 1, 1], layer_type="basic",
                    out_features=["stage2", "stage3", "stage4"])
 
@@ -874,6 +905,228 @@ def llava_onevision(folder, slow):
                 inputs=["pixel_values", "image_sizes"], extra=prompt_ids, outputs=["logits"])
 
 
+# 24-pixel views of 6x6 patches over a 5x5 position table: the patch positions are bucketed
+# (i / 6 against k / 5), and no fraction sits on a bucket edge, where 4.x's bucketing
+# (i / n * (1 - 1e-6)) and 5.x's (i * (1 / n), clamped) part ways.
+IDEFICS3_IMAGES = {"size": {"longest_edge": 48}, "max_image_size": {"longest_edge": 24}}
+
+
+def idefics3(folder, slow, kind="idefics3"):
+    """Idefics3 / SmolVLM: images cut into 32x32 tiles plus a global view. The folder's
+    processor_config.json is written by hand (the reference's processors insist on torchvision's
+    image processor; SmolVLM's also on a video processor); the prompt's ids (the image written out
+    as its tiles' tokens) come from Idefics3's processor built in memory."""
+    from transformers import processing_utils
+
+    prefix = "SmolVLM" if kind == "smolvlm" else "Idefics3"
+    tokenizer = _llama_tokenizer(False)
+    tokenizer.add_special_tokens({"additional_special_tokens": [
+        "<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]})
+    tokenizer.add_tokens([f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)])
+    name = prefix + "ImageProcessor" + ("Pil" if hasattr(transformers, prefix + "ImageProcessorPil") else "")
+    image_processor = getattr(transformers, name)(**IDEFICS3_IMAGES)
+    tokenizer.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    (folder / "processor_config.json").write_text(json.dumps({"processor_class": prefix + "Processor",
+                                                             "image_seq_len": 9}, indent=1) + "\n")
+    vision = dict(hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=20, patch_size=4)
+    text = transformers.LlamaConfig(vocab_size=len(tokenizer), **{**DECODER, "max_position_embeddings": 512},
+                                    bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = getattr(transformers, prefix + "Config")(
+        vision_config=vision, text_config=text.to_dict(), scale_factor=2,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), tie_word_embeddings=kind == "smolvlm")
+    model = make(prefix + "ForConditionalGeneration", config)
+
+    def prompt_ids(inputs):
+        check = processing_utils.ProcessorMixin.check_argument_for_proper_class
+        processing_utils.ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None
+        try:  # (SmolVLM's image processor in Idefics3's processor: the same expansion)
+            processor = transformers.Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer,
+                                                       image_seq_len=9)
+        finally:
+            processing_utils.ProcessorMixin.check_argument_for_proper_class = check
+        from zoo_inputs import resolve
+
+        encoded = processor(images=[[resolve("@image")]], text=["User:<image>What is shown?"],
+                            return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    return dict(model=model, auto="AutoModelForImageTextToText", call={"kind": "image_processor", "args": ["@image"]},
+                inputs=["pixel_values", "pixel_attention_mask"], extra=prompt_ids, outputs=["logits"])
+
+
+def smolvlm(folder, slow):
+    return idefics3(folder, slow, kind="smolvlm")
+
+
+QWEN2_VL_PROMPT = ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>and"
+                   "<|vision_start|><|image_pad|><|vision_end|>What is shown?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def qwen2_vl(folder, slow, kind="qwen2_vl"):
+    """Qwen2-VL / Qwen2.5-VL (7-pixel patches, images resized down to max_pixels, 14-pixel
+    windows: one merge block each): dynamic-resolution patch rows and M-RoPE. The folder's processor_config.json is written by hand (the reference's
+    processor insists on a video processor, torchvision); the prompt's ids (two images, each
+    <|image_pad|> expanded) come from the processor built in memory."""
+    from transformers import processing_utils
+
+    prefix = "Qwen2VL" if kind == "qwen2_vl" else "Qwen2_5_VL"
+    tokenizer = _llama_tokenizer(False)
+    tokenizer.add_special_tokens({"additional_special_tokens": [
+        "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
+    name = "Qwen2VLImageProcessor" + ("Pil" if hasattr(transformers, "Qwen2VLImageProcessorPil") else "")
+    image_processor = getattr(transformers, name)(min_pixels=14 * 14, max_pixels=1000, patch_size=7)
+    tokenizer.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    (folder / "processor_config.json").write_text(json.dumps({"processor_class": prefix + "Processor"}) + "\n")
+    ids = {f"{part}_token_id": tokenizer.convert_tokens_to_ids(f"<|{token}|>")
+           for part, token in (("image", "image_pad"), ("video", "video_pad"), ("vision_start", "vision_start"),
+                               ("vision_end", "vision_end"))}
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-6,
+                rope_theta=5000.0, rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+                bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if kind == "qwen2_vl":
+        vision = dict(depth=2, embed_dim=16, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=7)
+    else:
+        vision = dict(depth=2, hidden_size=16, intermediate_size=24, out_hidden_size=32, num_heads=2,
+                      window_size=14, fullatt_block_indexes=[1], patch_size=7)
+    config = getattr(transformers, prefix + "Config")(vision_config=vision, text_config=text, **ids)
+    model = make(prefix + "ForConditionalGeneration", config)
+
+    def prompt_ids(inputs):
+        check = processing_utils.ProcessorMixin.check_argument_for_proper_class
+        processing_utils.ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: None
+        try:  # (4.x also insists on a Qwen2 tokenizer class)
+            processor = getattr(transformers, prefix + "Processor")(image_processor=image_processor,
+                                                                    tokenizer=tokenizer)
+        finally:
+            processing_utils.ProcessorMixin.check_argument_for_proper_class = check
+        from zoo_inputs import resolve
+
+        encoded = processor(images=resolve("@images"), text=[QWEN2_VL_PROMPT], return_tensors="pt")
+        keys = ("input_ids", "attention_mask", "mm_token_type_ids")  # (5.x's model needs the types)
+        return {key: encoded[key] for key in keys if key in encoded}
+
+    return dict(model=model, auto="AutoModelForImageTextToText", call={"kind": "image_processor", "args": ["@images"]},
+                inputs=["pixel_values", "image_grid_thw"], extra=prompt_ids, outputs=["logits"])
+
+
+def qwen2_5_vl(folder, slow):
+    return qwen2_vl(folder, slow, kind="qwen2_5_vl")
+
+
+# --- EnCodec and MusicGen (1200 Hz audio: frames of 6 samples, 64-entry codebooks) ------------
+
+ENCODEC = dict(hidden_size=16, num_filters=4, upsampling_ratios=[3, 2], codebook_size=64, num_lstm_layers=1,
+               target_bandwidths=[2.4, 4.8], sampling_rate=1200, kernel_size=5, last_kernel_size=3,
+               residual_kernel_size=3, dilation_growth_rate=3, compress=2)
+
+
+def _codebooks(model) -> None:
+    """The codebooks (zeros at init) drawn at random, so that codes and audio carry signal."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith("codebook.embed"):
+                buffer.copy_(torch.randn(buffer.shape, generator=generator))
+
+
+def encodec(folder, slow):
+    """EnCodec's forward (encode to codes at the smallest bandwidth, decode to audio) on the
+    zoo's audio cut to 1500 samples; 4.x saves weight norm as weight_g / weight_v, 5.x as
+    parametrizations."""
+    transformers.EncodecFeatureExtractor(sampling_rate=1200).save_pretrained(folder)
+    config = transformers.EncodecConfig(**ENCODEC, use_causal_conv=False, norm_type="time_group_norm")
+    torch.manual_seed(0)
+    model = transformers.EncodecModel(config).eval()
+    _codebooks(model)
+    call = {"kind": "feature_extractor", "args": ["@audio"],
+            "kwargs": {"sampling_rate": 1200, "truncation": True, "max_length": 1500}}
+    return dict(model=model, auto="AutoModel", call=call, inputs=["input_values", "padding_mask"],
+                outputs=["audio_codes", "audio_values"])
+
+
+def musicgen(folder, slow):
+    """MusicGen's decoder logits (4 codebooks) for fixed codes, conditioned on the padded texts
+    through its T5 encoder; the processor (T5 tokenizer + EnCodec feature extractor) saved."""
+    spiece = spm_model(90, pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    tokenizer = from_files("T5Tokenizer", slow, {"spiece.model": spiece}, extra_ids=10, model_max_length=64)
+    extractor = transformers.EncodecFeatureExtractor(sampling_rate=1200)
+    transformers.MusicgenProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    text = transformers.T5Config(vocab_size=len(tokenizer), **{**T5_SIZES, "d_model": 24, "d_kv": 8,
+                                                               "num_heads": 3, "d_ff": 20},
+                                 feed_forward_proj="gated-gelu")
+    decoder = transformers.MusicgenDecoderConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, ffn_dim=24, num_codebooks=4,
+        max_position_embeddings=64, pad_token_id=32, bos_token_id=32, decoder_start_token_id=32)
+    codec = transformers.EncodecConfig(**{**ENCODEC, "hidden_size": 8, "num_filters": 2, "codebook_size": 32})
+    config = transformers.MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(),
+                                         decoder=decoder.to_dict())
+    torch.manual_seed(0)
+    model = transformers.MusicgenForConditionalGeneration(config).eval()
+    _codebooks(model)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() > 1 and name.startswith(("decoder.", "text_encoder.")) and "embed_positions" not in name:
+                param.normal_(0.0, 0.3)  # (4.x keeps the sinusoidal table as a parameter: not that)
+    codes = torch.randint(0, 32, (2 * 4, 6), generator=torch.Generator().manual_seed(0))
+    codes[:, 0] = 32  # each codebook's row starts at the decoder's start token
+    return dict(model=model, auto="AutoModelForTextToWaveform",
+                call={"kind": "processor", "kwargs": {"text": "@texts", "padding": True}},
+                inputs=["input_ids", "attention_mask"], extra={"decoder_input_ids": codes}, outputs=["logits"])
+
+
+def bark(folder, slow):
+    """Bark (BarkModel: semantic, coarse and fine GPTs and an EnCodec) with its BERT tokenizer,
+    the BarkProcessor's padded ids and the nested generation_config.json the Hub's folders hold.
+    BarkModel has no forward: the semantic stage's logits on the processor's ids are compared.
+    The codec's 128-entry codebooks at 1.5 kbps and 75 frames/s make 2 quantizers under 4.x's
+    count (10 bits each) and 5.x's (7 bits each) alike. 4.57 cannot build bias-free stages
+    (its _init_weights zeroes LayerNorm biases that are None): there they keep their biases."""
+    tokenizer = from_files("BertTokenizer", slow, wordpiece_files(), model_max_length=64)
+    transformers.BarkProcessor(tokenizer=tokenizer).save_pretrained(folder)
+    semantic, offset, codebook = 40, 48, 128  # semantic ids 0..39 then EOS; text ids from 48 on
+    coarse_vocab = semantic + 2 * codebook + 3
+    stage = dict(hidden_size=8, num_heads=2, num_layers=2)
+    config = transformers.BarkConfig(
+        semantic_config=transformers.BarkSemanticConfig(
+            input_vocab_size=offset + len(tokenizer) + 4, output_vocab_size=semantic + 6, block_size=48,
+            bias=(4, 50) <= VERSION < (5, 0), **{**stage, "hidden_size": 12}).to_dict(),
+        coarse_acoustics_config=transformers.BarkCoarseConfig(
+            input_vocab_size=coarse_vocab, output_vocab_size=coarse_vocab, block_size=32, **stage).to_dict(),
+        fine_acoustics_config=transformers.BarkFineConfig(
+            input_vocab_size=codebook + 1, output_vocab_size=codebook + 1, block_size=24, n_codes_total=2,
+            n_codes_given=1, **stage).to_dict(),
+        codec_config=transformers.EncodecConfig(
+            hidden_size=4, num_filters=2, upsampling_ratios=[16, 20], codebook_size=codebook, kernel_size=3,
+            last_kernel_size=3, num_lstm_layers=1, target_bandwidths=[1.5], sampling_rate=24000).to_dict())
+    torch.manual_seed(0)
+    model = transformers.BarkModel(config).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() > 1 and not name.startswith("codec_model"):
+                param.normal_(0.0, 0.3)
+    _codebooks(model)
+    generation = {
+        "semantic_config": {"semantic_vocab_size": semantic, "eos_token_id": semantic,
+                            "text_encoding_offset": offset, "text_pad_token": offset + len(tokenizer),
+                            "semantic_infer_token": offset + len(tokenizer) + 3, "max_input_semantic_length": 16,
+                            "semantic_rate_hz": 49.9, "max_new_tokens": 12},
+        "coarse_acoustics_config": {"coarse_semantic_pad_token": semantic + 2 * codebook,
+                                    "coarse_infer_token": semantic + 2 * codebook + 2, "n_coarse_codebooks": 2,
+                                    "max_coarse_input_length": 12, "max_coarse_history": 20,
+                                    "sliding_window_len": 6, "coarse_rate_hz": 75},
+        "fine_acoustics_config": {"max_fine_history_length": 8, "max_fine_input_length": 16,
+                                  "n_fine_codebooks": 2},
+        "sample_rate": 24000, "codebook_size": codebook}
+    model.generation_config = transformers.GenerationConfig(**generation)  # (BarkGenerationConfig cannot save)
+    return dict(model=model, auto="AutoModel", module="semantic",
+                call={"kind": "processor", "args": ["@texts"], "kwargs": {"max_length": 16}},
+                inputs=["input_ids", "attention_mask"], outputs=["logits"])
+
+
 RECIPES = {
     "bert": bert, "distilbert": distilbert, "roberta": roberta, "xlm-roberta": xlm_roberta,
     "camembert": camembert, "gpt2": gpt2, "llama": llama, "mistral": mistral, "qwen2": qwen2,
@@ -887,10 +1140,12 @@ RECIPES = {
     "sam": sam,
     "qwen3": qwen3, "qwen3_moe": qwen3_moe, "gemma2": gemma2, "gemma3_text": gemma3_text, "phi3": phi3,
     "gpt_neox": gpt_neox, "deit": deit, "dinov2": dinov2, "audio-spectrogram-transformer": audio_spectrogram_transformer,
-    "hifigan": hifigan, "speecht5_hifigan": hifigan, "rt_detr_resnet": rt_detr_resnet, "rt_detr": rt_detr,
+    "hifigan": hifigan, "speecht5_hifigan": hifigan, "speecht5": speecht5, "rt_detr_resnet": rt_detr_resnet, "rt_detr": rt_detr,
     "rt_detr_v2": rt_detr_v2, "siglip_vision_model": siglip_vision_model,
     "siglip2_vision_model": siglip2_vision_model, "siglip2": siglip2,
-    "llava_onevision": llava_onevision,
+    "llava_onevision": llava_onevision, "idefics3": idefics3, "smolvlm": smolvlm,
+    "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl, "encodec": encodec, "musicgen": musicgen,
+    "bark": bark,
 }
 # model types an era saves that its AutoConfig does not list (4.x's SpeechT5 vocoder: "hifigan")
 SAVED_TYPES = {"hifigan"} if getattr(transformers.SpeechT5HifiGanConfig, "model_type", "") == "hifigan" else set()
