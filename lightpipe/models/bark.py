@@ -440,6 +440,11 @@ class BarkModel(GenerationMixin, PreTrainedModel):
         self.fine_acoustics = BarkFineModel(config.fine_acoustics_config)
         self.codec_model = EncodecModel(config.codec_config)
 
+    def _adapt_state(self, state: dict) -> dict:
+        state = super()._adapt_state(state)
+        self.codec_model.quantizer.fit(state, "codec_model.quantizer.")  # (4.x files: see fit)
+        return state
+
     def active_ties(self) -> dict[str, str]:
         if not self.config.fine_acoustics_config.get("tie_word_embeddings", True):
             return {}
