@@ -16,7 +16,7 @@ import transformers
 import lightpipe
 
 from ..conftest import assert_outputs_close
-from ..fixtures.audio import CTC_CHARS, TINY_WAV2VEC2, _spread, noise_audio
+from ..fixtures.audio import TINY_WAV2VEC2, _spread, noise_audio, save_ctc_preprocessors
 
 CONFIGS = {"hubert": transformers.HubertConfig, "wavlm": transformers.WavLMConfig}
 CLASSES = {
@@ -30,15 +30,8 @@ CLASSES = {
 def build(folder, model_type: str, head: str, **overrides):
     """A tiny random checkpoint saved by the reference, with a CTC tokenizer and feature
     extractor as Hub speech checkpoints have them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
-    for char in CTC_CHARS:
-        vocab[char] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json")).save_pretrained(folder)
     stable = overrides.get("do_stable_layer_norm", False)
-    transformers.Wav2Vec2FeatureExtractor(return_attention_mask=stable,
-                                          do_normalize=True).save_pretrained(folder)
+    vocab = save_ctc_preprocessors(folder, stable)
     sizes = {**TINY_WAV2VEC2, "vocab_size": len(vocab), "pad_token_id": 0,
              "hidden_act": "gelu_new", **overrides}
     if model_type == "wavlm":
