@@ -106,7 +106,11 @@ def fuse_projections(model: nn.Module) -> int:
     if getattr(getattr(model, "config", None), "get", lambda *_: None)("is_encoder_decoder"):
         return 0
     count = 0
-    for module in list(model.modules()):
+    # Only the parents are listed: a list of every module would keep each replaced projection
+    # (an 8B model's q/k/v and gate/up codes, 2 GiB) alive until the loop ends.
+    parents = [module for module in model.modules()
+               if any(hasattr(module, names[0]) for names in GROUPS)]
+    for module in parents:
         for names in GROUPS:
             layers = [getattr(module, name, None) for name in names]
             if not all(isinstance(layer, (Int4Linear, Int8Linear)) for layer in layers):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..weights import release_pages
+
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
 
@@ -147,21 +149,30 @@ class Int4Linear(QuantizedLinear):
                     compute_dtype: torch.dtype = torch.bfloat16) -> "Int4Linear":
         """Quantize an (out, in) float weight: per group, min..max mapped onto 0..15."""
         out_features, in_features = weight.shape
-        codes = torch.empty(out_features, in_features, dtype=torch.uint8)
-        scales = torch.empty(out_features, in_features // group_size)
-        zeros = torch.empty_like(scales)
-        # float32 copies of QUANTIZE_ROWS rows at a time, worked on in place: an 8B model's
-        # output projection is 2.1 GB in float32, one of its MLP weights 235 MB
-        for start in range(0, out_features, QUANTIZE_ROWS):
-            rows = slice(start, start + QUANTIZE_ROWS)
-            groups = weight[rows].detach().to(torch.float32, copy=True)
+        padded = out_features + -out_features % 32  # the kernel's tiles of 32 rows
+        packed = torch.empty(padded, in_features // 2, dtype=torch.uint8)
+        scales = torch.zeros(padded, in_features // group_size)
+        zeros = torch.zeros_like(scales)
+        convert = torch.ops.aten._convert_weight_to_int4pack_for_cpu
+        # QUANTIZE_ROWS rows at a time, from float32 copy to packed codes, in place: an 8B
+        # model's output projection is 2.1 GB in float32 (its codes alone 0.5 GB); each
+        # chunk's checkpoint pages are dropped once packed (release_pages)
+        step = max(32, QUANTIZE_ROWS // 32 * 32)  # whole tiles per chunk
+        for start in range(0, out_features, step):
+            part = weight[start:start + step]
+            groups = part.detach().to(torch.float32, copy=True)
             groups = groups.reshape(groups.shape[0], -1, group_size)
             low, high = groups.amin(dim=-1), groups.amax(dim=-1)
             scale = ((high - low) / 15).clamp(min=1e-8)  # a constant group: any scale, codes 0
             done = groups.sub_(low.unsqueeze(-1)).div_(scale.unsqueeze(-1)).round_().clamp_(0, 15)
-            codes[rows] = done.reshape(-1, in_features).to(torch.uint8)
-            scales[rows], zeros[rows] = scale, low + 8 * scale
-        return cls.from_codes(codes, scales, zeros, group_size, bias, compute_dtype)
+            codes = pad_rows(done.reshape(-1, in_features).to(torch.int32))
+            del groups, done
+            packed[start:start + codes.shape[0]] = convert(codes, 1)
+            scales[start:start + part.shape[0]], zeros[start:start + part.shape[0]] = scale, low + 8 * scale
+            release_pages(part)
+        scales_and_zeros = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
+        return cls(in_features, out_features, group_size, packed,
+                   scales_and_zeros.to(compute_dtype), bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype, shape = inputs.dtype, inputs.shape
@@ -211,6 +222,7 @@ class Int8Linear(QuantizedLinear):
             scale = (part.abs().amax(dim=1) / 127).clamp(min=1e-12)
             codes[rows] = part.div_(scale.unsqueeze(1)).round_().clamp_(-127, 127).to(torch.int8)
             scales[rows] = scale
+            release_pages(weight[rows])  # the checkpoint's pages of these rows (if mapped)
         return cls(in_features, out_features, codes, scales.to(compute_dtype), bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,7 @@ def load_quantized(model: nn.Module, state: dict, quantization: Any, dtype: torc
     modules = dict(model.named_modules())
     for name, compute in wanted.items():  # _assign cast float buffers to the model's dtype
         modules[name].set_compute_dtype(compute)
+    del modules  # (it would keep the unfused projections alive while fusing)
     fuse_projections(model)
     model.quantization = spec or PACKED
     return info
