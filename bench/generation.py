@@ -10,8 +10,8 @@ do_sample=False)`` from seeded 16-token prompts (min_new_tokens makes every run 
 128 tokens). Rounds are interleaved and medians reported; the children of a round also
 measure this machine's memory bandwidth (a 1 GiB copy: bytes read + written per second; and
 a 1 GiB sum: bytes read per second). The bandwidth floor of one decoding step is the weights'
-bytes over the copy bandwidth; at batch 1 a step cannot be faster than reading the weights
-once. The token ids are compared: lightpipe's against transformers' in the same dtype.
+bytes (an untied input embedding not counted: a step reads one row of it) over the copy
+bandwidth; at batch 1 a step cannot be faster than reading the weights once. The token ids are compared: lightpipe's against transformers' in the same dtype.
 
 Goals (issue 5): batch 8 float32 >= 1.5x transformers; batch 1 float32 >= 90% of the bandwidth
 floor; bfloat16 both batch sizes >= 1.8x transformers float32, greedy outputs equal to
@@ -77,6 +77,11 @@ def child(lib: str, folder: str, dtype_name: str, batch: int, new_tokens: int,
         from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype_name)).eval()
     weights = sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    # bytes a step reads: an untied input embedding contributes one row, not the matrix
+    embedding = model.get_input_embeddings().weight
+    head = getattr(model, "lm_head", None) or getattr(model, "embed_out", None)  # (GPT-NeoX)
+    if head is not None and head.weight is not embedding:
+        weights -= embedding.numel() * embedding.element_size()
     vocab = model.config.vocab_size
     prompt = torch.randint(100, vocab - 100, (batch, PROMPT_LENGTH),
                            generator=torch.Generator().manual_seed(batch))
