@@ -16,7 +16,11 @@ The masks and scores of both are compared on the first round (equal up to float 
 mask pixel whose logit sits within ~1e-6 of the threshold may differ). The machine is shared
 and noisy.
 
-    python bench/sam.py [--rounds 1]
+``--hq`` runs the same with SAM-HQ (transformers' SamHQModel at the same sizes, the HQ decoder's
+``vit_dim`` 256: the HQ token and the fused early/final ViT features); results go to
+``sam_hq.json``.
+
+    python bench/sam.py [--rounds 1] [--hq]
 """
 
 from __future__ import annotations
@@ -33,26 +37,29 @@ import torch
 from common import machine, median, table, write_json
 
 
-def build(folder: str) -> None:
-    from transformers import SamConfig, SamModel
+def build(folder: str, hq: bool = False) -> None:
+    import transformers
     from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
-    config = SamConfig(
+    config_class, model_class = ((transformers.SamHQConfig, transformers.SamHQModel) if hq
+                                 else (transformers.SamConfig, transformers.SamModel))
+    config = config_class(
         vision_config=dict(hidden_size=256, output_channels=256, num_hidden_layers=6,
                            num_attention_heads=8, image_size=256, patch_size=16, window_size=7,
                            global_attn_indexes=[2, 5], mlp_dim=1024, num_pos_feats=128),
         prompt_encoder_config=dict(hidden_size=256, image_size=256, patch_size=16),
-        mask_decoder_config=dict(hidden_size=256))
+        mask_decoder_config=dict(hidden_size=256, **({"vit_dim": 256} if hq else {})))
     torch.manual_seed(0)
-    model = SamModel(config).eval()
+    model = model_class(config).eval()
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" not in name:
                 param.normal_(0.0, 0.05 if param.dim() > 1 else 0.02)
     model.save_pretrained(folder)
-    SamImageProcessorPil(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256},
-                         mask_size={"longest_edge": 64},
-                         mask_pad_size={"height": 64, "width": 64}).save_pretrained(folder)
+    processor = SamImageProcessorPil(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256},
+                                     mask_size={"longest_edge": 64},
+                                     mask_pad_size={"height": 64, "width": 64})
+    (transformers.SamHQProcessor(processor) if hq else processor).save_pretrained(folder)
 
 
 def plain_batched_nms(boxes, scores, idxs, iou_threshold):
@@ -92,6 +99,7 @@ def reference_pipeline(folder: str):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--hq", action="store_true", help="SAM-HQ instead of SAM")
     args = parser.parse_args()
     torch.set_num_threads(2)
     from PIL import Image
@@ -99,7 +107,7 @@ def main() -> None:
     import lightpipe
 
     folder = tempfile.mkdtemp(prefix="bench_sam_")
-    build(folder)
+    build(folder, args.hq)
     small = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     image = Image.fromarray(small).resize((320, 240), Image.BICUBIC)
     pipes = {"lightpipe": lightpipe.pipeline("mask-generation", model=folder),
@@ -140,7 +148,7 @@ def main() -> None:
     print(table(rows, ["case", "masks/image", "lightpipe s", "transformers s", "lightpipe masks/s",
                        "transformers masks/s", "speed-up", "same masks"]))
     print(f"machine: {report['machine']}")
-    write_json("sam", report)
+    write_json("sam_hq" if args.hq else "sam", report)
 
 
 if __name__ == "__main__":

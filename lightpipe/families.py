@@ -114,6 +114,10 @@ FAMILIES: dict[str, Family] = {
                        processor="processing.encodec:MusicgenProcessor",
                        feature_extractor="processing.encodec:EncodecFeatureExtractor",
                        tasks={"AutoModelForSeq2SeqLM": "text-to-audio"}),
+    "musicgen_melody": Family("musicgen_melody", tokenizer="T5Tokenizer",
+                              processor="processing.musicgen_melody:MusicgenMelodyProcessor",
+                              feature_extractor="processing.musicgen_melody:MusicgenMelodyFeatureExtractor",
+                              tasks={"AutoModelForSeq2SeqLM": "text-to-audio"}),
     # SpeechT5's vocoder (a text-to-audio pipeline's vocoder=); "hifigan" on the Hub
     "hifigan": Family("speecht5_hifigan", "audio"),
     "speecht5_hifigan": Family("speecht5_hifigan", "audio"),
@@ -156,6 +160,13 @@ FAMILIES: dict[str, Family] = {
     "sam": Family("sam", "image", processor="processing.sam:SamProcessor",
                   image_processor="processing.sam:SamImageProcessor",
                   tasks={"AutoModel": "mask-generation"}),
+    "sam_hq": Family("sam_hq", "image", processor="processing.sam_hq:SamHQProcessor",
+                     image_processor="processing.sam:SamImageProcessor",
+                     tasks={"AutoModel": "mask-generation"}),
+    # sam2_video (the Hub's facebook/sam2.1-*) loads as the image model, memory weights dropped
+    **dict.fromkeys(["sam2", "sam2_video"], Family(
+        "sam2", "image", processor="processing.sam2:Sam2Processor",
+        image_processor="processing.sam2:Sam2ImageProcessor", tasks={"AutoModel": "mask-generation"})),
     "videomae": Family("videomae", "video", image_processor="processing.video:VideoMAEImageProcessor"),
     # images and text
     "vision-encoder-decoder": Family("vision_encoder_decoder", "image",

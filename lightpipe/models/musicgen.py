@@ -22,7 +22,19 @@ warpers, greedy or sampled picks, the stopping criteria, streamers): its rows ar
 ``decode``, which that loop calls once per step: the delay pattern is applied to the ids it is
 given, the rows are doubled for guidance and the two halves of the logits mixed, so the loop
 sees one row of logits per stream. ``generate`` returns audio (batch, channels, samples), as the
-reference does. Audio prompts (``input_values``) are not implemented: text prompts only.
+reference does.
+- Audio prompts (``input_values`` / ``padding_mask`` from MusicgenProcessor): EnCodec encodes
+  the prompt (stereo: left and right apart, their codebooks interleaved) and its codes, after
+  the start id, are the decoder's prompt, which the delay pattern spreads like generated codes;
+  the returned audio holds the prompt's audio too (``processor.batch_decode(audio,
+  padding_mask=...)`` cuts the padding back out). Without a text, the text is the bos id.
+- ``num_return_sequences`` > 1 follows the reference exactly: each code stream (and the text
+  states) is repeated in place, the decoder reads the repeated rows in groups of
+  ``num_codebooks`` as one item, and each row's samples end up one after the other in time:
+  audio (batch, channels, num_return_sequences * samples).
+- MusicGen Melody (musicgen_melody.py) subclasses the model through its hooks: ``decoder_class``,
+  ``_conditioning`` (what the decoder reads), ``_new_cache``, ``conditioning_inputs``,
+  ``audio_prompts`` and ``multiple_samples``.
 """
 
 from __future__ import annotations
@@ -38,7 +50,7 @@ from ..errors import InputError, UnsupportedModelError
 from ..generation import GenerationConfig, GenerationMixin
 from ..generation.config import unsupported_settings
 from ..generation.processors import make_logits_processors
-from ..generation.prompt import set_lengths, special_tokens
+from ..generation.prompt import infer_mask, set_lengths, special_tokens
 from ..generation.search import Search, sample
 from ..generation.state import DecodeState, Prompt
 from ..generation.stopping import make_stopping_criteria
@@ -146,25 +158,32 @@ class MusicgenDecoderLayer(nn.Module):
 
 
 class MusicgenDecoder(nn.Module):
+    layer_class = MusicgenDecoderLayer
+
     def __init__(self, config):
         super().__init__()
         self.num_codebooks, self.hidden_size = config.num_codebooks, config.hidden_size
         # one more id than the vocabulary: the pad / start id
         self.embed_tokens = nn.ModuleList(nn.Embedding(config.vocab_size + 1, config.hidden_size)
                                           for _ in range(config.num_codebooks))
-        self.layers = nn.ModuleList(MusicgenDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(self.layer_class(config, i) for i in range(config.num_hidden_layers))
         self.layer_norm = nn.LayerNorm(config.hidden_size)
+
+    def code_embeddings(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(batch * codebooks, length) ids -> the sum of the codebooks' embeddings (batch, length,
+        hidden). (scale_embedding is in the config but, as in the reference, never applied.)"""
+        codes = input_ids.reshape(-1, self.num_codebooks, input_ids.shape[-1])  # (batch, codebooks, length)
+        return sum(embed(codes[:, k]) for k, embed in enumerate(self.embed_tokens))
+
+    def with_positions(self, hidden_states: torch.Tensor, past: int) -> torch.Tensor:
+        positions = torch.arange(past, past + hidden_states.shape[1], device=hidden_states.device)
+        return hidden_states + sinusoidal_positions(positions, self.hidden_size).to(hidden_states.dtype)
 
     def forward(self, input_ids, encoder_states, encoder_mask=None, cache=None, attention_mask=None):
         """(batch * codebooks, length) ids after the cache's past -> (batch, length, hidden)."""
-        codes = input_ids.reshape(-1, self.num_codebooks, input_ids.shape[-1])  # (batch, codebooks, length)
         past = cache.get_seq_length() if cache is not None else 0
-        length = codes.shape[-1]
-        # (scale_embedding is in the config but, as in the reference, never applied)
-        hidden_states = sum(embed(codes[:, k]) for k, embed in enumerate(self.embed_tokens))
-        positions = torch.arange(past, past + length, device=input_ids.device)
-        positions = sinusoidal_positions(positions, self.hidden_size)
-        hidden_states = hidden_states + positions.to(hidden_states.dtype)
+        length = input_ids.shape[-1]
+        hidden_states = self.with_positions(self.code_embeddings(input_ids), past)
         self_mask = causal_mask(attention_mask, length, past, hidden_states.device)
         cross_mask = None
         if encoder_mask is not None and not bool(encoder_mask.all()):
@@ -180,19 +199,19 @@ class MusicgenDecoder(nn.Module):
 
 
 class MusicgenModel(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, decoder_class: type = MusicgenDecoder):
         super().__init__()
-        self.decoder = MusicgenDecoder(config)
+        self.decoder = decoder_class(config)
 
 
 class MusicgenForCausalLM(nn.Module):
     """The decoder and one head per codebook: logits (batch * codebooks, length, vocab)."""
 
-    def __init__(self, config):
+    def __init__(self, config, decoder_class: type = MusicgenDecoder):
         super().__init__()
         self.config = config
         self.num_codebooks = config.num_codebooks
-        self.model = MusicgenModel(config)
+        self.model = MusicgenModel(config, decoder_class)
         self.lm_heads = nn.ModuleList(Linear(config.hidden_size, config.vocab_size, bias=False)
                                       for _ in range(config.num_codebooks))
 
@@ -227,6 +246,10 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
     model_type = "musicgen"
     config_defaults = MUSICGEN_DEFAULTS
     is_encoder_decoder = True
+    decoder_class = MusicgenDecoder
+    audio_prompts = True  # input_values / padding_mask continued (MusicGen Melody: no)
+    conditioning_inputs: tuple[str, ...] = ()  # more generate() inputs for _conditioning
+    multiple_samples = True  # num_return_sequences > 1
     tied_weights = {"text_encoder.encoder.embed_tokens.weight": "text_encoder.shared.weight"}
     checkpoint_renames = EncodecModel.checkpoint_renames
     # (4.x saves the decoder's sinusoidal position table: computed here, not read)
@@ -243,7 +266,7 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
                              f"{decoder_config.audio_channels}.")
         self.text_encoder = T5EncoderModel(config.text_encoder)
         self.audio_encoder = EncodecModel(config.audio_encoder)
-        self.decoder = MusicgenForCausalLM(decoder_config)
+        self.decoder = MusicgenForCausalLM(decoder_config, self.decoder_class)
         text_width = config.text_encoder.d_model
         if text_width != decoder_config.hidden_size and decoder_config.cross_attention_hidden_size is None:
             self.enc_to_dec_proj = nn.Linear(text_width, decoder_config.hidden_size)
@@ -314,13 +337,44 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
         else:
             encoder_states = encoder_states_of(encoder_outputs)
         if decoder_input_ids is None:
-            raise InputError("Pass decoder_input_ids (batch * num_codebooks, length): audio prompts "
-                             "(input_values) are not implemented.")
+            if unused.get("input_values") is None:
+                raise InputError("Pass decoder_input_ids (batch * num_codebooks, length) or the audio "
+                                 "prompt's input_values (batch, channels, samples).")
+            if self.config.decoder.audio_channels != 1:
+                raise UnsupportedModelError("lightpipe's MusicGen forward() encodes mono audio prompts "
+                                            "only: pass decoder_input_ids for stereo checkpoints.")
+            decoder_input_ids, _ = self.prompt_codes(unused["input_values"], unused.get("padding_mask"))
         cache = cache if cache is not None else past_key_values
         out = self.decode(decoder_input_ids, self._condition(encoder_states, attention_mask),
                           attention_mask, cache, bool(use_cache), logits_to_keep, decoder_attention_mask)
         return ModelOutput(logits=out.logits, cache=out.get("cache"),
                            encoder_last_hidden_state=encoder_states)
+
+    def _conditioning(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                      encoder_outputs: Any, guidance: float | None, **inputs: Any):
+        """What the decoder reads, and its mask: the T5 states of the text (or the given
+        encoder_outputs), with guidance's null text (zero states, masked out) after them."""
+        if encoder_outputs is None:
+            if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
+                raise InputError("generate() needs the tokenized text: input_ids (batch, sequence) as the "
+                                 "tokenizer gives it with return_tensors='pt'.")
+            input_ids = input_ids.to(self.device)
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            encoder_states = self.encode(input_ids, attention_mask.to(self.device))
+        else:
+            encoder_states = encoder_states_of(encoder_outputs)
+        encoder_states = encoder_states.to(self.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(self.device)
+        if guidance is not None:
+            encoder_states = torch.cat([encoder_states, torch.zeros_like(encoder_states)])
+            if attention_mask is not None:
+                attention_mask = torch.cat([attention_mask, torch.zeros_like(attention_mask)])
+        return self._condition(encoder_states, attention_mask), attention_mask
+
+    def _new_cache(self, config: GenerationConfig, encoder_states: torch.Tensor) -> EncoderDecoderCache:
+        return EncoderDecoderCache(config.max_length)
 
     # -- generation
     @torch.inference_mode()
@@ -336,10 +390,14 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
         input_ids = inputs if inputs is not None else model_kwargs.pop("input_ids", None)
         attention_mask = model_kwargs.pop("attention_mask", None)
         encoder_outputs = model_kwargs.pop("encoder_outputs", None)
-        if "input_values" in model_kwargs or "decoder_input_ids" in model_kwargs:
-            raise UnsupportedModelError("lightpipe's MusicGen generates from text only: audio prompts "
-                                        "(input_values / decoder_input_ids) are not implemented.")
-        for name in ("use_cache", "output_attentions", "output_hidden_states", "padding_mask"):
+        # an audio prompt: the processor's input_values / padding_mask, or codes already
+        audio_batch = next((value.shape[0] for value in model_kwargs.values()
+                            if isinstance(value, torch.Tensor)), None)
+        input_values = model_kwargs.pop("input_values", None) if self.audio_prompts else None
+        padding_mask = model_kwargs.pop("padding_mask", None) if self.audio_prompts else None
+        decoder_ids = model_kwargs.pop("decoder_input_ids", None)
+        extra = {name: model_kwargs.pop(name) for name in self.conditioning_inputs if name in model_kwargs}
+        for name in ("use_cache", "output_attentions", "output_hidden_states"):
             model_kwargs.pop(name, None)
         if model_kwargs:
             raise ValueError(f"The following `model_kwargs` are not used by the model: "
@@ -349,60 +407,69 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
             raise ValueError("Got incompatible mode for generation, should be one of greedy or sampling. "
                              "Ensure that beam search is de-activated by setting `num_beams=1`.")
         unsupported = [name for name in unsupported_settings(config) if name != "guidance_scale"]
-        if config.num_return_sequences > 1:
-            unsupported.append("num_return_sequences > 1")
+        if (config.num_return_sequences or 1) > 1 and not self.multiple_samples:
+            unsupported.append("num_return_sequences > 1 (nor does the reference's: call it once per sample)")
         if unsupported:
-            raise UnsupportedModelError(f"lightpipe's MusicGen generate() does not implement "
+            raise UnsupportedModelError(f"lightpipe's {type(self).__name__}.generate() does not implement "
                                         f"{', '.join(unsupported)}.")
 
         # the text, encoded once; guidance adds a null text (zero states, masked out)
-        if encoder_outputs is None:
-            if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
-                raise InputError("generate() needs the tokenized text: input_ids (batch, sequence) as the "
-                                 "tokenizer gives it with return_tensors='pt'.")
-            input_ids = input_ids.to(self.device)
-            if attention_mask is None:
-                attention_mask = torch.ones_like(input_ids)
-            encoder_states = self.encode(input_ids, attention_mask.to(self.device))
-        else:
-            encoder_states = encoder_states_of(encoder_outputs)
-        encoder_states = encoder_states.to(self.device)
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(self.device)
+        eos, pad = special_tokens(config, attention_mask is not None, input_ids)
+        if input_ids is None and encoder_outputs is None and audio_batch is not None:
+            # an audio prompt without a text: the text is the bos id, as in the reference
+            if config.bos_token_id is None:
+                raise ValueError("`bos_token_id` has to be defined when no `input_ids` are provided.")
+            input_ids = torch.full((audio_batch, 1), int(config.bos_token_id), dtype=torch.long)
+            attention_mask = infer_mask(input_ids, pad, eos)
         guidance = config.guidance_scale
         guidance = guidance if guidance is not None and guidance > 1 else None
-        if guidance is not None:
-            encoder_states = torch.cat([encoder_states, torch.zeros_like(encoder_states)])
-            if attention_mask is not None:
-                attention_mask = torch.cat([attention_mask, torch.zeros_like(attention_mask)])
-        encoder_states = self._condition(encoder_states, attention_mask)
+        encoder_states, attention_mask = self._conditioning(input_ids, attention_mask, encoder_outputs, guidance,
+                                                            **extra)
         batch = encoder_states.shape[0] // (2 if guidance is not None else 1)
 
-        # the code streams: batch * codebooks rows, each starting from the start id
+        # the code streams: batch * codebooks rows, each starting from the start id (and the
+        # audio prompt's codes after it)
         num_codebooks = self.decoder.num_codebooks
         start = config.decoder_start_token_id
         start = config.bos_token_id if start is None else start
         if start is None:
             raise ValueError("`decoder_start_token_id` or `bos_token_id` has to be defined for MusicGen.")
-        eos, pad = special_tokens(config, True, None)
+        scales = None
+        if decoder_ids is None and input_values is not None:
+            decoder_ids, scales = self.prompt_codes(input_values, padding_mask)
         starts = torch.full((batch * num_codebooks, 1), int(start), dtype=torch.long, device=self.device)
+        if decoder_ids is not None:
+            decoder_ids = decoder_ids.to(self.device)
+            if decoder_ids.dim() != 2 or decoder_ids.shape[0] != batch * num_codebooks:
+                raise InputError(f"The audio prompt's codes must be (batch * num_codebooks = "
+                                 f"{batch * num_codebooks}, length) for {batch} text(s), got shape "
+                                 f"{tuple(decoder_ids.shape)}: give as many audio prompts as texts.")
+            if bool((decoder_ids[:, 0] != start).all()):
+                decoder_ids = torch.cat([starts, decoder_ids], dim=-1)
+            starts = decoder_ids
+        prompt_length = starts.shape[1]
         if config.max_new_tokens is None and not length_given:
-            # as the reference's MusicGen: a max_length not passed to the call counts the start
-            # token too, whether it comes from a generation config or the global default
-            config.max_length += 1
-        set_lengths(self, config, 1, False)
+            # as the reference's MusicGen: a max_length not passed to the call counts the prompt
+            # (the start id and any audio prompt) too, from a generation config or the default
+            config.max_length += prompt_length
+        set_lengths(self, config, prompt_length, False)
         starts, pattern = delay_pattern(starts, num_codebooks, self.config.decoder.audio_channels, int(start),
                                         config.max_length)
-        length = starts.shape[1]
-        prompt = Prompt(starts, torch.arange(length, device=self.device).expand(batch * num_codebooks, -1),
-                        None, eos, pad, batch * num_codebooks, encoder_states=encoder_states,
-                        encoder_mask=attention_mask)
+        copies = config.num_return_sequences or 1
+        if copies > 1:  # the reference's expansion: every row repeated in place (see the docstring)
+            starts, pattern = starts.repeat_interleave(copies, 0), pattern.repeat_interleave(copies, 0)
+            encoder_states = encoder_states.repeat_interleave(copies, 0)
+            if attention_mask is not None:
+                attention_mask = attention_mask.repeat_interleave(copies, 0)
+        rows, length = starts.shape
+        prompt = Prompt(starts, torch.arange(length, device=self.device).expand(rows, -1),
+                        None, eos, pad, rows, encoder_states=encoder_states, encoder_mask=attention_mask)
         if streamer is not None:
             streamer.put(starts.cpu())
-        search = Search(config, make_logits_processors(config, length, None, eos, logits_processor),
+        search = Search(config, make_logits_processors(config, prompt_length, None, eos, logits_processor),
                         make_stopping_criteria(config, eos, None, stopping_criteria), pad, eos,
-                        batch * num_codebooks, streamer, generator)
-        cache = EncoderDecoderCache(config.max_length) if config.use_cache else None
+                        rows, streamer, generator)
+        cache = self._new_cache(config, encoder_states) if config.use_cache else None
         if self.pack_weights and self.device.type == "cpu":
             self.pack_linear_weights()  # oneDNN's layout for the decoding steps (generation/mixin.py)
         self._generating = (pattern, guidance)
@@ -412,7 +479,7 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
             self._generating = None
         sequences = out.sequences if config.return_dict_in_generate else out
         codes = undo_delay_pattern(sequences, pattern, pad, batch, num_codebooks)
-        audio = self.decode_audio(codes)
+        audio = self.decode_audio(codes, scales)
         if not config.return_dict_in_generate:
             return audio
         return ModelOutput(sequences=audio, audio_codes=codes, scores=out.get("scores"),
@@ -425,12 +492,42 @@ class MusicgenForConditionalGeneration(GenerationMixin, PreTrainedModel):
         mask = torch.zeros((num_samples, 1), device=self.device, dtype=torch.long)
         return {"encoder_outputs": (states,), "attention_mask": mask, "guidance_scale": 1.0}
 
-    def decode_audio(self, codes: torch.Tensor) -> torch.Tensor:
+    def prompt_codes(self, input_values: torch.Tensor, padding_mask: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, list | None]:
+        """An audio prompt (batch, channels, samples) -> its EnCodec codes as decoder ids
+        (batch * codebooks, frames) and the codec's scales; stereo checkpoints encode the left
+        and right channels apart and interleave their codebooks."""
+        if not isinstance(input_values, torch.Tensor) or input_values.dim() != 3 or input_values.shape[-1] == 0:
+            shape = tuple(input_values.shape) if hasattr(input_values, "shape") else type(input_values).__name__
+            raise InputError(f"The audio prompt's input_values must be a non-empty (batch, channels, samples) "
+                             f"tensor as MusicgenProcessor(audio=..., return_tensors='pt') gives it, got {shape}.")
+        channels = self.config.decoder.audio_channels
+        if input_values.shape[1] != channels:
+            raise InputError(f"This MusicGen checkpoint makes {channels}-channel audio but the audio prompt "
+                             f"has {input_values.shape[1]} channel(s): give {'stereo' if channels == 2 else 'mono'}"
+                             " audio.")
+        input_values = input_values.to(self.device, self.audio_encoder.dtype)
+        if padding_mask is not None:
+            padding_mask = padding_mask.to(self.device)
+        halves = [input_values] if channels == 1 else [input_values[:, :1], input_values[:, 1:]]
+        encoded = [self.audio_encoder.encode(half, padding_mask) for half in halves]
+        if encoded[0].audio_codes.shape[0] != 1:
+            raise InputError(f"Expected 1 frame in the audio code outputs, got {encoded[0].audio_codes.shape[0]} "
+                             "frames: set the audio encoder's chunk_length_s to None (no chunking).")
+        codes = torch.stack([out.audio_codes[0] for out in encoded], dim=2)  # (batch, books, channels, frames)
+        batch, books, _, frames = codes.shape
+        if books * channels != self.decoder.num_codebooks:
+            raise InputError(f"The audio encoder gives {books * channels} codebooks at its first target "
+                             f"bandwidth but the decoder reads {self.decoder.num_codebooks}.")
+        scales = encoded[0].audio_scales if channels == 1 else None
+        return codes.reshape(batch * books * channels, frames), scales
+
+    def decode_audio(self, codes: torch.Tensor, scales: list | None = None) -> torch.Tensor:
         """Codes (batch, codebooks, frames) -> audio (batch, channels, samples); stereo
         checkpoints interleave the left and right codebooks."""
         codes = codes[None]  # one chunk
         if self.config.decoder.audio_channels == 1:
-            return self.audio_encoder.decode(codes).audio_values
+            return self.audio_encoder.decode(codes, scales).audio_values
         left = self.audio_encoder.decode(codes[:, :, ::2]).audio_values
         right = self.audio_encoder.decode(codes[:, :, 1::2]).audio_values
         return torch.cat([left, right], dim=1)

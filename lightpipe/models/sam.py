@@ -179,13 +179,17 @@ class SamVisionEncoder(nn.Module):
             for i in range(config.num_hidden_layers))
         self.neck = SamVisionNeck(config)
 
-    def forward(self, pixel_values):
+    def forward(self, pixel_values, global_outputs: list | None = None):
+        """-> (batch, output_channels, h, w); each global-attention layer's output (batch, h, w,
+        hidden) is appended to ``global_outputs`` when given (SAM-HQ fuses the first)."""
         hidden_states = self.patch_embed(pixel_values)
         if self.pos_embed is not None:
             hidden_states = hidden_states + self.pos_embed
         for layer in self.layers:
             hidden_states = layer(hidden_states)
-        return self.neck(hidden_states)  # (batch, output_channels, h, w)
+            if global_outputs is not None and layer.window_size == 0:
+                global_outputs.append(hidden_states)
+        return self.neck(hidden_states)
 
 
 # 2b. The prompt encoder.
@@ -382,34 +386,70 @@ class SamMaskDecoder(nn.Module):
         self.iou_prediction_head = SamFeedForward(size, config.iou_head_hidden_dim,
                                                   self.num_mask_tokens, config.iou_head_depth)
 
-    def forward(self, image_embeddings, image_pe, sparse, dense, multimask_output: bool,
-                attention_similarity=None, target_embedding=None):
-        batch, channels, height, width = image_embeddings.shape
+    def output_tokens(self) -> torch.Tensor:
+        """The learned tokens put before the prompt's: IoU, then one per mask."""
+        return torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+
+    def run_transformer(self, image_embeddings, image_pe, sparse, dense, attention_similarity=None,
+                        target_embedding=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the tokens out (batch, points, tokens, hidden), the upscaled image
+        (batch * points, hidden / 8, 4h, 4w))."""
+        batch = image_embeddings.shape[0]
         points = sparse.shape[1] if sparse is not None else 1
-        tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = tokens.repeat(batch, points, 1, 1)  # (batch, points, 1 + masks, hidden)
+        tokens = self.output_tokens().repeat(batch, points, 1, 1)  # (batch, points, 1 + masks, hidden)
         if sparse is not None:
             tokens = torch.cat([tokens, sparse], dim=2)
         tokens = tokens.to(self.iou_token.weight.dtype)
         image = (image_embeddings + dense).repeat_interleave(points, 0)
         image_pe = image_pe.repeat_interleave(points, 0)
-        tokens, image = self.transformer(tokens, image, image_pe, attention_similarity, target_embedding)
-        iou_out = tokens[:, :, 0]
-        mask_out = tokens[:, :, 1:1 + self.num_mask_tokens]
-        image = image.transpose(2, 3).reshape(batch * points, channels, height, width)
-        upscaled = F.gelu(self.upscale_layer_norm(self.upscale_conv1(image)))
-        upscaled = F.gelu(self.upscale_conv2(upscaled))
-        hyper = torch.stack([mlp(mask_out[:, :, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
-                            dim=2)  # (batch, points, masks, channels / 8)
+        tokens, keys = self.transformer(tokens, image, image_pe, attention_similarity, target_embedding)
+        upscaled = F.gelu(self.upscale_layer_norm(self.upscale_conv1(self.image_for_masks(image, keys))))
+        return tokens, F.gelu(self.upscale_conv2(upscaled))
+
+    def image_for_masks(self, image, keys) -> torch.Tensor:
+        """The map upscaled into mask features (batch * points, hidden, h, w): the transformer's
+        image tokens ``keys`` (batch * points, 1, h * w, hidden); ``image`` is its input."""
+        return keys.transpose(2, 3).reshape(image.shape)
+
+    @staticmethod
+    def project(hyper, upscaled) -> torch.Tensor:
+        """Mask logits (batch, points, masks, 4h, 4w) from the hypernetworks' outputs (batch,
+        points, masks, hidden / 8) and the upscaled image (batch * points, hidden / 8, 4h, 4w)."""
+        batch, points = hyper.shape[:2]
         _, up_channels, up_h, up_w = upscaled.shape
         upscaled = upscaled.reshape(batch, points, up_channels, up_h * up_w)
-        masks = (hyper @ upscaled).reshape(batch, points, -1, up_h, up_w)
-        iou = self.iou_prediction_head(iou_out)
+        return (hyper @ upscaled).reshape(batch, points, -1, up_h, up_w)
+
+    def forward(self, image_embeddings, image_pe, sparse, dense, multimask_output: bool,
+                attention_similarity=None, target_embedding=None):
+        tokens, upscaled = self.run_transformer(image_embeddings, image_pe, sparse, dense,
+                                                attention_similarity, target_embedding)
+        mask_out = tokens[:, :, 1:1 + self.num_mask_tokens]
+        hyper = torch.stack([mlp(mask_out[:, :, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+                            dim=2)  # (batch, points, masks, channels / 8)
+        masks = self.project(hyper, upscaled)
+        iou = self.iou_prediction_head(tokens[:, :, 0])
         chosen = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, :, chosen], iou[:, :, chosen]
 
 
 # 3. The model.
+def check_prompts(model: str, pixel_values, image_embeddings, input_points, input_boxes) -> None:
+    """The forward's inputs checked (SAM and SAM 2): one image source, prompts' shapes."""
+    if (pixel_values is None) == (image_embeddings is None):
+        raise InputError(f"{model} takes exactly one of pixel_values and image_embeddings.")
+    if input_points is not None and input_points.dim() != 4:
+        raise InputError("input_points must be 4-D: (images, point batches, points, 2); got "
+                         f"shape {tuple(input_points.shape)}.")
+    if input_boxes is not None and input_boxes.dim() != 3:
+        raise InputError(f"input_boxes must be 3-D: (images, boxes, 4); got shape "
+                         f"{tuple(input_boxes.shape)}.")
+    if input_points is not None and input_boxes is not None and \
+            input_points.shape[1] != input_boxes.shape[1]:
+        raise InputError(f"Give one box per point batch: {input_points.shape[1]} point batches "
+                         f"but {input_boxes.shape[1]} boxes.")
+
+
 class SamModel(PreTrainedModel):
     """``forward(pixel_values or image_embeddings, input_points, input_labels, input_boxes,
     input_masks, multimask_output)`` -> ``iou_scores`` (batch, points, masks) and
@@ -441,28 +481,27 @@ class SamModel(PreTrainedModel):
         x = (grid.cumsum(dim=1) - 0.5) / size
         return self.shared_image_embedding(torch.stack([x, y], dim=-1)).permute(2, 0, 1)[None]
 
+    # Forward arguments passed on to the mask decoder (SAM-HQ's hq_token_only, ...).
+    decoder_options: tuple[str, ...] = ()
+
+    def image_features(self, pixel_values) -> tuple[torch.Tensor, dict]:
+        """(the image embeddings, more mask-decoder inputs computed with them: none for SAM)."""
+        weight = self.vision_encoder.patch_embed.projection.weight
+        return self.vision_encoder(pixel_values.to(weight.dtype)), {}
+
     @torch.no_grad()
     def get_image_embeddings(self, pixel_values, **unused) -> torch.Tensor:
-        weight = self.vision_encoder.patch_embed.projection.weight
-        return self.vision_encoder(pixel_values.to(weight.dtype))
+        return self.image_features(pixel_values)[0]
 
     def forward(self, pixel_values=None, input_points=None, input_labels=None, input_boxes=None,
                 input_masks=None, image_embeddings=None, multimask_output: bool = True,
                 attention_similarity=None, target_embedding=None, **unused) -> ModelOutput:
-        if (pixel_values is None) == (image_embeddings is None):
-            raise InputError("SamModel takes exactly one of pixel_values and image_embeddings.")
-        if input_points is not None and input_points.dim() != 4:
-            raise InputError("input_points must be 4-D: (images, point batches, points, 2); got "
-                             f"shape {tuple(input_points.shape)}.")
-        if input_boxes is not None and input_boxes.dim() != 3:
-            raise InputError(f"input_boxes must be 3-D: (images, boxes, 4); got shape "
-                             f"{tuple(input_boxes.shape)}.")
-        if input_points is not None and input_boxes is not None and \
-                input_points.shape[1] != input_boxes.shape[1]:
-            raise InputError(f"Give one box per point batch: {input_points.shape[1]} point batches "
-                             f"but {input_boxes.shape[1]} boxes.")
+        check_prompts(type(self).__name__, pixel_values, image_embeddings, input_points, input_boxes)
+        extra = {name: unused[name] for name in self.decoder_options if name in unused}
         if pixel_values is not None:
-            image_embeddings = self.get_image_embeddings(pixel_values)
+            with torch.no_grad():
+                image_embeddings, computed = self.image_features(pixel_values)
+            extra.update(computed)
         batch = image_embeddings.shape[0]
         image_pe = self.image_wide_positional_embeddings().repeat(batch, 1, 1, 1)
         if input_points is not None:
@@ -473,7 +512,7 @@ class SamModel(PreTrainedModel):
                                  "input_points is (images, point batches, points, 2).")
         sparse, dense = self.prompt_encoder(input_points, input_labels, input_boxes, input_masks)
         masks, iou = self.mask_decoder(image_embeddings, image_pe, sparse, dense, multimask_output,
-                                       attention_similarity, target_embedding)
+                                       attention_similarity, target_embedding, **extra)
         return ModelOutput(iou_scores=iou, pred_masks=masks)
 
 

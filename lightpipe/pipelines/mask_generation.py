@@ -105,20 +105,26 @@ class MaskGenerationPipeline(Pipeline):
             crop = image.crop(tuple(box))
             inputs = processor(images=crop, return_tensors="pt")
             pixels = inputs["pixel_values"].to(self.device, self.model.dtype)
-            points = torch.from_numpy(crop_points(box, grids[layer], target))  # (n, 2) float64
+            if hasattr(processor, "crop_points"):  # SAM 2: float32 grids, as the reference's
+                points = processor.crop_points(box, int(points_per_crop / crop_n_points_downscale_factor ** layer),
+                                               target)
+            else:
+                points = torch.from_numpy(crop_points(box, grids[layer], target))  # (n, 2) float64
             count = points.shape[0]
             step = count if points_per_batch is None else points_per_batch
             with torch.inference_mode():
                 embeddings = self.model.get_image_embeddings(pixels)  # once per image or crop
+                embeddings = (dict(image_embeddings=embeddings[0], intermediate_embeddings=embeddings[1])
+                              if isinstance(embeddings, tuple) else dict(image_embeddings=embeddings))  # SAM-HQ
                 for start in range(0, count, step):
                     chosen = points[start:start + step][None, :, None, :]  # (1, batch, 1, 2)
-                    out = self.model(image_embeddings=embeddings,
+                    out = self.model(**embeddings,
                                      input_points=chosen.to(self.device),  # float64, as the reference
                                      input_labels=torch.ones(chosen.shape[:3], dtype=torch.long,
                                                              device=self.device))
                     masks = processor.post_process_masks(
-                        out["pred_masks"].float().cpu(), inputs["original_sizes"],
-                        inputs["reshaped_input_sizes"], mask_threshold, binarize=False)[0]
+                        out["pred_masks"].float().cpu(), inputs["original_sizes"], mask_threshold=mask_threshold,
+                        reshaped_input_sizes=inputs.get("reshaped_input_sizes"), binarize=False)[0]
                     masks, scores = masks.flatten(0, 1), out["iou_scores"][0].float().cpu().flatten(0, 1)
                     keep = torch.ones(len(scores), dtype=torch.bool)
                     if pred_iou_thresh > 0.0:

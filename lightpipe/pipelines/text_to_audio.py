@@ -44,7 +44,9 @@ class TextToAudioPipeline(Pipeline):
         generate_kwargs (dict, default None): for models that generate (refused for VITS, as
             the reference); MusicGen takes ``do_sample``, ``guidance_scale``, ``top_k``,
             ``max_new_tokens`` (default 256 unless its generation config sets a length) here
-            or in ``forward_params``, and returns (channels, samples) for stereo checkpoints.
+            or in ``forward_params``, and returns (channels, samples) for stereo checkpoints;
+            with ``num_return_sequences`` > 1 (sampling), one dict per text whose audio holds
+            the samples one after the other, as the reference's.
         preprocess_params (dict, default None): tokenizer arguments (Bark: its processor's,
             ``voice_preset`` a preset name, a .npz file or a dict of arrays).
         processor_kwargs (dict, default None): processor arguments, for models with one.

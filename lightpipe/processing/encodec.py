@@ -108,5 +108,6 @@ class MusicgenProcessor(_AudioProcessor):
         batch, channels, length = audio.shape
         fill = 1 - self.feature_extractor.padding_value  # generated samples count as real
         mask = np.pad(mask, ((0, 0), (0, length - mask.shape[-1])), "constant", constant_values=fill)
-        return [audio[i][mask[i][None, :] != self.feature_extractor.padding_value].reshape(channels, -1)
-                for i in range(batch)]
+        # (the reference's fails on stereo audio: here every channel is cut alike)
+        keep = mask != self.feature_extractor.padding_value
+        return [audio[i][:, keep[i]] for i in range(batch)]

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import lightpipe
-from lightpipe.errors import InputError, UnsupportedModelError
+from lightpipe.errors import InputError
 from lightpipe.models.musicgen import MusicgenForConditionalGeneration, delay_pattern
 from lightpipe.processing.encodec import MusicgenProcessor
 
-from ..fixtures.musicgen import build_musicgen, set_generation
+from ..fixtures.musicgen import build_musicgen, set_generation, their_codes
 
 transformers = pytest.importorskip("transformers")
 
@@ -45,23 +45,6 @@ def pairs(folders):
 def _text(folder):
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     return tokenizer(TEXTS, padding=True, return_tensors="pt")
-
-
-def _their_codes(model, **kwargs):
-    """The reference's audio and the codes it handed its EnCodec decoder."""
-    seen = []
-    decode = model.audio_encoder.decode
-
-    def spy(audio_codes, *args, **kw):
-        seen.append(audio_codes)
-        return decode(audio_codes, *args, **kw)
-
-    model.audio_encoder.decode = spy
-    try:
-        audio = model.generate(**kwargs)
-    finally:
-        del model.audio_encoder.decode
-    return audio, torch.cat([codes[0] for codes in seen], dim=1)  # stereo: left, right
 
 
 @pytest.mark.parametrize("name", ["mono", "stereo"])
@@ -100,7 +83,7 @@ def test_greedy_codes_and_audio_equal_reference(folders, pairs, name, guidance):
     if guidance:
         settings["guidance_scale"] = guidance
     inputs = _text(folders[name])
-    want, want_codes = _their_codes(theirs, **inputs, **settings)
+    want, want_codes = their_codes(theirs, **inputs, **settings)
     out = ours.generate(**inputs, **settings, return_dict_in_generate=True)
     channels = 2 if name == "stereo" else 1
     codes = out.audio_codes
@@ -227,8 +210,8 @@ def test_auto_classes_and_task(folders):
 def test_clear_errors(folders, pairs):
     _, ours = pairs["mono"]
     inputs = _text(folders["mono"])
-    with pytest.raises(UnsupportedModelError, match="audio prompts"):
-        ours.generate(**inputs, input_values=torch.zeros(2, 1, 30), max_new_tokens=4)
+    with pytest.raises(InputError, match="gives 2 codebooks.*decoder reads 4"):  # audio prompts:
+        ours.generate(**inputs, input_values=torch.zeros(2, 1, 30), max_new_tokens=4)  # see _prompts.py
     with pytest.raises(ValueError, match="num_beams=1"):
         ours.generate(**inputs, num_beams=2, max_new_tokens=4)
     with pytest.raises(ValueError, match="not used by the model"):
