@@ -9,6 +9,10 @@ or its tests), with the local CPU torch build:
     /tmp/venv-525/bin/python tests/golden/make_zoo.py        # -> tests/golden/zoo/v5.25/
     # the same with transformers==4.57.6 "pandas<3" (-> v4.57/) and transformers==4.40.2
     # "numpy<2" "pandas<3" (-> v4.40/): 4.x's TAPAS tokenizer fails on pandas 3
+    # sam2 / sam2_video need torchvision (the era's Sam2 image processor), kept out of the venvs
+    # (it changes other image processors' backend): pip install --no-deps --target /tmp/tv
+    # torchvision==0.28.0, guard the two register_fake lines of its _meta_registrations.py
+    # (a CPU torch cannot load its CUDA ops), then PYTHONPATH=/tmp/tv python make_zoo.py sam2 sam2_video
 
 Weights come from fixed seeds, so a rerun gives the same weights and goldens; the files differ by
 era only as each version saves them.
@@ -125,6 +129,8 @@ def build(family: str, root: Path = ROOT) -> None:
     if recipe.get("resave"):  # loaded back and saved again by the same version
         model = type(model).from_pretrained(folder).eval()
         model.save_pretrained(folder)
+    if recipe.get("reload"):  # the reference reads the folder as another class (sam2_video: Sam2Model)
+        model = recipe["reload"].from_pretrained(folder).eval()
     encoded = preprocess(folder, recipe["call"])
     inputs = {k: v for k, v in encoded.items() if k in recipe["inputs"]}
     extra = recipe.get("extra", {})

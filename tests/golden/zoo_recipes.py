@@ -661,25 +661,91 @@ def clap(folder, slow):
                 outputs=["logits_per_audio", "text_embeds", "audio_embeds"])
 
 
-def sam(folder, slow):
-    config = transformers.SamConfig(
-        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=3, num_attention_heads=2,
-                           image_size=64, patch_size=8, window_size=3, global_attn_indexes=[1], mlp_dim=40,
-                           num_pos_feats=8),
-        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=8),
-        mask_decoder_config=dict(hidden_size=16, mlp_dim=24, num_hidden_layers=2, num_attention_heads=2,
-                                 iou_head_hidden_dim=20))
-    torch.manual_seed(0)
-    model = transformers.SamModel(config).eval()
+def _spread(model) -> None:
+    """SAM-style weights spread (the reference initialises near zero), norms kept."""
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "norm" not in name:
                 param.normal_(0.0, 0.3 if param.dim() > 1 else 0.1)
+
+
+def sam(folder, slow, kind="Sam", global_layers=(1,), **decoder):
+    config = getattr(transformers, f"{kind}Config")(
+        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=3, num_attention_heads=2,
+                           image_size=64, patch_size=8, window_size=3, global_attn_indexes=list(global_layers),
+                           mlp_dim=40, num_pos_feats=8),
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=8),
+        mask_decoder_config=dict(hidden_size=16, mlp_dim=24, num_hidden_layers=2, num_attention_heads=2,
+                                 iou_head_hidden_dim=20, **decoder))
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{kind}Model")(config).eval()
+    _spread(model)
     image_processor = transformers.SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
-    transformers.SamProcessor(image_processor=image_processor).save_pretrained(folder)
+    getattr(transformers, f"{kind}Processor")(image_processor=image_processor).save_pretrained(folder)
     call = {"kind": "processor", "kwargs": {"images": "@image", "input_points": [[[20, 30]]]}}
     return dict(model=model, auto="AutoModel", call=call, inputs=["pixel_values", "input_points"],
                 outputs=["iou_scores", "pred_masks"])
+
+
+def sam_hq(folder, slow):
+    """SAM-HQ: SAM's sizes with the HQ decoder (vit_dim = the ViT's width) fusing the first
+    global layer's output; SamHQProcessor (the image processor nested in processor_config.json
+    in 5.x)."""
+    return sam(folder, slow, "SamHQ", global_layers=(1, 2), vit_dim=32)
+
+
+# SAM 2 (image): Hiera with 4 stages of widths 8-32, two global blocks, FPN of width 16
+SAM2 = dict(
+    vision_config=dict(
+        backbone_config=dict(model_type="sam2_hiera_det_model", hidden_size=8, embed_dim_per_stage=[8, 16, 24, 32],
+                             num_attention_heads_per_stage=[1, 2, 2, 4], blocks_per_stage=[1, 2, 2, 1],
+                             window_size_per_stage=[4, 4, 2, 2], global_attention_blocks=[2, 4],
+                             window_positional_embedding_background_size=[5, 5], mlp_ratio=2.0, image_size=[64, 64]),
+        backbone_channel_list=[32, 24, 16, 8], fpn_hidden_size=16, fpn_top_down_levels=[1, 2],
+        backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]]),
+    prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=8),
+    mask_decoder_config=dict(hidden_size=16, mlp_dim=24, num_hidden_layers=2, num_attention_heads=2,
+                             attention_downsample_rate=4, iou_head_hidden_dim=20))
+
+
+def _sam2_entry(folder, model, processor_class):
+    """The weights spread, the era's processor saved, two labelled points on the zoo image. The
+    era's Sam2 image processor is torchvision-backed: build with torchvision importable (see
+    make_zoo.py)."""
+    _spread(model)
+    image_class = getattr(transformers, "Sam2ImageProcessorFast" if VERSION < (5, 0) else "Sam2ImageProcessor")
+    image_processor = image_class(size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16})
+    if processor_class == "Sam2VideoProcessor":  # the Hub's SAM 2.1 folders: the video processor too
+        video = transformers.Sam2VideoVideoProcessor(size={"height": 64, "width": 64})
+        transformers.Sam2VideoProcessor(image_processor=image_processor, video_processor=video).save_pretrained(folder)
+        call = {"kind": "image_processor", "kwargs": {"images": "@image"}}
+        points = {"input_points": torch.tensor([[[[20.0, 30.0], [50.0, 10.0]]]]),
+                  "input_labels": torch.tensor([[[1, 0]]])}
+        return dict(model=model, auto="AutoModel", call=call, inputs=["pixel_values"], extra=points,
+                    outputs=["iou_scores", "pred_masks", "object_score_logits"],
+                    reload=transformers.AutoModelForMaskGeneration)
+    transformers.Sam2Processor(image_processor=image_processor).save_pretrained(folder)
+    call = {"kind": "processor", "kwargs": {"images": "@image", "input_points": [[[[20, 30], [50, 10]]]],
+                                            "input_labels": [[[1, 0]]]}}
+    return dict(model=model, auto="AutoModel", call=call, inputs=["pixel_values", "input_points", "input_labels"],
+                outputs=["iou_scores", "pred_masks", "object_score_logits"])
+
+
+def sam2(folder, slow):
+    torch.manual_seed(0)
+    return _sam2_entry(folder, transformers.Sam2Model(transformers.Sam2Config(**SAM2)).eval(), "Sam2Processor")
+
+
+def sam2_video(folder, slow):
+    """A SAM 2.1-style video checkpoint (memory attention and encoder, object pointers, tiny), which
+    the reference's AutoModelForMaskGeneration and lightpipe read as the image model."""
+    config = transformers.Sam2VideoConfig(
+        **SAM2, image_size=64, memory_attention_hidden_size=16, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=24, memory_encoder_hidden_size=16, memory_encoder_output_channels=8,
+        mask_downsampler_embed_dim=16, mask_downsampler_total_stride=4, memory_fuser_embed_dim=16,
+        memory_fuser_intermediate_dim=24)
+    torch.manual_seed(0)
+    return _sam2_entry(folder, transformers.Sam2VideoModel(config).eval(), "Sam2VideoProcessor")
 
 
 # --- families added later: GPT-NeoX, DeiT, DINOv2, AST, HiFi-GAN, RT-DETR, SigLIP(2) towers -------
@@ -1078,6 +1144,39 @@ def musicgen(folder, slow):
                 inputs=["input_ids", "attention_mask"], extra={"decoder_input_ids": codes}, outputs=["logits"])
 
 
+def musicgen_melody(folder, slow):
+    """MusicGen Melody's decoder logits over its prefix (a 3-frame chroma repeated to
+    chroma_length 5, then the padded texts' T5 states) and fixed codes. Only the tokenizer is
+    saved: the reference's chroma feature extractor needs torchaudio (tests/models/
+    test_musicgen_melody.py compares it)."""
+    spiece = spm_model(90, pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+    tokenizer = from_files("T5Tokenizer", slow, {"spiece.model": spiece}, extra_ids=10, model_max_length=64)
+    tokenizer.save_pretrained(folder)
+    text = transformers.T5Config(vocab_size=len(tokenizer), **{**T5_SIZES, "d_model": 24, "d_kv": 8,
+                                                               "num_heads": 3, "d_ff": 20},
+                                 feed_forward_proj="gated-gelu")
+    decoder = transformers.MusicgenMelodyDecoderConfig(
+        vocab_size=32, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, ffn_dim=24, num_codebooks=4,
+        max_position_embeddings=64, pad_token_id=32, bos_token_id=32, decoder_start_token_id=32)
+    codec = transformers.EncodecConfig(**{**ENCODEC, "hidden_size": 8, "num_filters": 2, "codebook_size": 32})
+    config = transformers.MusicgenMelodyConfig(text_encoder=text.to_dict(), audio_encoder=codec.to_dict(),
+                                               decoder=decoder.to_dict(), chroma_length=5)
+    torch.manual_seed(0)
+    model = transformers.MusicgenMelodyForConditionalGeneration(config).eval()
+    _codebooks(model)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() > 1 and not name.startswith("audio_encoder.") and "embed_positions" not in name:
+                param.normal_(0.0, 0.3)
+    codes = torch.randint(0, 32, (2 * 4, 6), generator=torch.Generator().manual_seed(0))
+    codes[:, 0] = 32
+    chroma = torch.nn.functional.one_hot(torch.randint(0, 12, (2, 3), generator=torch.Generator().manual_seed(1)),
+                                         12).float()
+    return dict(model=model, auto="AutoModelForTextToWaveform", call=dict(TEXT_CALL),
+                inputs=["input_ids", "attention_mask"], extra={"decoder_input_ids": codes, "input_features": chroma},
+                outputs=["logits"])
+
+
 def bark(folder, slow):
     """Bark (BarkModel: semantic, coarse and fine GPTs and an EnCodec) with its BERT tokenizer,
     the BarkProcessor's padded ids and the nested generation_config.json the Hub's folders hold.
@@ -1137,7 +1236,7 @@ RECIPES = {
     "vision-encoder-decoder": vision_encoder_decoder, "clip": clip, "owlvit": owlvit, "owlv2": owlv2,
     "blip": blip, "vilt": vilt, "llava": llava, "electra": electra, "mpnet": mpnet, "deberta-v2": deberta_v2,
     "hubert": hubert, "wavlm": wavlm, "modernbert": modernbert, "vits": vits, "siglip": siglip, "clap": clap,
-    "sam": sam,
+    "sam": sam, "sam_hq": sam_hq, "sam2": sam2, "sam2_video": sam2_video,
     "qwen3": qwen3, "qwen3_moe": qwen3_moe, "gemma2": gemma2, "gemma3_text": gemma3_text, "phi3": phi3,
     "gpt_neox": gpt_neox, "deit": deit, "dinov2": dinov2, "audio-spectrogram-transformer": audio_spectrogram_transformer,
     "hifigan": hifigan, "speecht5_hifigan": hifigan, "speecht5": speecht5, "rt_detr_resnet": rt_detr_resnet, "rt_detr": rt_detr,
@@ -1145,6 +1244,7 @@ RECIPES = {
     "siglip2_vision_model": siglip2_vision_model, "siglip2": siglip2,
     "llava_onevision": llava_onevision, "idefics3": idefics3, "smolvlm": smolvlm,
     "qwen2_vl": qwen2_vl, "qwen2_5_vl": qwen2_5_vl, "encodec": encodec, "musicgen": musicgen,
+    "musicgen_melody": musicgen_melody,
     "bark": bark,
 }
 # model types an era saves that its AutoConfig does not list (4.x's SpeechT5 vocoder: "hifigan")
