@@ -151,3 +151,19 @@ def test_idle_cores_reads_proc_stat():
     idle = threads.idle_cores(interval=0.02)
     cpus = len(threads._affinity())
     assert idle is None or 0.0 <= idle <= cpus + 1e-6
+
+
+def test_int8_dynamic_honours_lm_head_and_skip(decoder):
+    """``int8-dynamic:lm_head`` quantizes the output projection too, and ``skip`` (a torchao
+    config's ``modules_to_not_convert``) leaves the named layers in float (both were dropped)."""
+    folder = decoder("llama")
+    default = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int8-dynamic")
+    assert not isinstance(default.lm_head, DynamicInt8Linear)
+    head = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int8-dynamic:lm_head")
+    assert isinstance(head.lm_head, DynamicInt8Linear)
+    spec = lightpipe.quantization.QuantizationSpec("int8-dynamic", skip=("down_proj",))
+    skipped = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization=spec)
+    downs = [m for name, m in skipped.named_modules() if name.endswith("down_proj")]
+    ups = [m for name, m in skipped.named_modules() if name.endswith("up_proj")]
+    assert downs and not any(isinstance(m, DynamicInt8Linear) for m in downs)
+    assert ups and all(isinstance(m, DynamicInt8Linear) for m in ups)

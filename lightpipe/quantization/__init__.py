@@ -212,7 +212,8 @@ def quantize_model(model: nn.Module, spec: Any) -> nn.Module:
                 "quantization='int8-dynamic' (int8 activations and weights) is not available in "
                 "this lightpipe build: lightpipe.quantization.dynamic is missing. Use 'int8' or "
                 "'int4' (weight-only).")
-        return importlib.import_module(__name__ + ".dynamic").quantize_dynamic_int8(model)
+        return importlib.import_module(__name__ + ".dynamic").quantize_dynamic_int8(
+            model, skip=spec.skip, include_lm_head=spec.include_lm_head)
     output_head = output_projections(model)
     from .loading import compute_dtype_for
 
