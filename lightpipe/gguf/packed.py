@@ -9,10 +9,12 @@ from its blocks rather than dequantised:
   ``zero = d * 8 + m`` (Q4_0: ``m = -8 d``; Q4_K: ``m = -dmin_j``) hold the same values:
   **lossless** (exact with ``dtype=torch.float32``; the default bfloat16 kernel rounds the
   scales and activations to bfloat16).
-- Q8_0 and every other block type (Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K): the nearest layout with
-  a kernel here is int8 with one scale per output row (torch's int8 weight-only kernel has no
-  groups), re-quantized from the dequantised values: **not exact** (an error of at most half a
-  step of the row's largest value / 127).
+- Q8_0 and every other block type (Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K): with lightpipe's C
+  kernel (``quantization.kernels``), int8 in groups of 32 inputs: Q8_0 **exact** (its codes and
+  scales), the others re-quantized per group from the dequantised values (an error of at most
+  half a step of the group's largest value / 127). Without it, the nearest layout with a kernel
+  is int8 with one scale per output row (torch's int8 weight-only kernel has no groups):
+  **not exact** (half a step of the row's largest value / 127).
 - Float tensors (F32, F16, BF16) and the token embedding are loaded as usual (the embedding
   dequantised to the model's dtype). A tied output projection is quantized from the
   embedding's blocks when they are 4-bit (exact int4); otherwise it stays tied to the
@@ -77,6 +79,7 @@ class PackedTensor:
         return self._rows(dequantize(raw, self.info.ggml_type, self.info.shape, dtype))
 
     def build_linear(self, bias: torch.Tensor | None, compute_dtype: torch.dtype):
+        from ..quantization import kernels
         from ..quantization.linear import Int8Linear, int4_fits
 
         rows, cols = self.shape
@@ -84,7 +87,24 @@ class PackedTensor:
             bias = bias.to(compute_dtype)
         if self.kind in INT4_TYPES and int4_fits(rows, cols, 32):
             return self._int4(bias, compute_dtype)
+        if kernels.available() and cols % 32 == 0:
+            # int8 in groups of 32 (only lightpipe's C kernel takes groups): Q8_0 exactly,
+            # the other types re-quantized per group (much closer than one scale per row)
+            if self.kind == "Q8_0":
+                return self._int8_groups(bias, compute_dtype)
+            return Int8Linear.grouped_from_weight(self.dequantize(torch.float32), 32, bias,
+                                                  compute_dtype)
         return Int8Linear.from_weight(self.dequantize(torch.float32), bias, compute_dtype)
+
+    def _int8_groups(self, bias, compute_dtype):
+        """Q8_0 blocks (a float16 scale, 32 int8 codes) as int8 codes with a scale per 32."""
+        from ..quantization.linear import Int8Linear
+
+        rows, cols = self.shape
+        blocks = self.gguf.raw(self.info.name).view(rows * (cols // 32), 34)
+        codes = blocks[:, 2:].contiguous().view(torch.int8).reshape(rows, cols)
+        scales = _half(blocks, 0).reshape(rows, cols // 32)
+        return Int8Linear.from_groups(self._rows(codes), self._rows(scales), bias, compute_dtype)
 
     def _int4(self, bias, compute_dtype):
         from ..quantization.linear import Int4Linear
@@ -134,10 +154,13 @@ def packed_checkpoint(gguf: "GGUFFile") -> dict:
         else:
             state[name] = PackedTensor(gguf, info, rows_heads)
     embedding = state.get("model.embed_tokens.weight")
+    from ..quantization import kernels
+
     if ("lm_head.weight" not in state and isinstance(embedding, PackedTensor)
-            and embedding.kind in INT4_TYPES):
+            and (embedding.kind in INT4_TYPES or kernels.available())):
         # a tied head in a 4-bit type: its own exact int4 copy (a fraction of the embedding's
-        # size). Other types stay tied to the dequantised embedding: no second copy, and
-        # closer to the file's values than int8 per row (SmolLM2's Q8_0 head).
+        # size); with lightpipe's C kernel, any type (int8 in groups of 32: Q8_0 exact).
+        # Otherwise it stays tied to the dequantised embedding: no second copy, and closer to
+        # the file's values than int8 per row (torch's kernel).
         state["lm_head.weight"] = embedding
     return state

@@ -82,7 +82,8 @@ def _fusable(layers: list[nn.Module]) -> bool:
         return (all(layer.group_size == first.group_size for layer in layers)
                 and all(layer.out_features % 32 == 0 for layer in layers[:-1])
                 and all(layer.packed.shape[0] == layer.out_features for layer in layers[:-1]))
-    return isinstance(first, Int8Linear)
+    return isinstance(first, Int8Linear) and all(layer.scales.shape[1:] == first.scales.shape[1:]
+                                                 for layer in layers)
 
 
 def _concatenate(layers: list[nn.Module]) -> QuantizedLinear:

@@ -12,6 +12,10 @@ Both kernels take activations and scales of one dtype. Their fast (vectorised) p
 16-bit ones: in bfloat16 they read a weight 4-8x faster than in float32 on an AVX2 CPU (see
 notes), so a layer keeps ``compute_dtype`` (bfloat16 unless asked otherwise) and converts its
 input and output around the kernel. float32 is exact (used to check GGUF re-layouts), and slow.
+
+Products of up to ``kernels.MAX_ROWS`` rows (decode) go instead, when it could be built, to
+lightpipe's own AVX2 C kernel (``kernels.py``): it reads the same codes and scales (float32 or
+bfloat16) with float32 activations and accumulation, faster than torch's bfloat16 path.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from ..weights import release_pages
+from . import kernels
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
@@ -99,13 +104,19 @@ class QuantizedLinear(nn.Module):
     def forward_add(self, inputs: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return residual + self(inputs)
 
-    def _finish(self, out: torch.Tensor, dtype: torch.dtype, shape) -> torch.Tensor:
+    def _finish(self, out: torch.Tensor, dtype: torch.dtype, shape,
+                with_bias: bool = False) -> torch.Tensor:
         if out.shape[-1] != self.out_features:  # rows padded to a multiple of 16
             out = out[:, :self.out_features]
         out = out.reshape(*shape[:-1], self.out_features)
-        if self.bias is not None:
+        if self.bias is not None and not with_bias:
             out = out + self.bias.to(out.dtype)
         return out if out.dtype == dtype else out.to(dtype)
+
+    def _kernel_bias(self) -> torch.Tensor | None:
+        """The bias the C kernel adds (float32 only; another dtype is added by ``_finish``)."""
+        bias = self.bias
+        return bias if bias is not None and bias.dtype == torch.float32 else None
 
     def dense_weight(self) -> torch.Tensor:
         """The (out, in) float32 weight these codes stand for (for inspection and tests)."""
@@ -179,6 +190,13 @@ class Int4Linear(QuantizedLinear):
         x = inputs.reshape(-1, self.in_features)
         if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
             return self._finish(dense_product(x, self.float_weight()), dtype, shape)
+        if (self.scales_and_zeros.dtype in (torch.float32, torch.bfloat16)
+                and self.packed.is_contiguous() and self.scales_and_zeros.is_contiguous()
+                and kernels.usable(x, self.in_features // self.group_size)):
+            bias = self._kernel_bias()
+            out = kernels.int4_mm(x.to(torch.float32).contiguous(), self.packed,
+                                  self.scales_and_zeros, self.group_size, self.out_features, bias)
+            return self._finish(out, dtype, shape, bias is not None)
         if x.dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, self.group_size,
@@ -197,9 +215,42 @@ class Int4Linear(QuantizedLinear):
 
 
 class Int8Linear(QuantizedLinear):
-    """y = x W^T + b with W as int8 codes times one scale per output row."""
+    """y = x W^T + b with W as int8 codes times one scale per output row (``scales`` of shape
+    (out,)), or one per group of ``group_size`` inputs ((out, in / group): GGUF's Q8_0 blocks
+    exactly; only where the C kernel runs, as torch's int8 kernel has no groups)."""
 
     _scale_buffer = "scales"
+
+    @property
+    def group_size(self) -> int | None:
+        return self.in_features // self.scales.shape[1] if self.scales.dim() == 2 else None
+
+    @classmethod
+    def from_groups(cls, codes: torch.Tensor, scales: torch.Tensor,
+                    bias: torch.Tensor | None = None,
+                    compute_dtype: torch.dtype = torch.float32) -> "Int8Linear":
+        """From (out, in) int8 codes and (out, in / group) scales: ``w = q * scale``."""
+        out_features, in_features = codes.shape
+        return cls(in_features, out_features, codes.contiguous(),
+                   scales.to(compute_dtype).contiguous(), bias)
+
+    @classmethod
+    def grouped_from_weight(cls, weight: torch.Tensor, group_size: int = 32,
+                            bias: torch.Tensor | None = None,
+                            compute_dtype: torch.dtype = torch.float32) -> "Int8Linear":
+        """Quantize an (out, in) float weight symmetrically, one scale per group of inputs."""
+        out_features, in_features = weight.shape
+        codes = torch.empty(out_features, in_features, dtype=torch.int8)
+        scales = torch.empty(out_features, in_features // group_size)
+        for start in range(0, out_features, QUANTIZE_ROWS):
+            rows = slice(start, start + QUANTIZE_ROWS)
+            part = weight[rows].detach().to(torch.float32, copy=True)
+            part = part.view(part.shape[0], -1, group_size)
+            scale = (part.abs().amax(dim=2) / 127).clamp(min=1e-12)
+            done = part.div_(scale.unsqueeze(2)).round_().clamp_(-127, 127)
+            codes[rows] = done.view(-1, in_features).to(torch.int8)
+            scales[rows] = scale
+        return cls.from_groups(codes, scales, bias, compute_dtype)
 
     def __init__(self, in_features: int, out_features: int, codes: torch.Tensor,
                  scales: torch.Tensor, bias: torch.Tensor | None = None):
@@ -230,13 +281,24 @@ class Int8Linear(QuantizedLinear):
         x = inputs.reshape(-1, self.in_features)
         if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
             return self._finish(dense_product(x, self.float_weight()), dtype, shape)
+        if (self.scales.dtype in (torch.float32, torch.bfloat16) and self.codes.is_contiguous()
+                and self.scales.is_contiguous() and kernels.usable(x)):
+            bias = self._kernel_bias()
+            out = kernels.int8_mm(x.to(torch.float32).contiguous(), self.codes, self.scales, bias)
+            return self._finish(out, dtype, shape, bias is not None)
+        if self.scales.dim() == 2:  # groups: no torch kernel takes them
+            return self._finish(dense_product(x, self.float_weight()), dtype, shape)
         if x.dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
         out = torch.ops.aten._weight_int8pack_mm(x, self.codes, self.scales)
         return self._finish(out, dtype, shape)
 
     def float_weight(self) -> torch.Tensor:
+        if self.scales.dim() == 2:
+            scales = self.scales.float().repeat_interleave(self.group_size, 1)
+            return self.codes.float().mul_(scales)
         return self.codes.float().mul_(self.scales.float().unsqueeze(1))
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + ", bits=8"
+        group = f", group_size={self.group_size}" if self.group_size else ""
+        return super().extra_repr() + ", bits=8" + group

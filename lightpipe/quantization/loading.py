@@ -106,8 +106,9 @@ def _quantize_tensor(weight: torch.Tensor, bias, module: nn.Linear, spec: Quanti
 
 
 def packed_arguments(gguf_file: Any, quantization: Any, dtype: Any) -> tuple[Any, Any]:
-    """``from_pretrained(..., dequantize=False)``: (quantization, dtype) to load with. The
-    model computes in bfloat16 unless a dtype is asked (float32: the exact kernels)."""
+    """``from_pretrained(..., dequantize=False)``: (quantization, dtype) to load with. Unless a
+    dtype is asked, the model computes in float32 where lightpipe's C kernel runs, else in
+    bfloat16 (torch's kernels' fast path)."""
     if gguf_file is None:
         raise QuantizationError("dequantize=False keeps a GGUF file's blocks packed; it needs "
                                 "gguf_file=... (for a Hub checkpoint use quantization='int4' or "
@@ -117,4 +118,11 @@ def packed_arguments(gguf_file: Any, quantization: Any, dtype: Any) -> tuple[Any
             f"quantization={quantization!r} with dequantize=False: the GGUF file's own "
             "quantization is kept. Pass one or the other (dequantize=True, quantization=... "
             "re-quantizes the dequantised weights).")
-    return PACKED, (torch.bfloat16 if dtype in ("auto", None) else dtype)
+    if dtype in ("auto", None):
+        from . import kernels
+
+        # lightpipe's C kernel takes float32 activations (exact scales, and float32 elementwise
+        # ops are faster than bfloat16 ones on a CPU without native bfloat16); torch's int4 /
+        # int8 kernels are fast in bfloat16 only
+        dtype = torch.float32 if kernels.available() else torch.bfloat16
+    return PACKED, dtype

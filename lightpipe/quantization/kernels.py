@@ -1,0 +1,355 @@
+"""A small AVX2/FMA C kernel for weight-only int4 / int8 products of a few rows (batch-1 decode).
+
+torch's own weight-only kernels (``_weight_int4pack_mm_for_cpu``, ``_weight_int8pack_mm``) are
+vectorised for 16-bit activations only: on an AVX2 CPU without AVX-512 they read a weight at
+~3 GB/s in bfloat16 and ~13x slower in float32. This module compiles, at first use, a plain C
+kernel that reads the *same* packed layouts (no second copy of the codes) with float32
+activations and float32 accumulation:
+
+- int4: torch's CPU int4 layout (per tile of 32 output rows, ``(in, 16)`` bytes, byte ``[k, d]``
+  holding row ``d`` in its low nibble and row ``d + 16`` in its high nibble) with
+  ``scales_and_zeros`` of shape ``(in / group, rows, 2)`` in float32 or bfloat16;
+  ``w = (q - 8) * scale + zero``. Per group: ``sum_k (q - 8) x_k`` accumulated in float32, then
+  ``scale * that + zero * sum_k x_k``.
+- int8: ``(out, in)`` int8 codes, one scale per row or per group of 32k inputs (float32 or
+  bfloat16): ``w = q * scale``.
+
+Output rows are split across ``torch.get_num_threads()`` OpenMP threads (the library links the
+process's ``libgomp.so.1``, the runtime torch already loaded: one thread pool). The library is
+built with the system C compiler into ``~/.cache/lightpipe/kernels/<hash>.so`` (hash of source,
+compiler, flags and CPU flags; written under a temporary name and renamed). No compiler, no
+AVX2/FMA, a failed build or ``LIGHTPIPE_KERNELS=0``: ``available()`` is false, one
+``logger.info`` line says why, and the layers use torch's kernels as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger("lightpipe.quantization")
+
+# Products with fewer weights than this run on the calling thread alone: measured on the busy
+# 2-core machine, an OpenMP region of the kernel between torch's own (MKL, at::parallel_for)
+# often stalled for a scheduler time slice (SmolLM2 decode at 2 threads: 1.4 tok/s against 15
+# at 1 thread); a decode step's projections (< 5M weights) take ~0.04-0.4 ms on one thread.
+PARALLEL_FROM = 8_000_000
+
+# Products of up to this many rows use the kernel (it re-reads the weight per pair of rows;
+# from a few rows on, dequantizing once and one float32 GEMM is faster).
+MAX_ROWS = 8
+
+SOURCE = r"""
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+#include <omp.h>
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* scales and zeros of 8 rows from interleaved (scale, zero) pairs, float32 or bfloat16 */
+static inline void load_sz(const void *sz, int bf16, size_t index, __m256 *s, __m256 *z) {
+    if (bf16) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)sz + 2 * index));
+        *s = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        *z = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
+    } else {
+        const float *p = (const float *)sz + 2 * index;
+        __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+        __m256 ss = _mm256_shuffle_ps(a, b, 0x88), zz = _mm256_shuffle_ps(a, b, 0xDD);
+        *s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ss), 0xD8));
+        *z = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(zz), 0xD8));
+    }
+}
+
+/* One tile of 32 output rows for R (1 or 2) input rows. */
+static inline __attribute__((always_inline)) void int4_tile(
+        const float *x, long K, int R, const uint8_t *tile, const void *sz, int bf16,
+        long rows_pad, long tile_index, int group, const float *xsum, long groups,
+        float *acc /* R x 32 */) {
+    const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    for (int r = 0; r < R; r++) memset(acc + 32 * r, 0, 32 * sizeof(float));
+    for (long g = 0; g < groups; g++) {
+        __m256 q[2][4];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 4; j++) q[r][j] = _mm256_setzero_ps();
+        const uint8_t *p = tile + (size_t)g * group * 16;
+        for (int k = 0; k < group; k++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + (size_t)k * 16));
+            __m128i lo = _mm_sub_epi8(_mm_and_si128(v, mask), eight);
+            __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), mask), eight);
+            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+            for (int r = 0; r < R; r++) {
+                __m256 xv = _mm256_broadcast_ss(x + (size_t)r * K + (size_t)g * group + k);
+                q[r][0] = _mm256_fmadd_ps(w0, xv, q[r][0]);
+                q[r][1] = _mm256_fmadd_ps(w1, xv, q[r][1]);
+                q[r][2] = _mm256_fmadd_ps(w2, xv, q[r][2]);
+                q[r][3] = _mm256_fmadd_ps(w3, xv, q[r][3]);
+            }
+        }
+        size_t base = (size_t)g * rows_pad + (size_t)tile_index * 32;
+        for (int j = 0; j < 4; j++) {
+            __m256 s, z;
+            load_sz(sz, bf16, base + 8 * j, &s, &z);
+            for (int r = 0; r < R; r++) {
+                __m256 a = _mm256_loadu_ps(acc + 32 * r + 8 * j);
+                a = _mm256_fmadd_ps(s, q[r][j], a);
+                a = _mm256_fmadd_ps(z, _mm256_set1_ps(xsum[(size_t)r * groups + g]), a);
+                _mm256_storeu_ps(acc + 32 * r + 8 * j, a);
+            }
+        }
+    }
+}
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n < N (rows of the packed tiles). */
+void int4_mm(const float *x, long M, long K, const uint8_t *packed, const void *sz, int bf16,
+             long rows_pad, long N, int group, const float *bias, float *y, int threads) {
+    long groups = K / group, tiles = rows_pad / 32;
+    float xsum[16 * 1024];  /* M * groups sums of x per group (M <= 8, groups <= 2048) */
+    for (long m = 0; m < M; m++)
+        for (long g = 0; g < groups; g++) {
+            float s = 0.f;
+            for (int k = 0; k < group; k++) s += x[m * K + g * group + k];
+            xsum[m * groups + g] = s;
+        }
+    long chunk = tiles / (4L * threads) > 0 ? tiles / (4L * threads) : 1;
+    /* dynamic: on a busy machine a descheduled thread's share is taken by the others */
+    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
+    for (long t = 0; t < tiles; t++) {
+        float acc[64];
+        const uint8_t *tile = packed + (size_t)t * K * 16;
+        long rows = N - t * 32 < 32 ? N - t * 32 : 32;
+        for (long m = 0; m < M; m += 2) {
+            int R = M - m >= 2 ? 2 : 1;
+            if (R == 2)
+                int4_tile(x + m * K, K, 2, tile, sz, bf16, rows_pad, t, group, xsum + m * groups, groups, acc);
+            else
+                int4_tile(x + m * K, K, 1, tile, sz, bf16, rows_pad, t, group, xsum + m * groups, groups, acc);
+            for (int r = 0; r < R; r++)
+                for (long d = 0; d < rows; d++)
+                    y[(m + r) * N + t * 32 + d] = acc[32 * r + d] + (bias ? bias[t * 32 + d] : 0.f);
+        }
+    }
+}
+
+static inline float scale_at(const void *scales, int bf16, long n) {
+    if (bf16) {
+        uint32_t bits = (uint32_t)((const uint16_t *)scales)[n] << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    return ((const float *)scales)[n];
+}
+
+/* sum_k x[r, k] * w[k] for R (1 or 2) rows; group > 0: w[k] * scale[k / group] (group a
+   multiple of 32 dividing K), else one sum (scaled by the caller). */
+static inline __attribute__((always_inline)) void int8_row(
+        const float *x, long K, int R, const int8_t *w, const void *scales, int bf16,
+        long group, float *out) {
+    __m256 total[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    long span = group > 0 ? group : (K / 32) * 32, k = 0;
+    for (long start = 0; start + span <= K && span > 0; start += span) {
+        __m256 a[2][4];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 4; j++) a[r][j] = _mm256_setzero_ps();
+        for (k = start; k < start + span; k += 32) {
+            __m128i v0 = _mm_loadu_si128((const __m128i *)(w + k));
+            __m128i v1 = _mm_loadu_si128((const __m128i *)(w + k + 16));
+            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0));
+            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8)));
+            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1));
+            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8)));
+            for (int r = 0; r < R; r++) {
+                const float *xr = x + (size_t)r * K + k;
+                a[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr), a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), a[r][1]);
+                a[r][2] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), a[r][2]);
+                a[r][3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), a[r][3]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            __m256 part = _mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]),
+                                        _mm256_add_ps(a[r][2], a[r][3]));
+            if (group > 0)
+                total[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale_at(scales, bf16, start / group)),
+                                           part, total[r]);
+            else
+                total[r] = part;
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum8(total[r]);
+        for (long j = k; j < K; j++) s += (float)w[j] * x[(size_t)r * K + j];
+        out[r] = s;
+    }
+}
+
+/* y[m, n] = sum_k x[m, k] * q[n, k] * scale (+ bias[n]); scale: scales[n] (group 0) or
+   scales[n, k / group]. */
+void int8_mm(const float *x, long M, long K, const int8_t *codes, const void *scales, int bf16,
+             long group, long N, const float *bias, float *y, int threads) {
+    long chunk = N / (4L * threads) > 0 ? N / (4L * threads) : 1;
+    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
+    for (long n = 0; n < N; n++) {
+        const int8_t *w = codes + (size_t)n * K;
+        float b = bias ? bias[n] : 0.f, out[2];
+        float scale = group > 0 ? 1.f : scale_at(scales, bf16, n);
+        const void *row_scales = group > 0
+            ? (const void *)((const char *)scales + (size_t)n * (K / group) * (bf16 ? 2 : 4))
+            : scales;
+        for (long m = 0; m < M; m += 2) {
+            int R = M - m >= 2 ? 2 : 1;
+            if (R == 2) int8_row(x + m * K, K, 2, w, row_scales, bf16, group, out);
+            else int8_row(x + m * K, K, 1, w, row_scales, bf16, group, out);
+            for (int r = 0; r < R; r++) y[(m + r) * N + n] = out[r] * scale + b;
+        }
+    }
+}
+"""
+
+FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-fPIC", "-shared"]
+COMPILER_ENV = "CC"
+MAX_GROUPS_ROWS = 16 * 1024  # the C side's xsum buffer: rows * (in / group)
+
+_library: ctypes.CDLL | None = None
+_state: str | None = None  # None: not tried; "ok"; or why it is unavailable
+
+
+def compiler_command() -> list[str]:
+    """The C compiler to build with: $CC, else ``cc``."""
+    return shlex.split(os.environ.get(COMPILER_ENV) or "cc")
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "lightpipe" / "kernels"
+
+
+def _build(compiler: list[str]) -> Path:
+    flags = cpu_flags()
+    key = "\0".join([SOURCE, *compiler, *FLAGS, " ".join(sorted(flags)), platform.machine()])
+    target = cache_dir() / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".so")
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as work:
+        source = Path(work) / "kernels.c"
+        source.write_text(SOURCE)
+        output = Path(work) / "kernels.so"
+        result = subprocess.run([*compiler, *FLAGS, str(source), "-o", str(output)],
+                                capture_output=True, text=True, timeout=300)
+        if result.returncode != 0 or not output.is_file():
+            message = (result.stderr or result.stdout).strip().splitlines()
+            raise RuntimeError(f"{' '.join(compiler)} exited with {result.returncode}"
+                               + (f": {message[0]}" if message else ""))
+        os.replace(output, target)  # atomic: another process may build the same file
+    return target
+
+
+def _load() -> str:
+    global _library
+    if os.environ.get("LIGHTPIPE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return "LIGHTPIPE_KERNELS=0"
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"the CPU is {platform.machine()}, not x86-64"
+    missing = {"avx2", "fma", "f16c"} - cpu_flags()
+    if missing:
+        return f"the CPU lacks {', '.join(sorted(missing))}"
+    try:
+        path = _build(compiler_command())
+        library = ctypes.CDLL(str(path))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        return f"building it failed ({error})"
+    p, long, i = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+    library.int4_mm.argtypes = [p, long, long, p, p, i, long, long, i, p, p, i]
+    library.int4_mm.restype = None
+    library.int8_mm.argtypes = [p, long, long, p, p, i, long, long, p, p, i]
+    library.int8_mm.restype = None
+    _library = library
+    return "ok"
+
+
+def available() -> bool:
+    """Whether the C kernel is built and loaded (tried once per process; ``reset()`` retries)."""
+    global _state
+    if _state is None:
+        _state = _load()
+        if _state != "ok":
+            logger.info("lightpipe: int4/int8 C kernel not used (%s); using torch's kernels", _state)
+    return _state == "ok"
+
+
+def reset() -> None:
+    """Forget the outcome of the last attempt (tests; a changed ``LIGHTPIPE_KERNELS`` / ``CC``)."""
+    global _library, _state
+    _library, _state = None, None
+
+
+def _threads(weights: int) -> int:
+    return torch.get_num_threads() if weights >= PARALLEL_FROM else 1
+
+
+def _pointer(tensor: torch.Tensor | None):
+    return None if tensor is None else tensor.data_ptr()
+
+
+def int4_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor,
+            group_size: int, out_features: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """(rows, in) float32 x times the int4 weight in torch's packed CPU layout -> (rows, out)
+    float32. ``scales_and_zeros``: (in / group, padded rows, 2), float32 or bfloat16; ``bias``
+    float32 or None. Call only when ``available()``."""
+    rows, in_features = x.shape
+    out = torch.empty(rows, out_features, dtype=torch.float32)
+    _library.int4_mm(x.data_ptr(), rows, in_features, packed.data_ptr(),
+                     scales_and_zeros.data_ptr(), int(scales_and_zeros.dtype == torch.bfloat16),
+                     packed.shape[0], out_features, group_size, _pointer(bias), out.data_ptr(),
+                     _threads(out_features * in_features))
+    return out
+
+
+def int8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor,
+            bias: torch.Tensor | None = None) -> torch.Tensor:
+    """(rows, in) float32 x times (out, in) int8 codes -> (rows, out) float32; ``scales`` (out,)
+    one per row, or (out, in / group) one per group of ``group`` (a multiple of 32) inputs."""
+    rows, in_features = x.shape
+    group = in_features // scales.shape[1] if scales.dim() == 2 else 0
+    out = torch.empty(rows, codes.shape[0], dtype=torch.float32)
+    _library.int8_mm(x.data_ptr(), rows, in_features, codes.data_ptr(), scales.data_ptr(),
+                     int(scales.dtype == torch.bfloat16), group, codes.shape[0], _pointer(bias),
+                     out.data_ptr(), _threads(codes.numel()))
+    return out
+
+
+def usable(x: torch.Tensor, groups: int = 1) -> bool:
+    """Whether a product with input ``x`` (2-D) goes to the kernel."""
+    return (x.shape[0] <= MAX_ROWS and x.device.type == "cpu" and x.shape[0] * groups <= MAX_GROUPS_ROWS
+            and available())
