@@ -214,6 +214,24 @@ class Int4Linear(QuantizedLinear):
         return super().extra_repr() + f", bits=4, group_size={self.group_size}"
 
 
+def _int8_codes(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes (out, in) and scales (out, in / group_size) of a float weight, from
+    float32 copies of QUANTIZE_ROWS rows at a time (as int4), each chunk's checkpoint pages
+    released once coded."""
+    out_features, in_features = weight.shape
+    codes = torch.empty(out_features, in_features, dtype=torch.int8)
+    scales = torch.empty(out_features, in_features // group_size)
+    for start in range(0, out_features, QUANTIZE_ROWS):
+        part = weight[start:start + QUANTIZE_ROWS]
+        groups = part.detach().to(torch.float32, copy=True).view(part.shape[0], -1, group_size)
+        scale = (groups.abs().amax(dim=2) / 127).clamp(min=1e-12)
+        done = groups.div_(scale.unsqueeze(2)).round_().clamp_(-127, 127)
+        codes[start:start + part.shape[0]] = done.view(-1, in_features).to(torch.int8)
+        scales[start:start + part.shape[0]] = scale
+        release_pages(part)
+    return codes, scales
+
+
 class Int8Linear(QuantizedLinear):
     """y = x W^T + b with W as int8 codes times one scale per output row (``scales`` of shape
     (out,)), or one per group of ``group_size`` inputs ((out, in / group): GGUF's Q8_0 blocks
@@ -239,17 +257,7 @@ class Int8Linear(QuantizedLinear):
                             bias: torch.Tensor | None = None,
                             compute_dtype: torch.dtype = torch.float32) -> "Int8Linear":
         """Quantize an (out, in) float weight symmetrically, one scale per group of inputs."""
-        out_features, in_features = weight.shape
-        codes = torch.empty(out_features, in_features, dtype=torch.int8)
-        scales = torch.empty(out_features, in_features // group_size)
-        for start in range(0, out_features, QUANTIZE_ROWS):
-            rows = slice(start, start + QUANTIZE_ROWS)
-            part = weight[rows].detach().to(torch.float32, copy=True)
-            part = part.view(part.shape[0], -1, group_size)
-            scale = (part.abs().amax(dim=2) / 127).clamp(min=1e-12)
-            done = part.div_(scale.unsqueeze(2)).round_().clamp_(-127, 127)
-            codes[rows] = done.view(-1, in_features).to(torch.int8)
-            scales[rows] = scale
+        codes, scales = _int8_codes(weight, group_size)
         return cls.from_groups(codes, scales, bias, compute_dtype)
 
     def __init__(self, in_features: int, out_features: int, codes: torch.Tensor,
@@ -265,16 +273,8 @@ class Int8Linear(QuantizedLinear):
                     compute_dtype: torch.dtype = torch.bfloat16) -> "Int8Linear":
         """Quantize an (out, in) float weight symmetrically, one scale per row."""
         out_features, in_features = weight.shape
-        codes = torch.empty(out_features, in_features, dtype=torch.int8)
-        scales = torch.empty(out_features)
-        for start in range(0, out_features, QUANTIZE_ROWS):  # bounded float32 copies, as int4
-            rows = slice(start, start + QUANTIZE_ROWS)
-            part = weight[rows].detach().to(torch.float32, copy=True)
-            scale = (part.abs().amax(dim=1) / 127).clamp(min=1e-12)
-            codes[rows] = part.div_(scale.unsqueeze(1)).round_().clamp_(-127, 127).to(torch.int8)
-            scales[rows] = scale
-            release_pages(weight[rows])  # the checkpoint's pages of these rows (if mapped)
-        return cls(in_features, out_features, codes, scales.to(compute_dtype), bias)
+        codes, scales = _int8_codes(weight, in_features)  # one group: the whole row
+        return cls(in_features, out_features, codes, scales[:, 0].to(compute_dtype), bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype, shape = inputs.dtype, inputs.shape
