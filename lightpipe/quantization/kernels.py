@@ -225,6 +225,15 @@ void int8_mm(const float *x, long M, long K, const int8_t *codes, const void *sc
 }
 """
 
+# C sources compiled into the same library after SOURCE (``step.py``'s decode step calls the
+# products above); each entry ``(source, declare)``: ``declare(library)`` sets its argtypes.
+EXTRA_SOURCES: list[tuple[str, object]] = []
+
+
+def full_source() -> str:
+    return SOURCE + "".join(source for source, _ in EXTRA_SOURCES)
+
+
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-fPIC", "-shared"]
 COMPILER_ENV = "CC"
 MAX_GROUPS_ROWS = 16 * 1024  # the C side's xsum buffer: rows * (in / group)
@@ -256,14 +265,14 @@ def cache_dir() -> Path:
 
 def _build(compiler: list[str]) -> Path:
     flags = cpu_flags()
-    key = "\0".join([SOURCE, *compiler, *FLAGS, " ".join(sorted(flags)), platform.machine()])
+    key = "\0".join([full_source(), *compiler, *FLAGS, " ".join(sorted(flags)), platform.machine()])
     target = cache_dir() / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".so")
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         source = Path(work) / "kernels.c"
-        source.write_text(SOURCE)
+        source.write_text(full_source())
         output = Path(work) / "kernels.so"
         result = subprocess.run([*compiler, *FLAGS, str(source), "-o", str(output)],
                                 capture_output=True, text=True, timeout=300)
@@ -294,6 +303,8 @@ def _load() -> str:
     library.int4_mm.restype = None
     library.int8_mm.argtypes = [p, long, long, p, p, i, long, long, p, p, i]
     library.int8_mm.restype = None
+    for _, declare in EXTRA_SOURCES:
+        declare(library)
     _library = library
     return "ok"
 
