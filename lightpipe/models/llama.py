@@ -340,7 +340,10 @@ class LlamaModel(LlamaPreTrainedModel):
         hidden_states = inputs_embeds
         plan = self.__dict__.get("decode_plan")
         if plan is not None and seq == 1 and cache is not None:
-            hidden_states = self._decode_one(hidden_states, {None: (cos, sin)}, masks, cache, plan)
+            native = self.__dict__.get("native_step")  # quantization/step.py: C, or None
+            out = native(hidden_states, cos, sin, masks, cache) if native is not None else None
+            hidden_states = (out if out is not None
+                             else self._decode_one(hidden_states, {None: (cos, sin)}, masks, cache, plan))
         else:
             for layer, window in zip(self.layers, self.windows):
                 hidden_states = layer(hidden_states, cos, sin, masks[window], cache)
@@ -415,10 +418,15 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
         return self.model.embed_tokens
 
     def begin_decode(self) -> None:
-        self.model.decode_plan = self.model.make_decode_plan()
+        from ..quantization.step import DecodeStep
+
+        plan = self.model.decode_plan = self.model.make_decode_plan()
+        if isinstance(plan, list):
+            self.model.native_step = DecodeStep.build(self.model, plan)
 
     def end_decode(self) -> None:
         self.model.__dict__.pop("decode_plan", None)
+        self.model.__dict__.pop("native_step", None)
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
                 inputs_embeds=None, use_cache=None, logits_to_keep: int = 0, **kwargs) -> ModelOutput:

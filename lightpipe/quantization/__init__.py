@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .linear import INT4_GROUP_SIZES, Int4Linear, Int8Linear, QuantizedLinear, int4_fits
+from . import step as _step  # noqa: F401, E402 - registers the C decode step's source with kernels
 
 logger = logging.getLogger("lightpipe")
 

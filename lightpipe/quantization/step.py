@@ -1,0 +1,365 @@
+"""A Llama-shaped decoding step in C: one call per generated token for all layers.
+
+A quantized small model's step is mostly overhead around the products (SmolLM2-135M, 30
+layers: ~1,700 torch calls a token, ~18 ms of a 34 ms token on one thread, where llama.cpp
+spends 14 ms on the whole token). For batch-1 greedy/sampled decoding of the plain Llama shape
+(RMSNorm, RoPE, grouped-query attention without a window, SwiGLU; Llama, SmolLM2, Qwen2,
+Mistral without a window in reach) with every projection quantized (``Int4Linear`` /
+``Int8Linear`` or fused groups of them) and float32 activations, this module runs each layer's
+maths in C - norm, q/k/v product, RoPE, the cache write, attention over the cache, o product
+and residual, norm, gate/up product, SiLU x up, down product and residual - calling the
+products of ``kernels.py`` directly. It is the same float32 maths as the Python plan
+(``LlamaModel._decode_one``) in another summation order (~1e-6 relative).
+
+The C source is compiled into ``kernels.py``'s library (``EXTRA_SOURCES``). Any other case -
+batch > 1, padding or a window mask, another dtype, an unquantized projection, no kernel - is
+left to the Python plan: ``DecodeStep.build`` returns None or ``__call__`` returns None.
+``LIGHTPIPE_NATIVE_STEP=0`` switches it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import kernels
+from .fuse import FusedPart
+from .linear import Int4Linear, Int8Linear, QuantizedLinear
+
+SOURCE = r"""
+#include <math.h>
+
+/* One product: kind 4 (int4 tiles) or 8 (int8 rows), 0 = none; its output goes to out + offset. */
+typedef struct { long kind, w, s, bf16, rows_pad, n, group, bias, offset, weights; } Product;
+
+/* threads for products of at least parallel_from weights (others run on the calling thread) */
+static int step_threads = 1;
+static long step_parallel_from = 0;
+
+static void step_product(const Product *p, const float *x, long K, float *out) {
+    int threads = p->weights >= step_parallel_from ? step_threads : 1;
+    if (p->kind == 4)
+        int4_mm(x, 1, K, (const uint8_t *)p->w, (const void *)p->s, (int)p->bf16, p->rows_pad,
+                p->n, (int)p->group, (const float *)p->bias, out + p->offset, threads);
+    else if (p->kind == 8)
+        int8_mm(x, 1, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
+                p->n, (const float *)p->bias, out + p->offset, threads);
+}
+
+static float dot(const float *a, const float *b, long n) {  /* n a multiple of 8 */
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i < n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    return hsum8(_mm256_add_ps(s0, s1));
+}
+
+static void rms_norm(const float *x, const float *w, long n, float eps, float *out) {
+    __m256 s = _mm256_setzero_ps();
+    for (long i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        s = _mm256_fmadd_ps(v, v, s);
+    }
+    float r = 1.f / sqrtf(hsum8(s) / (float)n + eps);
+    for (long i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+/* RoPE of one head: out[i] = x[i] cos[i] + x[(i + half) % d] sin[i] (sin carries the sign). */
+static void rope(float *x, const float *c, const float *s, long d) {
+    float tmp[1024];
+    long half = d / 2;
+    for (long i = 0; i < d; i++) tmp[i] = x[i] * c[i] + x[i < half ? i + half : i - half] * s[i];
+    memcpy(x, tmp, d * sizeof(float));
+}
+
+/* Per layer, 5 longs (norm 1, norm 2, key cache, value cache, capacity) and 7 products
+   (q, k, v, o, gate, up, down; q/k/v and gate/up may be one fused product and two empty ones). */
+#define LAYER_LONGS (5 + 7 * 10)
+
+void llama_step(const long *table, long layers, float *hidden, long H, long heads, long kv_heads,
+                long head_dim, long inner, float eps, float scale, const float *cos,
+                const float *sin, long pos, float *scratch, int threads, long parallel_from) {
+    step_threads = threads;
+    step_parallel_from = parallel_from;
+    long qsize = heads * head_dim, kvsize = kv_heads * head_dim, length = pos + 1;
+    long capacity = table[4];
+    float *xn = scratch, *qkv = xn + H, *ctx = qkv + qsize + 2 * kvsize, *gu = ctx + qsize;
+    float *tmp = gu + 2 * inner, *scores = tmp + H;
+    long groups = heads / kv_heads;
+    for (long layer = 0; layer < layers; layer++) {
+        const long *t = table + layer * LAYER_LONGS;
+        const Product *p = (const Product *)(t + 5);
+        float *kc = (float *)t[2], *vc = (float *)t[3];
+        rms_norm(hidden, (const float *)t[0], H, eps, xn);
+        for (int i = 0; i < 3; i++) step_product(p + i, xn, H, qkv);
+        float *q = qkv, *k = qkv + qsize, *v = k + kvsize;
+        for (long h = 0; h < heads; h++) rope(q + h * head_dim, cos, sin, head_dim);
+        for (long h = 0; h < kv_heads; h++) {
+            rope(k + h * head_dim, cos, sin, head_dim);
+            memcpy(kc + (h * capacity + pos) * head_dim, k + h * head_dim, head_dim * sizeof(float));
+            memcpy(vc + (h * capacity + pos) * head_dim, v + h * head_dim, head_dim * sizeof(float));
+        }
+        #pragma omp parallel for num_threads(threads) if (threads > 1 && length * heads >= 4096)
+        for (long h = 0; h < heads; h++) {
+            const float *qh = q + h * head_dim;
+            const float *kh = kc + (h / groups) * capacity * head_dim;
+            const float *vh = vc + (h / groups) * capacity * head_dim;
+            float *sc = scores + h * capacity, *out = ctx + h * head_dim, top = -INFINITY, total = 0.f;
+            for (long j = 0; j < length; j++) {
+                sc[j] = dot(qh, kh + j * head_dim, head_dim) * scale;
+                if (sc[j] > top) top = sc[j];
+            }
+            for (long j = 0; j < length; j++) total += (sc[j] = expf(sc[j] - top));
+            for (long i = 0; i < head_dim; i++) out[i] = 0.f;
+            for (long j = 0; j < length; j++) {
+                float w = sc[j] / total;
+                const float *vj = vh + j * head_dim;
+                for (long i = 0; i < head_dim; i++) out[i] += w * vj[i];
+            }
+        }
+        step_product(p + 3, ctx, qsize, tmp);
+        for (long i = 0; i < H; i++) hidden[i] += tmp[i];
+        rms_norm(hidden, (const float *)t[1], H, eps, xn);
+        for (int i = 4; i < 6; i++) step_product(p + i, xn, H, gu);
+        for (long i = 0; i < inner; i++) {
+            float g = gu[i];
+            gu[i] = g / (1.f + expf(-g)) * gu[inner + i];
+        }
+        step_product(p + 6, gu, inner, tmp);
+        for (long i = 0; i < H; i++) hidden[i] += tmp[i];
+    }
+}
+"""
+
+LAYER_LONGS = 5 + 7 * 10
+
+# Products of at least this many weights are split across the threads a step runs with.
+PARALLEL_FROM = 65_536
+
+
+class ThreadChooser:
+    """The thread count of each step: torch's count or one, whichever the clock says is faster.
+
+    On a quiet machine more threads win; when another process holds a core, a step split
+    across threads waits at each product's barrier for a descheduled thread (a 2-thread run
+    on a busy 2-core machine was 7x slower than one thread). So the two are timed in turns
+    (``trials`` steps each), the faster median is kept for ``keep`` steps, then timed again.
+    """
+
+    def __init__(self, threads: int, trials: int = 3, keep: int = 48):
+        self.candidates = [threads, 1] if threads > 1 else [1]
+        self.trials, self.keep = trials, keep
+        self.times: dict[int, list[float]] = {n: [] for n in self.candidates}
+        self.chosen: int | None = None if len(self.candidates) > 1 else 1
+        self.left = 0
+
+    def next(self) -> int:
+        if self.chosen is not None and self.left > 0:
+            return self.chosen
+        if len(self.candidates) == 1:
+            return 1
+        # trial: the candidate with the fewest timings so far
+        return min(self.candidates, key=lambda n: len(self.times[n]))
+
+    def record(self, threads: int, seconds: float) -> None:
+        if len(self.candidates) == 1:
+            return
+        if self.chosen is not None and self.left > 0:
+            self.left -= 1
+            return
+        self.times[threads].append(seconds)
+        if all(len(times) >= self.trials for times in self.times.values()):
+            self.chosen = min(self.candidates,
+                              key=lambda n: sorted(self.times[n])[len(self.times[n]) // 2])
+            self.left = self.keep
+            self.times = {n: [] for n in self.candidates}
+
+
+def _declare(library) -> None:
+    p, long, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
+    library.llama_step.argtypes = [p, long, p, long, long, long, long, long, f, f, p, p, long, p,
+                                   ctypes.c_int, long]
+    library.llama_step.restype = None
+
+
+kernels.EXTRA_SOURCES.append((SOURCE, _declare))
+
+
+def enabled() -> bool:
+    return os.environ.get("LIGHTPIPE_NATIVE_STEP", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _product(layer, offset: int) -> list[int] | None:
+    """A product's 10 longs, or None when the C step cannot run it."""
+    bias = layer.bias
+    if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
+        return None
+    bias_pointer = 0 if bias is None else bias.data_ptr()
+    if isinstance(layer, Int4Linear):
+        scales = layer.scales_and_zeros
+        if (scales.dtype not in (torch.float32, torch.bfloat16) or not scales.is_contiguous()
+                or not layer.packed.is_contiguous() or layer.packed.device.type != "cpu"):
+            return None
+        return [4, layer.packed.data_ptr(), scales.data_ptr(), int(scales.dtype == torch.bfloat16),
+                layer.packed.shape[0], layer.out_features, layer.group_size, bias_pointer, offset,
+                layer.out_features * layer.in_features]
+    if isinstance(layer, Int8Linear):
+        scales = layer.scales
+        if (scales.dtype not in (torch.float32, torch.bfloat16) or not scales.is_contiguous()
+                or not layer.codes.is_contiguous() or layer.codes.device.type != "cpu"):
+            return None
+        return [8, layer.codes.data_ptr(), scales.data_ptr(), int(scales.dtype == torch.bfloat16),
+                0, layer.out_features, layer.group_size or 0, bias_pointer, offset,
+                layer.out_features * layer.in_features]
+    return None
+
+
+def _products(parts: list, sizes: list[int]) -> list[list[int]] | None:
+    """q/k/v (or gate/up): one fused product when the parts are consecutive slices of one fused
+    layer, else one product each; padded with empty products to ``len(parts)``."""
+    layers = [part[0] for part in parts]
+    if any(part[1] is not None or part[2] is not None for part in parts):
+        return None
+    if all(isinstance(layer, FusedPart) for layer in layers):
+        fused = layers[0].fused
+        starts = [0]
+        for size in sizes[:-1]:
+            starts.append(starts[-1] + size)
+        if (all(layer.fused is fused for layer in layers)
+                and [layer.start for layer in layers] == starts
+                and fused.layer.out_features == sum(sizes)):
+            product = _product(fused.layer, 0)
+            return None if product is None else [product] + [[0] * 10] * (len(parts) - 1)
+        return None
+    products, offset = [], 0
+    for layer, size in zip(layers, sizes):
+        product = _product(layer, offset) if not isinstance(layer, FusedPart) else None
+        if product is None or layer.out_features != size:
+            return None
+        products.append(product)
+        offset += size
+    return products
+
+
+class DecodeStep:
+    """The C step of a ``LlamaModel`` for one generate() call (see the module's docstring)."""
+
+    def __init__(self, model, plan, layer_longs: list[list[int]], sizes: dict):
+        self.model, self.plan, self.layer_longs = model, plan, layer_longs
+        self.__dict__.update(sizes)
+        self._keys: list | None = None
+        self._table = self._scratch = None
+        self.threads = ThreadChooser(torch.get_num_threads())
+
+    @classmethod
+    def build(cls, model, plan) -> "DecodeStep | None":
+        from ..models import llama
+
+        if not plan or not isinstance(plan[0][13][0][0], QuantizedLinear):
+            return None  # checked first: a float model never builds the kernels
+        if not (enabled() and kernels.available()):
+            return None
+        config = model.config
+        heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+        hidden = config.hidden_size
+        head_dim = plan[0][6]
+        if hidden % 8 or head_dim % 8 or head_dim > 1024 or heads % kv_heads:
+            return None
+        layer_longs, eps, scale, inner = [], None, None, None
+        for (norm_1, norm_2, post_1, post_2, window, kind, dim, attend, act, q_norm, k_norm, rope,
+             sizes, qkv, o_proj, gate_up, down) in plan:
+            attention = getattr(attend, "__self__", None)
+            if (post_1 is not None or post_2 is not None or window is not None or kind is not None
+                    or q_norm is not None or k_norm is not None or sizes is not None
+                    or rope is not llama.rotate or act is not F.silu or dim != head_dim
+                    or getattr(attend, "__func__", None) is not llama.LlamaAttention.attend
+                    or type(norm_1) is not llama.RMSNorm or type(norm_2) is not llama.RMSNorm
+                    or attention.groups != heads // kv_heads):
+                return None
+            norms = (norm_1.weight, norm_2.weight)
+            if any(w.dtype != torch.float32 or not w.is_contiguous() for w in norms):
+                return None
+            if eps is None:
+                eps, scale = norm_1.eps, attention.scale
+            if norm_1.eps != eps or norm_2.eps != eps or attention.scale != scale:
+                return None
+            layer_inner = gate_up[0][0].out_features if len(gate_up) == 2 else None
+            inner = inner or layer_inner
+            if layer_inner is None or layer_inner != inner:
+                return None
+            longs = [norms[0].data_ptr(), norms[1].data_ptr(), 0, 0, 0]
+            for products in (_products(qkv, [heads * head_dim] + [kv_heads * head_dim] * 2),
+                             _products([o_proj], [hidden]),
+                             _products(gate_up, [inner, inner]),
+                             _products([down], [hidden])):
+                if products is None:
+                    return None
+                longs.extend(value for product in products for value in product)
+            layer_longs.append(longs)
+        return cls(model, plan, layer_longs,
+                   dict(hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+                        inner=inner, eps=float(eps), scale=float(scale)))
+
+    def _prepare(self, cache) -> bool:
+        """The table with this cache's buffers (rebuilt when they were reallocated)."""
+        keys, values = cache.keys, cache.values
+        if self._keys is not None and all(a is b for a, b in zip(self._keys, keys)):
+            return True
+        if len(keys) != len(self.layer_longs):
+            return False
+        for store in (keys, values):
+            for tensor in store:
+                if (tensor.dtype != torch.float32 or not tensor.is_contiguous()
+                        or tensor.shape[0] != 1 or tensor.device.type != "cpu"):
+                    return False
+        capacity = keys[0].shape[2]
+        if any(k.shape[2] != capacity or v.shape[2] != capacity for k, v in zip(keys, values)):
+            return False
+        rows = [longs[:2] + [k.data_ptr(), v.data_ptr(), capacity] + longs[5:]
+                for longs, k, v in zip(self.layer_longs, keys, values)]
+        self._table = torch.tensor(rows, dtype=torch.long)
+        size = (2 * self.hidden + (self.heads + 2 * self.kv_heads) * self.head_dim
+                + self.heads * self.head_dim + 2 * self.inner + self.heads * capacity)
+        self._scratch = torch.empty(size, dtype=torch.float32)
+        self._keys = list(keys)
+        return True
+
+    def __call__(self, hidden_states, cos, sin, masks, cache):
+        """The hidden states after all layers, or None when this call is not the C step's."""
+        from ..models.cache import KVCache
+
+        if (type(cache) is not KVCache or hidden_states.shape[0] != 1
+                or hidden_states.dtype != torch.float32 or hidden_states.device.type != "cpu"
+                or any(mask is not None for mask in masks.values())
+                or cos.dtype != torch.float32 or sin.dtype != torch.float32
+                or cos.numel() != self.head_dim or sin.numel() != self.head_dim):
+            return None
+        lengths = cache.lengths
+        pos = lengths[0] if lengths else 0
+        if not lengths or any(length != pos for length in lengths):
+            return None
+        if pos + 1 > cache.keys[0].shape[2]:
+            for layer in range(len(cache.keys)):
+                cache._grow(layer, max(pos + 1, 2 * cache.keys[layer].shape[2]))
+        if not self._prepare(cache):
+            return None
+        hidden = hidden_states.reshape(-1).to(torch.float32, copy=True)
+        cos, sin = cos.contiguous(), sin.contiguous()
+        threads = self.threads.next()
+        start = time.perf_counter()
+        kernels._library.llama_step(
+            self._table.data_ptr(), len(self.layer_longs), hidden.data_ptr(), self.hidden,
+            self.heads, self.kv_heads, self.head_dim, self.inner, self.eps, self.scale,
+            cos.data_ptr(), sin.data_ptr(), pos, self._scratch.data_ptr(),
+            threads, PARALLEL_FROM)
+        self.threads.record(threads, time.perf_counter() - start)
+        for layer in range(len(lengths)):
+            lengths[layer] = pos + 1
+        return hidden.view(hidden_states.shape)

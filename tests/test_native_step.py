@@ -1,0 +1,175 @@
+"""The C decoding step (lightpipe/quantization/step.py): quantized Llama-shaped models decode one
+token per C call; the numbers match the reference run on the same (dequantized) weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+import lightpipe
+from lightpipe.models.cache import KVCache
+from lightpipe.quantization import kernels, step
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="the C kernel needs a compiler")
+
+PROMPT = torch.tensor([[5, 17, 99, 3, 150, 42, 8]])
+
+
+def build(tmp_path_factory, family: str):
+    torch.manual_seed(0)
+    if family == "qwen2":  # q/k/v biases, grouped-query attention
+        config = transformers.Qwen2Config(
+            vocab_size=200, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+            rope_theta=5000.0, tie_word_embeddings=False)
+        reference = transformers.Qwen2ForCausalLM(config)
+    else:  # llama: no biases, as many key/value heads as query heads, head_dim 32, tied
+        config = transformers.LlamaConfig(
+            vocab_size=200, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+            rms_norm_eps=1e-5, tie_word_embeddings=True)
+        reference = transformers.LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("native") / family
+    reference.eval().save_pretrained(folder)
+    return folder, reference
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama"])
+def pair(request, tmp_path_factory):
+    """Our int4 model, and the reference holding the very weights our codes stand for."""
+    folder, reference = build(tmp_path_factory, request.param)
+    model = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int4:g32:fp32")
+    with torch.no_grad():
+        for ours, theirs in zip(model.model.layers, reference.model.layers):
+            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                getattr(theirs.self_attn, name).weight.copy_(
+                    getattr(ours.self_attn, name).dense_weight())
+            for name in ("gate_proj", "up_proj", "down_proj"):
+                getattr(theirs.mlp, name).weight.copy_(getattr(ours.mlp, name).dense_weight())
+    return model, reference
+
+
+class Spy:
+    """Counts the steps the C code ran (``__call__`` returned hidden states)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        original = step.DecodeStep.__call__
+
+        def counted(this, *args):
+            out = original(this, *args)
+            self.calls += out is not None
+            return out
+
+        monkeypatch.setattr(step.DecodeStep, "__call__", counted)
+
+
+def test_decodes_in_c_and_matches_reference(pair, monkeypatch):
+    model, reference = pair
+    spy = Spy(monkeypatch)
+    steps = 12
+    ours = model.generate(PROMPT, max_new_tokens=steps, do_sample=False, output_scores=True,
+                          return_dict_in_generate=True)
+    theirs = reference.generate(PROMPT, max_new_tokens=steps, do_sample=False,
+                                output_scores=True, return_dict_in_generate=True)
+    assert spy.calls == steps - 1  # every step after the prompt's
+    assert torch.equal(ours.sequences, theirs.sequences)
+    for got, want in zip(ours.scores, theirs.scores):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_same_numbers_as_the_python_plan_and_across_threads(pair, monkeypatch):
+    """The C step against the Python plan (LIGHTPIPE_NATIVE_STEP=0) on the same model: the
+    same maths in another summation order; and 2 threads give the 1-thread numbers exactly
+    (each output row and each head is computed by one thread)."""
+    model, _ = pair
+    runs = {}
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(step, "PARALLEL_FROM", 1)  # split even these tiny products
+    try:
+        for name, flag, count in (("python", "0", 1), ("c1", "1", 1), ("c2", "1", 2)):
+            monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", flag)
+            torch.set_num_threads(count)
+            runs[name] = model.generate(PROMPT, max_new_tokens=10, do_sample=False,
+                                        output_scores=True, return_dict_in_generate=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs["python"].sequences, runs["c1"].sequences)
+    for got, want in zip(runs["c1"].scores, runs["python"].scores):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    for got, want in zip(runs["c2"].scores, runs["c1"].scores):
+        assert torch.equal(got, want)
+
+
+def test_cache_growth_and_batches_fall_back(pair, monkeypatch):
+    """Decoding past the cache's capacity grows it (the C step's table follows the new
+    buffers); a batch of two prompts, or padding, uses the Python plan."""
+    model, reference = pair
+    spy = Spy(monkeypatch)
+    cache = KVCache(capacity=PROMPT.shape[1])  # full after the prompt
+    model.begin_decode()
+    try:
+        with torch.no_grad():
+            out = model(PROMPT, cache=cache, use_cache=True, logits_to_keep=1)
+            tokens = [int(out.logits[0, -1].argmax())]
+            for _ in range(5):
+                out = model(torch.tensor([[tokens[-1]]]), cache=cache, use_cache=True)
+                tokens.append(int(out.logits[0, -1].argmax()))
+    finally:
+        model.end_decode()
+    assert spy.calls == 5 and cache.keys[0].shape[2] > PROMPT.shape[1]
+    want = reference.generate(PROMPT, max_new_tokens=6, do_sample=False)[0, PROMPT.shape[1]:]
+    assert tokens == want.tolist()
+
+    spy.calls = 0
+    batch = torch.tensor([[5, 17, 99, 3], [0, 4, 8, 15]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])
+    got = model.generate(batch, attention_mask=mask, max_new_tokens=5, do_sample=False)
+    assert spy.calls == 0
+    assert torch.equal(got, reference.generate(batch, attention_mask=mask, max_new_tokens=5,
+                                               do_sample=False))
+    padded = model.generate(torch.tensor([[0, 5, 17]]), attention_mask=torch.tensor([[0, 1, 1]]),
+                            max_new_tokens=3, do_sample=False)
+    assert spy.calls == 0 and padded.shape == (1, 6)
+
+
+def test_switched_off_and_float_models_build_nothing(pair, monkeypatch, tmp_path_factory):
+    model, _ = pair
+    monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
+    model.begin_decode()
+    try:
+        assert model.model.native_step is None
+    finally:
+        model.end_decode()
+    monkeypatch.delenv("LIGHTPIPE_NATIVE_STEP")
+    folder, _ = build(tmp_path_factory, "llama")
+    dense = lightpipe.AutoModelForCausalLM.from_pretrained(folder)
+
+    def refuse():
+        raise AssertionError("a float model must not build the kernels")
+
+    monkeypatch.setattr(kernels, "available", refuse)
+    dense.begin_decode()
+    try:
+        assert dense.model.native_step is None
+    finally:
+        dense.end_decode()
+
+
+def test_thread_chooser_keeps_the_faster_count():
+    chooser = step.ThreadChooser(2, trials=3, keep=4)
+    seconds = {2: 0.010, 1: 0.004}  # a busy machine: one thread is faster
+    for _ in range(6):
+        threads = chooser.next()
+        chooser.record(threads, seconds[threads])
+    assert chooser.chosen == 1
+    assert [chooser.next() for _ in range(1)] == [1]
+    for _ in range(4):  # kept for `keep` steps, then timed again
+        chooser.record(chooser.next(), 0.004)
+    seconds = {2: 0.002, 1: 0.004}  # quiet again
+    for _ in range(6):
+        threads = chooser.next()
+        chooser.record(threads, seconds[threads])
+    assert chooser.chosen == 2
+    assert step.ThreadChooser(1).next() == 1
