@@ -24,6 +24,16 @@ def build(tmp_path_factory, family: str):
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
             rope_theta=5000.0, tie_word_embeddings=False)
         reference = transformers.Qwen2ForCausalLM(config)
+    elif family == "qwen3":  # per-head query/key RMSNorms before RoPE
+        config = transformers.Qwen3Config(
+            vocab_size=200, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=24,
+            max_position_embeddings=128, tie_word_embeddings=False)
+        reference = transformers.Qwen3ForCausalLM(config)
+        with torch.no_grad():  # norms off their default ones, so a skipped norm shows
+            for layer in reference.model.layers:
+                layer.self_attn.q_norm.weight.uniform_(0.5, 1.5)
+                layer.self_attn.k_norm.weight.uniform_(0.5, 1.5)
     else:  # llama: no biases, as many key/value heads as query heads, head_dim 32, tied
         config = transformers.LlamaConfig(
             vocab_size=200, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
@@ -35,7 +45,7 @@ def build(tmp_path_factory, family: str):
     return folder, reference
 
 
-@pytest.fixture(scope="module", params=["qwen2", "llama"])
+@pytest.fixture(scope="module", params=["qwen2", "llama", "qwen3"])
 def pair(request, tmp_path_factory):
     """Our int4 model, and the reference holding the very weights our codes stand for."""
     folder, reference = build(tmp_path_factory, request.param)

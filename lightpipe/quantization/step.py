@@ -3,8 +3,8 @@
 A quantized small model's step is mostly overhead around the products (SmolLM2-135M, 30
 layers: ~1,700 torch calls a token, ~18 ms of a 34 ms token on one thread, where llama.cpp
 spends 14 ms on the whole token). For batch-1 greedy/sampled decoding of the plain Llama shape
-(RMSNorm, RoPE, grouped-query attention without a window, SwiGLU; Llama, SmolLM2, Qwen2,
-Mistral without a window in reach) with every projection quantized (``Int4Linear`` /
+(RMSNorm, RoPE, grouped-query attention, SwiGLU, optional per-head query/key RMSNorms; Llama,
+SmolLM2, Qwen2, Qwen3, Mistral while its window is not in reach) with every projection quantized (``Int4Linear`` /
 ``Int8Linear`` or fused groups of them) and float32 activations, this module runs each layer's
 maths in C - norm, q/k/v product, RoPE, the cache write, attention over the cache, o product
 and residual, norm, gate/up product, SiLU x up, down product and residual - calling the
@@ -79,9 +79,11 @@ static void rope(float *x, const float *c, const float *s, long d) {
     memcpy(x, tmp, d * sizeof(float));
 }
 
-/* Per layer, 5 longs (norm 1, norm 2, key cache, value cache, capacity) and 7 products
-   (q, k, v, o, gate, up, down; q/k/v and gate/up may be one fused product and two empty ones). */
-#define LAYER_LONGS (5 + 7 * 10)
+/* Per layer, 7 longs (norm 1, norm 2, key cache, value cache, capacity, query norm, key norm:
+   0 when none) and 7 products (q, k, v, o, gate, up, down; q/k/v and gate/up may be one fused
+   product and empty ones). */
+#define HEADER 7
+#define LAYER_LONGS (HEADER + 7 * 10)
 
 void llama_step(const long *table, long layers, float *hidden, long H, long heads, long kv_heads,
                 long head_dim, long inner, float eps, float scale, const float *cos,
@@ -95,11 +97,14 @@ void llama_step(const long *table, long layers, float *hidden, long H, long head
     long groups = heads / kv_heads;
     for (long layer = 0; layer < layers; layer++) {
         const long *t = table + layer * LAYER_LONGS;
-        const Product *p = (const Product *)(t + 5);
+        const Product *p = (const Product *)(t + HEADER);
+        const float *qn = (const float *)t[5], *kn = (const float *)t[6];
         float *kc = (float *)t[2], *vc = (float *)t[3];
         rms_norm(hidden, (const float *)t[0], H, eps, xn);
         for (int i = 0; i < 3; i++) step_product(p + i, xn, H, qkv);
         float *q = qkv, *k = qkv + qsize, *v = k + kvsize;
+        if (qn) for (long h = 0; h < heads; h++) rms_norm(q + h * head_dim, qn, head_dim, eps, q + h * head_dim);
+        if (kn) for (long h = 0; h < kv_heads; h++) rms_norm(k + h * head_dim, kn, head_dim, eps, k + h * head_dim);
         for (long h = 0; h < heads; h++) rope(q + h * head_dim, cos, sin, head_dim);
         for (long h = 0; h < kv_heads; h++) {
             rope(k + h * head_dim, cos, sin, head_dim);
@@ -138,7 +143,8 @@ void llama_step(const long *table, long layers, float *hidden, long H, long head
 }
 """
 
-LAYER_LONGS = 5 + 7 * 10
+HEADER = 7
+LAYER_LONGS = HEADER + 7 * 10
 
 # Products of at least this many weights are split across the threads a step runs with.
 PARALLEL_FROM = 65_536
@@ -276,8 +282,13 @@ class DecodeStep:
         for (norm_1, norm_2, post_1, post_2, window, kind, dim, attend, act, q_norm, k_norm, rope,
              sizes, qkv, o_proj, gate_up, down) in plan:
             attention = getattr(attend, "__self__", None)
-            if (post_1 is not None or post_2 is not None or window is not None or kind is not None
-                    or q_norm is not None or k_norm is not None or sizes is not None
+            # a window is fine: once it comes in reach the mask is not None and the Python plan runs
+            head_norms = [norm for norm in (q_norm, k_norm) if norm is not None]
+            if (post_1 is not None or post_2 is not None or kind is not None
+                    or len(head_norms) == 1 or sizes is not None
+                    or any(type(norm) is not llama.RMSNorm or norm.eps != norm_1.eps
+                           or norm.weight.dtype != torch.float32 or norm.weight.numel() != head_dim
+                           for norm in head_norms)
                     or rope is not llama.rotate or act is not F.silu or dim != head_dim
                     or getattr(attend, "__func__", None) is not llama.LlamaAttention.attend
                     or type(norm_1) is not llama.RMSNorm or type(norm_2) is not llama.RMSNorm
@@ -294,7 +305,8 @@ class DecodeStep:
             inner = inner or layer_inner
             if layer_inner is None or layer_inner != inner:
                 return None
-            longs = [norms[0].data_ptr(), norms[1].data_ptr(), 0, 0, 0]
+            longs = [norms[0].data_ptr(), norms[1].data_ptr(), 0, 0, 0,
+                     *(norm.weight.data_ptr() for norm in head_norms)] + [0, 0][:2 - len(head_norms)]
             for products in (_products(qkv, [heads * head_dim] + [kv_heads * head_dim] * 2),
                              _products([o_proj], [hidden]),
                              _products(gate_up, [inner, inner]),
