@@ -18,6 +18,7 @@ from gguf import GGMLQuantizationType as Q
 
 import lightpipe
 from lightpipe.quantization import Int4Linear, Int8Linear, QuantizationError, kernels
+from lightpipe.quantization.embedding import QuantizedEmbedding, RowCodes
 from tests.test_quantization import kinds
 from tests.test_gguf import (SMOLLM2_FILE, gguf_name, permute, sentencepiece_vocab,  # noqa: F401
                              smollm2_folder, write_gguf)
@@ -100,8 +101,9 @@ def test_block_type_matches_dequantised(folder, qtype):
     kind = Int4Linear if qtype in LOSSLESS else Int8Linear
     assert kinds(packed) == [kind] * 14
     assert not any(isinstance(m, torch.nn.Linear) for m in packed.modules())  # no float copy
-    # Q8_0 is exact too where lightpipe's C kernel runs (int8 in groups of 32: its own blocks)
-    exact = qtype in LOSSLESS or (qtype == Q.Q8_0 and kernels.available())
+    # Q8_0 and Q5_0 are exact too where lightpipe's C kernel runs (int8 in groups of 32: the
+    # blocks' own codes and scales)
+    exact = qtype in LOSSLESS or (qtype in (Q.Q8_0, Q.Q5_0) and kernels.available())
     assert FLOAT32_ORDER < ISSUE_GOAL
     # 10 rows (torch's kernels / dense float32) and 3 rows (a decode-sized product: the C
     # kernel when it is available)
@@ -110,6 +112,26 @@ def test_block_type_matches_dequantised(folder, qtype):
             reference = dense(ids).logits
             error = _relative_error(packed(ids).logits, reference)
         assert error < (FLOAT32_ORDER if exact else NEAREST_TOLERANCE[qtype]), (ids.shape, error)
+    # the token embedding stays quantized (int4 for 4-bit types, the blocks' own 5- / 6-bit
+    # codes for Q5_* and Q6_K, int8 groups of 32 for the rest): its rows are the file's values,
+    # exactly but for Q2_K / Q3_K (re-quantized to int8)
+    embedding, reference = packed.get_input_embeddings(), dense.get_input_embeddings().weight
+    assert isinstance(embedding, QuantizedEmbedding) and not embedding.shared
+    table = {**dict.fromkeys(LOSSLESS, Int4Linear), Q.Q5_0: RowCodes, Q.Q5_1: RowCodes,
+             Q.Q5_K: RowCodes, Q.Q6_K: RowCodes}.get(qtype, Int8Linear)
+    assert isinstance(embedding.table, table)
+    rows = embedding(torch.arange(reference.shape[0]))
+    if qtype in LOSSLESS:
+        assert torch.allclose(rows, reference, rtol=1e-5, atol=1e-7)
+    elif qtype in (Q.Q8_0, Q.Q5_0, Q.Q6_K):  # codes k times the blocks' scales: same products
+        assert torch.equal(rows, reference)
+    elif table is RowCodes:  # affine: (k - 16) * d + (m + 16 d), float32 rounding apart
+        assert torch.allclose(rows, reference, rtol=1e-5, atol=1e-6)
+    else:  # re-quantized per group of 32: at most half a step of the group's largest / 127
+        groups = reference.view(-1, 32)
+        step = groups.abs().amax(dim=1, keepdim=True) / 127
+        assert ((rows.view(-1, 32) - groups).abs() <= step * 0.5001 + 1e-12).all()
+        assert not torch.equal(rows, reference)
     if qtype in LOSSLESS:
         # each weight holds the dequantised values exactly (up to float32 rounding)
         for name in ("model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"):
@@ -122,7 +144,7 @@ def test_block_type_matches_dequantised(folder, qtype):
 def test_default_dtype_kernels_close_and_tied_head(folder, model_type, qtype):
     """The default dtype (float32 with lightpipe's C kernel, else bfloat16 for torch's
     kernels): close to float32; a tied file's output projection is quantized from the
-    embedding's blocks, the embedding kept float."""
+    embedding's blocks, and the embedding reads the head's codes (an untied one its own)."""
     path = tiny_file(folder, qtype, model_type, tied=model_type == "llama")
     dense = _load(path)
     packed = _load(path, dequantize=False)
@@ -130,6 +152,10 @@ def test_default_dtype_kernels_close_and_tied_head(folder, model_type, qtype):
     assert packed.dtype == expected
     assert isinstance(packed.lm_head, Int4Linear)
     assert packed.model.embed_tokens.weight.dtype == expected
+    embedding = packed.get_input_embeddings()
+    assert isinstance(embedding, QuantizedEmbedding) and embedding(IDS).dtype == expected
+    assert embedding.shared == (model_type == "llama")
+    assert (embedding.table is packed.lm_head) == (model_type == "llama")
     if model_type == "qwen2":
         assert packed.model.layers[0].self_attn.q_proj.bias is not None
     with torch.no_grad():
@@ -159,9 +185,9 @@ def test_pipeline_takes_dequantize_false(folder):
 
 @pytest.mark.slow
 def test_smollm2_packed_greedy_matches_dequantised(smollm2_folder):  # noqa: F811
-    """The real SmolLM2-135M Q4_1 file: every block layer int4 (lossless), the Q8_0 head tied
-    to the dequantised embedding; logits close to the dequantised float32 model and greedy
-    tokens mostly equal."""
+    """The real SmolLM2-135M Q4_1 file: every block layer int4 (lossless), the Q8_0 head and
+    embedding one int8 table (with the C kernel; else tied to the dequantised embedding);
+    logits close to the dequantised float32 model and greedy tokens mostly equal."""
     tokenizer = lightpipe.AutoTokenizer.from_pretrained(smollm2_folder, gguf_file=SMOLLM2_FILE)
     dense = lightpipe.AutoModelForCausalLM.from_pretrained(smollm2_folder, gguf_file=SMOLLM2_FILE)
     exact = lightpipe.AutoModelForCausalLM.from_pretrained(
@@ -169,8 +195,9 @@ def test_smollm2_packed_greedy_matches_dequantised(smollm2_folder):  # noqa: F81
     fast = lightpipe.AutoModelForCausalLM.from_pretrained(
         smollm2_folder, gguf_file=SMOLLM2_FILE, dequantize=False)
     assert kinds(fast) == [Int4Linear] * 30 * 7
-    if kernels.available():  # the Q8_0 head: its own int8 copy in groups of 32 (exact)
+    if kernels.available():  # the Q8_0 head: int8 in groups of 32 (exact), read by the embedding
         assert isinstance(fast.lm_head, Int8Linear) and fast.lm_head.group_size == 32
+        assert fast.get_input_embeddings().table is fast.lm_head  # one copy of the codes
     else:
         assert fast.lm_head.weight is fast.model.embed_tokens.weight  # tied, one bfloat16 copy
     prompts = ["The capital of France is", "def fibonacci(n):", "Water boils at",

@@ -10,15 +10,20 @@ from its blocks rather than dequantised:
   **lossless** (exact with ``dtype=torch.float32``; the default bfloat16 kernel rounds the
   scales and activations to bfloat16).
 - Q8_0 and every other block type (Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K): with lightpipe's C
-  kernel (``quantization.kernels``), int8 in groups of 32 inputs: Q8_0 **exact** (its codes and
-  scales), the others re-quantized per group from the dequantised values (an error of at most
-  half a step of the group's largest value / 127). Without it, the nearest layout with a kernel
-  is int8 with one scale per output row (torch's int8 weight-only kernel has no groups):
-  **not exact** (half a step of the row's largest value / 127).
-- Float tensors (F32, F16, BF16) and the token embedding are loaded as usual (the embedding
-  dequantised to the model's dtype). A tied output projection is quantized from the
-  embedding's blocks when they are 4-bit (exact int4); otherwise it stays tied to the
-  dequantised embedding (no second copy; SmolLM2's Q8_0 head is this case).
+  kernel (``quantization.kernels``), int8 in groups of 32 inputs: Q8_0 and Q5_0 **exact** (each
+  block is ``d * k``: codes ``k``, scales ``d``), the others re-quantized per group from the
+  dequantised values (an error of at most half a step of the group's largest value / 127).
+  Without it, the nearest layout with a kernel is int8 with one scale per output row (torch's
+  int8 weight-only kernel has no groups): **not exact** (half a step of the row's largest
+  value / 127).
+- Float tensors (F32, F16, BF16) are loaded as usual. The token embedding stays quantized
+  (``quantization.embedding.QuantizedEmbedding``: a lookup dequantizes only the asked rows),
+  needing no kernel: int4 for the 4-bit types, 5- or 6-bit codes with the blocks' own scales
+  for Q5_0, Q5_1, Q5_K and Q6_K (``RowCodes``, exact), int8 in groups of 32 for Q8_0 (exact)
+  and the rest (Q2_K, Q3_K re-quantized). A tied output projection is quantized from the
+  embedding's blocks when they are 4-bit or the C kernel runs, and the embedding then reads
+  the head's codes (one copy of them); otherwise (no C kernel, a tied head in another type)
+  the head stays tied to the embedding dequantised to the model's dtype, as before.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ if TYPE_CHECKING:
 # Rows converted per step: bounds the int32 / float32 temporaries of a large matrix.
 _ROW_CHUNK = 4096
 INT4_TYPES = ("Q4_0", "Q4_1", "Q4_K")
+# d * k with one float16 d per 32 values and small integers k: exact as int8 groups of 32.
+BLOCK_SCALED = ("Q8_0", "Q5_0", "Q4_0")
+# (bits, group size) of the types a gather-only embedding table (RowCodes) holds exactly.
+LOW_BIT = {"Q5_0": (5, 32), "Q5_1": (5, 32), "Q5_K": (5, 32), "Q6_K": (6, 16)}
 
 
 def _int4_groups(blocks: torch.Tensor, kind: str):
@@ -88,23 +97,106 @@ class PackedTensor:
         if self.kind in INT4_TYPES and int4_fits(rows, cols, 32):
             return self._int4(bias, compute_dtype)
         if kernels.available() and cols % 32 == 0:
-            # int8 in groups of 32 (only lightpipe's C kernel takes groups): Q8_0 exactly,
-            # the other types re-quantized per group (much closer than one scale per row)
-            if self.kind == "Q8_0":
-                return self._int8_groups(bias, compute_dtype)
-            return Int8Linear.grouped_from_weight(self.dequantize(torch.float32), 32, bias,
-                                                  compute_dtype)
+            # int8 in groups of 32 (only lightpipe's C kernel takes groups): Q8_0, Q5_0 (and
+            # Q4_0) exactly, the other types re-quantized per group (much closer than one
+            # scale per row)
+            return Int8Linear.from_groups(*self._int8_groups(), bias, compute_dtype)
         return Int8Linear.from_weight(self.dequantize(torch.float32), bias, compute_dtype)
 
-    def _int8_groups(self, bias, compute_dtype):
-        """Q8_0 blocks (a float16 scale, 32 int8 codes) as int8 codes with a scale per 32."""
-        from ..quantization.linear import Int8Linear
+    def build_table(self, compute_dtype: torch.dtype):
+        """The quantized module a ``QuantizedEmbedding`` reads its rows from (no kernel
+        needed: rows are gathered, not multiplied): int4 for the 4-bit types, else int8 in
+        groups of 32 (see ``_int8_groups``); None where neither fits."""
+        from ..quantization.linear import Int8Linear, int4_fits
 
         rows, cols = self.shape
-        blocks = self.gguf.raw(self.info.name).view(rows * (cols // 32), 34)
-        codes = blocks[:, 2:].contiguous().view(torch.int8).reshape(rows, cols)
-        scales = _half(blocks, 0).reshape(rows, cols // 32)
-        return Int8Linear.from_groups(self._rows(codes), self._rows(scales), bias, compute_dtype)
+        if self.kind in INT4_TYPES and int4_fits(rows, cols, 32):
+            return self._int4(None, compute_dtype)
+        if self.kind in LOW_BIT and cols % 32 == 0:
+            return self._low_bit_table(compute_dtype)
+        if cols % 32 == 0:
+            return Int8Linear.from_groups(*self._int8_groups(), None, compute_dtype)
+        return None
+
+    def _scale_zero(self, blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per group of a ``LOW_BIT`` type's blocks: (scale, zero or None), float32, such that
+        ``value = (code - 2 ** (bits - 1)) * scale (+ zero)`` for the block's codes."""
+        if self.kind == "Q5_0":  # d * (q - 16)
+            return _half(blocks, 0).view(-1), None
+        if self.kind == "Q5_1":  # d * q + m
+            d, m = _half(blocks, 0), _half(blocks, 2)
+            return d.view(-1), (m + 16 * d).view(-1)
+        if self.kind == "Q5_K":  # d_j * q - dmin_j per 32
+            d, dm = _k_scale_min(blocks)
+            return d.reshape(-1), (16 * d - dm).reshape(-1)
+        # Q6_K: d * scale_j * (q - 32) per 16
+        d = _half(blocks, 208) * blocks[:, 192:208].contiguous().view(torch.int8).float()
+        return d.reshape(-1), None
+
+    def _low_bit_table(self, compute_dtype: torch.dtype):
+        """A gather-only ``RowCodes`` table holding the blocks' own 5- or 6-bit codes and
+        scales (exact), ``_ROW_CHUNK`` rows at a time: the codes are read back from the
+        dequantised values (``round((value - zero) / scale)``: the values are those products)."""
+        from ..quantization.embedding import RowCodes
+
+        bits, group = LOW_BIT[self.kind]
+        center = 1 << (bits - 1)
+        rows, cols = self.shape
+        _, block_elements, block_bytes = GGML_TYPES[self.info.ggml_type]
+        row_bytes = cols // block_elements * block_bytes
+        raw = self.gguf.raw(self.info.name)
+        codes = torch.empty(rows, cols, dtype=torch.uint8)
+        scales = torch.empty(rows, cols // group)
+        zeros = None
+        for start in range(0, rows, _ROW_CHUNK):
+            stop = min(rows, start + _ROW_CHUNK)
+            part = raw[start * row_bytes:stop * row_bytes]
+            scale, zero = self._scale_zero(part.view(-1, block_bytes))
+            values = dequantize(part, self.info.ggml_type, (stop - start, cols)).view(-1, group)
+            if zero is not None:
+                values.sub_(zero.unsqueeze(1))
+                if zeros is None:
+                    zeros = torch.empty(rows, cols // group)
+                zeros[start:stop] = zero.view(stop - start, -1)
+            k = values.div_(scale.unsqueeze(1)).nan_to_num_(0.0).round_().add_(center)
+            codes[start:stop] = k.clamp_(0, 2 * center - 1).view(stop - start, cols).to(torch.uint8)
+            scales[start:stop] = scale.view(stop - start, -1)
+        zeros = None if zeros is None else self._rows(zeros)
+        return RowCodes.from_codes(self._rows(codes), bits, group, self._rows(scales), zeros,
+                                   compute_dtype)
+
+    def _int8_groups(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, cols) int8 codes and (rows, cols / 32) float32 scales, ``w = q * scale``,
+        ``_ROW_CHUNK`` rows at a time (no float32 copy of a whole vocabulary-sized matrix).
+        Q8_0, Q5_0 and Q4_0 blocks are ``d * k`` with one float16 ``d`` per 32 and small
+        integers ``k``: their codes are ``k`` and their scales ``d``, **exact**. The other
+        types are re-quantized per group of 32 from the dequantised values (symmetric, an
+        error of at most half a step of the group's largest magnitude / 127)."""
+        from ..quantization.linear import _int8_codes
+
+        rows, cols = self.shape
+        _, block_elements, block_bytes = GGML_TYPES[self.info.ggml_type]
+        row_bytes = cols // block_elements * block_bytes
+        raw = self.gguf.raw(self.info.name)
+        codes = torch.empty(rows, cols, dtype=torch.int8)
+        scales = torch.empty(rows, cols // 32)
+        for start in range(0, rows, _ROW_CHUNK):
+            stop = min(rows, start + _ROW_CHUNK)
+            part = raw[start * row_bytes:stop * row_bytes]
+            blocks = part.view(-1, block_bytes)
+            if self.kind == "Q8_0":
+                codes[start:stop] = blocks[:, 2:].contiguous().view(torch.int8).view(-1, cols)
+                scales[start:stop] = _half(blocks, 0).view(stop - start, -1)
+                continue
+            values = dequantize(part, self.info.ggml_type, (stop - start, cols))
+            if self.kind in BLOCK_SCALED:
+                d = _half(blocks, 0)  # (blocks, 1): one per 32 values
+                k = values.view(-1, 32).div_(d).nan_to_num_(0.0).round_()  # d = 0: codes 0
+                codes[start:stop] = k.view(stop - start, cols).to(torch.int8)
+                scales[start:stop] = d.view(stop - start, -1)
+            else:
+                codes[start:stop], scales[start:stop] = _int8_codes(values, 32)
+        return self._rows(codes), self._rows(scales)
 
     def _int4(self, bias, compute_dtype):
         from ..quantization.linear import Int4Linear

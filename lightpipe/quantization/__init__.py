@@ -36,12 +36,13 @@ import torch
 from torch import nn
 
 from .linear import INT4_GROUP_SIZES, Int4Linear, Int8Linear, QuantizedLinear, int4_fits
+from .embedding import QuantizedEmbedding
 from . import step as _step  # noqa: F401, E402 - registers the C decode step's source with kernels
 
 logger = logging.getLogger("lightpipe")
 
 __all__ = ["QuantizationSpec", "parse_quantization", "quantize_model", "Int4Linear",
-           "Int8Linear", "QuantizedLinear"]
+           "Int8Linear", "QuantizedLinear", "QuantizedEmbedding"]
 
 METHODS = ("int8", "int4", "int8-dynamic")
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
