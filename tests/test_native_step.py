@@ -112,6 +112,32 @@ def test_same_numbers_as_the_python_plan_and_across_threads(pair, monkeypatch):
         assert torch.equal(got, want)
 
 
+def test_int8_activations_in_the_c_step(pair, monkeypatch):
+    """With int8_activations the C step calls the int8-activation products: the numbers of the
+    Python plan's int8-activation layers (same quantized x, same integer sums), not the exact
+    ones."""
+    from lightpipe.quantization import set_int8_activations
+
+    model, _ = pair
+    spy = Spy(monkeypatch)
+    settings = dict(max_new_tokens=8, do_sample=False, output_scores=True,
+                    return_dict_in_generate=True)
+    exact = model.generate(PROMPT, **settings)
+    set_int8_activations(model, True)
+    try:
+        native = model.generate(PROMPT, **settings)
+        monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
+        plan = model.generate(PROMPT, **settings)
+    finally:
+        set_int8_activations(model, False)
+    assert spy.calls == 2 * 7  # the exact run and the native int8-activation run
+    differ = 0.0
+    for got, want, float_path in zip(native.scores[1:], plan.scores[1:], exact.scores[1:]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+        differ = max(differ, (got - float_path).abs().max().item())
+    assert differ > 1e-6  # the int8 path really ran
+
+
 def test_cache_growth_and_batches_fall_back(pair, monkeypatch):
     """Decoding past the cache's capacity grows it (the C step's table follows the new
     buffers); a batch of two prompts, or padding, uses the Python plan."""

@@ -279,6 +279,9 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
             ``lightpipe.quantization``).
         dequantize (bool, default True): with ``gguf_file``, False keeps the file's quantized
             blocks packed instead of expanding them to ``dtype``.
+        int8_activations (bool, default False): with quantized layers (``quantization`` or
+            ``dequantize=False``), their C kernel quantizes activations to int8 per block of
+            32 and uses integer dot products: faster decode, not float32-exact.
         **kwargs: the pipeline's default call arguments (``top_k=2``, ``truncation=True``,
             ``max_new_tokens=64``, ...; a call's own arguments override them), and task
             options (``src_lang`` / ``tgt_lang`` for translation, ``vocoder`` for text-to-audio).
@@ -311,7 +314,7 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
     from ..hub import resolve
 
     gguf_file = kwargs.pop("gguf_file", None) or model_kwargs.get("gguf_file")
-    for name in ("quantization", "dequantize"):  # from_pretrained's (lightpipe.quantization)
+    for name in ("quantization", "dequantize", "int8_activations"):  # from_pretrained's
         if name in kwargs:
             model_kwargs[name] = kwargs.pop(name)
     if isinstance(model, (str, os.PathLike)):
@@ -337,6 +340,10 @@ def pipeline(task: str | None = None, model: Any = None, config: Any = None, tok
         device = None  # already placed
     else:
         model_obj = model
+        if model_kwargs.get("int8_activations"):  # a model already loaded quantized
+            from ..quantization import set_int8_activations
+
+            set_int8_activations(model_obj)
         if task is None:
             task, spec, extra = check_task(_infer_task(model_obj.config))
         cls = pipeline_class or _pipeline_class(spec)

@@ -42,7 +42,7 @@ from . import step as _step  # noqa: F401, E402 - registers the C decode step's 
 logger = logging.getLogger("lightpipe")
 
 __all__ = ["QuantizationSpec", "parse_quantization", "quantize_model", "Int4Linear",
-           "Int8Linear", "QuantizedLinear", "QuantizedEmbedding"]
+           "Int8Linear", "QuantizedLinear", "QuantizedEmbedding", "set_int8_activations"]
 
 METHODS = ("int8", "int4", "int8-dynamic")
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
@@ -258,3 +258,27 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, attr, new)
+
+
+def set_int8_activations(model: nn.Module, on: bool = True) -> nn.Module:
+    """Opt in (or out) of int8 activations for every weight-only quantized layer of ``model``
+    (fused groups and a tied head's copy included): the C kernel's products of a few rows then
+    quantize x to int8 per block of 32 inputs (scale max|x| / 127) and use integer dot
+    products, as llama.cpp does: faster, and no longer float32-exact. Stored as
+    ``model.int8_activations``. Without the C kernel the products stay float32 (one log line).
+    A QuantizationError when the model has no such layer."""
+    layers = [module for module in model.modules() if isinstance(module, (Int4Linear, Int8Linear))]
+    if on and not layers:
+        raise QuantizationError(
+            "int8_activations=True needs weight-only quantized layers, and this model has none: "
+            "load it with quantization='int4' or 'int8', or a GGUF file with dequantize=False.")
+    for layer in layers:
+        layer.int8_activations = bool(on)
+    model.int8_activations = bool(on)
+    if on:
+        from . import kernels
+
+        if not kernels.available():
+            logger.info("int8_activations: lightpipe's C kernel is not available (see the line "
+                        "above); the quantized products stay in float32.")
+    return model

@@ -14,6 +14,13 @@ activations and float32 accumulation:
 - int8: ``(out, in)`` int8 codes, one scale per row or per group of 32k inputs (float32 or
   bfloat16): ``w = q * scale``.
 
+Opt-in (``int8_activations=True``; ``int4_mm_q8`` / ``int8_mm_q8`` in C, same signatures and
+layouts): x is quantized per row per block of 32 inputs to int8 (scale max|x| / 127, round to
+nearest even, as llama.cpp's Q8 blocks) and the products are integer dot products (``maddubs``:
+int4 codes 0..15 unsigned, paired along k by interleaving two k's bytes; int8 codes with the sign
+trick), one float multiply-add per block and row: ~2x faster, and the product of the weight
+with the dequantized x (not float32-exact; the zero term of int4 uses the quantized x too).
+
 Output rows are split across ``torch.get_num_threads()`` OpenMP threads (the library links the
 process's ``libgomp.so.1``, the runtime torch already loaded: one thread pool). The library is
 built with the system C compiler into ``~/.cache/lightpipe/kernels/<hash>.so`` (hash of source,
@@ -51,6 +58,7 @@ MAX_ROWS = 8
 SOURCE = r"""
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 
@@ -118,37 +126,6 @@ static inline __attribute__((always_inline)) void int4_tile(
     }
 }
 
-/* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n < N (rows of the packed tiles). */
-void int4_mm(const float *x, long M, long K, const uint8_t *packed, const void *sz, int bf16,
-             long rows_pad, long N, int group, const float *bias, float *y, int threads) {
-    long groups = K / group, tiles = rows_pad / 32;
-    float xsum[16 * 1024];  /* M * groups sums of x per group (M <= 8, groups <= 2048) */
-    for (long m = 0; m < M; m++)
-        for (long g = 0; g < groups; g++) {
-            float s = 0.f;
-            for (int k = 0; k < group; k++) s += x[m * K + g * group + k];
-            xsum[m * groups + g] = s;
-        }
-    long chunk = tiles / (4L * threads) > 0 ? tiles / (4L * threads) : 1;
-    /* dynamic: on a busy machine a descheduled thread's share is taken by the others */
-    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
-    for (long t = 0; t < tiles; t++) {
-        float acc[64];
-        const uint8_t *tile = packed + (size_t)t * K * 16;
-        long rows = N - t * 32 < 32 ? N - t * 32 : 32;
-        for (long m = 0; m < M; m += 2) {
-            int R = M - m >= 2 ? 2 : 1;
-            if (R == 2)
-                int4_tile(x + m * K, K, 2, tile, sz, bf16, rows_pad, t, group, xsum + m * groups, groups, acc);
-            else
-                int4_tile(x + m * K, K, 1, tile, sz, bf16, rows_pad, t, group, xsum + m * groups, groups, acc);
-            for (int r = 0; r < R; r++)
-                for (long d = 0; d < rows; d++)
-                    y[(m + r) * N + t * 32 + d] = acc[32 * r + d] + (bias ? bias[t * 32 + d] : 0.f);
-        }
-    }
-}
-
 static inline float scale_at(const void *scales, int bf16, long n) {
     if (bf16) {
         uint32_t bits = (uint32_t)((const uint16_t *)scales)[n] << 16;
@@ -202,26 +179,310 @@ static inline __attribute__((always_inline)) void int8_row(
     }
 }
 
+/* ---- int8-activation products (opt-in): x quantized per row per block of 32 inputs to int8
+   (symmetric, d = max|x| / 127, round to nearest even), integer dot products, one float
+   multiply-add per block. Same signatures and weight layouts as int4_mm / int8_mm. ---- */
+
+/* xq[m, k] (rows padded to Kp, a multiple of 32, with zeros), dx[m, b] (block scales) and
+   sq[m, b] (sums of the block's codes, or NULL) for M rows of x. */
+static void quantize_rows_q8(const float *x, long M, long K, long Kp, int8_t *xq, float *dx,
+                             int32_t *sq) {
+    long nb = Kp / 32;
+    for (long m = 0; m < M; m++)
+        for (long b = 0; b < nb; b++) {
+            const float *p = x + m * K + b * 32;
+            long n = K - b * 32 < 32 ? K - b * 32 : 32;
+            float amax = 0.f;
+            for (long k = 0; k < n; k++) { float a = p[k] < 0 ? -p[k] : p[k]; if (a > amax) amax = a; }
+            float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+            int8_t *q = xq + m * Kp + b * 32;
+            int32_t s = 0;
+            if (n == 32) {
+                const __m256 vid = _mm256_set1_ps(id);
+                __m256i i[4];
+                for (int j = 0; j < 4; j++)
+                    i[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p + 8 * j), vid),
+                                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                __m256i s01 = _mm256_packs_epi32(i[0], i[1]), s23 = _mm256_packs_epi32(i[2], i[3]);
+                __m256i b8 = _mm256_packs_epi16(s01, s23);
+                /* packs interleave lanes: restore order 0..31 */
+                b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                _mm256_storeu_si256((__m256i *)q, b8);
+                if (sq) {
+                    __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+                    __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+                    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+                    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+                    s = _mm_cvtsi128_si32(u);
+                }
+            } else {
+                for (long k = 0; k < 32; k++) {
+                    int v = k < n ? _mm_cvtss_si32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(p[k] * id),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) : 0;
+                    q[k] = (int8_t)v;
+                    s += v;
+                }
+            }
+            dx[m * nb + b] = d;
+            if (sq) sq[m * nb + b] = s;
+        }
+}
+
+/* One tile of 32 output rows for R (1 or 2) quantized input rows. */
+static inline __attribute__((always_inline)) void int4_tile_q8(
+        const int8_t *xq, const float *dx, const int32_t *sq, const float *zx, long Kp, int R,
+        const uint8_t *tile, const void *sz, int bf16, long rows_pad, long tile_index, int group,
+        long groups, float *acc /* R x 32 */) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i pairs = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    long nb = Kp / 32, per = group / 32;
+    __m256 a[2][4];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < 4; j++) a[r][j] = _mm256_setzero_ps();
+    for (long g = 0; g < groups; g++) {
+        __m256 ga[2][4];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 4; j++) ga[r][j] = _mm256_setzero_ps();
+        for (long b = g * per; b < (g + 1) * per; b++) {
+            const uint8_t *p = tile + (size_t)b * 32 * 16;
+            __m256i s16[2][4];
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < 4; j++) s16[r][j] = _mm256_setzero_si256();
+            /* 4 inputs k..k+3 a step: lanes (k, k+2) and (k+1, k+3) interleaved bytewise give
+               each row's codes for (k, k+1) | (k+2, k+3) side by side for maddubs; at most 8
+               steps of |pair sums| <= 2 * 15 * 127 stay within int16 */
+            for (int k = 0; k < 32; k += 4) {
+                const __m128i *q = (const __m128i *)(p + (size_t)k * 16);
+                __m256i va = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(q)),
+                                                     _mm_loadu_si128(q + 2), 1);
+                __m256i vb = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(q + 1)),
+                                                     _mm_loadu_si128(q + 3), 1);
+                __m256i lo = _mm256_unpacklo_epi8(va, vb), hi = _mm256_unpackhi_epi8(va, vb);
+                __m256i w0 = _mm256_and_si256(lo, mask), w1 = _mm256_and_si256(hi, mask);
+                __m256i w2 = _mm256_and_si256(_mm256_srli_epi16(lo, 4), mask);
+                __m256i w3 = _mm256_and_si256(_mm256_srli_epi16(hi, 4), mask);
+                for (int r = 0; r < R; r++) {
+                    int32_t four;
+                    memcpy(&four, xq + (size_t)r * Kp + b * 32 + k, 4);
+                    __m256i xv = _mm256_shuffle_epi8(_mm256_set1_epi32(four), pairs);
+                    s16[r][0] = _mm256_add_epi16(s16[r][0], _mm256_maddubs_epi16(w0, xv));
+                    s16[r][1] = _mm256_add_epi16(s16[r][1], _mm256_maddubs_epi16(w1, xv));
+                    s16[r][2] = _mm256_add_epi16(s16[r][2], _mm256_maddubs_epi16(w2, xv));
+                    s16[r][3] = _mm256_add_epi16(s16[r][3], _mm256_maddubs_epi16(w3, xv));
+                }
+            }
+            /* sum_k (q - 8) xq_k per row, exact in int32, times the block's scale */
+            for (int r = 0; r < R; r++) {
+                __m256 d = _mm256_set1_ps(dx[r * nb + b]);
+                __m256i eight = _mm256_set1_epi32(8 * sq[r * nb + b]);
+                for (int j = 0; j < 4; j++) {
+                    __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16[r][j]));
+                    __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16[r][j], 1));
+                    __m256i s = _mm256_sub_epi32(_mm256_add_epi32(lo, hi), eight);
+                    ga[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, ga[r][j]);
+                }
+            }
+        }
+        size_t base = (size_t)g * rows_pad + (size_t)tile_index * 32;
+        for (int j = 0; j < 4; j++) {
+            __m256 s, z;
+            load_sz(sz, bf16, base + 8 * j, &s, &z);
+            for (int r = 0; r < R; r++) {
+                a[r][j] = _mm256_fmadd_ps(s, ga[r][j], a[r][j]);
+                a[r][j] = _mm256_fmadd_ps(z, _mm256_set1_ps(zx[(size_t)r * groups + g]), a[r][j]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(acc + 32 * r + 8 * j, a[r][j]);
+}
+
+/* 8 consecutive scales (float32 or bfloat16) as floats */
+static inline __m256 load8_scales(const void *scales, int bf16, long index) {
+    if (bf16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(
+            _mm_loadu_si128((const __m128i *)((const uint16_t *)scales + index))), 16));
+    return _mm256_loadu_ps((const float *)scales + index);
+}
+
+/* sum over blocks of c_b * sum_k w_k xq_k for R (1 or 2) rows, c_b = dx_b * (the group's scale,
+   group > 0; else 1, the row's scale applied by the caller); ``c`` scratch of R * nb floats.
+   A tail of K past the last whole block (per-row scales only) in scalar. */
+static inline __attribute__((always_inline)) void int8_row_q8(
+        const int8_t *xq, const float *dx, long K, long Kp, int R, const int8_t *w,
+        const void *scales, int bf16, long group, float *c, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    long nb = Kp / 32, full = K / 32;
+    const float *cs[2] = {dx, dx + nb};
+    if (group > 0) {  /* the block scales times the group scales, out of the loop below */
+        long per = group / 32;
+        for (int r = 0; r < R; r++) {
+            float *cr = c + r * nb;
+            const float *d = dx + r * nb;
+            long b = 0;
+            if (per == 1)
+                for (; b + 8 <= nb; b += 8)
+                    _mm256_storeu_ps(cr + b, _mm256_mul_ps(_mm256_loadu_ps(d + b),
+                                                           load8_scales(scales, bf16, b)));
+            for (; b < nb; b++) cr[b] = d[b] * scale_at(scales, bf16, b / per);
+            cs[r] = cr;
+        }
+    }
+    __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
+                        {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    long b = 0;
+    for (; b + 2 <= full; b += 2)  /* two blocks a step: two independent sums per row */
+        for (int h = 0; h < 2; h++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (b + h) * 32));
+            __m256i aw = _mm256_sign_epi8(wv, wv);  /* |w| (-128: 128 as unsigned) */
+            for (int r = 0; r < R; r++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)r * Kp + (b + h) * 32));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
+                acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(cs[r] + b + h),
+                                            acc[r][h]);
+            }
+        }
+    for (; b < full; b++) {
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * 32));
+        __m256i aw = _mm256_sign_epi8(wv, wv);
+        for (int r = 0; r < R; r++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)r * Kp + b * 32));
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(cs[r] + b), acc[r][0]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum8(_mm256_add_ps(acc[r][0], acc[r][1]));
+        if (full < nb) {
+            int32_t t = 0;
+            for (long k = full * 32; k < K; k++) t += (int32_t)w[k] * xq[(size_t)r * Kp + k];
+            s += (float)t * dx[r * nb + full];
+        }
+        out[r] = s;
+    }
+}
+
+/* ---- the products: tiles / rows split across threads, with float32 x (xq NULL) or x
+   quantized to int8 (xq, dx, sq from quantize_rows_q8; zs per (row, group): the sums of x that
+   multiply the zeros, float or quantized) ---- */
+
+static void int4_tiles(const float *x, const int8_t *xq, const float *dx, const int32_t *sq,
+                       const float *zs, long M, long K, const uint8_t *packed, const void *sz,
+                       int bf16, long rows_pad, long N, int group, const float *bias, float *y,
+                       int threads) {
+    long groups = K / group, tiles = rows_pad / 32, nb = K / 32;
+    long chunk = tiles / (4L * threads) > 0 ? tiles / (4L * threads) : 1;
+    /* dynamic: on a busy machine a descheduled thread's share is taken by the others */
+    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
+    for (long t = 0; t < tiles; t++) {
+        float acc[64];
+        const uint8_t *tile = packed + (size_t)t * K * 16;
+        long rows = N - t * 32 < 32 ? N - t * 32 : 32;
+        for (long m = 0; m < M; m += 2) {
+            int R = M - m >= 2 ? 2 : 1;
+            if (xq && R == 2)
+                int4_tile_q8(xq + m * K, dx + m * nb, sq + m * nb, zs + m * groups, K, 2, tile, sz,
+                             bf16, rows_pad, t, group, groups, acc);
+            else if (xq)
+                int4_tile_q8(xq + m * K, dx + m * nb, sq + m * nb, zs + m * groups, K, 1, tile, sz,
+                             bf16, rows_pad, t, group, groups, acc);
+            else if (R == 2)
+                int4_tile(x + m * K, K, 2, tile, sz, bf16, rows_pad, t, group, zs + m * groups, groups, acc);
+            else
+                int4_tile(x + m * K, K, 1, tile, sz, bf16, rows_pad, t, group, zs + m * groups, groups, acc);
+            for (int r = 0; r < R; r++)
+                for (long d = 0; d < rows; d++)
+                    y[(m + r) * N + t * 32 + d] = acc[32 * r + d] + (bias ? bias[t * 32 + d] : 0.f);
+        }
+    }
+}
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n < N (rows of the packed tiles). */
+void int4_mm(const float *x, long M, long K, const uint8_t *packed, const void *sz, int bf16,
+             long rows_pad, long N, int group, const float *bias, float *y, int threads) {
+    long groups = K / group;
+    float xsum[16 * 1024];  /* M * groups sums of x per group (M <= 8, groups <= 2048) */
+    for (long m = 0; m < M; m++)
+        for (long g = 0; g < groups; g++) {
+            float s = 0.f;
+            for (int k = 0; k < group; k++) s += x[m * K + g * group + k];
+            xsum[m * groups + g] = s;
+        }
+    int4_tiles(x, NULL, NULL, NULL, xsum, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
+}
+
+/* int4_mm with x quantized to int8 per block of 32: the product of the weight with the
+   dequantized x (the zero term too uses the quantized x: measured 3-6% closer to the float32
+   product than x's float sums) */
+void int4_mm_q8(const float *x, long M, long K, const uint8_t *packed, const void *sz, int bf16,
+                long rows_pad, long N, int group, const float *bias, float *y, int threads) {
+    long groups = K / group, nb = K / 32;
+    int8_t *xq = (int8_t *)malloc((size_t)M * K + (size_t)M * nb * 8 + (size_t)M * groups * 4 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * K) + 15) & ~(uintptr_t)15);
+    int32_t *sq = (int32_t *)(dx + M * nb);
+    float *zx = (float *)(sq + M * nb);
+    quantize_rows_q8(x, M, K, K, xq, dx, sq);
+    for (long m = 0; m < M; m++)
+        for (long g = 0; g < groups; g++) {
+            float s = 0.f;
+            for (long b = g * (group / 32); b < (g + 1) * (group / 32); b++)
+                s += dx[m * nb + b] * (float)sq[m * nb + b];
+            zx[m * groups + g] = s;
+        }
+    int4_tiles(x, xq, dx, sq, zx, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
+    free(xq);
+}
+
+static void int8_rows(const float *x, const int8_t *xq, const float *dx, long M, long K,
+                      const int8_t *codes, const void *scales, int bf16, long group, long N,
+                      const float *bias, float *y, int threads) {
+    long Kp = (K + 31) / 32 * 32, nb = Kp / 32;
+    long chunk = N / (4L * threads) > 0 ? N / (4L * threads) : 1;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *c = xq ? (float *)malloc((size_t)2 * nb * sizeof(float)) : NULL;  /* int8_row_q8's */
+        #pragma omp for schedule(dynamic, chunk)
+        for (long n = 0; n < N; n++) {
+            const int8_t *w = codes + (size_t)n * K;
+            float b = bias ? bias[n] : 0.f, out[2];
+            float scale = group > 0 ? 1.f : scale_at(scales, bf16, n);
+            const void *row_scales = group > 0
+                ? (const void *)((const char *)scales + (size_t)n * (K / group) * (bf16 ? 2 : 4))
+                : scales;
+            for (long m = 0; m < M; m += 2) {
+                int R = M - m >= 2 ? 2 : 1;
+                if (xq && R == 2)
+                    int8_row_q8(xq + m * Kp, dx + m * nb, K, Kp, 2, w, row_scales, bf16, group, c, out);
+                else if (xq)
+                    int8_row_q8(xq + m * Kp, dx + m * nb, K, Kp, 1, w, row_scales, bf16, group, c, out);
+                else if (R == 2)
+                    int8_row(x + m * K, K, 2, w, row_scales, bf16, group, out);
+                else
+                    int8_row(x + m * K, K, 1, w, row_scales, bf16, group, out);
+                for (int r = 0; r < R; r++) y[(m + r) * N + n] = out[r] * scale + b;
+            }
+        }
+        free(c);
+    }
+}
+
 /* y[m, n] = sum_k x[m, k] * q[n, k] * scale (+ bias[n]); scale: scales[n] (group 0) or
    scales[n, k / group]. */
 void int8_mm(const float *x, long M, long K, const int8_t *codes, const void *scales, int bf16,
              long group, long N, const float *bias, float *y, int threads) {
-    long chunk = N / (4L * threads) > 0 ? N / (4L * threads) : 1;
-    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
-    for (long n = 0; n < N; n++) {
-        const int8_t *w = codes + (size_t)n * K;
-        float b = bias ? bias[n] : 0.f, out[2];
-        float scale = group > 0 ? 1.f : scale_at(scales, bf16, n);
-        const void *row_scales = group > 0
-            ? (const void *)((const char *)scales + (size_t)n * (K / group) * (bf16 ? 2 : 4))
-            : scales;
-        for (long m = 0; m < M; m += 2) {
-            int R = M - m >= 2 ? 2 : 1;
-            if (R == 2) int8_row(x + m * K, K, 2, w, row_scales, bf16, group, out);
-            else int8_row(x + m * K, K, 1, w, row_scales, bf16, group, out);
-            for (int r = 0; r < R; r++) y[(m + r) * N + n] = out[r] * scale + b;
-        }
-    }
+    int8_rows(x, NULL, NULL, M, K, codes, scales, bf16, group, N, bias, y, threads);
+}
+
+/* int8_mm with x quantized to int8 per block of 32 */
+void int8_mm_q8(const float *x, long M, long K, const int8_t *codes, const void *scales, int bf16,
+                long group, long N, const float *bias, float *y, int threads) {
+    long Kp = (K + 31) / 32 * 32, nb = Kp / 32;
+    int8_t *xq = (int8_t *)malloc((size_t)M * Kp + (size_t)M * nb * 4 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15);
+    quantize_rows_q8(x, M, K, Kp, xq, dx, NULL);
+    int8_rows(x, xq, dx, M, K, codes, scales, bf16, group, N, bias, y, threads);
+    free(xq);
 }
 """
 
@@ -303,6 +564,10 @@ def _load() -> str:
     library.int4_mm.restype = None
     library.int8_mm.argtypes = [p, long, long, p, p, i, long, long, p, p, i]
     library.int8_mm.restype = None
+    library.int4_mm_q8.argtypes = library.int4_mm.argtypes
+    library.int4_mm_q8.restype = None
+    library.int8_mm_q8.argtypes = library.int8_mm.argtypes
+    library.int8_mm_q8.restype = None
     for _, declare in EXTRA_SOURCES:
         declare(library)
     _library = library
@@ -334,29 +599,35 @@ def _pointer(tensor: torch.Tensor | None):
 
 
 def int4_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor,
-            group_size: int, out_features: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+            group_size: int, out_features: int, bias: torch.Tensor | None = None, *,
+            int8_activations: bool = False) -> torch.Tensor:
     """(rows, in) float32 x times the int4 weight in torch's packed CPU layout -> (rows, out)
     float32. ``scales_and_zeros``: (in / group, padded rows, 2), float32 or bfloat16; ``bias``
-    float32 or None. Call only when ``available()``."""
+    float32 or None. ``int8_activations``: x quantized to int8 per row per block of 32 inputs
+    and integer dot products (``int4_mm_q8``: faster, not exact: the product of the weight
+    with the dequantized x). Call only when ``available()``."""
     rows, in_features = x.shape
     out = torch.empty(rows, out_features, dtype=torch.float32)
-    _library.int4_mm(x.data_ptr(), rows, in_features, packed.data_ptr(),
-                     scales_and_zeros.data_ptr(), int(scales_and_zeros.dtype == torch.bfloat16),
-                     packed.shape[0], out_features, group_size, _pointer(bias), out.data_ptr(),
-                     _threads(out_features * in_features))
+    product = _library.int4_mm_q8 if int8_activations else _library.int4_mm
+    product(x.data_ptr(), rows, in_features, packed.data_ptr(),
+            scales_and_zeros.data_ptr(), int(scales_and_zeros.dtype == torch.bfloat16),
+            packed.shape[0], out_features, group_size, _pointer(bias), out.data_ptr(),
+            _threads(out_features * in_features))
     return out
 
 
 def int8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor,
-            bias: torch.Tensor | None = None) -> torch.Tensor:
+            bias: torch.Tensor | None = None, *, int8_activations: bool = False) -> torch.Tensor:
     """(rows, in) float32 x times (out, in) int8 codes -> (rows, out) float32; ``scales`` (out,)
-    one per row, or (out, in / group) one per group of ``group`` (a multiple of 32) inputs."""
+    one per row, or (out, in / group) one per group of ``group`` (a multiple of 32) inputs.
+    ``int8_activations``: x quantized to int8 per block of 32 (``int8_mm_q8``, not exact)."""
     rows, in_features = x.shape
     group = in_features // scales.shape[1] if scales.dim() == 2 else 0
     out = torch.empty(rows, codes.shape[0], dtype=torch.float32)
-    _library.int8_mm(x.data_ptr(), rows, in_features, codes.data_ptr(), scales.data_ptr(),
-                     int(scales.dtype == torch.bfloat16), group, codes.shape[0], _pointer(bias),
-                     out.data_ptr(), _threads(codes.numel()))
+    product = _library.int8_mm_q8 if int8_activations else _library.int8_mm
+    product(x.data_ptr(), rows, in_features, codes.data_ptr(), scales.data_ptr(),
+            int(scales.dtype == torch.bfloat16), group, codes.shape[0], _pointer(bias),
+            out.data_ptr(), _threads(codes.numel()))
     return out
 
 

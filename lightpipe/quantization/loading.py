@@ -122,6 +122,20 @@ def _quantize_tensor(weight: torch.Tensor, bias, module: nn.Linear, spec: Quanti
     return Int8Linear.from_weight(weight, bias, compute)
 
 
+def check_int8_activations(quantization: Any) -> None:
+    """``from_pretrained(..., int8_activations=True)``: refused before loading unless the
+    linear layers will be weight-only quantized (``quantization`` as resolved: PACKED for a
+    GGUF file with dequantize=False, or an int4 / int8 spec)."""
+    spec = None if quantization == PACKED else parse_quantization(quantization)
+    if quantization != PACKED and (spec is None or spec.method not in ("int4", "int8")):
+        why = ("int8-dynamic already quantizes the activations" if spec is not None
+               else "the model would have float linear layers")
+        raise QuantizationError(
+            f"int8_activations=True applies to weight-only quantized layers, but {why}: add "
+            "quantization='int4' or 'int8' (or, for a GGUF file, dequantize=False), or drop "
+            "int8_activations.")
+
+
 def packed_arguments(gguf_file: Any, quantization: Any, dtype: Any) -> tuple[Any, Any]:
     """``from_pretrained(..., dequantize=False)``: (quantization, dtype) to load with. Unless a
     dtype is asked, the model computes in float32 where lightpipe's C kernel runs, else in

@@ -34,7 +34,8 @@ SOURCE = r"""
 #include <math.h>
 
 /* One product: kind 4 (int4 tiles) or 8 (int8 rows), 0 = none; its output goes to out + offset. */
-typedef struct { long kind, w, s, bf16, rows_pad, n, group, bias, offset, weights; } Product;
+/* q8: x quantized to int8 per block of 32 and integer dot products (int8_activations) */
+typedef struct { long kind, w, s, bf16, rows_pad, n, group, bias, offset, weights, q8; } Product;
 
 /* threads for products of at least parallel_from weights (others run on the calling thread) */
 static int step_threads = 1;
@@ -43,10 +44,10 @@ static long step_parallel_from = 0;
 static void step_product(const Product *p, const float *x, long K, float *out) {
     int threads = p->weights >= step_parallel_from ? step_threads : 1;
     if (p->kind == 4)
-        int4_mm(x, 1, K, (const uint8_t *)p->w, (const void *)p->s, (int)p->bf16, p->rows_pad,
+        (p->q8 ? int4_mm_q8 : int4_mm)(x, 1, K, (const uint8_t *)p->w, (const void *)p->s, (int)p->bf16, p->rows_pad,
                 p->n, (int)p->group, (const float *)p->bias, out + p->offset, threads);
     else if (p->kind == 8)
-        int8_mm(x, 1, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
+        (p->q8 ? int8_mm_q8 : int8_mm)(x, 1, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
                 p->n, (const float *)p->bias, out + p->offset, threads);
 }
 
@@ -114,7 +115,7 @@ static void rope(float *x, const float *c, const float *s, long d) {
    0 when none) and 7 products (q, k, v, o, gate, up, down; q/k/v and gate/up may be one fused
    product and empty ones). */
 #define HEADER 7
-#define LAYER_LONGS (HEADER + 7 * 10)
+#define LAYER_LONGS (HEADER + 7 * 11)
 
 void llama_step(const long *table, long layers, float *hidden, long H, long heads, long kv_heads,
                 long head_dim, long inner, float eps, float scale, const float *cos,
@@ -172,7 +173,8 @@ void llama_step(const long *table, long layers, float *hidden, long H, long head
 """
 
 HEADER = 7
-LAYER_LONGS = HEADER + 7 * 10
+PRODUCT_LONGS = 11
+LAYER_LONGS = HEADER + 7 * PRODUCT_LONGS
 
 # Products of at least this many weights are split across the threads a step runs with.
 PARALLEL_FROM = 65_536
@@ -231,7 +233,7 @@ def enabled() -> bool:
 
 
 def _product(layer, offset: int) -> list[int] | None:
-    """A product's 10 longs, or None when the C step cannot run it."""
+    """A product's PRODUCT_LONGS longs, or None when the C step cannot run it."""
     bias = layer.bias
     if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
         return None
@@ -243,7 +245,7 @@ def _product(layer, offset: int) -> list[int] | None:
             return None
         return [4, layer.packed.data_ptr(), scales.data_ptr(), int(scales.dtype == torch.bfloat16),
                 layer.packed.shape[0], layer.out_features, layer.group_size, bias_pointer, offset,
-                layer.out_features * layer.in_features]
+                layer.out_features * layer.in_features, int(getattr(layer, "int8_activations", False))]
     if isinstance(layer, Int8Linear):
         scales = layer.scales
         if (scales.dtype not in (torch.float32, torch.bfloat16) or not scales.is_contiguous()
@@ -251,7 +253,7 @@ def _product(layer, offset: int) -> list[int] | None:
             return None
         return [8, layer.codes.data_ptr(), scales.data_ptr(), int(scales.dtype == torch.bfloat16),
                 0, layer.out_features, layer.group_size or 0, bias_pointer, offset,
-                layer.out_features * layer.in_features]
+                layer.out_features * layer.in_features, int(getattr(layer, "int8_activations", False))]
     return None
 
 
@@ -270,7 +272,7 @@ def _products(parts: list, sizes: list[int]) -> list[list[int]] | None:
                 and [layer.start for layer in layers] == starts
                 and fused.layer.out_features == sum(sizes)):
             product = _product(fused.layer, 0)
-            return None if product is None else [product] + [[0] * 10] * (len(parts) - 1)
+            return None if product is None else [product] + [[0] * PRODUCT_LONGS] * (len(parts) - 1)
         return None
     products, offset = [], 0
     for layer, size in zip(layers, sizes):
