@@ -590,8 +590,14 @@ def reset() -> None:
     _library, _state = None, None
 
 
+# At most this many threads per product while set (the C decoding step sets it for the
+# token's remaining products - the output projection - to the count it timed fastest).
+thread_cap: int | None = None
+
+
 def _threads(weights: int) -> int:
-    return torch.get_num_threads() if weights >= PARALLEL_FROM else 1
+    threads = torch.get_num_threads() if weights >= PARALLEL_FROM else 1
+    return threads if thread_cap is None else max(1, min(threads, thread_cap))
 
 
 def _pointer(tensor: torch.Tensor | None):
