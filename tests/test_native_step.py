@@ -84,6 +84,7 @@ def test_decodes_in_c_and_matches_reference(pair, monkeypatch):
     theirs = reference.generate(PROMPT, max_new_tokens=steps, do_sample=False,
                                 output_scores=True, return_dict_in_generate=True)
     assert spy.calls == steps - 1  # every step after the prompt's
+    assert kernels.thread_cap is None  # generate() ended: the products' own counts again
     assert torch.equal(ours.sequences, theirs.sequences)
     for got, want in zip(ours.scores, theirs.scores):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())

@@ -426,7 +426,9 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
 
     def end_decode(self) -> None:
         self.model.__dict__.pop("decode_plan", None)
-        self.model.__dict__.pop("native_step", None)
+        native = self.model.__dict__.pop("native_step", None)
+        if native is not None:
+            native.close()
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, cache=None,
                 inputs_embeds=None, use_cache=None, logits_to_keep: int = 0, **kwargs) -> ModelOutput:

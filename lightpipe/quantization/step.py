@@ -186,7 +186,9 @@ class ThreadChooser:
     On a quiet machine more threads win; when another process holds a core, a step split
     across threads waits at each product's barrier for a descheduled thread (a 2-thread run
     on a busy 2-core machine was 7x slower than one thread). So the two are timed in turns
-    (``trials`` steps each), the faster median is kept for ``keep`` steps, then timed again.
+    (``trials`` tokens each, a token timed from one step's start to the next's: the output
+    projection after the step runs with the same cap), the faster median is kept for ``keep``
+    tokens, then timed again.
     """
 
     def __init__(self, threads: int, trials: int = 3, keep: int = 48):
@@ -292,6 +294,7 @@ class DecodeStep:
         self.__dict__.update(sizes)
         self._keys: list | None = None
         self._table = self._scratch = None
+        self._last: tuple[float, int] | None = None  # (start, threads) of the last C step
         self.threads = ThreadChooser(torch.get_num_threads())
 
     @classmethod
@@ -349,6 +352,11 @@ class DecodeStep:
                    dict(hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
                         inner=inner, eps=float(eps), scale=float(scale)))
 
+    def close(self) -> None:
+        """generate() ended: products go back to their own thread counts."""
+        kernels.thread_cap = None
+        self._last = None
+
     def _prepare(self, cache) -> bool:
         """The table with this cache's buffers (rebuilt when they were reallocated)."""
         keys, values = cache.keys, cache.values
@@ -377,6 +385,10 @@ class DecodeStep:
         """The hidden states after all layers, or None when this call is not the C step's."""
         from ..models.cache import KVCache
 
+        now = time.perf_counter()
+        if self._last is not None:  # the previous token, whole: step, head, sampling
+            self.threads.record(self._last[1], now - self._last[0])
+        self._last = None
         if (type(cache) is not KVCache or hidden_states.shape[0] != 1
                 or hidden_states.dtype != torch.float32 or hidden_states.device.type != "cpu"
                 or any(mask is not None for mask in masks.values())
@@ -395,13 +407,13 @@ class DecodeStep:
         hidden = hidden_states.reshape(-1).to(torch.float32, copy=True)
         cos, sin = cos.contiguous(), sin.contiguous()
         threads = self.threads.next()
-        start = time.perf_counter()
+        kernels.thread_cap = threads  # the output projection's product follows the choice
         kernels._library.llama_step(
             self._table.data_ptr(), len(self.layer_longs), hidden.data_ptr(), self.hidden,
             self.heads, self.kv_heads, self.head_dim, self.inner, self.eps, self.scale,
             cos.data_ptr(), sin.data_ptr(), pos, self._scratch.data_ptr(),
             threads, PARALLEL_FROM)
-        self.threads.record(threads, time.perf_counter() - start)
+        self._last = (now, threads)
         for layer in range(len(lengths)):
             lengths[layer] = pos + 1
         return hidden.view(hidden_states.shape)
