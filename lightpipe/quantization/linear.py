@@ -195,16 +195,16 @@ class Int4Linear(QuantizedLinear):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype, shape = inputs.dtype, inputs.shape
         x = inputs.reshape(-1, self.in_features)
-        if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
-            return self._finish(dense_product(x, self.float_weight()), dtype, shape)
         if (self.scales_and_zeros.dtype in (torch.float32, torch.bfloat16)
                 and self.packed.is_contiguous() and self.scales_and_zeros.is_contiguous()
-                and kernels.usable(x, self.in_features // self.group_size)):
+                and kernels.usable(x, self.int8_activations)):
             bias = self._kernel_bias()
             out = kernels.int4_mm(x.to(torch.float32).contiguous(), self.packed,
                                   self.scales_and_zeros, self.group_size, self.out_features, bias,
                                   int8_activations=self.int8_activations)
             return self._finish(out, dtype, shape, bias is not None)
+        if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
+            return self._finish(dense_product(x, self.float_weight()), dtype, shape)
         if x.dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
         out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, self.group_size,
@@ -287,14 +287,14 @@ class Int8Linear(QuantizedLinear):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype, shape = inputs.dtype, inputs.shape
         x = inputs.reshape(-1, self.in_features)
-        if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
-            return self._finish(dense_product(x, self.float_weight()), dtype, shape)
         if (self.scales.dtype in (torch.float32, torch.bfloat16) and self.codes.is_contiguous()
-                and self.scales.is_contiguous() and kernels.usable(x)):
+                and self.scales.is_contiguous() and kernels.usable(x, self.int8_activations)):
             bias = self._kernel_bias()
             out = kernels.int8_mm(x.to(torch.float32).contiguous(), self.codes, self.scales, bias,
                                   int8_activations=self.int8_activations)
             return self._finish(out, dtype, shape, bias is not None)
+        if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
+            return self._finish(dense_product(x, self.float_weight()), dtype, shape)
         if self.scales.dim() == 2:  # groups: no torch kernel takes them
             return self._finish(dense_product(x, self.float_weight()), dtype, shape)
         if x.dtype != self.compute_dtype:
