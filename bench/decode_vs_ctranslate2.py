@@ -11,7 +11,8 @@ Sides: CTranslate2 ``Generator.generate_batch`` (greedy, prompt fed at once,
 ``min_length`` = ``max_length`` = 128 so EOS is ignored) at ``compute_type`` float32 / int8;
 lightpipe ``AutoModelForCausalLM.from_pretrained(folder, dtype=float32)`` plain and with
 ``quantization=`` "int8" (lm_head in float), "int8:lm_head" (as CTranslate2, which quantizes
-its output layer too), "int8-dynamic", and int8-dynamic with the output layer too
+its output layer too), "int8:lm_head+a8" (the same with ``int8_activations=True``: x quantized
+per block of 32 in the C kernel's products, as llama.cpp does), "int8-dynamic", and int8-dynamic with the output layer too
 (``quantize_dynamic_int8(include_lm_head=True)`` called directly);
 ``generate(do_sample=False, min_new_tokens=128, max_new_tokens=128)``. Threads 1 and 2 (``intra_threads`` /
 ``torch.set_num_threads``); batch 1 and batch 8 (8 different prompts of ``--prompt`` tokens).
@@ -55,9 +56,12 @@ PROMPTS = [
     "Dear hiring manager, I am writing to apply for the position of junior data analyst at your",
 ]
 ALL_SIDES = ("ct2 float32", "ct2 int8", "lightpipe float32", "lightpipe int8",
-             "lightpipe int8:lm_head", "lightpipe int8-dynamic", "lightpipe int8-dynamic:lm_head")
+             "lightpipe int8:lm_head", "lightpipe int8:lm_head+a8", "lightpipe int8-dynamic",
+             "lightpipe int8-dynamic:lm_head")
 LIGHTPIPE_QUANT = {"lightpipe float32": None, "lightpipe int8": "int8",
-                   "lightpipe int8:lm_head": "int8:lm_head", "lightpipe int8-dynamic": "int8-dynamic",
+                   "lightpipe int8:lm_head": "int8:lm_head",
+                   "lightpipe int8:lm_head+a8": "int8:lm_head+a8",
+                   "lightpipe int8-dynamic": "int8-dynamic",
                    "lightpipe int8-dynamic:lm_head": "int8-dynamic:lm_head"}
 
 
@@ -140,6 +144,8 @@ def lightpipe_side(folder: Path, quantization: str | None, tokens: int, timed: i
     import lightpipe
 
     kwargs = {} if quantization in (None, "int8-dynamic:lm_head") else {"quantization": quantization}
+    if quantization and quantization.endswith("+a8"):  # weight-only int8, int8 activations
+        kwargs = {"quantization": quantization[:-3], "int8_activations": True}
     model = lightpipe.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32,
                                                            **kwargs)
     if quantization == "int8-dynamic:lm_head":
@@ -315,6 +321,7 @@ def main() -> int:
                 pairs = [("float32", "lightpipe float32", "ct2 float32"),
                          ("int8", "lightpipe int8", "ct2 int8"),
                          ("int8", "lightpipe int8:lm_head", "ct2 int8"),
+                         ("int8", "lightpipe int8:lm_head+a8", "ct2 int8"),
                          ("int8", "lightpipe int8-dynamic", "ct2 int8"),
                          ("int8", "lightpipe int8-dynamic:lm_head", "ct2 int8")]
                 for dtype, ours, theirs in pairs:
@@ -329,6 +336,7 @@ def main() -> int:
         key = (args.threads[-1], max(args.batches))
         pairs = [("ct2 int8", "ct2 float32"), ("lightpipe int8", "lightpipe float32"),
                  ("lightpipe int8:lm_head", "lightpipe float32"),
+                 ("lightpipe int8:lm_head+a8", "lightpipe float32"),
                  ("lightpipe int8-dynamic", "lightpipe float32"),
                  ("lightpipe float32", "ct2 float32")]
         for a, b in pairs:
