@@ -549,6 +549,14 @@ class PreTrainedModel(nn.Module):
     # --- saving ---
     def save_pretrained(self, folder: str | os.PathLike, safe_serialization: bool = True) -> None:
         """Write config.json and model.safetensors, loadable by lightpipe and transformers."""
+        from .quantization import QuantizationError, QuantizedEmbedding, QuantizedLinear
+
+        if any(isinstance(module, (QuantizedLinear, QuantizedEmbedding)) for module in self.modules()):
+            raise QuantizationError(
+                "save_pretrained() writes float checkpoints, and this model's layers are quantized "
+                "(their packed codes are lightpipe's runtime layout, not a checkpoint format): save "
+                "the float model instead and quantize when loading it, "
+                "from_pretrained(folder, quantization=...) - or, for a GGUF file, keep the file.")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.config.architectures = [type(self).__name__]

@@ -235,3 +235,14 @@ def test_cli_quantize_arguments(tmp_path):
         assert parsed.quantize == "int4"
     with pytest.raises(QuantizationError, match="int3"):
         _quantize_arguments(argparse.Namespace(model="org/model", quantize="int3"))
+
+
+def test_save_pretrained_of_a_quantized_model_refused(checkpoint, tmp_path):
+    """Its buffers are the runtime layout: a clear refusal rather than an unloadable folder."""
+    folder, _ = checkpoint
+    model = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int4")
+    with pytest.raises(QuantizationError, match="quantize when loading"):
+        model.save_pretrained(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    lightpipe.AutoModelForCausalLM.from_pretrained(folder).save_pretrained(tmp_path / "float")
+    assert (tmp_path / "float" / "model.safetensors").is_file()
