@@ -1,16 +1,37 @@
 """Dynamic int8 quantization: int8 weights (one scale per output row, computed once) times
-int8 activations (quantized per call from their observed range), for compute-bound work:
+int8 activations (quantized per call, one scale and offset per row), for compute-bound work:
 encoders (BERT-like embedders, Whisper's encoder), prefill and batched decoding.
 
 The kernel is torch's own ``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized
 engine): it quantizes the activations, multiplies in int8 with int32 accumulation, and
-writes float32 with the bias added. Measured on this AVX2 machine (no VNNI; notes of issue
-18): about 2x float32's MKL GEMM on MiniLM- and Whisper-tiny-sized layers, where
-``torch._int_mm`` (its CPU kernel is not vectorised for int8 here) was 30x slower than
-float32 and oneDNN's dynamic linear matched FBGEMM. On a CPU with VNNI, FBGEMM uses it.
+writes float32. Measured on this AVX2 machine (no VNNI; notes of issue 18): about 2x
+float32's MKL GEMM on MiniLM- and Whisper-tiny-sized layers, where ``torch._int_mm`` (its CPU
+kernel is not vectorised for int8 here) was 30x slower than float32 and oneDNN's dynamic
+linear matched FBGEMM. On a CPU with VNNI, FBGEMM uses it.
 
-Activations are quantized with ``reduce_range`` (7-bit codes), as torch does by default on
-x86: the AVX2 int8 instruction (vpmaddubsw) saturates its int16 sums otherwise.
+Accuracy (issue 18, D18's notes). FBGEMM quantizes the whole activation tensor with one
+scale: a few rows with large values (BERT's special tokens, rows of 28 where the median row
+peaks at 4.5 in MiniLM's FFN input) stretch it for every row, and with torch's default
+``reduce_range`` the codes are 7-bit. Both are fixed here (real all-MiniLM-L6-v2, 1,000
+sentences: min cosine to float32 0.920 -> 0.991), at the cost of a few elementwise passes
+(~10% of the per-tensor path's time on MiniLM batches at 1 thread, busy machine):
+
+- per-row activation ranges: each row is mapped onto [0, 1] by its own minimum and span
+  (``x' = (x - low) / span``) before the kernel, whose per-tensor range is then [0, 1] for
+  every row: 256 levels per row. The product is mapped back with ``y = span * (x' W^T) +
+  low * rowsum(W) + b`` (``rowsum`` of the dequantized weight, kept; the bias is added here,
+  not packed), in two in-place passes over the kernel's output. ``amin`` and ``amax`` are
+  separate calls: ``torch.aminmax`` along rows is 10-70x slower on the CPU.
+- 8-bit activation codes with 7-bit weight codes (``WEIGHT_CODE_MAX`` = 63; one scale per
+  output row): the AVX2 int8 instruction (vpmaddubsw) adds two u8 x s8 products into a
+  saturating int16, and 255 * 64 * 2 < 32767. The usual way out, 7-bit activations
+  (``reduce_range``), costs more accuracy than 7-bit weights do (measured: min cosine 0.989
+  against 0.992 on MiniLM); 8-bit both saturates (0.914).
+
+Projections reading the same input (q/k/v, gate/up) are fused into one kernel call
+(``fuse.FusedProjection``): one row normalisation and one activation quantization instead of
+three, and a wider product. A group whose parts turn out to read different inputs splits
+itself back into separate layers on first use.
 
 Layers left in float: the output projection (``lm_head``, Whisper's ``proj_out``) and layers
 whose input size is not a multiple of 4 (none in the families here); the weights are packed
@@ -25,11 +46,19 @@ import warnings
 import torch
 from torch import nn
 
+from .fuse import FusedPart, FusedProjection
 from .linear import QuantizedLinear
 
 logger = logging.getLogger("lightpipe")
 
 __all__ = ["DynamicInt8Linear", "quantize_dynamic_int8"]
+
+# 7-bit weight codes, so that 8-bit activation codes never saturate AVX2's int16 pair sums
+WEIGHT_CODE_MAX = 63
+# projections that read one input, fused into one kernel call (not in cross-attention, whose
+# keys and values read the encoder's output)
+FUSED_GROUPS = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+_CROSS = ("encoder_attn", "crossattention", "cross_attn")
 
 
 def _engine() -> str:
@@ -45,15 +74,18 @@ def _engine() -> str:
 
 
 class DynamicInt8Linear(QuantizedLinear):
-    """y = x W^T + b, W as int8 codes with one scale per output row, x quantized per call."""
+    """y = x W^T + b, W as int8 codes with one scale per output row, x quantized per call and
+    per row (see the module docstring)."""
 
     def __init__(self, in_features: int, out_features: int, packed, codes: torch.Tensor,
                  scales: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
         super().__init__()
-        # codes and scales kept to unpack / inspect, not read per call; the bias is in _packed
+        # codes and scales kept to unpack / inspect, not read per call
         self._hold(in_features, out_features, None, codes=codes, scales=scales)
-        self._packed = packed  # FBGEMM's prepacked weight and float32 bias (a ScriptObject)
+        self._packed = packed  # FBGEMM's prepacked weight, without bias (a ScriptObject)
         self._bias = bias
+        # sum of each output row of the dequantized weight: the rows' offsets times it
+        self._row_sums = (codes.float() * scales.unsqueeze(1)).sum(1).unsqueeze(0)
         self._dtype = dtype
 
     @property
@@ -71,22 +103,41 @@ class DynamicInt8Linear(QuantizedLinear):
         _engine()
         dtype = weight.dtype
         weight = weight.detach().float()
-        scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)
-        codes = (weight / scales.unsqueeze(1)).round().clamp(-127, 127).to(torch.int8).contiguous()
+        scales = (weight.abs().amax(dim=1) / WEIGHT_CODE_MAX).clamp(min=1e-12)
+        codes = (weight / scales.unsqueeze(1)).round().clamp(-WEIGHT_CODE_MAX, WEIGHT_CODE_MAX)
+        codes = codes.to(torch.int8).contiguous()
         float_bias = None if bias is None else bias.detach().float().contiguous()
         with warnings.catch_warnings():  # the quantized-tensor constructors warn of deprecation
             warnings.simplefilter("ignore")
             qweight = torch._make_per_channel_quantized_tensor(
                 codes, scales.double(), torch.zeros(len(scales), dtype=torch.long), 0)
-            packed = torch.ops.quantized.linear_prepack(qweight, float_bias)
+            packed = torch.ops.quantized.linear_prepack(qweight, None)
         return cls(weight.shape[1], weight.shape[0], packed, codes, scales, float_bias, dtype)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        dtype = inputs.dtype
-        x = inputs if dtype == torch.float32 else inputs.float()
-        if not x.is_contiguous():
-            x = x.contiguous()
-        out = torch.ops.quantized.linear_dynamic(x, self._packed, True)
+        with torch.no_grad():  # inference only, as the kernel (it has no backward)
+            return self._forward(inputs)
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        dtype, shape = inputs.dtype, inputs.shape
+        x = inputs.reshape(-1, shape[-1])
+        if x.dtype != torch.float32:
+            x = x.float()
+        low = x.amin(-1, keepdim=True)
+        span = (x.amax(-1, keepdim=True) - low).clamp_(min=1e-30)
+        inverse = span.reciprocal()
+        # each row onto [0, 1]: the kernel's one range then fits every row (256 levels)
+        unit = (x - low).mul_(inverse)
+        out = torch.ops.quantized.linear_dynamic(unit, self._packed, False)
+        del unit
+        # back in place, two passes: (out + low / span * rowsum) * span + bias (a fresh
+        # output tensor costs page faults on large batches)
+        out.addcmul_(low.mul_(inverse), self._row_sums)
+        if self._bias is not None:
+            torch.addcmul(self._bias, out, span, out=out)
+        else:
+            out.mul_(span)
+        out = out.reshape(*shape[:-1], self.out_features)
         return out if out.dtype == dtype else out.to(dtype)
 
     def dense_weight(self) -> torch.Tensor:
@@ -94,7 +145,69 @@ class DynamicInt8Linear(QuantizedLinear):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self._bias is not None}, int8 weights and activations")
+                f"bias={self._bias is not None}, int8 weights and activations (per-row ranges)")
+
+
+class _FusedDynamic(FusedProjection):
+    """A fused group that splits itself back into separate layers the first time its parts
+    read different inputs (attention whose queries, keys and values come from different
+    tensors: DETR-like positions, SAM's two-way attention, a classifier's first-row query):
+    the fused product is right there too, but computes every part for each input."""
+
+    def __init__(self, layer: DynamicInt8Linear, owner: nn.Module, names: tuple[str, ...]):
+        super().__init__(layer)
+        self.__dict__["_owner"] = owner  # not a submodule (the owner holds this one)
+        self._names = names
+
+    def product(self, inputs: torch.Tensor, last: bool) -> torch.Tensor:
+        if self._input is not None and self._input is not inputs:
+            self._split()
+        return super().product(inputs, last)
+
+    def _split(self) -> None:
+        owner, weight, bias = self._owner, self.layer.dense_weight(), self.layer._bias
+        for name in self._names:
+            part = getattr(owner, name)
+            if isinstance(part, FusedPart) and part.fused is self:
+                piece = None if bias is None else bias[part.start:part.stop]
+                # codes on the 7-bit grid already: quantizing them again gives the same codes
+                alone = DynamicInt8Linear.from_weight(weight[part.start:part.stop], piece)
+                setattr(owner, name, alone)
+        for attribute, module in list(owner.named_children()):
+            if module is self:
+                delattr(owner, attribute)
+
+
+def _fuse(model: nn.Module) -> int:
+    """Fuse each module's dynamic q/k/v and gate/up projections into one layer (parts kept
+    under their names as ``fuse.FusedPart``); cross-attention left as it is. Returns the
+    number of groups."""
+    count = 0
+    parents = [(name, module) for name, module in model.named_modules()
+               if any(hasattr(module, names[0]) for names in FUSED_GROUPS)
+               and not any(word in name.split(".")[-1] for word in _CROSS)]
+    for _, module in parents:
+        for names in FUSED_GROUPS:
+            layers = [getattr(module, name, None) for name in names]
+            if not all(type(layer) is DynamicInt8Linear for layer in layers):
+                continue
+            first = layers[0]
+            if (any(layer.in_features != first.in_features for layer in layers)
+                    or len({layer._bias is None for layer in layers}) > 1):
+                continue
+            bias = None if first._bias is None else torch.cat([layer._bias for layer in layers])
+            # the codes are already on the 7-bit grid: quantizing them again gives the same codes
+            fused = _FusedDynamic(DynamicInt8Linear.from_weight(
+                torch.cat([layer.dense_weight() for layer in layers]), bias), module, names)
+            setattr(module, "fused_" + "_".join(name.split("_")[0] for name in names), fused)
+            start = 0
+            for index, (name, layer) in enumerate(zip(names, layers)):
+                stop = start + layer.out_features
+                setattr(module, name, FusedPart(fused, start, stop, index == len(names) - 1,
+                                                layer.in_features))
+                start = stop
+            count += 1
+    return count
 
 
 def quantize_dynamic_int8(model: nn.Module, skip: tuple[str, ...] = (),
@@ -123,6 +236,7 @@ def quantize_dynamic_int8(model: nn.Module, skip: tuple[str, ...] = (),
                 continue
             replace_module(model, name, DynamicInt8Linear.from_weight(weight, module.bias))
             swapped += 1
+    _fuse(model)
     if kept:
         logger.info("quantization int8-dynamic: %d linear layers kept in float (input size not a "
                     "multiple of 4): %s", len(kept), ", ".join(kept[:6]))
