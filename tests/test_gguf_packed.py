@@ -17,7 +17,7 @@ import transformers
 from gguf import GGMLQuantizationType as Q
 
 import lightpipe
-from lightpipe.quantization import Int4Linear, Int8Linear, QuantizationError, kernels
+from lightpipe.quantization import Int4Linear, Int5Linear, Int8Linear, QuantizationError, kernels
 from lightpipe.quantization.embedding import QuantizedEmbedding, RowCodes
 from tests.test_quantization import kinds
 from tests.test_gguf import (SMOLLM2_FILE, gguf_name, permute, sentencepiece_vocab,  # noqa: F401
@@ -98,12 +98,14 @@ def test_block_type_matches_dequantised(folder, qtype):
     path = tiny_file(folder, qtype)
     dense = _load(path)  # dequantised, float32: the reference's loading
     packed = _load(path, dequantize=False, dtype="float32")
-    kind = Int4Linear if qtype in LOSSLESS else Int8Linear
+    # Q5_0 / Q5_1 where lightpipe's C kernel runs: the blocks' own 5-bit codes (Int5Linear)
+    five = qtype in (Q.Q5_0, Q.Q5_1) and kernels.available()
+    kind = Int4Linear if qtype in LOSSLESS else Int5Linear if five else Int8Linear
     assert kinds(packed) == [kind] * 14
     assert not any(isinstance(m, torch.nn.Linear) for m in packed.modules())  # no float copy
-    # Q8_0 and Q5_0 are exact too where lightpipe's C kernel runs (int8 in groups of 32: the
-    # blocks' own codes and scales)
-    exact = qtype in LOSSLESS or (qtype in (Q.Q8_0, Q.Q5_0) and kernels.available())
+    # Q8_0 is exact too where lightpipe's C kernel runs (int8 in groups of 32: the blocks' own
+    # codes and scales), and so are Q5_0 and Q5_1 (Int5Linear)
+    exact = qtype in LOSSLESS or five or (qtype == Q.Q8_0 and kernels.available())
     assert FLOAT32_ORDER < ISSUE_GOAL
     # 10 rows (torch's kernels / dense float32) and 3 rows (a decode-sized product: the C
     # kernel when it is available)
@@ -132,7 +134,7 @@ def test_block_type_matches_dequantised(folder, qtype):
         step = groups.abs().amax(dim=1, keepdim=True) / 127
         assert ((rows.view(-1, 32) - groups).abs() <= step * 0.5001 + 1e-12).all()
         assert not torch.equal(rows, reference)
-    if qtype in LOSSLESS:
+    if qtype in LOSSLESS or five:
         # each weight holds the dequantised values exactly (up to float32 rounding)
         for name in ("model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"):
             ours = packed.get_submodule(name).dense_weight()

@@ -9,10 +9,13 @@ from its blocks rather than dequantised:
   ``zero = d * 8 + m`` (Q4_0: ``m = -8 d``; Q4_K: ``m = -dmin_j``) hold the same values:
   **lossless** (exact with ``dtype=torch.float32``; the default bfloat16 kernel rounds the
   scales and activations to bfloat16).
-- Q8_0 and every other block type (Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K): with lightpipe's C
-  kernel (``quantization.kernels``), int8 in groups of 32 inputs: Q8_0 and Q5_0 **exact** (each
-  block is ``d * k``: codes ``k``, scales ``d``), the others re-quantized per group from the
-  dequantised values (an error of at most half a step of the group's largest value / 127).
+- Q5_0 and Q5_1, with lightpipe's C kernel (``quantization.kernels``): ``Int5Linear``, the
+  blocks' own 5-bit codes in the file's order and their float16 ``d`` (and ``m``): **exact**,
+  5.5 bits a weight (Q5_1: 6) as in the file, multiplied by the kernel's ``int5_mm``.
+- Q8_0 and every other block type (Q2_K, Q3_K, Q5_K, Q6_K): with the C kernel, int8 in groups
+  of 32 inputs: Q8_0 **exact** (each block is ``d * k``: codes ``k``, scales ``d``), the
+  others re-quantized per group from the dequantised values (an error of at most half a step
+  of the group's largest value / 127).
   Without it, the nearest layout with a kernel is int8 with one scale per output row (torch's
   int8 weight-only kernel has no groups): **not exact** (half a step of the row's largest
   value / 127).
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 # Rows converted per step: bounds the int32 / float32 temporaries of a large matrix.
 _ROW_CHUNK = 4096
 INT4_TYPES = ("Q4_0", "Q4_1", "Q4_K")
+# byte offsets in a block of (d, m or None, the 5th bits, the low nibbles): Int5Linear's types
+INT5_TYPES = {"Q5_0": (0, None, 2, 6), "Q5_1": (0, 2, 4, 8)}
 # d * k with one float16 d per 32 values and small integers k: exact as int8 groups of 32.
 BLOCK_SCALED = ("Q8_0", "Q5_0", "Q4_0")
 # (bits, group size) of the types a gather-only embedding table (RowCodes) holds exactly.
@@ -92,6 +97,8 @@ class PackedTensor:
         from ..quantization.linear import Int8Linear, int4_fits
 
         rows, cols = self.shape
+        if self.kind in INT5_TYPES and kernels.available() and cols % 32 == 0:
+            return self._int5(bias)  # (computes in float32: its bias too)
         if bias is not None:
             bias = bias.to(compute_dtype)
         if self.kind in INT4_TYPES and int4_fits(rows, cols, 32):
@@ -197,6 +204,38 @@ class PackedTensor:
             else:
                 codes[start:stop], scales[start:stop] = _int8_codes(values, 32)
         return self._rows(codes), self._rows(scales)
+
+    def _int5(self, bias):
+        """An ``Int5Linear`` holding the Q5_0 / Q5_1 blocks' codes and float16 factors as they
+        are (the nibbles in the file's order, the 5th bits re-ordered for the kernel),
+        ``_ROW_CHUNK`` rows at a time: exact."""
+        from ..quantization.linear import Int5Linear, pack_high_bits
+
+        rows, cols = self.shape
+        _, block_elements, block_bytes = GGML_TYPES[self.info.ggml_type]
+        d_at, m_at, high_at, low_at = INT5_TYPES[self.kind]
+        blocks = self.gguf.raw(self.info.name).view(rows, cols // block_elements, block_bytes)
+        low = torch.empty(rows, cols // 2, dtype=torch.uint8)
+        high = torch.empty(rows, (cols // 32 + 1) // 2, dtype=torch.int64)
+        scales = torch.empty(rows, cols // 32, dtype=torch.int16)
+        offsets = None if m_at is None else torch.empty_like(scales)
+
+        def field(chunk, start, stop, dtype):  # bytes [start, stop) of each block as dtype
+            return chunk[:, :, start:stop].contiguous().view(dtype).view(chunk.shape[0], -1)
+
+        for start in range(0, rows, _ROW_CHUNK):
+            chunk, stop = blocks[start:start + _ROW_CHUNK], min(rows, start + _ROW_CHUNK)
+            low[start:stop] = field(chunk, low_at, low_at + 16, torch.uint8)
+            bits = field(chunk, high_at, high_at + 4, torch.uint8).view(stop - start, -1, 4, 1)
+            bits = (bits >> torch.arange(8, dtype=torch.uint8)) & 1  # value 8 i + k: bit k of byte i
+            high[start:stop] = pack_high_bits(bits.view(stop - start, -1, 32))
+            scales[start:stop] = field(chunk, d_at, d_at + 2, torch.int16)
+            if offsets is not None:
+                offsets[start:stop] = field(chunk, m_at, m_at + 2, torch.int16)
+        if bias is not None:
+            bias = bias.to(torch.float32)
+        return Int5Linear(cols, rows, self._rows(low), self._rows(high), self._rows(scales),
+                          None if offsets is None else self._rows(offsets), bias)
 
     def _int4(self, bias, compute_dtype):
         from ..quantization.linear import Int4Linear

@@ -35,14 +35,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .linear import INT4_GROUP_SIZES, Int4Linear, Int8Linear, QuantizedLinear, int4_fits
+from .linear import (INT4_GROUP_SIZES, Int4Linear, Int5Linear, Int8Linear, QuantizedLinear,
+                     int4_fits)
 from .embedding import QuantizedEmbedding
 from . import step as _step  # noqa: F401, E402 - registers the C decode step's source with kernels
 
 logger = logging.getLogger("lightpipe")
 
 __all__ = ["QuantizationSpec", "parse_quantization", "quantize_model", "Int4Linear",
-           "Int8Linear", "QuantizedLinear", "QuantizedEmbedding", "set_int8_activations"]
+           "Int5Linear", "Int8Linear", "QuantizedLinear", "QuantizedEmbedding",
+           "set_int8_activations"]
 
 METHODS = ("int8", "int4", "int8-dynamic")
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
@@ -267,7 +269,8 @@ def set_int8_activations(model: nn.Module, on: bool = True) -> nn.Module:
     products, as llama.cpp does: faster, and no longer float32-exact. Stored as
     ``model.int8_activations``. Without the C kernel the products stay float32 (one log line).
     A QuantizationError when the model has no such layer."""
-    layers = [module for module in model.modules() if isinstance(module, (Int4Linear, Int8Linear))]
+    layers = [module for module in model.modules()
+              if isinstance(module, (Int4Linear, Int5Linear, Int8Linear))]
     if on and not layers:
         raise QuantizationError(
             "int8_activations=True needs weight-only quantized layers, and this model has none: "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .linear import Int4Linear, Int8Linear, QuantizedLinear
+from .linear import Int4Linear, Int5Linear, Int8Linear, QuantizedLinear
 
 GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
@@ -82,6 +82,9 @@ def _fusable(layers: list[nn.Module]) -> bool:
         return (all(layer.group_size == first.group_size for layer in layers)
                 and all(layer.out_features % 32 == 0 for layer in layers[:-1])
                 and all(layer.packed.shape[0] == layer.out_features for layer in layers[:-1]))
+    if isinstance(first, Int5Linear):  # per-row codes and scales: rows concatenate
+        return all(layer.scales.dtype == first.scales.dtype
+                   and (layer.offsets is None) == (first.offsets is None) for layer in layers)
     return isinstance(first, Int8Linear) and all(layer.scales.shape[1:] == first.scales.shape[1:]
                                                  for layer in layers)
 
@@ -95,6 +98,12 @@ def _concatenate(layers: list[nn.Module]) -> QuantizedLinear:
         packed = torch.cat([layer.packed for layer in layers])
         scales = torch.cat([layer.scales_and_zeros[:, :layer.packed.shape[0]] for layer in layers], 1)
         return Int4Linear(first.in_features, out_features, first.group_size, packed, scales, bias)
+    if isinstance(first, Int5Linear):
+        offsets = (None if first.offsets is None
+                   else torch.cat([layer.offsets for layer in layers]))
+        return Int5Linear(first.in_features, out_features,
+                          *(torch.cat([getattr(layer, name) for layer in layers])
+                            for name in ("low", "high", "scales")), offsets, bias)
     return Int8Linear(first.in_features, out_features,
                       torch.cat([layer.codes for layer in layers]),
                       torch.cat([layer.scales for layer in layers]), bias)
@@ -114,7 +123,7 @@ def fuse_projections(model: nn.Module) -> int:
     for module in parents:
         for names in GROUPS:
             layers = [getattr(module, name, None) for name in names]
-            if not all(isinstance(layer, (Int4Linear, Int8Linear)) for layer in layers):
+            if not all(isinstance(layer, (Int4Linear, Int5Linear, Int8Linear)) for layer in layers):
                 continue
             if not _fusable(layers):
                 continue

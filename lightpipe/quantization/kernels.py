@@ -13,6 +13,11 @@ activations and float32 accumulation:
   ``scale * that + zero * sum_k x_k``.
 - int8: ``(out, in)`` int8 codes, one scale per row or per group of 32k inputs (float32 or
   bfloat16): ``w = q * scale``.
+- int5 (``int5_mm`` / ``int5_mm_q8``, ``linear.Int5Linear``): GGUF's Q5_0 / Q5_1 blocks as they
+  are, 5.5 / 6 bits a weight: per row and block of 32, 16 bytes of nibbles (GGUF's order), the
+  5th bits (one uint64 per pair of blocks, ordered so one variable shift per 8 bytes places
+  them) and a float16 (or float32) ``d`` (and ``m``): ``w = d * (q - 16)`` or ``d * q + m``.
+  Per block ``d * sum q x`` plus the offset times the block's sum of x; two blocks decoded a step.
 
 Opt-in (``int8_activations=True``; ``int4_mm_q8`` / ``int8_mm_q8`` in C, same signatures and
 layouts): x is quantized per row per block of 32 inputs to int8 (scale max|x| / 127, round to
@@ -488,6 +493,212 @@ void int8_mm_q8(const float *x, long M, long K, const int8_t *codes, const void 
     int8_rows(x, xq, dx, M, K, codes, scales, bf16, group, N, bias, y, threads);
     free(xq);
 }
+
+/* ---- 5-bit codes (GGUF's Q5_0 / Q5_1 blocks): per output row, per block of 32 inputs,
+   ``low`` 16 bytes (byte j: value j in its low nibble, value j + 16 in its high nibble, GGUF's
+   order), a scale d and, for Q5_1, an offset m (float16, f16 = 1, or float32):
+   w = d * (q - 16) (offsets NULL) or w = d * q + m. The 5th bits of each pair of blocks (b0, b1)
+   in one uint64 (``high``, (K / 32 + 1) / 2 a row; an odd last block pairs with zeros): bit t of
+   byte j is the 5th bit of value 8 g + j of block h, t = (0, 1, 4, 5)[g] for h = 0 and
+   (2, 3, 6, 7)[g] for h = 1, so that one variable shift per 8 bytes brings each byte's bit to
+   bit 4 (no byte shuffle). K a multiple of 32. ---- */
+
+static inline float half_or_float(const void *p, int f16, size_t n) {
+    return f16 ? _cvtsh_ss(((const uint16_t *)p)[n]) : ((const float *)p)[n];
+}
+
+/* the codes 0..31 of blocks b0, b1 as unsigned bytes: qa = [b0 values 0..15 | b1 values 0..15],
+   qb = [b0 values 16..31 | b1 values 16..31]; two = 0: b0 only (b1's halves are zeros) */
+static inline void int5_codes2(const uint8_t *low, uint64_t bits, int two, __m256i *qa, __m256i *qb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), five = _mm256_set1_epi8(0x10);
+    __m256i v = two ? _mm256_loadu_si256((const __m256i *)low)
+                    : _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)low), 0);
+    __m256i h = _mm256_set1_epi64x((long long)bits);
+    __m256i a = _mm256_and_si256(_mm256_sllv_epi64(h, _mm256_setr_epi64x(4, 3, 2, 1)), five);
+    __m256i b = _mm256_and_si256(_mm256_srlv_epi64(h, _mm256_setr_epi64x(0, 1, 2, 3)), five);
+    *qa = _mm256_or_si256(_mm256_and_si256(v, m4), a);
+    *qb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), b);
+}
+
+/* sum_k q_k x_k of one block in float32 (8 lanes), from its codes 0..15 (lo) and 16..31 (hi) */
+static inline __m256 int5_block_dot(__m128i lo, __m128i hi, const float *x) {
+    __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(x));
+    __m256 s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))),
+                              _mm256_loadu_ps(x + 8));
+    s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(x + 16), s0);
+    s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))),
+                         _mm256_loadu_ps(x + 24), s1);
+    return _mm256_add_ps(s0, s1);
+}
+
+/* A row's block factors for one row of x: c[b] = d_b (times dx[b], the block scale of a
+   quantized x, when dx is not NULL); returns sum_b o_b * X[b], o_b the block's offset (Q5_1's m,
+   Q5_0's -16 d) and X[b] the sum of x (or of the dequantized x) over the block. */
+static inline float int5_factors(const void *scales, const void *offsets, int f16, const float *dx,
+                                 const float *X, long nb, float *c) {
+    __m256 acc = _mm256_setzero_ps();
+    long b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        __m256 d = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)scales + b)))
+                       : _mm256_loadu_ps((const float *)scales + b);
+        __m256 o = !offsets ? _mm256_mul_ps(d, _mm256_set1_ps(-16.f))
+                 : f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)offsets + b)))
+                       : _mm256_loadu_ps((const float *)offsets + b);
+        acc = _mm256_fmadd_ps(o, _mm256_loadu_ps(X + b), acc);
+        _mm256_storeu_ps(c + b, dx ? _mm256_mul_ps(d, _mm256_loadu_ps(dx + b)) : d);
+    }
+    float sum = hsum8(acc);
+    for (; b < nb; b++) {
+        float d = half_or_float(scales, f16, b);
+        sum += (offsets ? half_or_float(offsets, f16, b) : -16.f * d) * X[b];
+        c[b] = dx ? d * dx[b] : d;
+    }
+    return sum;
+}
+
+/* sum_k x[r, k] w[k] for R (1 or 2) rows of x: per block d * sum q x (float32), plus the
+   offsets times the blocks' sums of x (xs[r * nb + b]); c: scratch of R * nb floats. */
+static inline __attribute__((always_inline)) void int5_row(
+        const float *x, const float *xs, long K, int R, const uint8_t *low, const uint64_t *high,
+        const void *scales, const void *offsets, int f16, float *c, float *out) {
+    long nb = K / 32;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float off[2];
+    for (int r = 0; r < R; r++) off[r] = int5_factors(scales, offsets, f16, NULL, xs + r * nb, nb, c);
+    for (long b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        __m256i qa, qb;
+        int5_codes2(low + b * 16, high[b / 2], two, &qa, &qb);
+        __m128i a0 = _mm256_castsi256_si128(qa), b0 = _mm256_castsi256_si128(qb);
+        __m256 d0 = _mm256_broadcast_ss(c + b);
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm256_fmadd_ps(d0, int5_block_dot(a0, b0, x + (size_t)r * K + b * 32), acc[r]);
+        if (two) {
+            __m128i a1 = _mm256_extracti128_si256(qa, 1), b1 = _mm256_extracti128_si256(qb, 1);
+            __m256 d1 = _mm256_broadcast_ss(c + b + 1);
+            for (int r = 0; r < R; r++)
+                acc[r] = _mm256_fmadd_ps(d1, int5_block_dot(a1, b1, x + (size_t)r * K + b * 32 + 32),
+                                         acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum8(acc[r]) + off[r];
+}
+
+/* the same with x quantized (xq, dx of quantize_rows_q8; xs the sums of the dequantized x per
+   block): q unsigned, xq signed in maddubs, two blocks a step (lanes 0-3 block b, 4-7 block
+   b + 1), one float multiply-add with d * dx per block. */
+static inline __attribute__((always_inline)) void int5_row_q8(
+        const int8_t *xq, const float *dx, const float *xs, long K, int R, const uint8_t *low,
+        const uint64_t *high, const void *scales, const void *offsets, int f16, float *c,
+        float *out) {
+    long nb = K / 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
+                        {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    float off[2];
+    for (int r = 0; r < R; r++)
+        off[r] = int5_factors(scales, offsets, f16, dx + r * nb, xs + r * nb, nb, c + r * nb);
+    for (long b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        __m256i qa, qb;
+        int5_codes2(low + b * 16, high[b / 2], two, &qa, &qb);
+        for (int r = 0; r < R; r++) {
+            const int8_t *xr = xq + (size_t)r * K + b * 32;
+            const float *cr = c + r * nb + b;
+            /* a whole pair's x is stored [b0 0..15 | b1 0..15 | b0 16..31 | b1 16..31] (int5_mm_q8) */
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)xr), xa, xb;
+            if (two) {
+                xa = x0;
+                xb = _mm256_loadu_si256((const __m256i *)(xr + 32));
+            } else {
+                xa = _mm256_permute2x128_si256(x0, _mm256_setzero_si256(), 0x20);
+                xb = _mm256_permute2x128_si256(x0, _mm256_setzero_si256(), 0x31);
+            }
+            /* |two pair sums| <= 2 * 2 * 31 * 127 = 15,748: still int16 */
+            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(qa, xa), _mm256_maddubs_epi16(qb, xb));
+            p = _mm256_madd_epi16(p, ones);
+            __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(cr)),
+                                            two ? _mm_broadcast_ss(cr + 1) : _mm_setzero_ps(), 1);
+            int h = (b >> 1) & 1;  /* two independent sums per row */
+            acc[r][h] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(p), acc[r][h]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum8(_mm256_add_ps(acc[r][0], acc[r][1])) + off[r];
+}
+
+static void int5_rows(const float *x, const float *xs, const int8_t *xq, const float *dx,
+                      long M, long K, const uint8_t *low, const uint64_t *high,
+                      const void *scales, const void *offsets, int f16, long N, const float *bias,
+                      float *y, int threads) {
+    long nb = K / 32, pairs = (nb + 1) / 2, size = f16 ? 2 : 4;
+    long chunk = N / (4L * threads) > 0 ? N / (4L * threads) : 1;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *c = (float *)malloc((size_t)2 * nb * sizeof(float));  /* the rows' block factors */
+        #pragma omp for schedule(dynamic, chunk)
+        for (long n = 0; n < N; n++) {
+            const uint8_t *l = low + (size_t)n * nb * 16;
+            const uint64_t *h = high + (size_t)n * pairs;
+            const void *s = (const char *)scales + (size_t)n * nb * size;
+            const void *o = offsets ? (const char *)offsets + (size_t)n * nb * size : NULL;
+            float b = bias ? bias[n] : 0.f, out[2];
+            for (long m = 0; m < M; m += 2) {
+                int R = M - m >= 2 ? 2 : 1;
+                if (xq && R == 2)
+                    int5_row_q8(xq + m * K, dx + m * nb, xs + m * nb, K, 2, l, h, s, o, f16, c, out);
+                else if (xq)
+                    int5_row_q8(xq + m * K, dx + m * nb, xs + m * nb, K, 1, l, h, s, o, f16, c, out);
+                else if (R == 2)
+                    int5_row(x + m * K, xs + m * nb, K, 2, l, h, s, o, f16, c, out);
+                else
+                    int5_row(x + m * K, xs + m * nb, K, 1, l, h, s, o, f16, c, out);
+                for (int r = 0; r < R; r++) y[(m + r) * N + n] = out[r] + b;
+            }
+        }
+        free(c);
+    }
+}
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) with w the 5-bit codes above (float32 x and
+   accumulation: the sums of q x per block times d, plus the offset (-16 d or m) times the
+   block's sum of x). */
+void int5_mm(const float *x, long M, long K, const uint8_t *low, const uint64_t *high,
+             const void *scales, const void *offsets, int f16, long N, const float *bias,
+             float *y, int threads) {
+    long nb = K / 32;
+    float *xs = (float *)malloc((size_t)M * nb * sizeof(float) + 16);
+    for (long m = 0; m < M; m++)
+        for (long b = 0; b < nb; b++) {
+            const float *p = x + m * K + b * 32;
+            __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)),
+                                     _mm256_add_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
+            xs[m * nb + b] = hsum8(s);
+        }
+    int5_rows(x, xs, NULL, NULL, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    free(xs);
+}
+
+/* int5_mm with x quantized to int8 per block of 32 (as int4_mm_q8 / int8_mm_q8) */
+void int5_mm_q8(const float *x, long M, long K, const uint8_t *low, const uint64_t *high,
+                const void *scales, const void *offsets, int f16, long N, const float *bias,
+                float *y, int threads) {
+    long nb = K / 32;
+    int8_t *xq = (int8_t *)malloc((size_t)M * K + (size_t)M * nb * 12 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * K) + 15) & ~(uintptr_t)15);
+    int32_t *sq = (int32_t *)(dx + M * nb);
+    float *xs = (float *)(sq + M * nb);  /* sums of the dequantized x per block */
+    quantize_rows_q8(x, M, K, K, xq, dx, sq);
+    for (long i = 0; i < M * nb; i++) xs[i] = dx[i] * (float)sq[i];
+    for (long m = 0; m < M; m++)  /* each whole pair of blocks in the order of int5_codes2's halves */
+        for (long b = 0; b + 2 <= nb; b += 2) {
+            __m256i *q = (__m256i *)(xq + m * K + b * 32);
+            __m256i x0 = _mm256_loadu_si256(q), x1 = _mm256_loadu_si256(q + 1);
+            _mm256_storeu_si256(q, _mm256_permute2x128_si256(x0, x1, 0x20));
+            _mm256_storeu_si256(q + 1, _mm256_permute2x128_si256(x0, x1, 0x31));
+        }
+    int5_rows(NULL, xs, xq, dx, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    free(xq);
+}
 """
 
 # C sources compiled into the same library after SOURCE (``step.py``'s decode step calls the
@@ -572,6 +783,10 @@ def _load() -> str:
     library.int4_mm_q8.restype = None
     library.int8_mm_q8.argtypes = library.int8_mm.argtypes
     library.int8_mm_q8.restype = None
+    library.int5_mm.argtypes = [p, long, long, p, p, p, p, i, long, p, p, i]
+    library.int5_mm.restype = None
+    library.int5_mm_q8.argtypes = library.int5_mm.argtypes
+    library.int5_mm_q8.restype = None
     for _, declare in EXTRA_SOURCES:
         declare(library)
     _library = library
@@ -586,6 +801,13 @@ def available() -> bool:
         if _state != "ok":
             logger.info("lightpipe: int4/int8 C kernel not used (%s); using torch's kernels", _state)
     return _state == "ok"
+
+
+def _loaded() -> ctypes.CDLL:
+    """The library (loaded again after a ``reset()``); callers checked ``available()``."""
+    if _library is None and not available():
+        raise RuntimeError(f"lightpipe's C kernel is not available ({_state})")
+    return _library
 
 
 def reset() -> None:
@@ -622,7 +844,8 @@ def int4_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tenso
         return torch.cat([int4_mm(x[start:start + step], packed, scales_and_zeros, group_size,
                                   out_features, bias) for start in range(0, rows, step)])
     out = torch.empty(rows, out_features, dtype=torch.float32)
-    product = _library.int4_mm_q8 if int8_activations else _library.int4_mm
+    library = _loaded()
+    product = library.int4_mm_q8 if int8_activations else library.int4_mm
     product(x.data_ptr(), rows, in_features, packed.data_ptr(),
             scales_and_zeros.data_ptr(), int(scales_and_zeros.dtype == torch.bfloat16),
             packed.shape[0], out_features, group_size, _pointer(bias), out.data_ptr(),
@@ -638,10 +861,31 @@ def int8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor,
     rows, in_features = x.shape
     group = in_features // scales.shape[1] if scales.dim() == 2 else 0
     out = torch.empty(rows, codes.shape[0], dtype=torch.float32)
-    product = _library.int8_mm_q8 if int8_activations else _library.int8_mm
+    library = _loaded()
+    product = library.int8_mm_q8 if int8_activations else library.int8_mm
     product(x.data_ptr(), rows, in_features, codes.data_ptr(), scales.data_ptr(),
             int(scales.dtype == torch.bfloat16), group, codes.shape[0], _pointer(bias),
             out.data_ptr(), _threads(rows * codes.numel()))
+    return out
+
+
+def int5_mm(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, scales: torch.Tensor,
+            offsets: torch.Tensor | None = None, bias: torch.Tensor | None = None, *,
+            int8_activations: bool = False) -> torch.Tensor:
+    """(rows, in) float32 x times 5-bit codes -> (rows, out) float32 (``int5_mm`` in C). Per
+    output row and block of 32 inputs: ``low`` (out, in / 2) uint8 (byte j of a block: value j
+    in the low nibble, j + 16 in the high one, GGUF's order), ``high`` (out, pairs of blocks)
+    int64, the 5th bits (``linear.pack_int5``'s order), ``scales`` / ``offsets`` (out, in / 32)
+    float16 bits as int16, or float32: ``w = d * (q - 16)`` without offsets (Q5_0),
+    ``d * q + m`` with (Q5_1).
+    ``int8_activations``: x quantized to int8 per block of 32 (``int5_mm_q8``, not exact)."""
+    rows, in_features = x.shape
+    out = torch.empty(rows, low.shape[0], dtype=torch.float32)
+    library = _loaded()
+    product = library.int5_mm_q8 if int8_activations else library.int5_mm
+    product(x.data_ptr(), rows, in_features, low.data_ptr(), high.data_ptr(), scales.data_ptr(),
+            _pointer(offsets), int(scales.dtype != torch.float32), low.shape[0], _pointer(bias),
+            out.data_ptr(), _threads(rows * low.shape[0] * in_features))
     return out
 
 

@@ -311,3 +311,135 @@ class Int8Linear(QuantizedLinear):
     def extra_repr(self) -> str:
         group = f", group_size={self.group_size}" if self.group_size else ""
         return super().extra_repr() + ", bits=8" + group
+
+
+# Int5Linear's 5th bits: bit t of byte j of a pair of blocks' int64 is value 8 g + j of block h
+# of the pair, t = INT5_BIT[h][g] (the C kernel brings each byte's bit to bit 4 with one shift
+# per 8 bytes; see kernels.py)
+INT5_BIT = ((0, 1, 4, 5), (2, 3, 6, 7))
+
+
+def pack_high_bits(bits: torch.Tensor) -> torch.Tensor:
+    """(rows, blocks, 32) 5th bits (0 / 1, value order) -> (rows, pairs of blocks) int64 in
+    ``INT5_BIT``'s order (an odd last block pairs with zeros)."""
+    rows, blocks, _ = bits.shape
+    if blocks % 2:
+        bits = torch.cat([bits, bits.new_zeros(rows, 1, 32)], dim=1)
+    shifts = torch.tensor(INT5_BIT, dtype=torch.uint8).view(1, 1, 2, 4, 1)
+    spread = (bits.to(torch.uint8).view(rows, -1, 2, 4, 8) << shifts).sum((2, 3), dtype=torch.uint8)
+    return spread.contiguous().view(torch.int64).view(rows, -1)
+
+
+def unpack_high_bits(high: torch.Tensor, blocks: int) -> torch.Tensor:
+    """``pack_high_bits`` undone: (rows, blocks, 32) uint8 0 / 1."""
+    rows = high.shape[0]
+    shifts = torch.tensor(INT5_BIT, dtype=torch.uint8).view(1, 1, 2, 4, 1)
+    spread = high.contiguous().view(torch.uint8).view(rows, -1, 1, 1, 8)
+    return ((spread >> shifts) & 1).view(rows, -1, 32)[:, :blocks]
+
+
+def pack_int5(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, in) codes 0..31 -> (``low`` (out, in / 2) uint8, ``high`` (out, pairs) int64): per
+    block of 32, byte j of ``low`` holds value j (low nibble) and value j + 16 (high nibble),
+    GGUF's Q5 order; the 5th bits as ``pack_high_bits``."""
+    rows, width = codes.shape
+    blocks = codes.to(torch.uint8).view(rows, width // 32, 32)
+    low = (blocks[..., :16] & 0x0F) | ((blocks[..., 16:] & 0x0F) << 4)
+    return low.reshape(rows, width // 2).contiguous(), pack_high_bits(blocks >> 4)
+
+
+def unpack_int5(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """``pack_int5`` undone: (out, in) codes 0..31 as uint8."""
+    rows, blocks = low.shape[0], low.shape[1] // 16
+    nibbles = low.view(rows, blocks, 16)
+    codes = torch.cat([nibbles & 0x0F, nibbles >> 4], dim=-1)
+    return codes.add_(unpack_high_bits(high, blocks) << 4).view(rows, blocks * 32)
+
+
+class Int5Linear(QuantizedLinear):
+    """y = x W^T + b with W in 5-bit codes over groups of 32 inputs, as GGUF's Q5_0 / Q5_1
+    blocks hold them (no re-quantization: **exact**): per output row and group, ``low`` 16
+    bytes of low nibbles (GGUF's order) and 32 5th bits (``high``: one int64 per pair of
+    groups, ``pack_high_bits``' order),
+    a scale ``d`` and, for Q5_1, an offset ``m``: ``w = d * (q - 16)`` (``offsets`` None) or
+    ``w = d * q + m``. Scales and offsets are float16 held as their bits in int16 buffers (the
+    file's values: a model's float dtype never rounds them; float32 also taken). 5.5 bits a
+    weight (Q5_1: 6), against 9 for int8 groups of 32.
+
+    Products of the rows ``kernels.usable`` takes run in lightpipe's C kernel (``int5_mm``,
+    float32 x and accumulation, or ``int5_mm_q8`` with ``int8_activations``); more rows, or no
+    kernel, dequantize the weight and run one float32 GEMM (no torch kernel takes 5 bits).
+    The layer always computes in float32: ``compute_dtype`` is float32 and
+    ``set_compute_dtype`` changes nothing."""
+
+    def __init__(self, in_features: int, out_features: int, low: torch.Tensor, high: torch.Tensor,
+                 scales: torch.Tensor, offsets: torch.Tensor | None = None,
+                 bias: torch.Tensor | None = None):
+        super().__init__()
+        if in_features % 32:
+            raise ValueError(f"Int5Linear takes groups of 32 inputs; in_features={in_features}")
+        self._hold(in_features, out_features, bias, low=low, high=high, scales=scales,
+                   offsets=offsets)
+
+    @classmethod
+    def from_codes(cls, codes: torch.Tensor, scales: torch.Tensor,
+                   offsets: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                   scale_dtype: torch.dtype = torch.float16) -> "Int5Linear":
+        """From (out, in) codes 0..31 and (out, in / 32) scales (offsets): ``w = d * (q - 16)``
+        without offsets, ``d * q + m`` with. ``scale_dtype`` float16 (stored as its bits) or
+        float32."""
+        out_features, in_features = codes.shape
+        low, high = pack_int5(codes)
+        return cls(in_features, out_features, low, high, _scale_storage(scales, scale_dtype),
+                   None if offsets is None else _scale_storage(offsets, scale_dtype), bias)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def set_compute_dtype(self, dtype: torch.dtype) -> None:
+        """Nothing to change: the products are float32 and the scales stay the file's."""
+
+    def _codes(self) -> torch.Tensor:
+        return self.low
+
+    def _float_scales(self, tensor: torch.Tensor) -> torch.Tensor:
+        return (tensor.view(torch.float16) if tensor.dtype == torch.int16 else tensor).float()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        dtype, shape = inputs.dtype, inputs.shape
+        x = inputs.reshape(-1, self.in_features)
+        if kernels.usable(x, self.int8_activations) and all(
+                tensor is None or tensor.is_contiguous()
+                for tensor in (self.low, self.high, self.scales, self.offsets)):
+            bias = self._kernel_bias()
+            out = kernels.int5_mm(x.to(torch.float32).contiguous(), self.low, self.high,
+                                  self.scales, self.offsets, bias,
+                                  int8_activations=self.int8_activations)
+            return self._finish(out, dtype, shape, bias is not None)
+        return self._finish(dense_product(x, self.float_weight()), dtype, shape)
+
+    def float_weight(self) -> torch.Tensor:
+        """The (out, in) weight in float32: ``d * (q - 16)`` or ``d * q + m`` per group."""
+        codes = unpack_int5(self.low, self.high).view(self.out_features, -1, 32).float()
+        scales = self._float_scales(self.scales).unsqueeze(-1)
+        if self.offsets is None:
+            weight = codes.sub_(16).mul_(scales)
+        else:
+            weight = codes.mul_(scales).add_(self._float_scales(self.offsets).unsqueeze(-1))
+        return weight.view(self.out_features, self.in_features)
+
+    def extra_repr(self) -> str:
+        kind = "float16" if self.scales.dtype == torch.int16 else "float32"
+        return (super().extra_repr() + f", bits=5, group_size=32, scales={kind}, "
+                f"offsets={self.offsets is not None}")
+
+
+def _scale_storage(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """float16 scales as their bits (int16: not a float buffer, so a model's dtype leaves them
+    alone), or float32."""
+    if dtype == torch.float16:
+        return values.to(torch.float16).contiguous().view(torch.int16)
+    if dtype == torch.float32:
+        return values.to(torch.float32).contiguous()
+    raise ValueError(f"Int5Linear scales are float16 or float32, not {dtype}")

@@ -28,12 +28,14 @@ import torch.nn.functional as F
 
 from . import kernels
 from .fuse import FusedPart
-from .linear import Int4Linear, Int8Linear, QuantizedLinear
+from .linear import Int4Linear, Int5Linear, Int8Linear, QuantizedLinear
 
 SOURCE = r"""
 #include <math.h>
 
-/* One product: kind 4 (int4 tiles) or 8 (int8 rows), 0 = none; its output goes to out + offset. */
+/* One product: kind 4 (int4 tiles), 8 (int8 rows) or 5 (5-bit codes: w the low nibbles,
+   rows_pad the 5th bits, group the offsets or 0, bf16 the float16 flag), 0 = none; its output
+   goes to out + offset. */
 /* q8: x quantized to int8 per block of 32 and integer dot products (int8_activations) */
 typedef struct { long kind, w, s, bf16, rows_pad, n, group, bias, offset, weights, q8; } Product;
 
@@ -49,6 +51,10 @@ static void step_product(const Product *p, const float *x, long K, float *out) {
     else if (p->kind == 8)
         (p->q8 ? int8_mm_q8 : int8_mm)(x, 1, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
                 p->n, (const float *)p->bias, out + p->offset, threads);
+    else if (p->kind == 5)
+        (p->q8 ? int5_mm_q8 : int5_mm)(x, 1, K, (const uint8_t *)p->w, (const uint64_t *)p->rows_pad,
+                (const void *)p->s, (const void *)p->group, (int)p->bf16, p->n,
+                (const float *)p->bias, out + p->offset, threads);
 }
 
 static float dot(const float *a, const float *b, long n) {  /* n a multiple of 8 */
@@ -256,6 +262,14 @@ def _product(layer, offset: int) -> list[int] | None:
         return [8, layer.codes.data_ptr(), scales.data_ptr(), int(scales.dtype == torch.bfloat16),
                 0, layer.out_features, layer.group_size or 0, bias_pointer, offset,
                 layer.out_features * layer.in_features, int(getattr(layer, "int8_activations", False))]
+    if isinstance(layer, Int5Linear):
+        tensors = [layer.low, layer.high, layer.scales] + [layer.offsets] * (layer.offsets is not None)
+        if any(not t.is_contiguous() or t.device.type != "cpu" for t in tensors):
+            return None
+        return [5, layer.low.data_ptr(), layer.scales.data_ptr(), int(layer.scales.dtype != torch.float32),
+                layer.high.data_ptr(), layer.out_features,
+                0 if layer.offsets is None else layer.offsets.data_ptr(), bias_pointer, offset,
+                layer.out_features * layer.in_features, int(layer.int8_activations)]
     return None
 
 
@@ -408,7 +422,7 @@ class DecodeStep:
         cos, sin = cos.contiguous(), sin.contiguous()
         threads = self.threads.next()
         kernels.thread_cap = threads  # the output projection's product follows the choice
-        kernels._library.llama_step(
+        kernels._loaded().llama_step(
             self._table.data_ptr(), len(self.layer_longs), hidden.data_ptr(), self.hidden,
             self.heads, self.kv_heads, self.head_dim, self.inner, self.eps, self.scale,
             cos.data_ptr(), sin.data_ptr(), pos, self._scratch.data_ptr(),
