@@ -1,0 +1,636 @@
+/* lightpipe's AVX2/FMA products of a few float32 rows by quantized weights: read by
+   lightpipe/quantization/kernels.py, compiled at first use (see its docstring). */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <omp.h>
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* scales and zeros of 8 rows from interleaved (scale, zero) pairs, float32 or bfloat16 */
+static inline void load_sz(const void *sz, int bf16, size_t index, __m256 *s, __m256 *z) {
+    if (bf16) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)sz + 2 * index));
+        *s = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        *z = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xFFFF0000u)));
+    } else {
+        const float *p = (const float *)sz + 2 * index;
+        __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+        __m256 ss = _mm256_shuffle_ps(a, b, 0x88), zz = _mm256_shuffle_ps(a, b, 0xDD);
+        *s = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ss), 0xD8));
+        *z = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(zz), 0xD8));
+    }
+}
+
+/* One tile of 32 output rows for R (1 or 2) input rows. */
+static inline __attribute__((always_inline)) void int4_tile(
+        const float *x, long K, int R, const uint8_t *tile, const void *sz, int bf16,
+        long rows_pad, long tile_index, int group, const float *xsum, long groups,
+        float *acc /* R x 32 */) {
+    const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    for (int r = 0; r < R; r++) memset(acc + 32 * r, 0, 32 * sizeof(float));
+    for (long g = 0; g < groups; g++) {
+        __m256 q[2][4];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 4; j++) q[r][j] = _mm256_setzero_ps();
+        const uint8_t *p = tile + (size_t)g * group * 16;
+        for (int k = 0; k < group; k++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + (size_t)k * 16));
+            __m128i lo = _mm_sub_epi8(_mm_and_si128(v, mask), eight);
+            __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), mask), eight);
+            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+            for (int r = 0; r < R; r++) {
+                __m256 xv = _mm256_broadcast_ss(x + (size_t)r * K + (size_t)g * group + k);
+                q[r][0] = _mm256_fmadd_ps(w0, xv, q[r][0]);
+                q[r][1] = _mm256_fmadd_ps(w1, xv, q[r][1]);
+                q[r][2] = _mm256_fmadd_ps(w2, xv, q[r][2]);
+                q[r][3] = _mm256_fmadd_ps(w3, xv, q[r][3]);
+            }
+        }
+        size_t base = (size_t)g * rows_pad + (size_t)tile_index * 32;
+        for (int j = 0; j < 4; j++) {
+            __m256 s, z;
+            load_sz(sz, bf16, base + 8 * j, &s, &z);
+            for (int r = 0; r < R; r++) {
+                __m256 a = _mm256_loadu_ps(acc + 32 * r + 8 * j);
+                a = _mm256_fmadd_ps(s, q[r][j], a);
+                a = _mm256_fmadd_ps(z, _mm256_set1_ps(xsum[(size_t)r * groups + g]), a);
+                _mm256_storeu_ps(acc + 32 * r + 8 * j, a);
+            }
+        }
+    }
+}
+
+static inline float scale_at(const void *scales, int bf16, long n) {
+    if (bf16) {
+        uint32_t bits = (uint32_t)((const uint16_t *)scales)[n] << 16;
+        float f;
+        memcpy(&f, &bits, 4);
+        return f;
+    }
+    return ((const float *)scales)[n];
+}
+
+/* sum_k x[r, k] * w[k] for R (1 or 2) rows; group > 0: w[k] * scale[k / group] (group a
+   multiple of 32 dividing K), else one sum (scaled by the caller). */
+static inline __attribute__((always_inline)) void int8_row(
+        const float *x, long K, int R, const int8_t *w, const void *scales, int bf16,
+        long group, float *out) {
+    __m256 total[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    long span = group > 0 ? group : (K / 32) * 32, k = 0;
+    for (long start = 0; start + span <= K && span > 0; start += span) {
+        __m256 a[2][4];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 4; j++) a[r][j] = _mm256_setzero_ps();
+        for (k = start; k < start + span; k += 32) {
+            __m128i v0 = _mm_loadu_si128((const __m128i *)(w + k));
+            __m128i v1 = _mm_loadu_si128((const __m128i *)(w + k + 16));
+            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v0));
+            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v0, 8)));
+            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v1));
+            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v1, 8)));
+            for (int r = 0; r < R; r++) {
+                const float *xr = x + (size_t)r * K + k;
+                a[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xr), a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), a[r][1]);
+                a[r][2] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), a[r][2]);
+                a[r][3] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), a[r][3]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            __m256 part = _mm256_add_ps(_mm256_add_ps(a[r][0], a[r][1]),
+                                        _mm256_add_ps(a[r][2], a[r][3]));
+            if (group > 0)
+                total[r] = _mm256_fmadd_ps(_mm256_set1_ps(scale_at(scales, bf16, start / group)),
+                                           part, total[r]);
+            else
+                total[r] = part;
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum8(total[r]);
+        for (long j = k; j < K; j++) s += (float)w[j] * x[(size_t)r * K + j];
+        out[r] = s;
+    }
+}
+
+/* ---- int8-activation products (opt-in): x quantized per row per block of 32 inputs to int8
+   (symmetric, d = max|x| / 127, round to nearest even), integer dot products, one float
+   multiply-add per block. Same signatures and weight layouts as int4_mm / int8_mm. ---- */
+
+/* xq[m, k] (rows padded to Kp, a multiple of 32, with zeros), dx[m, b] (block scales) and
+   sq[m, b] (sums of the block's codes, or NULL) for M rows of x. */
+static void quantize_rows_q8(const float *x, long M, long K, long Kp, int8_t *xq, float *dx,
+                             int32_t *sq) {
+    long nb = Kp / 32;
+    for (long m = 0; m < M; m++)
+        for (long b = 0; b < nb; b++) {
+            const float *p = x + m * K + b * 32;
+            long n = K - b * 32 < 32 ? K - b * 32 : 32;
+            float amax = 0.f;
+            for (long k = 0; k < n; k++) { float a = p[k] < 0 ? -p[k] : p[k]; if (a > amax) amax = a; }
+            float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+            int8_t *q = xq + m * Kp + b * 32;
+            int32_t s = 0;
+            if (n == 32) {
+                const __m256 vid = _mm256_set1_ps(id);
+                __m256i i[4];
+                for (int j = 0; j < 4; j++)
+                    i[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p + 8 * j), vid),
+                                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                __m256i s01 = _mm256_packs_epi32(i[0], i[1]), s23 = _mm256_packs_epi32(i[2], i[3]);
+                __m256i b8 = _mm256_packs_epi16(s01, s23);
+                /* packs interleave lanes: restore order 0..31 */
+                b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                _mm256_storeu_si256((__m256i *)q, b8);
+                if (sq) {
+                    __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
+                    __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+                    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0x4E));
+                    u = _mm_add_epi32(u, _mm_shuffle_epi32(u, 0xB1));
+                    s = _mm_cvtsi128_si32(u);
+                }
+            } else {
+                for (long k = 0; k < 32; k++) {
+                    int v = k < n ? _mm_cvtss_si32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(p[k] * id),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) : 0;
+                    q[k] = (int8_t)v;
+                    s += v;
+                }
+            }
+            dx[m * nb + b] = d;
+            if (sq) sq[m * nb + b] = s;
+        }
+}
+
+/* One tile of 32 output rows for R (1 or 2) quantized input rows. */
+static inline __attribute__((always_inline)) void int4_tile_q8(
+        const int8_t *xq, const float *dx, const int32_t *sq, const float *zx, long Kp, int R,
+        const uint8_t *tile, const void *sz, int bf16, long rows_pad, long tile_index, int group,
+        long groups, float *acc /* R x 32 */) {
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i pairs = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                           2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    long nb = Kp / 32, per = group / 32;
+    __m256 a[2][4];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < 4; j++) a[r][j] = _mm256_setzero_ps();
+    for (long g = 0; g < groups; g++) {
+        __m256 ga[2][4];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 4; j++) ga[r][j] = _mm256_setzero_ps();
+        for (long b = g * per; b < (g + 1) * per; b++) {
+            const uint8_t *p = tile + (size_t)b * 32 * 16;
+            __m256i s16[2][4];
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < 4; j++) s16[r][j] = _mm256_setzero_si256();
+            /* 4 inputs k..k+3 a step: lanes (k, k+2) and (k+1, k+3) interleaved bytewise give
+               each row's codes for (k, k+1) | (k+2, k+3) side by side for maddubs; at most 8
+               steps of |pair sums| <= 2 * 15 * 127 stay within int16 */
+            for (int k = 0; k < 32; k += 4) {
+                const __m128i *q = (const __m128i *)(p + (size_t)k * 16);
+                __m256i va = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(q)),
+                                                     _mm_loadu_si128(q + 2), 1);
+                __m256i vb = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(q + 1)),
+                                                     _mm_loadu_si128(q + 3), 1);
+                __m256i lo = _mm256_unpacklo_epi8(va, vb), hi = _mm256_unpackhi_epi8(va, vb);
+                __m256i w0 = _mm256_and_si256(lo, mask), w1 = _mm256_and_si256(hi, mask);
+                __m256i w2 = _mm256_and_si256(_mm256_srli_epi16(lo, 4), mask);
+                __m256i w3 = _mm256_and_si256(_mm256_srli_epi16(hi, 4), mask);
+                for (int r = 0; r < R; r++) {
+                    int32_t four;
+                    memcpy(&four, xq + (size_t)r * Kp + b * 32 + k, 4);
+                    __m256i xv = _mm256_shuffle_epi8(_mm256_set1_epi32(four), pairs);
+                    s16[r][0] = _mm256_add_epi16(s16[r][0], _mm256_maddubs_epi16(w0, xv));
+                    s16[r][1] = _mm256_add_epi16(s16[r][1], _mm256_maddubs_epi16(w1, xv));
+                    s16[r][2] = _mm256_add_epi16(s16[r][2], _mm256_maddubs_epi16(w2, xv));
+                    s16[r][3] = _mm256_add_epi16(s16[r][3], _mm256_maddubs_epi16(w3, xv));
+                }
+            }
+            /* sum_k (q - 8) xq_k per row, exact in int32, times the block's scale */
+            for (int r = 0; r < R; r++) {
+                __m256 d = _mm256_set1_ps(dx[r * nb + b]);
+                __m256i eight = _mm256_set1_epi32(8 * sq[r * nb + b]);
+                for (int j = 0; j < 4; j++) {
+                    __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16[r][j]));
+                    __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16[r][j], 1));
+                    __m256i s = _mm256_sub_epi32(_mm256_add_epi32(lo, hi), eight);
+                    ga[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, ga[r][j]);
+                }
+            }
+        }
+        size_t base = (size_t)g * rows_pad + (size_t)tile_index * 32;
+        for (int j = 0; j < 4; j++) {
+            __m256 s, z;
+            load_sz(sz, bf16, base + 8 * j, &s, &z);
+            for (int r = 0; r < R; r++) {
+                a[r][j] = _mm256_fmadd_ps(s, ga[r][j], a[r][j]);
+                a[r][j] = _mm256_fmadd_ps(z, _mm256_set1_ps(zx[(size_t)r * groups + g]), a[r][j]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(acc + 32 * r + 8 * j, a[r][j]);
+}
+
+/* 8 consecutive scales (float32 or bfloat16) as floats */
+static inline __m256 load8_scales(const void *scales, int bf16, long index) {
+    if (bf16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(
+            _mm_loadu_si128((const __m128i *)((const uint16_t *)scales + index))), 16));
+    return _mm256_loadu_ps((const float *)scales + index);
+}
+
+/* sum over blocks of c_b * sum_k w_k xq_k for R (1 or 2) rows, c_b = dx_b * (the group's scale,
+   group > 0; else 1, the row's scale applied by the caller); ``c`` scratch of R * nb floats.
+   A tail of K past the last whole block (per-row scales only) in scalar. */
+static inline __attribute__((always_inline)) void int8_row_q8(
+        const int8_t *xq, const float *dx, long K, long Kp, int R, const int8_t *w,
+        const void *scales, int bf16, long group, float *c, float *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    long nb = Kp / 32, full = K / 32;
+    const float *cs[2] = {dx, dx + nb};
+    if (group > 0) {  /* the block scales times the group scales, out of the loop below */
+        long per = group / 32;
+        for (int r = 0; r < R; r++) {
+            float *cr = c + r * nb;
+            const float *d = dx + r * nb;
+            long b = 0;
+            if (per == 1)
+                for (; b + 8 <= nb; b += 8)
+                    _mm256_storeu_ps(cr + b, _mm256_mul_ps(_mm256_loadu_ps(d + b),
+                                                           load8_scales(scales, bf16, b)));
+            for (; b < nb; b++) cr[b] = d[b] * scale_at(scales, bf16, b / per);
+            cs[r] = cr;
+        }
+    }
+    __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
+                        {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    long b = 0;
+    for (; b + 2 <= full; b += 2)  /* two blocks a step: two independent sums per row */
+        for (int h = 0; h < 2; h++) {
+            __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (b + h) * 32));
+            __m256i aw = _mm256_sign_epi8(wv, wv);  /* |w| (-128: 128 as unsigned) */
+            for (int r = 0; r < R; r++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)r * Kp + (b + h) * 32));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
+                acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(cs[r] + b + h),
+                                            acc[r][h]);
+            }
+        }
+    for (; b < full; b++) {
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(w + b * 32));
+        __m256i aw = _mm256_sign_epi8(wv, wv);
+        for (int r = 0; r < R; r++) {
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)r * Kp + b * 32));
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(cs[r] + b), acc[r][0]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum8(_mm256_add_ps(acc[r][0], acc[r][1]));
+        if (full < nb) {
+            int32_t t = 0;
+            for (long k = full * 32; k < K; k++) t += (int32_t)w[k] * xq[(size_t)r * Kp + k];
+            s += (float)t * dx[r * nb + full];
+        }
+        out[r] = s;
+    }
+}
+
+/* ---- the products: tiles / rows split across threads, with float32 x (xq NULL) or x
+   quantized to int8 (xq, dx, sq from quantize_rows_q8; zs per (row, group): the sums of x that
+   multiply the zeros, float or quantized) ---- */
+
+static void int4_tiles(const float *x, const int8_t *xq, const float *dx, const int32_t *sq,
+                       const float *zs, long M, long K, const uint8_t *packed, const void *sz,
+                       int bf16, long rows_pad, long N, int group, const float *bias, float *y,
+                       int threads) {
+    long groups = K / group, tiles = rows_pad / 32, nb = K / 32;
+    long chunk = tiles / (4L * threads) > 0 ? tiles / (4L * threads) : 1;
+    /* dynamic: on a busy machine a descheduled thread's share is taken by the others */
+    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads)
+    for (long t = 0; t < tiles; t++) {
+        float acc[64];
+        const uint8_t *tile = packed + (size_t)t * K * 16;
+        long rows = N - t * 32 < 32 ? N - t * 32 : 32;
+        for (long m = 0; m < M; m += 2) {
+            int R = M - m >= 2 ? 2 : 1;
+            if (xq && R == 2)
+                int4_tile_q8(xq + m * K, dx + m * nb, sq + m * nb, zs + m * groups, K, 2, tile, sz,
+                             bf16, rows_pad, t, group, groups, acc);
+            else if (xq)
+                int4_tile_q8(xq + m * K, dx + m * nb, sq + m * nb, zs + m * groups, K, 1, tile, sz,
+                             bf16, rows_pad, t, group, groups, acc);
+            else if (R == 2)
+                int4_tile(x + m * K, K, 2, tile, sz, bf16, rows_pad, t, group, zs + m * groups, groups, acc);
+            else
+                int4_tile(x + m * K, K, 1, tile, sz, bf16, rows_pad, t, group, zs + m * groups, groups, acc);
+            for (int r = 0; r < R; r++)
+                for (long d = 0; d < rows; d++)
+                    y[(m + r) * N + t * 32 + d] = acc[32 * r + d] + (bias ? bias[t * 32 + d] : 0.f);
+        }
+    }
+}
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for n < N (rows of the packed tiles). */
+void int4_mm(const float *x, long M, long K, const uint8_t *packed, const void *sz, int bf16,
+             long rows_pad, long N, int group, const float *bias, float *y, int threads) {
+    long groups = K / group;
+    float xsum[16 * 1024];  /* M * groups sums of x per group (M <= 8, groups <= 2048) */
+    for (long m = 0; m < M; m++)
+        for (long g = 0; g < groups; g++) {
+            float s = 0.f;
+            for (int k = 0; k < group; k++) s += x[m * K + g * group + k];
+            xsum[m * groups + g] = s;
+        }
+    int4_tiles(x, NULL, NULL, NULL, xsum, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
+}
+
+/* int4_mm with x quantized to int8 per block of 32: the product of the weight with the
+   dequantized x (the zero term too uses the quantized x: measured 3-6% closer to the float32
+   product than x's float sums) */
+void int4_mm_q8(const float *x, long M, long K, const uint8_t *packed, const void *sz, int bf16,
+                long rows_pad, long N, int group, const float *bias, float *y, int threads) {
+    long groups = K / group, nb = K / 32;
+    int8_t *xq = (int8_t *)malloc((size_t)M * K + (size_t)M * nb * 8 + (size_t)M * groups * 4 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * K) + 15) & ~(uintptr_t)15);
+    int32_t *sq = (int32_t *)(dx + M * nb);
+    float *zx = (float *)(sq + M * nb);
+    quantize_rows_q8(x, M, K, K, xq, dx, sq);
+    for (long m = 0; m < M; m++)
+        for (long g = 0; g < groups; g++) {
+            float s = 0.f;
+            for (long b = g * (group / 32); b < (g + 1) * (group / 32); b++)
+                s += dx[m * nb + b] * (float)sq[m * nb + b];
+            zx[m * groups + g] = s;
+        }
+    int4_tiles(x, xq, dx, sq, zx, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
+    free(xq);
+}
+
+static void int8_rows(const float *x, const int8_t *xq, const float *dx, long M, long K,
+                      const int8_t *codes, const void *scales, int bf16, long group, long N,
+                      const float *bias, float *y, int threads) {
+    long Kp = (K + 31) / 32 * 32, nb = Kp / 32;
+    long chunk = N / (4L * threads) > 0 ? N / (4L * threads) : 1;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *c = xq ? (float *)malloc((size_t)2 * nb * sizeof(float)) : NULL;  /* int8_row_q8's */
+        #pragma omp for schedule(dynamic, chunk)
+        for (long n = 0; n < N; n++) {
+            const int8_t *w = codes + (size_t)n * K;
+            float b = bias ? bias[n] : 0.f, out[2];
+            float scale = group > 0 ? 1.f : scale_at(scales, bf16, n);
+            const void *row_scales = group > 0
+                ? (const void *)((const char *)scales + (size_t)n * (K / group) * (bf16 ? 2 : 4))
+                : scales;
+            for (long m = 0; m < M; m += 2) {
+                int R = M - m >= 2 ? 2 : 1;
+                if (xq && R == 2)
+                    int8_row_q8(xq + m * Kp, dx + m * nb, K, Kp, 2, w, row_scales, bf16, group, c, out);
+                else if (xq)
+                    int8_row_q8(xq + m * Kp, dx + m * nb, K, Kp, 1, w, row_scales, bf16, group, c, out);
+                else if (R == 2)
+                    int8_row(x + m * K, K, 2, w, row_scales, bf16, group, out);
+                else
+                    int8_row(x + m * K, K, 1, w, row_scales, bf16, group, out);
+                for (int r = 0; r < R; r++) y[(m + r) * N + n] = out[r] * scale + b;
+            }
+        }
+        free(c);
+    }
+}
+
+/* y[m, n] = sum_k x[m, k] * q[n, k] * scale (+ bias[n]); scale: scales[n] (group 0) or
+   scales[n, k / group]. */
+void int8_mm(const float *x, long M, long K, const int8_t *codes, const void *scales, int bf16,
+             long group, long N, const float *bias, float *y, int threads) {
+    int8_rows(x, NULL, NULL, M, K, codes, scales, bf16, group, N, bias, y, threads);
+}
+
+/* int8_mm with x quantized to int8 per block of 32 */
+void int8_mm_q8(const float *x, long M, long K, const int8_t *codes, const void *scales, int bf16,
+                long group, long N, const float *bias, float *y, int threads) {
+    long Kp = (K + 31) / 32 * 32, nb = Kp / 32;
+    int8_t *xq = (int8_t *)malloc((size_t)M * Kp + (size_t)M * nb * 4 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15);
+    quantize_rows_q8(x, M, K, Kp, xq, dx, NULL);
+    int8_rows(x, xq, dx, M, K, codes, scales, bf16, group, N, bias, y, threads);
+    free(xq);
+}
+
+/* ---- 5-bit codes (GGUF's Q5_0 / Q5_1 blocks): per output row, per block of 32 inputs,
+   ``low`` 16 bytes (byte j: value j in its low nibble, value j + 16 in its high nibble, GGUF's
+   order), a scale d and, for Q5_1, an offset m (float16, f16 = 1, or float32):
+   w = d * (q - 16) (offsets NULL) or w = d * q + m. The 5th bits of each pair of blocks (b0, b1)
+   in one uint64 (``high``, (K / 32 + 1) / 2 a row; an odd last block pairs with zeros): bit t of
+   byte j is the 5th bit of value 8 g + j of block h, t = (0, 1, 4, 5)[g] for h = 0 and
+   (2, 3, 6, 7)[g] for h = 1, so that one variable shift per 8 bytes brings each byte's bit to
+   bit 4 (no byte shuffle). K a multiple of 32. ---- */
+
+static inline float half_or_float(const void *p, int f16, size_t n) {
+    return f16 ? _cvtsh_ss(((const uint16_t *)p)[n]) : ((const float *)p)[n];
+}
+
+/* the codes 0..31 of blocks b0, b1 as unsigned bytes: qa = [b0 values 0..15 | b1 values 0..15],
+   qb = [b0 values 16..31 | b1 values 16..31]; two = 0: b0 only (b1's halves are zeros) */
+static inline void int5_codes2(const uint8_t *low, uint64_t bits, int two, __m256i *qa, __m256i *qb) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), five = _mm256_set1_epi8(0x10);
+    __m256i v = two ? _mm256_loadu_si256((const __m256i *)low)
+                    : _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)low), 0);
+    __m256i h = _mm256_set1_epi64x((long long)bits);
+    __m256i a = _mm256_and_si256(_mm256_sllv_epi64(h, _mm256_setr_epi64x(4, 3, 2, 1)), five);
+    __m256i b = _mm256_and_si256(_mm256_srlv_epi64(h, _mm256_setr_epi64x(0, 1, 2, 3)), five);
+    *qa = _mm256_or_si256(_mm256_and_si256(v, m4), a);
+    *qb = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), b);
+}
+
+/* sum_k q_k x_k of one block in float32 (8 lanes), from its codes 0..15 (lo) and 16..31 (hi) */
+static inline __m256 int5_block_dot(__m128i lo, __m128i hi, const float *x) {
+    __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(x));
+    __m256 s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))),
+                              _mm256_loadu_ps(x + 8));
+    s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), _mm256_loadu_ps(x + 16), s0);
+    s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))),
+                         _mm256_loadu_ps(x + 24), s1);
+    return _mm256_add_ps(s0, s1);
+}
+
+/* A row's block factors for one row of x: c[b] = d_b (times dx[b], the block scale of a
+   quantized x, when dx is not NULL); returns sum_b o_b * X[b], o_b the block's offset (Q5_1's m,
+   Q5_0's -16 d) and X[b] the sum of x (or of the dequantized x) over the block. */
+static inline float int5_factors(const void *scales, const void *offsets, int f16, const float *dx,
+                                 const float *X, long nb, float *c) {
+    __m256 acc = _mm256_setzero_ps();
+    long b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        __m256 d = f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)scales + b)))
+                       : _mm256_loadu_ps((const float *)scales + b);
+        __m256 o = !offsets ? _mm256_mul_ps(d, _mm256_set1_ps(-16.f))
+                 : f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)offsets + b)))
+                       : _mm256_loadu_ps((const float *)offsets + b);
+        acc = _mm256_fmadd_ps(o, _mm256_loadu_ps(X + b), acc);
+        _mm256_storeu_ps(c + b, dx ? _mm256_mul_ps(d, _mm256_loadu_ps(dx + b)) : d);
+    }
+    float sum = hsum8(acc);
+    for (; b < nb; b++) {
+        float d = half_or_float(scales, f16, b);
+        sum += (offsets ? half_or_float(offsets, f16, b) : -16.f * d) * X[b];
+        c[b] = dx ? d * dx[b] : d;
+    }
+    return sum;
+}
+
+/* sum_k x[r, k] w[k] for R (1 or 2) rows of x: per block d * sum q x (float32), plus the
+   offsets times the blocks' sums of x (xs[r * nb + b]); c: scratch of R * nb floats. */
+static inline __attribute__((always_inline)) void int5_row(
+        const float *x, const float *xs, long K, int R, const uint8_t *low, const uint64_t *high,
+        const void *scales, const void *offsets, int f16, float *c, float *out) {
+    long nb = K / 32;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    float off[2];
+    for (int r = 0; r < R; r++) off[r] = int5_factors(scales, offsets, f16, NULL, xs + r * nb, nb, c);
+    for (long b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        __m256i qa, qb;
+        int5_codes2(low + b * 16, high[b / 2], two, &qa, &qb);
+        __m128i a0 = _mm256_castsi256_si128(qa), b0 = _mm256_castsi256_si128(qb);
+        __m256 d0 = _mm256_broadcast_ss(c + b);
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm256_fmadd_ps(d0, int5_block_dot(a0, b0, x + (size_t)r * K + b * 32), acc[r]);
+        if (two) {
+            __m128i a1 = _mm256_extracti128_si256(qa, 1), b1 = _mm256_extracti128_si256(qb, 1);
+            __m256 d1 = _mm256_broadcast_ss(c + b + 1);
+            for (int r = 0; r < R; r++)
+                acc[r] = _mm256_fmadd_ps(d1, int5_block_dot(a1, b1, x + (size_t)r * K + b * 32 + 32),
+                                         acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum8(acc[r]) + off[r];
+}
+
+/* the same with x quantized (xq, dx of quantize_rows_q8; xs the sums of the dequantized x per
+   block): q unsigned, xq signed in maddubs, two blocks a step (lanes 0-3 block b, 4-7 block
+   b + 1), one float multiply-add with d * dx per block. */
+static inline __attribute__((always_inline)) void int5_row_q8(
+        const int8_t *xq, const float *dx, const float *xs, long K, int R, const uint8_t *low,
+        const uint64_t *high, const void *scales, const void *offsets, int f16, float *c,
+        float *out) {
+    long nb = K / 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
+                        {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    float off[2];
+    for (int r = 0; r < R; r++)
+        off[r] = int5_factors(scales, offsets, f16, dx + r * nb, xs + r * nb, nb, c + r * nb);
+    for (long b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        __m256i qa, qb;
+        int5_codes2(low + b * 16, high[b / 2], two, &qa, &qb);
+        for (int r = 0; r < R; r++) {
+            const int8_t *xr = xq + (size_t)r * K + b * 32;
+            const float *cr = c + r * nb + b;
+            /* a whole pair's x is stored [b0 0..15 | b1 0..15 | b0 16..31 | b1 16..31] (int5_mm_q8) */
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)xr), xa, xb;
+            if (two) {
+                xa = x0;
+                xb = _mm256_loadu_si256((const __m256i *)(xr + 32));
+            } else {
+                xa = _mm256_permute2x128_si256(x0, _mm256_setzero_si256(), 0x20);
+                xb = _mm256_permute2x128_si256(x0, _mm256_setzero_si256(), 0x31);
+            }
+            /* |two pair sums| <= 2 * 2 * 31 * 127 = 15,748: still int16 */
+            __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(qa, xa), _mm256_maddubs_epi16(qb, xb));
+            p = _mm256_madd_epi16(p, ones);
+            __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(cr)),
+                                            two ? _mm_broadcast_ss(cr + 1) : _mm_setzero_ps(), 1);
+            int h = (b >> 1) & 1;  /* two independent sums per row */
+            acc[r][h] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(p), acc[r][h]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum8(_mm256_add_ps(acc[r][0], acc[r][1])) + off[r];
+}
+
+static void int5_rows(const float *x, const float *xs, const int8_t *xq, const float *dx,
+                      long M, long K, const uint8_t *low, const uint64_t *high,
+                      const void *scales, const void *offsets, int f16, long N, const float *bias,
+                      float *y, int threads) {
+    long nb = K / 32, pairs = (nb + 1) / 2, size = f16 ? 2 : 4;
+    long chunk = N / (4L * threads) > 0 ? N / (4L * threads) : 1;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *c = (float *)malloc((size_t)2 * nb * sizeof(float));  /* the rows' block factors */
+        #pragma omp for schedule(dynamic, chunk)
+        for (long n = 0; n < N; n++) {
+            const uint8_t *l = low + (size_t)n * nb * 16;
+            const uint64_t *h = high + (size_t)n * pairs;
+            const void *s = (const char *)scales + (size_t)n * nb * size;
+            const void *o = offsets ? (const char *)offsets + (size_t)n * nb * size : NULL;
+            float b = bias ? bias[n] : 0.f, out[2];
+            for (long m = 0; m < M; m += 2) {
+                int R = M - m >= 2 ? 2 : 1;
+                if (xq && R == 2)
+                    int5_row_q8(xq + m * K, dx + m * nb, xs + m * nb, K, 2, l, h, s, o, f16, c, out);
+                else if (xq)
+                    int5_row_q8(xq + m * K, dx + m * nb, xs + m * nb, K, 1, l, h, s, o, f16, c, out);
+                else if (R == 2)
+                    int5_row(x + m * K, xs + m * nb, K, 2, l, h, s, o, f16, c, out);
+                else
+                    int5_row(x + m * K, xs + m * nb, K, 1, l, h, s, o, f16, c, out);
+                for (int r = 0; r < R; r++) y[(m + r) * N + n] = out[r] + b;
+            }
+        }
+        free(c);
+    }
+}
+
+/* y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) with w the 5-bit codes above (float32 x and
+   accumulation: the sums of q x per block times d, plus the offset (-16 d or m) times the
+   block's sum of x). */
+void int5_mm(const float *x, long M, long K, const uint8_t *low, const uint64_t *high,
+             const void *scales, const void *offsets, int f16, long N, const float *bias,
+             float *y, int threads) {
+    long nb = K / 32;
+    float *xs = (float *)malloc((size_t)M * nb * sizeof(float) + 16);
+    for (long m = 0; m < M; m++)
+        for (long b = 0; b < nb; b++) {
+            const float *p = x + m * K + b * 32;
+            __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)),
+                                     _mm256_add_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
+            xs[m * nb + b] = hsum8(s);
+        }
+    int5_rows(x, xs, NULL, NULL, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    free(xs);
+}
+
+/* int5_mm with x quantized to int8 per block of 32 (as int4_mm_q8 / int8_mm_q8) */
+void int5_mm_q8(const float *x, long M, long K, const uint8_t *low, const uint64_t *high,
+                const void *scales, const void *offsets, int f16, long N, const float *bias,
+                float *y, int threads) {
+    long nb = K / 32;
+    int8_t *xq = (int8_t *)malloc((size_t)M * K + (size_t)M * nb * 12 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * K) + 15) & ~(uintptr_t)15);
+    int32_t *sq = (int32_t *)(dx + M * nb);
+    float *xs = (float *)(sq + M * nb);  /* sums of the dequantized x per block */
+    quantize_rows_q8(x, M, K, K, xq, dx, sq);
+    for (long i = 0; i < M * nb; i++) xs[i] = dx[i] * (float)sq[i];
+    for (long m = 0; m < M; m++)  /* each whole pair of blocks in the order of int5_codes2's halves */
+        for (long b = 0; b + 2 <= nb; b += 2) {
+            __m256i *q = (__m256i *)(xq + m * K + b * 32);
+            __m256i x0 = _mm256_loadu_si256(q), x1 = _mm256_loadu_si256(q + 1);
+            _mm256_storeu_si256(q, _mm256_permute2x128_si256(x0, x1, 0x20));
+            _mm256_storeu_si256(q + 1, _mm256_permute2x128_si256(x0, x1, 0x31));
+        }
+    int5_rows(NULL, xs, xq, dx, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    free(xq);
+}
