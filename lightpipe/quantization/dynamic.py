@@ -46,7 +46,7 @@ import warnings
 import torch
 from torch import nn
 
-from .fuse import FusedPart, FusedProjection
+from .fuse import FusedPart, FusedProjection, install
 from .linear import QuantizedLinear
 
 logger = logging.getLogger("lightpipe")
@@ -197,15 +197,8 @@ def _fuse(model: nn.Module) -> int:
                 continue
             bias = None if first._bias is None else torch.cat([layer._bias for layer in layers])
             # the codes are already on the 7-bit grid: quantizing them again gives the same codes
-            fused = _FusedDynamic(DynamicInt8Linear.from_weight(
-                torch.cat([layer.dense_weight() for layer in layers]), bias), module, names)
-            setattr(module, "fused_" + "_".join(name.split("_")[0] for name in names), fused)
-            start = 0
-            for index, (name, layer) in enumerate(zip(names, layers)):
-                stop = start + layer.out_features
-                setattr(module, name, FusedPart(fused, start, stop, index == len(names) - 1,
-                                                layer.in_features))
-                start = stop
+            install(module, names, layers, _FusedDynamic(DynamicInt8Linear.from_weight(
+                torch.cat([layer.dense_weight() for layer in layers]), bias), module, names))
             count += 1
     return count
 

@@ -127,13 +127,19 @@ def fuse_projections(model: nn.Module) -> int:
                 continue
             if not _fusable(layers):
                 continue
-            fused = FusedProjection(_concatenate(layers))
-            setattr(module, "fused_" + "_".join(name.split("_")[0] for name in names), fused)
-            start = 0
-            for index, (name, layer) in enumerate(zip(names, layers)):
-                stop = start + layer.out_features
-                setattr(module, name, FusedPart(fused, start, stop, index == len(names) - 1,
-                                                layer.in_features))
-                start = stop
+            install(module, names, layers, FusedProjection(_concatenate(layers)))
             count += 1
     return count
+
+
+def install(module: nn.Module, names: tuple[str, ...], layers: list[nn.Module],
+            fused: FusedProjection) -> None:
+    """Register ``fused`` on ``module`` (``fused_q_k_v``, ``fused_gate_up``) and put a
+    ``FusedPart`` under each of ``names``, slicing the rows ``layers`` had."""
+    setattr(module, "fused_" + "_".join(name.split("_")[0] for name in names), fused)
+    start = 0
+    for index, (name, layer) in enumerate(zip(names, layers)):
+        stop = start + layer.out_features
+        setattr(module, name, FusedPart(fused, start, stop, index == len(names) - 1,
+                                        layer.in_features))
+        start = stop
