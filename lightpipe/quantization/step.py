@@ -245,31 +245,30 @@ def _product(layer, offset: int) -> list[int] | None:
     bias = layer.bias
     if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
         return None
-    bias_pointer = 0 if bias is None else bias.data_ptr()
+    # the last four longs: bias, output offset, weights (the thread rule), int8 activations
+    tail = [0 if bias is None else bias.data_ptr(), offset,
+            layer.out_features * layer.in_features, int(layer.int8_activations)]
     if isinstance(layer, Int4Linear):
         scales = layer.scales_and_zeros
         if (scales.dtype not in (torch.float32, torch.bfloat16) or not scales.is_contiguous()
                 or not layer.packed.is_contiguous() or layer.packed.device.type != "cpu"):
             return None
         return [4, layer.packed.data_ptr(), scales.data_ptr(), int(scales.dtype == torch.bfloat16),
-                layer.packed.shape[0], layer.out_features, layer.group_size, bias_pointer, offset,
-                layer.out_features * layer.in_features, int(getattr(layer, "int8_activations", False))]
+                layer.packed.shape[0], layer.out_features, layer.group_size, *tail]
     if isinstance(layer, Int8Linear):
         scales = layer.scales
         if (scales.dtype not in (torch.float32, torch.bfloat16) or not scales.is_contiguous()
                 or not layer.codes.is_contiguous() or layer.codes.device.type != "cpu"):
             return None
         return [8, layer.codes.data_ptr(), scales.data_ptr(), int(scales.dtype == torch.bfloat16),
-                0, layer.out_features, layer.group_size or 0, bias_pointer, offset,
-                layer.out_features * layer.in_features, int(getattr(layer, "int8_activations", False))]
+                0, layer.out_features, layer.group_size or 0, *tail]
     if isinstance(layer, Int5Linear):
         tensors = [layer.low, layer.high, layer.scales] + [layer.offsets] * (layer.offsets is not None)
         if any(not t.is_contiguous() or t.device.type != "cpu" for t in tensors):
             return None
         return [5, layer.low.data_ptr(), layer.scales.data_ptr(), int(layer.scales.dtype != torch.float32),
                 layer.high.data_ptr(), layer.out_features,
-                0 if layer.offsets is None else layer.offsets.data_ptr(), bias_pointer, offset,
-                layer.out_features * layer.in_features, int(layer.int8_activations)]
+                0 if layer.offsets is None else layer.offsets.data_ptr(), *tail]
     return None
 
 
