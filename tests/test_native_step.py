@@ -210,3 +210,39 @@ def test_thread_chooser_keeps_the_faster_count():
         chooser.record(threads, seconds[threads])
     assert chooser.chosen == 2
     assert step.ThreadChooser(1).next() == 1
+
+
+def test_thread_chooser_keeps_a_repeated_choice_longer():
+    chooser = step.ThreadChooser(2, trials=2, keep=3, longest=12)
+    seconds = {2: 0.002, 1: 0.004}
+    spans = []
+    for _ in range(5):  # trials, then the kept tokens, five times over
+        while chooser.left == 0:
+            threads = chooser.next()
+            chooser.record(threads, seconds[threads])
+        assert chooser.chosen == 2
+        spans.append(chooser.left)
+        while chooser.left > 0:
+            chooser.record(chooser.next(), 0.002)
+    assert spans == [3, 6, 12, 12, 12]
+
+
+def test_thread_chooser_times_again_when_tokens_slow_down():
+    chooser = step.ThreadChooser(2, trials=2, keep=8)
+    seconds = {2: 0.002, 1: 0.004}
+    while chooser.left == 0:
+        threads = chooser.next()
+        chooser.record(threads, seconds[threads])
+    assert chooser.chosen == 2 and chooser.left == 8
+    chooser.record(2, 0.0021)
+    chooser.record(2, 0.010)  # one slow token (a hiccup) does not end the keeping
+    chooser.record(2, 0.0021)
+    assert chooser.left == 5
+    chooser.record(2, 0.010)  # another process took a core: two slow tokens in a row
+    chooser.record(2, 0.012)
+    assert chooser.left == 0
+    seconds = {2: 0.012, 1: 0.004}
+    while chooser.left == 0:
+        threads = chooser.next()
+        chooser.record(threads, seconds[threads])
+    assert chooser.chosen == 1 and chooser.left == 8  # a changed choice: the first span again

@@ -194,15 +194,21 @@ class ThreadChooser:
     on a busy 2-core machine was 7x slower than one thread). So the two are timed in turns
     (``trials`` tokens each, a token timed from one step's start to the next's: the output
     projection after the step runs with the same cap), the faster median is kept for ``keep``
-    tokens, then timed again.
+    tokens, then timed again. A choice that wins again is kept twice as long (up to
+    ``longest`` tokens: the trials' slower tokens cost ~2-3% of a 128-token run otherwise); two
+    tokens in a row slower than 1.5x the chosen median (the machine got busy, or quiet) end the
+    keeping early.
     """
 
-    def __init__(self, threads: int, trials: int = 3, keep: int = 48):
+    def __init__(self, threads: int, trials: int = 3, keep: int = 48, longest: int = 768):
         self.candidates = [threads, 1] if threads > 1 else [1]
-        self.trials, self.keep = trials, keep
+        self.trials, self.keep, self.longest = trials, keep, longest
         self.times: dict[int, list[float]] = {n: [] for n in self.candidates}
         self.chosen: int | None = None if len(self.candidates) > 1 else 1
         self.left = 0
+        self.span = keep  # how long the next choice is kept
+        self.best = 0.0  # the chosen count's median token time
+        self.slow = 0  # kept tokens in a row slower than 1.5x best
 
     def next(self) -> int:
         if self.chosen is not None and self.left > 0:
@@ -217,12 +223,16 @@ class ThreadChooser:
             return
         if self.chosen is not None and self.left > 0:
             self.left -= 1
+            self.slow = self.slow + 1 if seconds > 1.5 * self.best else 0
+            if self.slow >= 2:  # the machine changed: time both again now
+                self.left, self.slow, self.span = 0, 0, self.keep
             return
         self.times[threads].append(seconds)
         if all(len(times) >= self.trials for times in self.times.values()):
-            self.chosen = min(self.candidates,
-                              key=lambda n: sorted(self.times[n])[len(self.times[n]) // 2])
-            self.left = self.keep
+            medians = {n: sorted(t)[len(t) // 2] for n, t in self.times.items()}
+            chosen = min(self.candidates, key=medians.__getitem__)
+            self.span = min(2 * self.span, self.longest) if chosen == self.chosen else self.keep
+            self.chosen, self.best, self.left, self.slow = chosen, medians[chosen], self.span, 0
             self.times = {n: [] for n in self.candidates}
 
 
