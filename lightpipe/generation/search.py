@@ -13,6 +13,7 @@ import torch
 
 from ..errors import InputError
 from ..modeling import ModelOutput
+from ..threads import adapt_threads
 
 if TYPE_CHECKING:
     from .contract import GenerativeModel
@@ -58,6 +59,7 @@ def prefill(model: GenerativeModel, state: DecodeState) -> torch.Tensor:
 def decode_one_token(model: GenerativeModel, state: DecodeState) -> torch.Tensor:
     """The forward over the tokens the cache lacks (the last one; without a cache, all of
     them); the next-token logits (batch, vocab) in float32."""
+    adapt_threads()  # another process took a core (or gave it back): follow it
     cache = state.cache
     if cache is not None and not model.keeps_cache(cache, state.length):
         cache.crop(0)  # the whole sequence again (Phi-3's LongRoPE past its trained length)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..modeling import resolve_device
+from ..threads import adapt_threads
 from .common import is_dataset
 
 # How many batches of inputs a streaming call reads ahead to sort by length.
@@ -223,6 +224,7 @@ class Pipeline:
         lengths = [_piece_length(p) for p in pieces]
         outputs: list[dict | None] = [None] * len(pieces)
         for chosen in self.make_batches(pieces, batch_size):
+            adapt_threads()  # another process took a core (or gave it back): follow it
             batch, extras = self.collate([pieces[j] for j in chosen])
             with torch.inference_mode():
                 result = self._forward(batch, **fwd)
