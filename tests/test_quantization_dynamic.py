@@ -276,3 +276,55 @@ def test_int8_dynamic_honours_lm_head_and_skip(decoder):
     ups = [m for name, m in skipped.named_modules() if name.endswith("up_proj")]
     assert downs and not any(_dynamic(m) for m in downs)
     assert ups and all(_dynamic(m) for m in ups)
+
+
+# --- the C passes around the product (quantization/dynamic_passes.py) ------------------------
+def _torch_passes(monkeypatch):
+    from lightpipe.quantization import dynamic_passes
+
+    monkeypatch.setattr(dynamic_passes, "available", lambda: False)
+
+
+def test_c_passes_equal_the_torch_passes(monkeypatch):
+    from lightpipe.quantization import dynamic_passes, kernels
+
+    assert kernels.available(), "the CI machine has gcc: the C passes must build"
+    torch.manual_seed(3)
+    layer = DynamicInt8Linear.from_weight(torch.randn(72, 40) * 0.1, torch.randn(72))
+    plain = DynamicInt8Linear.from_weight(torch.randn(24, 40) * 0.1)  # no bias
+    x = torch.randn(3, 11, 40) * 2
+    x[1, 4] *= 20  # a row with its own range
+    c = [layer(x), plain(x), layer.forward_act(x, F.gelu)]
+    _torch_passes(monkeypatch)
+    t = [layer(x), plain(x), F.gelu(layer(x))]
+    for ours, theirs in zip(c, t):
+        assert ours.shape == theirs.shape
+        assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6), (ours - theirs).abs().max()
+    # the C GELU against torch's over its whole range (erf within 1.5e-7: outputs within ~3e-7)
+    values = torch.linspace(-12, 12, 20_001)[None].contiguous()
+    out = dynamic_passes.out_rows(values.clone(), torch.zeros(1, 1), torch.zeros(values.shape[1]),
+                                  torch.ones(1, 1), None, True)
+    assert (out - F.gelu(values)).abs().max() < 5e-7
+    odd = torch.randn(2, 13)  # a width that is not a multiple of 8: the scalar tail
+    assert torch.allclose(dynamic_passes.out_rows(odd.clone(), torch.zeros(2, 1), torch.zeros(13),
+                                                  torch.ones(2, 1), None, True), F.gelu(odd), atol=5e-7)
+    unit, a, span = dynamic_passes.unit_rows(odd)
+    assert torch.allclose(unit.amin(-1), torch.zeros(2)) and torch.allclose(unit.amax(-1), torch.ones(2))
+    assert torch.allclose(span[:, 0], odd.amax(-1) - odd.amin(-1))
+
+
+def test_bert_feed_forward_fuses_the_gelu(minilm_path, monkeypatch):
+    """BERT-like Intermediate goes through forward_act (Whisper's MLPs call the same hook), with
+    the unfused torch passes' output (one layer: deeper, a changed int8 code moves the rest)."""
+    model = lightpipe.AutoModel.from_pretrained(minilm_path, quantization="int8-dynamic")
+    dense = model.encoder.layer[0].intermediate.dense
+    assert isinstance(dense, DynamicInt8Linear)
+    calls = []
+    original = DynamicInt8Linear.forward_act
+    monkeypatch.setattr(DynamicInt8Linear, "forward_act",
+                        lambda self, x, act: calls.append(act) or original(self, x, act))
+    hidden = torch.randn(2, 9, dense.in_features)
+    fused = model.encoder.layer[0].intermediate(hidden)
+    assert calls == [F.gelu]
+    _torch_passes(monkeypatch)
+    assert torch.allclose(fused, F.gelu(dense(hidden)), atol=1e-6)

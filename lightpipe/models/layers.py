@@ -108,6 +108,13 @@ class SelfAttention(nn.Module):
         return merge_heads(context)
 
 
+def linear_act(layer: nn.Module, act, hidden_states: torch.Tensor) -> torch.Tensor:
+    """``act(layer(x))``, through the layer's ``forward_act`` where it has one (an int8-dynamic
+    layer fuses the GELU into its output pass)."""
+    fused = getattr(layer, "forward_act", None)
+    return act(layer(hidden_states)) if fused is None else fused(hidden_states, act)
+
+
 class Intermediate(nn.Module):
     """``act(dense(x))``, the first half of BERT's and ViT's MLP (``intermediate.dense``)."""
 
@@ -117,7 +124,7 @@ class Intermediate(nn.Module):
         self.act = activation(config.hidden_act)
 
     def forward(self, hidden_states):
-        return self.act(self.dense(hidden_states))
+        return linear_act(self.dense, self.act, hidden_states)
 
 
 def run_layers(layers, hidden_states: torch.Tensor, mask: torch.Tensor | None,

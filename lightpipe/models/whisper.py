@@ -24,7 +24,7 @@ from ..generation import GenerationMixin
 from ..modeling import ModelOutput, PreTrainedModel
 from ..tokenization_whisper import TASKS, TO_LANGUAGE_CODE
 from .bart import Attention, DecoderLayer, EncoderLayer, encoder_states_of, open_decoder_cache
-from .layers import activation, merge_heads
+from .layers import activation, linear_act, merge_heads
 from .linear import Linear
 from .whisper_generation import (INPUT_STRIDE, WhisperTimeStampLogitsProcessor, WindowDecoder,
                                  pad_frames, pad_rows, sampling_settings)
@@ -104,7 +104,7 @@ class WhisperEncoderLayer(EncoderLayer):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         hidden_states = hidden_states + self.self_attn(self.self_attn_layer_norm(hidden_states))
-        return hidden_states + self.fc2(self.act(self.fc1(self.final_layer_norm(hidden_states))))
+        return hidden_states + self.fc2(linear_act(self.fc1, self.act, self.final_layer_norm(hidden_states)))
 
 
 class WhisperDecoderLayer(DecoderLayer):
@@ -118,7 +118,7 @@ class WhisperDecoderLayer(DecoderLayer):
         hidden_states = hidden_states + self.encoder_attn(
             self.encoder_attn_layer_norm(hidden_states), encoder_states, cache=cache,
             weights=weights)
-        return hidden_states + self.fc2(self.act(self.fc1(self.final_layer_norm(hidden_states))))
+        return hidden_states + self.fc2(linear_act(self.fc1, self.act, self.final_layer_norm(hidden_states)))
 
 
 class WhisperEncoder(nn.Module):

@@ -44,8 +44,10 @@ import logging
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from . import dynamic_passes
 from .fuse import FusedPart, FusedProjection, install
 from .linear import QuantizedLinear
 
@@ -118,11 +120,26 @@ class DynamicInt8Linear(QuantizedLinear):
         with torch.no_grad():  # inference only, as the kernel (it has no backward)
             return self._forward(inputs)
 
-    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward_act(self, inputs: torch.Tensor, act) -> torch.Tensor:
+        """``act(self(inputs))``; torch's erf GELU fused into the C pass after the product
+        (``dynamic_passes``) where it runs."""
+        with torch.no_grad():
+            if act is F.gelu and dynamic_passes.available():
+                return self._forward(inputs, gelu=True)
+            return act(self._forward(inputs))
+
+    def _forward(self, inputs: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         dtype, shape = inputs.dtype, inputs.shape
         x = inputs.reshape(-1, shape[-1])
         if x.dtype != torch.float32:
             x = x.float()
+        if dynamic_passes.available():  # the same passes in C: two over x, one over y
+            unit, a, span = dynamic_passes.unit_rows(x.contiguous())
+            out = torch.ops.quantized.linear_dynamic(unit, self._packed, False)
+            del unit
+            out = dynamic_passes.out_rows(out, a, self._row_sums, span, self._bias, gelu)
+            out = out.reshape(*shape[:-1], self.out_features)
+            return out if out.dtype == dtype else out.to(dtype)
         low = x.amin(-1, keepdim=True)
         span = (x.amax(-1, keepdim=True) - low).clamp_(min=1e-30)
         inverse = span.reciprocal()
