@@ -7,7 +7,8 @@
         [--tokens 128] [--prefill 512] [--repeats 3] [--variants packed bf16 fp32 llama.cpp]
 
 Variants: packed (``dequantize=False``, default dtype: float32 on lightpipe's C kernel where it
-builds), packed-fp32, packed-bf16, packed-torch (bfloat16 on torch's int4 / int8 kernels, the
+builds, whose products quantize x to int16 per block of 32 by default), packed-exact (the same
+with ``LIGHTPIPE_EXACT_ACTIVATIONS=1``: float32 x, exact products), packed-fp32, packed-bf16, packed-torch (bfloat16 on torch's int4 / int8 kernels, the
 C kernel off: the path before it), packed-q8 (packed, ``int8_activations=True``: the C kernel's
 int8-activation integer products, as llama.cpp; not exact), bf16, fp32, int8, llama.cpp.
 
@@ -95,7 +96,9 @@ def lightpipe_runner(path: Path, variant: str):
     if disable:
         os.environ["LIGHTPIPE_KERNELS"] = "0"
         kernels.reset()
-    kwargs = {"packed": {"dequantize": False}, "packed-fp32": {"dequantize": False, "dtype": "float32"},
+    exact = variant == "packed-exact"  # float32 activations while this variant runs
+    kwargs = {"packed": {"dequantize": False}, "packed-exact": {"dequantize": False},
+              "packed-fp32": {"dequantize": False, "dtype": "float32"},
               "packed-bf16": {"dequantize": False, "dtype": "bfloat16"},
               "packed-torch": {"dequantize": False, "dtype": "bfloat16"},
               "packed-q8": {"dequantize": False, "int8_activations": True},
@@ -108,6 +111,19 @@ def lightpipe_runner(path: Path, variant: str):
     load_s = time.perf_counter() - start
     print(f"    {variant}: loaded in {load_s:.1f} s, resident +{rss_mb() - before:.0f} MB")
 
+    def exactly(run):
+        if not exact:
+            return run
+
+        def wrapped(*args):
+            os.environ[kernels.EXACT_ENV] = "1"
+            try:
+                return run(*args)
+            finally:
+                os.environ.pop(kernels.EXACT_ENV, None)
+        return wrapped
+
+    @exactly
     def decode(prompt: list[int], tokens: int) -> float:
         ids = torch.tensor([prompt])
         settings = dict(do_sample=False, min_new_tokens=tokens, max_new_tokens=tokens)
@@ -119,6 +135,7 @@ def lightpipe_runner(path: Path, variant: str):
         total = time.perf_counter() - start
         return (tokens - 1) / max(total - first, 1e-9)
 
+    @exactly
     def prefill(prompt: list[int]) -> float:
         ids = torch.tensor([prompt])
         start = time.perf_counter()

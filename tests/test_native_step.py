@@ -92,7 +92,9 @@ def test_decodes_in_c_and_matches_reference(pair, monkeypatch):
 
 def test_same_numbers_as_the_python_plan_and_across_threads(pair, monkeypatch):
     """The C step against the Python plan (LIGHTPIPE_NATIVE_STEP=0) on the same model: the
-    same maths in another summation order; and 2 threads give the 1-thread numbers exactly
+    same maths in another summation order (x quantized to int16 in both, the layers' default:
+    an input that differs in its last float bit may round to the next int16 step, so 1e-4 of
+    the largest logit); and 2 threads give the 1-thread numbers exactly
     (each output row and each head is computed by one thread)."""
     model, _ = pair
     runs = {}
@@ -108,7 +110,7 @@ def test_same_numbers_as_the_python_plan_and_across_threads(pair, monkeypatch):
         torch.set_num_threads(threads)
     assert torch.equal(runs["python"].sequences, runs["c1"].sequences)
     for got, want in zip(runs["c1"].scores, runs["python"].scores):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
     for got, want in zip(runs["c2"].scores, runs["c1"].scores):
         assert torch.equal(got, want)
 

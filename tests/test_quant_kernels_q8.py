@@ -31,17 +31,18 @@ needs_kernel = pytest.mark.skipif(not kernels.available(),
                                   reason="no C compiler / AVX2+FMA here: the fallback is tested")
 
 
-def quantized_x(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def quantized_x(x: torch.Tensor, levels: int = 127) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, in) x -> the dequantized x the kernel multiplies (float64, (rows, in)) and each
     element's largest possible rounding error (half its block's scale), computed as the C side
-    does: d = max|x| / 127 per block of 32 (the last one partial), codes round(x * (1 / d))."""
+    does: d = max|x| / levels (127: int8; 32767: int16) per block of 32 (the last one partial),
+    codes round(x * (1 / d)) to nearest even."""
     rows, in_features = x.shape
     padded = (in_features + 31) // 32 * 32
     blocks = torch.nn.functional.pad(x, (0, padded - in_features)).view(rows, -1, 32)
-    scale = blocks.abs().amax(-1) / 127
+    scale = blocks.abs().amax(-1) / levels
     inverse = torch.where(scale != 0, 1 / scale, torch.zeros_like(scale))
     codes = (blocks * inverse.unsqueeze(-1)).round()
-    assert codes.abs().max() <= 127
+    assert codes.abs().max() <= levels
     dequantized = (codes.double() * scale.double().unsqueeze(-1)).view(rows, -1)[:, :in_features]
     half_step = (scale.double() / 2).repeat_interleave(32, 1)[:, :in_features]
     return dequantized, half_step
@@ -210,6 +211,7 @@ def test_from_pretrained_flag_changes_path_within_bound(folder, qtype, tied, mon
         long = IDS.repeat(1, 2)
         monkeypatch.setattr(kernels, "MAX_ROWS", long.shape[1] - 1)
         monkeypatch.setattr(kernels, "MAX_ROWS_Q8", long.shape[1] - 1)
+        monkeypatch.setattr(kernels, "MAX_ROWS_Q16", long.shape[1] - 1)
         assert torch.equal(exact(long).logits, fast(long).logits)
     assert fast.generate(ids, max_new_tokens=3, do_sample=False).shape == (1, 6)
 

@@ -41,7 +41,9 @@ def test_int4_kernel_convention_and_padding():
     expected = ((codes - 8) * scales.repeat_interleave(group, 1)
                 + zeros.repeat_interleave(group, 1))
     x = torch.randn(3, 5, in_features)
-    torch.testing.assert_close(layer(x), x @ expected.t(), rtol=1e-5, atol=1e-4)
+    reference = x @ expected.t()  # x quantized to int16 on lightpipe's C kernel: 1e-4 of the max
+    torch.testing.assert_close(layer(x), reference, rtol=1e-5,
+                               atol=1e-4 * reference.abs().max().item())
     torch.testing.assert_close(layer.dense_weight(), expected, rtol=1e-6, atol=1e-6)
 
 

@@ -18,7 +18,8 @@ from gguf import GGMLQuantizationType as Q
 
 from lightpipe.quantization import Int4Linear, Int8Linear, kernels
 from lightpipe.quantization.embedding import QuantizedEmbedding, RowCodes, gather_rows
-from tests.test_gguf_packed import IDS, NEAREST_TOLERANCE, _load, _relative_error, tiny_file
+from tests.test_gguf_packed import (IDS, INT16_ORDER, NEAREST_TOLERANCE, _load, _relative_error,
+                                    tiny_file)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_tied_head_and_embedding_share_one_copy(folder, monkeypatch, qtype, kern
         error = _relative_error(packed(IDS).logits, dense(IDS).logits)
     # exact layouts throughout (int4; int8 groups of 32 on the C kernel), else the linear
     # layers' int8 per row (see test_gguf_packed.NEAREST_TOLERANCE)
-    assert error < (1e-5 if shares else NEAREST_TOLERANCE[qtype]), error
+    assert error < (INT16_ORDER if shares else NEAREST_TOLERANCE[qtype]), error
 
 
 def test_inputs_embeds_and_generate(folder):

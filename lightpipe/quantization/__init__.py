@@ -266,8 +266,9 @@ def set_int8_activations(model: nn.Module, on: bool = True) -> nn.Module:
     """Opt in (or out) of int8 activations for every weight-only quantized layer of ``model``
     (fused groups and a tied head's copy included): the C kernel's products of a few rows then
     quantize x to int8 per block of 32 inputs (scale max|x| / 127) and use integer dot
-    products, as llama.cpp does: faster, and no longer float32-exact. Stored as
-    ``model.int8_activations``. Without the C kernel the products stay float32 (one log line).
+    products, as llama.cpp does: faster, and ~100x further from the float32 product than the
+    default (int16 x; ``on=False`` goes back to it). Stored as ``model.int8_activations``.
+    Without the C kernel the products stay float32 (one log line).
     A QuantizationError when the model has no such layer."""
     layers = [module for module in model.modules()
               if isinstance(module, (Int4Linear, Int5Linear, Int8Linear))]

@@ -127,31 +127,47 @@ static inline __attribute__((always_inline)) void int8_row(
    (symmetric, d = max|x| / 127, round to nearest even), integer dot products, one float
    multiply-add per block. Same signatures and weight layouts as int4_mm / int8_mm. ---- */
 
-/* xq[m, k] (rows padded to Kp, a multiple of 32, with zeros), dx[m, b] (block scales) and
-   sq[m, b] (sums of the block's codes, or NULL) for M rows of x. */
-static void quantize_rows_q8(const float *x, long M, long K, long Kp, int8_t *xq, float *dx,
-                             int32_t *sq) {
+/* x quantized per row per block of 32 to ``levels`` (127: int8 codes to q8, 32767: int16
+   codes to q16; the other pointer NULL): q[m, k] (rows padded to Kp, a multiple of 32, with
+   zeros), dx[m, b] = max|x| / levels (the block scale) and sq[m, b] (sums of the block's codes,
+   |sum| <= 32 * 32767: int32; or NULL) for M rows of x; codes round(x / d) to nearest even. */
+static void quantize_rows(const float *x, long M, long K, long Kp, float levels, int8_t *q8,
+                          int16_t *q16, float *dx, int32_t *sq) {
     long nb = Kp / 32;
     for (long m = 0; m < M; m++)
         for (long b = 0; b < nb; b++) {
             const float *p = x + m * K + b * 32;
             long n = K - b * 32 < 32 ? K - b * 32 : 32;
             float amax = 0.f;
-            for (long k = 0; k < n; k++) { float a = p[k] < 0 ? -p[k] : p[k]; if (a > amax) amax = a; }
-            float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
-            int8_t *q = xq + m * Kp + b * 32;
+            if (n == 32) {
+                const __m256 sign = _mm256_set1_ps(-0.f);
+                __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(p));
+                for (int j = 1; j < 4; j++)
+                    a = _mm256_max_ps(a, _mm256_andnot_ps(sign, _mm256_loadu_ps(p + 8 * j)));
+                __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+                h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+                h = _mm_max_ss(h, _mm_movehdup_ps(h));
+                amax = _mm_cvtss_f32(h);
+            } else
+                for (long k = 0; k < n; k++) { float a = p[k] < 0 ? -p[k] : p[k]; if (a > amax) amax = a; }
+            float d = amax / levels, id = d != 0.f ? 1.f / d : 0.f;
             int32_t s = 0;
             if (n == 32) {
                 const __m256 vid = _mm256_set1_ps(id);
                 __m256i i[4];
-                for (int j = 0; j < 4; j++)
-                    i[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p + 8 * j), vid),
-                                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                for (int j = 0; j < 4; j++)  /* cvtps_epi32 rounds to nearest even */
+                    i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p + 8 * j), vid));
+                /* packs interleave 128-bit lanes: the permutes restore the order */
                 __m256i s01 = _mm256_packs_epi32(i[0], i[1]), s23 = _mm256_packs_epi32(i[2], i[3]);
-                __m256i b8 = _mm256_packs_epi16(s01, s23);
-                /* packs interleave lanes: restore order 0..31 */
-                b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-                _mm256_storeu_si256((__m256i *)q, b8);
+                if (q16) {
+                    int16_t *q = q16 + m * Kp + b * 32;
+                    _mm256_storeu_si256((__m256i *)q, _mm256_permute4x64_epi64(s01, 0xD8));
+                    _mm256_storeu_si256((__m256i *)(q + 16), _mm256_permute4x64_epi64(s23, 0xD8));
+                } else {
+                    __m256i b8 = _mm256_packs_epi16(s01, s23);
+                    b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                    _mm256_storeu_si256((__m256i *)(q8 + m * Kp + b * 32), b8);
+                }
                 if (sq) {
                     __m256i t = _mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3]));
                     __m128i u = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
@@ -161,15 +177,35 @@ static void quantize_rows_q8(const float *x, long M, long K, long Kp, int8_t *xq
                 }
             } else {
                 for (long k = 0; k < 32; k++) {
-                    int v = k < n ? _mm_cvtss_si32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(p[k] * id),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)) : 0;
-                    q[k] = (int8_t)v;
+                    int v = k < n ? _mm_cvtss_si32(_mm_set_ss(p[k] * id)) : 0;
+                    if (q16) q16[m * Kp + b * 32 + k] = (int16_t)v;
+                    else q8[m * Kp + b * 32 + k] = (int8_t)v;
                     s += v;
                 }
             }
             dx[m * nb + b] = d;
             if (sq) sq[m * nb + b] = s;
         }
+}
+
+static void quantize_rows_q8(const float *x, long M, long K, long Kp, int8_t *xq, float *dx,
+                             int32_t *sq) {
+    quantize_rows(x, M, K, Kp, 127.f, xq, NULL, dx, sq);
+}
+
+/* a[r] += scale * ga[r] + zero * zx[r, g] for the tile's 32 rows (8 a vector) at the end of
+   group g of the quantized-x tiles (int4_tile_q8 / int4_tile_q16) */
+static inline __attribute__((always_inline)) void int4_group_end(
+        const void *sz, int bf16, size_t base, const float *zx, long groups, long g, int R,
+        __m256 ga[2][4], __m256 a[2][4]) {
+    for (int j = 0; j < 4; j++) {
+        __m256 s, z;
+        load_sz(sz, bf16, base + 8 * j, &s, &z);
+        for (int r = 0; r < R; r++) {
+            a[r][j] = _mm256_fmadd_ps(s, ga[r][j], a[r][j]);
+            a[r][j] = _mm256_fmadd_ps(z, _mm256_set1_ps(zx[(size_t)r * groups + g]), a[r][j]);
+        }
+    }
 }
 
 /* One tile of 32 output rows for R (1 or 2) quantized input rows. */
@@ -228,15 +264,76 @@ static inline __attribute__((always_inline)) void int4_tile_q8(
                 }
             }
         }
-        size_t base = (size_t)g * rows_pad + (size_t)tile_index * 32;
-        for (int j = 0; j < 4; j++) {
-            __m256 s, z;
-            load_sz(sz, bf16, base + 8 * j, &s, &z);
+        int4_group_end(sz, bf16, (size_t)g * rows_pad + (size_t)tile_index * 32, zx, groups, g, R,
+                       ga, a);
+    }
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < 4; j++) _mm256_storeu_ps(acc + 32 * r + 8 * j, a[r][j]);
+}
+
+
+/* ---- int16-activation products (the default of the layers on this kernel): x quantized per
+   row per block of 32 inputs to int16 (d = max|x| / 32767, round to nearest even: the error is
+   at most d / 2, ~1.5e-5 of the block's largest |x|), integer dot products with madd_epi16
+   (16 int16 x int16 products summed in pairs into int32), one float multiply-add per block.
+   Same signatures and weight layouts as int4_mm / int8_mm / int5_mm. ---- */
+
+static void quantize_rows_q16(const float *x, long M, long K, long Kp, int16_t *xq, float *dx,
+                              int32_t *sq) {
+    quantize_rows(x, M, K, Kp, 32767.f, NULL, xq, dx, sq);
+}
+
+/* One tile of 32 output rows for R (1 or 2) int16 input rows. Two inputs k, k + 1 a step: the
+   bytes of k and k + 1 interleaved (unpack) and widened to int16 give, per output row, its
+   codes for (k, k + 1) side by side; madd_epi16 with (x_k, x_k+1) broadcast sums the pair into
+   the row's int32 lane. Per block |sum| <= 16 * 2 * 15 * 32767 = 15.7M: int32. */
+static inline __attribute__((always_inline)) void int4_tile_q16(
+        const int16_t *xq, const float *dx, const int32_t *sq, const float *zx, long Kp, int R,
+        const uint8_t *tile, const void *sz, int bf16, long rows_pad, long tile_index, int group,
+        long groups, float *acc /* R x 32 */) {
+    const __m256i mask = _mm256_set1_epi16(0x0F);
+    long nb = Kp / 32, per = group / 32;
+    __m256 a[2][4];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < 4; j++) a[r][j] = _mm256_setzero_ps();
+    for (long g = 0; g < groups; g++) {
+        __m256 ga[2][4];
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < 4; j++) ga[r][j] = _mm256_setzero_ps();
+        for (long b = g * per; b < (g + 1) * per; b++) {
+            const uint8_t *p = tile + (size_t)b * 32 * 16;
+            __m256i s32[2][4];
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < 4; j++) s32[r][j] = _mm256_setzero_si256();
+            for (int k = 0; k < 32; k += 2) {
+                __m128i v0 = _mm_loadu_si128((const __m128i *)(p + (size_t)k * 16));
+                __m128i v1 = _mm_loadu_si128((const __m128i *)(p + (size_t)k * 16 + 16));
+                /* rows 0..7 (low nibbles) and 16..23 (high); rows 8..15 and 24..31 */
+                __m256i lo = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v0, v1));
+                __m256i hi = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(v0, v1));
+                __m256i w0 = _mm256_and_si256(lo, mask), w1 = _mm256_and_si256(hi, mask);
+                __m256i w2 = _mm256_srli_epi16(lo, 4), w3 = _mm256_srli_epi16(hi, 4);
+                for (int r = 0; r < R; r++) {
+                    int32_t two;
+                    memcpy(&two, xq + (size_t)r * Kp + b * 32 + k, 4);
+                    __m256i xv = _mm256_set1_epi32(two);
+                    s32[r][0] = _mm256_add_epi32(s32[r][0], _mm256_madd_epi16(w0, xv));
+                    s32[r][1] = _mm256_add_epi32(s32[r][1], _mm256_madd_epi16(w1, xv));
+                    s32[r][2] = _mm256_add_epi32(s32[r][2], _mm256_madd_epi16(w2, xv));
+                    s32[r][3] = _mm256_add_epi32(s32[r][3], _mm256_madd_epi16(w3, xv));
+                }
+            }
+            /* sum_k (q - 8) xq_k per row (|.| <= 32 * 15 * 32767 + 8 * 32 * 32767), times dx */
             for (int r = 0; r < R; r++) {
-                a[r][j] = _mm256_fmadd_ps(s, ga[r][j], a[r][j]);
-                a[r][j] = _mm256_fmadd_ps(z, _mm256_set1_ps(zx[(size_t)r * groups + g]), a[r][j]);
+                __m256 d = _mm256_set1_ps(dx[r * nb + b]);
+                __m256i eight = _mm256_set1_epi32(8 * sq[r * nb + b]);
+                for (int j = 0; j < 4; j++)
+                    ga[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s32[r][j], eight)),
+                                               d, ga[r][j]);
             }
         }
+        int4_group_end(sz, bf16, (size_t)g * rows_pad + (size_t)tile_index * 32, zx, groups, g, R,
+                       ga, a);
     }
     for (int r = 0; r < R; r++)
         for (int j = 0; j < 4; j++) _mm256_storeu_ps(acc + 32 * r + 8 * j, a[r][j]);
@@ -250,6 +347,26 @@ static inline __m256 load8_scales(const void *scales, int bf16, long index) {
     return _mm256_loadu_ps((const float *)scales + index);
 }
 
+/* cs[r]: the block factors of row r of x: dx itself (group 0), or dx times the group's scale
+   (written to c, R * nb floats), out of the product's loop. */
+static inline void block_factors(const float *dx, long nb, int R, const void *scales, int bf16,
+                                 long group, float *c, const float **cs) {
+    for (int r = 0; r < R; r++) cs[r] = dx + r * nb;
+    if (group <= 0) return;
+    long per = group / 32;
+    for (int r = 0; r < R; r++) {
+        float *cr = c + r * nb;
+        const float *d = dx + r * nb;
+        long b = 0;
+        if (per == 1)
+            for (; b + 8 <= nb; b += 8)
+                _mm256_storeu_ps(cr + b, _mm256_mul_ps(_mm256_loadu_ps(d + b),
+                                                       load8_scales(scales, bf16, b)));
+        for (; b < nb; b++) cr[b] = d[b] * scale_at(scales, bf16, b / per);
+        cs[r] = cr;
+    }
+}
+
 /* sum over blocks of c_b * sum_k w_k xq_k for R (1 or 2) rows, c_b = dx_b * (the group's scale,
    group > 0; else 1, the row's scale applied by the caller); ``c`` scratch of R * nb floats.
    A tail of K past the last whole block (per-row scales only) in scalar. */
@@ -258,21 +375,8 @@ static inline __attribute__((always_inline)) void int8_row_q8(
         const void *scales, int bf16, long group, float *c, float *out) {
     const __m256i ones = _mm256_set1_epi16(1);
     long nb = Kp / 32, full = K / 32;
-    const float *cs[2] = {dx, dx + nb};
-    if (group > 0) {  /* the block scales times the group scales, out of the loop below */
-        long per = group / 32;
-        for (int r = 0; r < R; r++) {
-            float *cr = c + r * nb;
-            const float *d = dx + r * nb;
-            long b = 0;
-            if (per == 1)
-                for (; b + 8 <= nb; b += 8)
-                    _mm256_storeu_ps(cr + b, _mm256_mul_ps(_mm256_loadu_ps(d + b),
-                                                           load8_scales(scales, bf16, b)));
-            for (; b < nb; b++) cr[b] = d[b] * scale_at(scales, bf16, b / per);
-            cs[r] = cr;
-        }
-    }
+    const float *cs[2];
+    block_factors(dx, nb, R, scales, bf16, group, c, cs);
     __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
                         {_mm256_setzero_ps(), _mm256_setzero_ps()}};
     long b = 0;
@@ -307,12 +411,60 @@ static inline __attribute__((always_inline)) void int8_row_q8(
     }
 }
 
-/* ---- the products: tiles / rows split across threads, with float32 x (xq NULL) or x
-   quantized to int8 (xq, dx, sq from quantize_rows_q8; zs per (row, group): the sums of x that
-   multiply the zeros, float or quantized) ---- */
+/* int8_row_q8 with int16 x: per block the 32 codes widened to int16 (cvtepi8_epi16 from memory),
+   two madd_epi16 with x: |lane| <= 4 * 128 * 32767 < 2^24 (int32, and exact in float). */
+static inline __attribute__((always_inline)) void int8_row_q16(
+        const int16_t *xq, const float *dx, long K, long Kp, int R, const int8_t *w,
+        const void *scales, int bf16, long group, float *c, float *out) {
+    long nb = Kp / 32, full = K / 32;
+    const float *cs[2];
+    block_factors(dx, nb, R, scales, bf16, group, c, cs);
+    __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
+                        {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    long b = 0;
+    for (; b + 2 <= full; b += 2)  /* two blocks a step: two independent sums per row */
+        for (int h = 0; h < 2; h++) {
+            const int8_t *wb = w + (b + h) * 32;
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb + 16)));
+            for (int r = 0; r < R; r++) {
+                const int16_t *xr = xq + (size_t)r * Kp + (b + h) * 32;
+                __m256i p = _mm256_add_epi32(
+                    _mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)xr)),
+                    _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(xr + 16))));
+                acc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(cs[r] + b + h),
+                                            acc[r][h]);
+            }
+        }
+    for (; b < full; b++) {
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + b * 32)));
+        __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + b * 32 + 16)));
+        for (int r = 0; r < R; r++) {
+            const int16_t *xr = xq + (size_t)r * Kp + b * 32;
+            __m256i p = _mm256_add_epi32(
+                _mm256_madd_epi16(w0, _mm256_loadu_si256((const __m256i *)xr)),
+                _mm256_madd_epi16(w1, _mm256_loadu_si256((const __m256i *)(xr + 16))));
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(cs[r] + b), acc[r][0]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum8(_mm256_add_ps(acc[r][0], acc[r][1]));
+        if (full < nb) {
+            int32_t t = 0;
+            for (long k = full * 32; k < K; k++) t += (int32_t)w[k] * xq[(size_t)r * Kp + k];
+            s += (float)t * dx[r * nb + full];
+        }
+        out[r] = s;
+    }
+}
 
-static void int4_tiles(const float *x, const int8_t *xq, const float *dx, const int32_t *sq,
-                       const float *zs, long M, long K, const uint8_t *packed, const void *sz,
+/* ---- the products: tiles / rows split across threads, with float32 x (xq NULL) or x
+   quantized to int8 (xq, dx, sq from quantize_rows_q8) or to int16 (xw, dx, sq from
+   quantize_rows_q16; xq NULL); zs per (row, group): the sums of x that multiply the zeros,
+   float or quantized ---- */
+
+static void int4_tiles(const float *x, const int8_t *xq, const int16_t *xw, const float *dx,
+                       const int32_t *sq, const float *zs, long M, long K, const uint8_t *packed, const void *sz,
                        int bf16, long rows_pad, long N, int group, const float *bias, float *y,
                        int threads) {
     long groups = K / group, tiles = rows_pad / 32, nb = K / 32;
@@ -325,7 +477,13 @@ static void int4_tiles(const float *x, const int8_t *xq, const float *dx, const 
         long rows = N - t * 32 < 32 ? N - t * 32 : 32;
         for (long m = 0; m < M; m += 2) {
             int R = M - m >= 2 ? 2 : 1;
-            if (xq && R == 2)
+            if (xw && R == 2)
+                int4_tile_q16(xw + m * K, dx + m * nb, sq + m * nb, zs + m * groups, K, 2, tile, sz,
+                              bf16, rows_pad, t, group, groups, acc);
+            else if (xw)
+                int4_tile_q16(xw + m * K, dx + m * nb, sq + m * nb, zs + m * groups, K, 1, tile, sz,
+                              bf16, rows_pad, t, group, groups, acc);
+            else if (xq && R == 2)
                 int4_tile_q8(xq + m * K, dx + m * nb, sq + m * nb, zs + m * groups, K, 2, tile, sz,
                              bf16, rows_pad, t, group, groups, acc);
             else if (xq)
@@ -353,7 +511,7 @@ void int4_mm(const float *x, long M, long K, const uint8_t *packed, const void *
             for (int k = 0; k < group; k++) s += x[m * K + g * group + k];
             xsum[m * groups + g] = s;
         }
-    int4_tiles(x, NULL, NULL, NULL, xsum, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
+    int4_tiles(x, NULL, NULL, NULL, NULL, xsum, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
 }
 
 /* int4_mm with x quantized to int8 per block of 32: the product of the weight with the
@@ -374,18 +532,39 @@ void int4_mm_q8(const float *x, long M, long K, const uint8_t *packed, const voi
                 s += dx[m * nb + b] * (float)sq[m * nb + b];
             zx[m * groups + g] = s;
         }
-    int4_tiles(x, xq, dx, sq, zx, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
+    int4_tiles(x, xq, NULL, dx, sq, zx, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
     free(xq);
 }
 
-static void int8_rows(const float *x, const int8_t *xq, const float *dx, long M, long K,
+/* int4_mm with x quantized to int16 per block of 32 (the zero term uses the quantized x too) */
+void int4_mm_q16(const float *x, long M, long K, const uint8_t *packed, const void *sz, int bf16,
+                 long rows_pad, long N, int group, const float *bias, float *y, int threads) {
+    long groups = K / group, nb = K / 32;
+    int16_t *xq = (int16_t *)malloc((size_t)M * K * 2 + (size_t)M * nb * 8 + (size_t)M * groups * 4 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * K) + 15) & ~(uintptr_t)15);
+    int32_t *sq = (int32_t *)(dx + M * nb);
+    float *zx = (float *)(sq + M * nb);
+    quantize_rows_q16(x, M, K, K, xq, dx, sq);
+    for (long m = 0; m < M; m++)
+        for (long g = 0; g < groups; g++) {
+            float s = 0.f;
+            for (long b = g * (group / 32); b < (g + 1) * (group / 32); b++)
+                s += dx[m * nb + b] * (float)sq[m * nb + b];
+            zx[m * groups + g] = s;
+        }
+    int4_tiles(x, NULL, xq, dx, sq, zx, M, K, packed, sz, bf16, rows_pad, N, group, bias, y, threads);
+    free(xq);
+}
+
+static void int8_rows(const float *x, const int8_t *xq, const int16_t *xw, const float *dx,
+                      long M, long K,
                       const int8_t *codes, const void *scales, int bf16, long group, long N,
                       const float *bias, float *y, int threads) {
     long Kp = (K + 31) / 32 * 32, nb = Kp / 32;
     long chunk = N / (4L * threads) > 0 ? N / (4L * threads) : 1;
     #pragma omp parallel num_threads(threads)
     {
-        float *c = xq ? (float *)malloc((size_t)2 * nb * sizeof(float)) : NULL;  /* int8_row_q8's */
+        float *c = xq || xw ? (float *)malloc((size_t)2 * nb * sizeof(float)) : NULL;  /* int8_row_q8's */
         #pragma omp for schedule(dynamic, chunk)
         for (long n = 0; n < N; n++) {
             const int8_t *w = codes + (size_t)n * K;
@@ -396,7 +575,11 @@ static void int8_rows(const float *x, const int8_t *xq, const float *dx, long M,
                 : scales;
             for (long m = 0; m < M; m += 2) {
                 int R = M - m >= 2 ? 2 : 1;
-                if (xq && R == 2)
+                if (xw && R == 2)
+                    int8_row_q16(xw + m * Kp, dx + m * nb, K, Kp, 2, w, row_scales, bf16, group, c, out);
+                else if (xw)
+                    int8_row_q16(xw + m * Kp, dx + m * nb, K, Kp, 1, w, row_scales, bf16, group, c, out);
+                else if (xq && R == 2)
                     int8_row_q8(xq + m * Kp, dx + m * nb, K, Kp, 2, w, row_scales, bf16, group, c, out);
                 else if (xq)
                     int8_row_q8(xq + m * Kp, dx + m * nb, K, Kp, 1, w, row_scales, bf16, group, c, out);
@@ -415,7 +598,7 @@ static void int8_rows(const float *x, const int8_t *xq, const float *dx, long M,
    scales[n, k / group]. */
 void int8_mm(const float *x, long M, long K, const int8_t *codes, const void *scales, int bf16,
              long group, long N, const float *bias, float *y, int threads) {
-    int8_rows(x, NULL, NULL, M, K, codes, scales, bf16, group, N, bias, y, threads);
+    int8_rows(x, NULL, NULL, NULL, M, K, codes, scales, bf16, group, N, bias, y, threads);
 }
 
 /* int8_mm with x quantized to int8 per block of 32 */
@@ -425,7 +608,18 @@ void int8_mm_q8(const float *x, long M, long K, const int8_t *codes, const void 
     int8_t *xq = (int8_t *)malloc((size_t)M * Kp + (size_t)M * nb * 4 + 64);
     float *dx = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15);
     quantize_rows_q8(x, M, K, Kp, xq, dx, NULL);
-    int8_rows(x, xq, dx, M, K, codes, scales, bf16, group, N, bias, y, threads);
+    int8_rows(x, xq, NULL, dx, M, K, codes, scales, bf16, group, N, bias, y, threads);
+    free(xq);
+}
+
+/* int8_mm with x quantized to int16 per block of 32 */
+void int8_mm_q16(const float *x, long M, long K, const int8_t *codes, const void *scales, int bf16,
+                 long group, long N, const float *bias, float *y, int threads) {
+    long Kp = (K + 31) / 32 * 32, nb = Kp / 32;
+    int16_t *xq = (int16_t *)malloc((size_t)M * Kp * 2 + (size_t)M * nb * 4 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15);
+    quantize_rows_q16(x, M, K, Kp, xq, dx, NULL);
+    int8_rows(x, NULL, xq, dx, M, K, codes, scales, bf16, group, N, bias, y, threads);
     free(xq);
 }
 
@@ -561,8 +755,61 @@ static inline __attribute__((always_inline)) void int5_row_q8(
     for (int r = 0; r < R; r++) out[r] = hsum8(_mm256_add_ps(acc[r][0], acc[r][1])) + off[r];
 }
 
-static void int5_rows(const float *x, const float *xs, const int8_t *xq, const float *dx,
-                      long M, long K, const uint8_t *low, const uint64_t *high,
+/* int5_row_q8 with int16 x (xq of quantize_rows_q16, each whole pair of blocks re-laid by
+   int5_mm_q16 as [b0 0..7 | b1 0..7], [b0 8..15 | b1 8..15], [b0 16..23 | b1 16..23],
+   [b0 24..31 | b1 24..31]: the order in which unpacking int5_codes2's bytes with zeros brings the
+   codes): four madd_epi16 a pair, the low 128-bit lane summing block b0 and the high one b1,
+   |lane| <= 8 * 31 * 32767 (int32, exact in float); one float multiply-add with (d * dx of b0 |
+   of b1) per pair. An odd last block (x in its own order) widens its codes with cvtepu8_epi16. */
+static inline __attribute__((always_inline)) void int5_row_q16(
+        const int16_t *xq, const float *dx, const float *xs, long K, int R, const uint8_t *low,
+        const uint64_t *high, const void *scales, const void *offsets, int f16, float *c,
+        float *out) {
+    long nb = K / 32;
+    const __m256i zero = _mm256_setzero_si256();
+    __m256 acc[2][2] = {{_mm256_setzero_ps(), _mm256_setzero_ps()},
+                        {_mm256_setzero_ps(), _mm256_setzero_ps()}};
+    float off[2];
+    for (int r = 0; r < R; r++)
+        off[r] = int5_factors(scales, offsets, f16, dx + r * nb, xs + r * nb, nb, c + r * nb);
+    long b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m256i qa, qb;
+        int5_codes2(low + b * 16, high[b / 2], 1, &qa, &qb);
+        __m256i w0 = _mm256_unpacklo_epi8(qa, zero), w1 = _mm256_unpackhi_epi8(qa, zero);
+        __m256i w2 = _mm256_unpacklo_epi8(qb, zero), w3 = _mm256_unpackhi_epi8(qb, zero);
+        int h = (b >> 1) & 1;  /* two independent sums per row */
+        for (int r = 0; r < R; r++) {
+            const __m256i *xr = (const __m256i *)(xq + (size_t)r * K + b * 32);
+            const float *cr = c + r * nb + b;
+            __m256i p = _mm256_add_epi32(
+                _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(xr)),
+                                 _mm256_madd_epi16(w1, _mm256_loadu_si256(xr + 1))),
+                _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_loadu_si256(xr + 2)),
+                                 _mm256_madd_epi16(w3, _mm256_loadu_si256(xr + 3))));
+            __m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(cr)),
+                                            _mm_broadcast_ss(cr + 1), 1);
+            acc[r][h] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(p), acc[r][h]);
+        }
+    }
+    if (b < nb) {  /* the odd last block */
+        __m256i qa, qb;
+        int5_codes2(low + b * 16, high[b / 2], 0, &qa, &qb);
+        __m256i a0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(qa));  /* values 0..15 */
+        __m256i b0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(qb));  /* values 16..31 */
+        for (int r = 0; r < R; r++) {
+            const __m256i *xr = (const __m256i *)(xq + (size_t)r * K + b * 32);
+            __m256i p = _mm256_add_epi32(_mm256_madd_epi16(a0, _mm256_loadu_si256(xr)),
+                                         _mm256_madd_epi16(b0, _mm256_loadu_si256(xr + 1)));
+            acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(c + r * nb + b),
+                                        acc[r][0]);
+        }
+    }
+    for (int r = 0; r < R; r++) out[r] = hsum8(_mm256_add_ps(acc[r][0], acc[r][1])) + off[r];
+}
+
+static void int5_rows(const float *x, const float *xs, const int8_t *xq, const int16_t *xw,
+                      const float *dx, long M, long K, const uint8_t *low, const uint64_t *high,
                       const void *scales, const void *offsets, int f16, long N, const float *bias,
                       float *y, int threads) {
     long nb = K / 32, pairs = (nb + 1) / 2, size = f16 ? 2 : 4;
@@ -579,7 +826,11 @@ static void int5_rows(const float *x, const float *xs, const int8_t *xq, const f
             float b = bias ? bias[n] : 0.f, out[2];
             for (long m = 0; m < M; m += 2) {
                 int R = M - m >= 2 ? 2 : 1;
-                if (xq && R == 2)
+                if (xw && R == 2)
+                    int5_row_q16(xw + m * K, dx + m * nb, xs + m * nb, K, 2, l, h, s, o, f16, c, out);
+                else if (xw)
+                    int5_row_q16(xw + m * K, dx + m * nb, xs + m * nb, K, 1, l, h, s, o, f16, c, out);
+                else if (xq && R == 2)
                     int5_row_q8(xq + m * K, dx + m * nb, xs + m * nb, K, 2, l, h, s, o, f16, c, out);
                 else if (xq)
                     int5_row_q8(xq + m * K, dx + m * nb, xs + m * nb, K, 1, l, h, s, o, f16, c, out);
@@ -609,7 +860,7 @@ void int5_mm(const float *x, long M, long K, const uint8_t *low, const uint64_t 
                                      _mm256_add_ps(_mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)));
             xs[m * nb + b] = hsum8(s);
         }
-    int5_rows(x, xs, NULL, NULL, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    int5_rows(x, xs, NULL, NULL, NULL, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
     free(xs);
 }
 
@@ -631,6 +882,31 @@ void int5_mm_q8(const float *x, long M, long K, const uint8_t *low, const uint64
             _mm256_storeu_si256(q, _mm256_permute2x128_si256(x0, x1, 0x20));
             _mm256_storeu_si256(q + 1, _mm256_permute2x128_si256(x0, x1, 0x31));
         }
-    int5_rows(NULL, xs, xq, dx, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    int5_rows(NULL, xs, xq, NULL, dx, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    free(xq);
+}
+
+/* int5_mm with x quantized to int16 per block of 32 */
+void int5_mm_q16(const float *x, long M, long K, const uint8_t *low, const uint64_t *high,
+                 const void *scales, const void *offsets, int f16, long N, const float *bias,
+                 float *y, int threads) {
+    long nb = K / 32;
+    int16_t *xq = (int16_t *)malloc((size_t)M * K * 2 + (size_t)M * nb * 12 + 64);
+    float *dx = (float *)(((uintptr_t)(xq + M * K) + 15) & ~(uintptr_t)15);
+    int32_t *sq = (int32_t *)(dx + M * nb);
+    float *xs = (float *)(sq + M * nb);  /* sums of the dequantized x per block */
+    quantize_rows_q16(x, M, K, K, xq, dx, sq);
+    for (long i = 0; i < M * nb; i++) xs[i] = dx[i] * (float)sq[i];
+    for (long m = 0; m < M; m++)  /* each whole pair of blocks in int5_row_q16's order */
+        for (long b = 0; b + 2 <= nb; b += 2) {
+            __m256i *q = (__m256i *)(xq + m * K + b * 32);
+            __m256i a0 = _mm256_loadu_si256(q), a1 = _mm256_loadu_si256(q + 1);
+            __m256i b0 = _mm256_loadu_si256(q + 2), b1 = _mm256_loadu_si256(q + 3);
+            _mm256_storeu_si256(q, _mm256_permute2x128_si256(a0, b0, 0x20));
+            _mm256_storeu_si256(q + 1, _mm256_permute2x128_si256(a0, b0, 0x31));
+            _mm256_storeu_si256(q + 2, _mm256_permute2x128_si256(a1, b1, 0x20));
+            _mm256_storeu_si256(q + 3, _mm256_permute2x128_si256(a1, b1, 0x31));
+        }
+    int5_rows(NULL, xs, NULL, xq, dx, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
     free(xq);
 }

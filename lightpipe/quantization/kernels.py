@@ -4,7 +4,7 @@ torch's own weight-only kernels (``_weight_int4pack_mm_for_cpu``, ``_weight_int8
 vectorised for 16-bit activations only: on an AVX2 CPU without AVX-512 they read a weight at
 ~3 GB/s in bfloat16 and ~13x slower in float32. This module compiles, at first use, a plain C
 kernel that reads the *same* packed layouts (no second copy of the codes) with float32
-activations and float32 accumulation:
+activations (or x quantized per block of 32: "Activations" below) and float32 accumulation:
 
 - int4: torch's CPU int4 layout (per tile of 32 output rows, ``(in, 16)`` bytes, byte ``[k, d]``
   holding row ``d`` in its low nibble and row ``d + 16`` in its high nibble) with
@@ -19,8 +19,21 @@ activations and float32 accumulation:
   them) and a float16 (or float32) ``d`` (and ``m``): ``w = d * (q - 16)`` or ``d * q + m``.
   Per block ``d * sum q x`` plus the offset times the block's sum of x; two blocks decoded a step.
 
-Opt-in (``int8_activations=True``; ``int4_mm_q8`` / ``int8_mm_q8`` in C, same signatures and
-layouts): x is quantized per row per block of 32 inputs to int8 (scale max|x| / 127, round to
+Activations: each product multiplies float32 x (``int4_mm`` / ``int8_mm`` / ``int5_mm``: exact,
+float32 accumulation), or x quantized per row per block of 32 inputs to int16 (``*_mm_q16``) or
+int8 (``*_mm_q8``); the functions below take ``activations="float32" | "int16" | "int8"``
+(default float32, or int8 with ``int8_activations=True``). The layers choose with
+``layer_activations``:
+
+- int16 (the **default** of the quantized layers on this kernel): scale max|x| / 32767, round to
+  nearest even (the error at most half a step, ~1.5e-5 of the block's largest |x|: logits within
+  ~1e-5 of the float32 product's), integer dot products with ``madd_epi16`` (int4: the codes of
+  inputs k and k + 1 interleaved per output row and widened to int16; int8 / int5: the codes
+  widened to int16), one float multiply-add per block and row; ~1.4-2x faster than float32 x.
+- ``LIGHTPIPE_EXACT_ACTIVATIONS=1`` (read each time a layer's product is chosen, and when the
+  C decoding step is built): float32 x instead, the exact products.
+- int8, opt-in (``int8_activations=True``; ``int4_mm_q8`` / ``int8_mm_q8`` in C, same signatures and
+  layouts): x is quantized per row per block of 32 inputs to int8 (scale max|x| / 127, round to
 nearest even, as llama.cpp's Q8 blocks) and the products are integer dot products (``maddubs``:
 int4 codes 0..15 unsigned, paired along k by interleaving two k's bytes; int8 codes with the sign
 trick), one float multiply-add per block and row: ~2x faster, and the product of the weight
@@ -63,6 +76,39 @@ PARALLEL_FROM = 8_000_000
 # 402 vs 757, 256: 804 vs 1,144.
 MAX_ROWS = 96
 MAX_ROWS_Q8 = 384
+# int16 activations (the layers' default), measured on real prompts, 1 thread, busy machine
+# (time of the whole forward, kernel vs dequantize + GEMM): SmolLM2 Q4_1 128 rows 677 vs 741 ms,
+# 192: 1,058 vs 955; Qwen2.5 Q4_K_M (int5 / int4 / int8 groups) 128: 2,977 vs 7,802, 192: 4,859
+# vs 8,776, 384: 12,605 vs 15,954.
+MAX_ROWS_Q16 = 192
+
+ACTIVATIONS = ("float32", "int16", "int8")
+EXACT_ENV = "LIGHTPIPE_EXACT_ACTIVATIONS"
+
+
+def exact_activations() -> bool:
+    """Whether ``LIGHTPIPE_EXACT_ACTIVATIONS`` asks for float32 activations (read each call)."""
+    return os.environ.get(EXACT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def layer_activations(int8_activations: bool = False) -> str:
+    """The activations of a quantized layer's C-kernel product: "int8" when the layer opted in
+    (``int8_activations``), else "float32" under ``LIGHTPIPE_EXACT_ACTIVATIONS=1``, else
+    "int16" (the default)."""
+    if int8_activations:
+        return "int8"
+    return "float32" if exact_activations() else "int16"
+
+
+def _activations(activations: str | None, int8_activations: bool) -> str:
+    """The product's activations: given, or float32 / int8 (``int8_activations``)."""
+    if activations is None:
+        return "int8" if int8_activations else "float32"
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"activations must be one of {', '.join(ACTIVATIONS)}, "
+                         f"not {activations!r}")
+    return activations
+
 
 # The C source (a file of the package, compiled at first use: see _build).
 SOURCE = (Path(__file__).parent / "kernels.c").read_text(encoding="utf-8")
@@ -153,6 +199,10 @@ def _load() -> str:
     library.int5_mm.restype = None
     library.int5_mm_q8.argtypes = library.int5_mm.argtypes
     library.int5_mm_q8.restype = None
+    for kind in ("int4", "int8", "int5"):
+        product = getattr(library, f"{kind}_mm_q16")
+        product.argtypes = getattr(library, f"{kind}_mm").argtypes
+        product.restype = None
     for _, declare in EXTRA_SOURCES:
         declare(library)
     _library = library
@@ -198,20 +248,22 @@ def _pointer(tensor: torch.Tensor | None):
 
 def int4_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor,
             group_size: int, out_features: int, bias: torch.Tensor | None = None, *,
-            int8_activations: bool = False) -> torch.Tensor:
+            int8_activations: bool = False, activations: str | None = None) -> torch.Tensor:
     """(rows, in) float32 x times the int4 weight in torch's packed CPU layout -> (rows, out)
     float32. ``scales_and_zeros``: (in / group, padded rows, 2), float32 or bfloat16; ``bias``
     float32 or None. ``int8_activations``: x quantized to int8 per row per block of 32 inputs
     and integer dot products (``int4_mm_q8``: faster, not exact: the product of the weight
-    with the dequantized x). Call only when ``available()``."""
+    with the dequantized x). ``activations``: "float32", "int16" (``int4_mm_q16``) or "int8"
+    (see the module docstring; default float32, or int8 with ``int8_activations``). Call only
+    when ``available()``."""
+    activations = _activations(activations, int8_activations)
     rows, in_features = x.shape
     step = MAX_GROUPS_ROWS // (in_features // group_size)  # the float path's per-group sums
-    if not int8_activations and rows > step:
+    if activations == "float32" and rows > step:
         return torch.cat([int4_mm(x[start:start + step], packed, scales_and_zeros, group_size,
                                   out_features, bias) for start in range(0, rows, step)])
     out = torch.empty(rows, out_features, dtype=torch.float32)
-    library = _loaded()
-    product = library.int4_mm_q8 if int8_activations else library.int4_mm
+    product = _product(_loaded(), "int4", activations)
     product(x.data_ptr(), rows, in_features, packed.data_ptr(),
             scales_and_zeros.data_ptr(), int(scales_and_zeros.dtype == torch.bfloat16),
             packed.shape[0], out_features, group_size, _pointer(bias), out.data_ptr(),
@@ -220,15 +272,16 @@ def int4_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tenso
 
 
 def int8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor,
-            bias: torch.Tensor | None = None, *, int8_activations: bool = False) -> torch.Tensor:
+            bias: torch.Tensor | None = None, *, int8_activations: bool = False,
+            activations: str | None = None) -> torch.Tensor:
     """(rows, in) float32 x times (out, in) int8 codes -> (rows, out) float32; ``scales`` (out,)
     one per row, or (out, in / group) one per group of ``group`` (a multiple of 32) inputs.
-    ``int8_activations``: x quantized to int8 per block of 32 (``int8_mm_q8``, not exact)."""
+    ``int8_activations``: x quantized to int8 per block of 32 (``int8_mm_q8``, not exact);
+    ``activations`` as ``int4_mm``'s."""
     rows, in_features = x.shape
     group = in_features // scales.shape[1] if scales.dim() == 2 else 0
     out = torch.empty(rows, codes.shape[0], dtype=torch.float32)
-    library = _loaded()
-    product = library.int8_mm_q8 if int8_activations else library.int8_mm
+    product = _product(_loaded(), "int8", _activations(activations, int8_activations))
     product(x.data_ptr(), rows, in_features, codes.data_ptr(), scales.data_ptr(),
             int(scales.dtype == torch.bfloat16), group, codes.shape[0], _pointer(bias),
             out.data_ptr(), _threads(rows * codes.numel()))
@@ -237,25 +290,33 @@ def int8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor,
 
 def int5_mm(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, scales: torch.Tensor,
             offsets: torch.Tensor | None = None, bias: torch.Tensor | None = None, *,
-            int8_activations: bool = False) -> torch.Tensor:
+            int8_activations: bool = False, activations: str | None = None) -> torch.Tensor:
     """(rows, in) float32 x times 5-bit codes -> (rows, out) float32 (``int5_mm`` in C). Per
     output row and block of 32 inputs: ``low`` (out, in / 2) uint8 (byte j of a block: value j
     in the low nibble, j + 16 in the high one, GGUF's order), ``high`` (out, pairs of blocks)
     int64, the 5th bits (``linear.pack_int5``'s order), ``scales`` / ``offsets`` (out, in / 32)
     float16 bits as int16, or float32: ``w = d * (q - 16)`` without offsets (Q5_0),
     ``d * q + m`` with (Q5_1).
-    ``int8_activations``: x quantized to int8 per block of 32 (``int5_mm_q8``, not exact)."""
+    ``int8_activations``: x quantized to int8 per block of 32 (``int5_mm_q8``, not exact);
+    ``activations`` as ``int4_mm``'s."""
     rows, in_features = x.shape
     out = torch.empty(rows, low.shape[0], dtype=torch.float32)
-    library = _loaded()
-    product = library.int5_mm_q8 if int8_activations else library.int5_mm
+    product = _product(_loaded(), "int5", _activations(activations, int8_activations))
     product(x.data_ptr(), rows, in_features, low.data_ptr(), high.data_ptr(), scales.data_ptr(),
             _pointer(offsets), int(scales.dtype != torch.float32), low.shape[0], _pointer(bias),
             out.data_ptr(), _threads(rows * low.shape[0] * in_features))
     return out
 
 
-def usable(x: torch.Tensor, int8_activations: bool = False) -> bool:
-    """Whether a product with input ``x`` (2-D) goes to the kernel."""
-    return (x.shape[0] <= (MAX_ROWS_Q8 if int8_activations else MAX_ROWS)
-            and x.device.type == "cpu" and available())
+def _product(library: ctypes.CDLL, kind: str, activations: str):
+    suffix = {"float32": "", "int16": "_q16", "int8": "_q8"}[activations]
+    return getattr(library, f"{kind}_mm{suffix}")
+
+
+def usable(x: torch.Tensor, activations: str | bool = "float32") -> bool:
+    """Whether a product with input ``x`` (2-D) and these activations ("float32", "int16",
+    "int8"; True / False: int8 / float32) goes to the kernel."""
+    if isinstance(activations, bool):
+        activations = "int8" if activations else "float32"
+    limit = {"float32": MAX_ROWS, "int16": MAX_ROWS_Q16, "int8": MAX_ROWS_Q8}[activations]
+    return x.shape[0] <= limit and x.device.type == "cpu" and available()

@@ -15,10 +15,11 @@ input and output around the kernel. float32 is exact (used to check GGUF re-layo
 
 Products of up to ``kernels.MAX_ROWS`` rows (decode) go instead, when it could be built, to
 lightpipe's own AVX2 C kernel (``kernels.py``): it reads the same codes and scales (float32 or
-bfloat16) with float32 activations and accumulation, faster than torch's bfloat16 path. A layer
-whose ``int8_activations`` is set (opt-in: ``lightpipe.quantization.set_int8_activations``)
-has the kernel quantize x to int8 per block of 32 and use integer dot products (as llama.cpp
-does; ~2x faster for int4, not exact); without the kernel the flag changes nothing.
+bfloat16), by default with x quantized to int16 per block of 32 inputs and integer dot products
+(error ~1e-5 of the float32 product's largest output; ``LIGHTPIPE_EXACT_ACTIVATIONS=1``: float32
+x, exact), faster than torch's bfloat16 path. A layer whose ``int8_activations`` is set (opt-in:
+``lightpipe.quantization.set_int8_activations``) has the kernel quantize x to int8 instead (as
+llama.cpp does; faster still, not exact); without the kernel the flag changes nothing.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ class QuantizedLinear(nn.Module):
     # of 32 inputs and use integer dot products (faster, not float32-exact). A plain
     # attribute: not in the state dict.
     int8_activations = False
+
+    def activations(self) -> str:
+        """The activations of this layer's C-kernel products ("int16" by default; see
+        ``kernels.layer_activations``)."""
+        return kernels.layer_activations(self.int8_activations)
 
     def _hold(self, in_features: int, out_features: int, bias: torch.Tensor | None,
               **buffers: torch.Tensor) -> None:
@@ -197,11 +203,11 @@ class Int4Linear(QuantizedLinear):
         x = inputs.reshape(-1, self.in_features)
         if (self.scales_and_zeros.dtype in (torch.float32, torch.bfloat16)
                 and self.packed.is_contiguous() and self.scales_and_zeros.is_contiguous()
-                and kernels.usable(x, self.int8_activations)):
+                and kernels.usable(x, activations := self.activations())):
             bias = self._kernel_bias()
             out = kernels.int4_mm(x.to(torch.float32).contiguous(), self.packed,
                                   self.scales_and_zeros, self.group_size, self.out_features, bias,
-                                  int8_activations=self.int8_activations)
+                                  activations=activations)
             return self._finish(out, dtype, shape, bias is not None)
         if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
             return self._finish(dense_product(x, self.float_weight()), dtype, shape)
@@ -288,10 +294,11 @@ class Int8Linear(QuantizedLinear):
         dtype, shape = inputs.dtype, inputs.shape
         x = inputs.reshape(-1, self.in_features)
         if (self.scales.dtype in (torch.float32, torch.bfloat16) and self.codes.is_contiguous()
-                and self.scales.is_contiguous() and kernels.usable(x, self.int8_activations)):
+                and self.scales.is_contiguous()
+                and kernels.usable(x, activations := self.activations())):
             bias = self._kernel_bias()
             out = kernels.int8_mm(x.to(torch.float32).contiguous(), self.codes, self.scales, bias,
-                                  int8_activations=self.int8_activations)
+                                  activations=activations)
             return self._finish(out, dtype, shape, bias is not None)
         if x.shape[0] >= DENSE_FROM_ROWS and x.device.type == "cpu":
             return self._finish(dense_product(x, self.float_weight()), dtype, shape)
@@ -366,8 +373,9 @@ class Int5Linear(QuantizedLinear):
     file's values: a model's float dtype never rounds them; float32 also taken). 5.5 bits a
     weight (Q5_1: 6), against 9 for int8 groups of 32.
 
-    Products of the rows ``kernels.usable`` takes run in lightpipe's C kernel (``int5_mm``,
-    float32 x and accumulation, or ``int5_mm_q8`` with ``int8_activations``); more rows, or no
+    Products of the rows ``kernels.usable`` takes run in lightpipe's C kernel (``int5_mm_q16``,
+    int16 x, by default; ``int5_mm``, float32 x, under ``LIGHTPIPE_EXACT_ACTIVATIONS=1``;
+    ``int5_mm_q8`` with ``int8_activations``); more rows, or no
     kernel, dequantize the weight and run one float32 GEMM (no torch kernel takes 5 bits).
     The layer always computes in float32: ``compute_dtype`` is float32 and
     ``set_compute_dtype`` changes nothing."""
@@ -409,13 +417,12 @@ class Int5Linear(QuantizedLinear):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         dtype, shape = inputs.dtype, inputs.shape
         x = inputs.reshape(-1, self.in_features)
-        if kernels.usable(x, self.int8_activations) and all(
+        if kernels.usable(x, activations := self.activations()) and all(
                 tensor is None or tensor.is_contiguous()
                 for tensor in (self.low, self.high, self.scales, self.offsets)):
             bias = self._kernel_bias()
             out = kernels.int5_mm(x.to(torch.float32).contiguous(), self.low, self.high,
-                                  self.scales, self.offsets, bias,
-                                  int8_activations=self.int8_activations)
+                                  self.scales, self.offsets, bias, activations=activations)
             return self._finish(out, dtype, shape, bias is not None)
         return self._finish(dense_product(x, self.float_weight()), dtype, shape)
 

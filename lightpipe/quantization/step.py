@@ -8,7 +8,8 @@ SmolLM2, Qwen2, Qwen3, Mistral while its window is not in reach) with every proj
 ``Int8Linear`` or fused groups of them) and float32 activations, this module runs each layer's
 maths in C - norm, q/k/v product, RoPE, the cache write, attention over the cache, o product
 and residual, norm, gate/up product, SiLU x up, down product and residual - calling the
-products of ``kernels.py`` directly. It is the same float32 maths as the Python plan
+products of ``kernels.py`` directly, with the activations each layer chooses (int16 by default,
+``kernels.layer_activations``). It is the same maths as the Python plan
 (``LlamaModel._decode_one``) in another summation order (~1e-6 relative).
 
 The C source is compiled into ``kernels.py``'s library (``EXTRA_SOURCES``). Any other case -
@@ -36,8 +37,9 @@ SOURCE = r"""
 /* One product: kind 4 (int4 tiles), 8 (int8 rows) or 5 (5-bit codes: w the low nibbles,
    rows_pad the 5th bits, group the offsets or 0, bf16 the float16 flag), 0 = none; its output
    goes to out + offset. */
-/* q8: x quantized to int8 per block of 32 and integer dot products (int8_activations) */
-typedef struct { long kind, w, s, bf16, rows_pad, n, group, bias, offset, weights, q8; } Product;
+/* act: the activations (ACTIVATION_CODES): 0 float32 x, 1 x quantized to int8 per block of 32
+   (int8_activations), 2 to int16 (the default) */
+typedef struct { long kind, w, s, bf16, rows_pad, n, group, bias, offset, weights, act; } Product;
 
 /* threads for products of at least parallel_from weights (others run on the calling thread) */
 static int step_threads = 1;
@@ -46,13 +48,13 @@ static long step_parallel_from = 0;
 static void step_product(const Product *p, const float *x, long K, float *out) {
     int threads = p->weights >= step_parallel_from ? step_threads : 1;
     if (p->kind == 4)
-        (p->q8 ? int4_mm_q8 : int4_mm)(x, 1, K, (const uint8_t *)p->w, (const void *)p->s, (int)p->bf16, p->rows_pad,
+        (p->act == 2 ? int4_mm_q16 : p->act ? int4_mm_q8 : int4_mm)(x, 1, K, (const uint8_t *)p->w, (const void *)p->s, (int)p->bf16, p->rows_pad,
                 p->n, (int)p->group, (const float *)p->bias, out + p->offset, threads);
     else if (p->kind == 8)
-        (p->q8 ? int8_mm_q8 : int8_mm)(x, 1, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
+        (p->act == 2 ? int8_mm_q16 : p->act ? int8_mm_q8 : int8_mm)(x, 1, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
                 p->n, (const float *)p->bias, out + p->offset, threads);
     else if (p->kind == 5)
-        (p->q8 ? int5_mm_q8 : int5_mm)(x, 1, K, (const uint8_t *)p->w, (const uint64_t *)p->rows_pad,
+        (p->act == 2 ? int5_mm_q16 : p->act ? int5_mm_q8 : int5_mm)(x, 1, K, (const uint8_t *)p->w, (const uint64_t *)p->rows_pad,
                 (const void *)p->s, (const void *)p->group, (int)p->bf16, p->n,
                 (const float *)p->bias, out + p->offset, threads);
 }
@@ -180,6 +182,8 @@ void llama_step(const long *table, long layers, float *hidden, long H, long head
 
 HEADER = 7
 PRODUCT_LONGS = 11
+# a product's activations as the C side's Product.act reads them
+ACTIVATION_CODES = {"float32": 0, "int8": 1, "int16": 2}
 LAYER_LONGS = HEADER + 7 * PRODUCT_LONGS
 
 # Products of at least this many weights are split across the threads a step runs with.
@@ -255,9 +259,10 @@ def _product(layer, offset: int) -> list[int] | None:
     bias = layer.bias
     if bias is not None and (bias.dtype != torch.float32 or not bias.is_contiguous()):
         return None
-    # the last four longs: bias, output offset, weights (the thread rule), int8 activations
+    # the last four longs: bias, output offset, weights (the thread rule), activations (the
+    # layer's choice, LIGHTPIPE_EXACT_ACTIVATIONS read now: once per generate() call)
     tail = [0 if bias is None else bias.data_ptr(), offset,
-            layer.out_features * layer.in_features, int(layer.int8_activations)]
+            layer.out_features * layer.in_features, ACTIVATION_CODES[layer.activations()]]
     if isinstance(layer, Int4Linear):
         scales = layer.scales_and_zeros
         if (scales.dtype not in (torch.float32, torch.bfloat16) or not scales.is_contiguous()
@@ -429,6 +434,8 @@ class DecodeStep:
             return None
         hidden = hidden_states.reshape(-1).to(torch.float32, copy=True)
         cos, sin = cos.contiguous(), sin.contiguous()
+        if torch.get_num_threads() != self.threads.candidates[0]:  # lightpipe.threads adapted it
+            self.threads = ThreadChooser(torch.get_num_threads())
         threads = self.threads.next()
         kernels.thread_cap = threads  # the output projection's product follows the choice
         kernels._loaded().llama_step(
