@@ -328,3 +328,21 @@ def test_bert_feed_forward_fuses_the_gelu(minilm_path, monkeypatch):
     assert calls == [F.gelu]
     _torch_passes(monkeypatch)
     assert torch.allclose(fused, F.gelu(dense(hidden)), atol=1e-6)
+
+
+def test_a_library_loaded_before_the_passes_registered_is_rebuilt(monkeypatch):
+    """The library built before dynamic_passes appended its source lacks the passes: available()
+    rebuilds it once (seen in a process that loaded a GGUF model first) instead of failing."""
+    from lightpipe.quantization import dynamic_passes, kernels
+
+    real = kernels._loaded()
+    state = {"library": type("Old", (), {})(), "resets": 0}  # a library without dyn_unit_rows
+
+    def reset():
+        state["resets"] += 1
+        state["library"] = real
+    monkeypatch.setattr(kernels, "_loaded", lambda: state["library"])
+    monkeypatch.setattr(kernels, "reset", reset)
+    monkeypatch.setattr(kernels, "available", lambda: True)
+    assert dynamic_passes.available() and state["resets"] == 1
+    assert dynamic_passes.available() and state["resets"] == 1  # once

@@ -39,6 +39,7 @@ from .linear import (INT4_GROUP_SIZES, Int4Linear, Int5Linear, Int8Linear, Quant
                      int4_fits)
 from .embedding import QuantizedEmbedding
 from . import step as _step  # noqa: F401, E402 - registers the C decode step's source with kernels
+from . import dynamic_passes as _dynamic_passes  # noqa: F401, E402 - int8-dynamic's C passes, likewise
 
 logger = logging.getLogger("lightpipe")
 

@@ -151,7 +151,14 @@ PARALLEL_FROM = 1 << 16
 
 
 def available() -> bool:
-    return kernels.available()
+    """Whether the library is loaded with these passes in it (a library loaded before this
+    module registered its source lacks them: it is rebuilt once with it)."""
+    if not kernels.available():
+        return False
+    if not hasattr(kernels._loaded(), "dyn_unit_rows"):
+        kernels.reset()
+        return kernels.available() and hasattr(kernels._loaded(), "dyn_unit_rows")
+    return True
 
 
 def _threads(values: int) -> int:
