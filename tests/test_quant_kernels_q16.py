@@ -18,7 +18,7 @@ from lightpipe.quantization import Int4Linear, Int5Linear, Int8Linear, kernels
 from lightpipe.quantization import step as native_step
 from tests.test_gguf_packed import IDS, _load, _relative_error, tiny_file
 from tests.test_quant_int5 import random_layer
-from tests.test_quant_kernels_q8 import quantized_x
+from tests.test_quant_kernels_q8 import quantized_x, random_int4_layer
 
 pytestmark = pytest.mark.skipif(not kernels.available(),
                                 reason="no C compiler / AVX2+FMA here: nothing to test")
@@ -68,11 +68,7 @@ def inputs(rows: int, in_features: int) -> list[torch.Tensor]:
 def test_int4_q16_product(group, out_features, rows):
     torch.manual_seed(group + out_features + rows)
     in_features = 512
-    codes = torch.randint(0, 16, (out_features, in_features), dtype=torch.int32)
-    scales = torch.rand(out_features, in_features // group) + 0.1
-    zeros = torch.randn(out_features, in_features // group)
-    bias = torch.randn(out_features)
-    layer = Int4Linear.from_codes(codes, scales, zeros, group, bias, compute_dtype=torch.float32)
+    layer, bias = random_int4_layer(group, out_features, in_features)
     weight = layer.dense_weight()
     for x in inputs(rows, in_features):
         for b in (None, bias):

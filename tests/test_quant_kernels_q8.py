@@ -63,6 +63,15 @@ def check(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias=None) -
     assert not torch.allclose(out.double(), exact, rtol=1e-6, atol=1e-6)
 
 
+def random_int4_layer(group: int, out_features: int, in_features: int = 512):
+    """(float32 Int4Linear of random codes, scales and zeros, its bias) of ``group``."""
+    codes = torch.randint(0, 16, (out_features, in_features), dtype=torch.int32)
+    scales = torch.rand(out_features, in_features // group) + 0.1
+    zeros = torch.randn(out_features, in_features // group)
+    bias = torch.randn(out_features)
+    return Int4Linear.from_codes(codes, scales, zeros, group, bias, compute_dtype=torch.float32), bias
+
+
 @needs_kernel
 @pytest.mark.parametrize("group", [32, 64, 128, 256])
 @pytest.mark.parametrize("out_features", [77, 96])  # odd (a padded tile), whole tiles
@@ -70,11 +79,7 @@ def check(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias=None) -
 def test_int4_q8_product(group, out_features, rows):
     torch.manual_seed(group + out_features + rows)
     in_features = 512
-    codes = torch.randint(0, 16, (out_features, in_features), dtype=torch.int32)
-    scales = torch.rand(out_features, in_features // group) + 0.1
-    zeros = torch.randn(out_features, in_features // group)
-    bias = torch.randn(out_features)
-    layer = Int4Linear.from_codes(codes, scales, zeros, group, bias, compute_dtype=torch.float32)
+    layer, bias = random_int4_layer(group, out_features, in_features)
     weight = layer.dense_weight()
     x = torch.randn(rows, in_features)
     x[:, 5] = 40.0  # an outlier: its block's step is coarse

@@ -305,6 +305,10 @@ def test_c_passes_equal_the_torch_passes(monkeypatch):
     out = dynamic_passes.out_rows(values.clone(), torch.zeros(1, 1), torch.zeros(values.shape[1]),
                                   torch.ones(1, 1), None, True)
     assert (out - F.gelu(values)).abs().max() < 5e-7
+    extreme = torch.tensor([[float("inf"), -float("inf"), float("nan"), 1e30, -1e30, 0.0, 4.0, 6.0]])
+    out = dynamic_passes.out_rows(extreme.clone(), torch.zeros(1, 1), torch.zeros(8),
+                                  torch.ones(1, 1), None, True)
+    assert torch.allclose(out, F.gelu(extreme), atol=5e-7, equal_nan=True), out  # inf stays inf
     odd = torch.randn(2, 13)  # a width that is not a multiple of 8: the scalar tail
     assert torch.allclose(dynamic_passes.out_rows(odd.clone(), torch.zeros(2, 1), torch.zeros(13),
                                                   torch.ones(2, 1), None, True), F.gelu(odd), atol=5e-7)

@@ -124,7 +124,7 @@ class DynamicInt8Linear(QuantizedLinear):
         """``act(self(inputs))``; torch's erf GELU fused into the C pass after the product
         (``dynamic_passes``) where it runs."""
         with torch.no_grad():
-            if act is F.gelu and dynamic_passes.available():
+            if act is F.gelu:
                 return self._forward(inputs, gelu=True)
             return act(self._forward(inputs))
 
@@ -133,27 +133,30 @@ class DynamicInt8Linear(QuantizedLinear):
         x = inputs.reshape(-1, shape[-1])
         if x.dtype != torch.float32:
             x = x.float()
-        if dynamic_passes.available():  # the same passes in C: two over x, one over y
-            unit, a, span = dynamic_passes.unit_rows(x.contiguous())
-            out = torch.ops.quantized.linear_dynamic(unit, self._packed, False)
-            del unit
-            out = dynamic_passes.out_rows(out, a, self._row_sums, span, self._bias, gelu)
-            out = out.reshape(*shape[:-1], self.out_features)
-            return out if out.dtype == dtype else out.to(dtype)
-        low = x.amin(-1, keepdim=True)
-        span = (x.amax(-1, keepdim=True) - low).clamp_(min=1e-30)
-        inverse = span.reciprocal()
-        # each row onto [0, 1]: the kernel's one range then fits every row (256 levels)
-        unit = (x - low).mul_(inverse)
+        native = dynamic_passes.available()  # the same passes in C: two over x, one over y
+        if native:
+            unit, offset, span = dynamic_passes.unit_rows(x.contiguous())
+        else:
+            low = x.amin(-1, keepdim=True)
+            span = (x.amax(-1, keepdim=True) - low).clamp_(min=1e-30)
+            inverse = span.reciprocal()
+            # each row onto [0, 1]: the kernel's one range then fits every row (256 levels)
+            unit = (x - low).mul_(inverse)
+            offset = low.mul_(inverse)
         out = torch.ops.quantized.linear_dynamic(unit, self._packed, False)
         del unit
-        # back in place, two passes: (out + low / span * rowsum) * span + bias (a fresh
-        # output tensor costs page faults on large batches)
-        out.addcmul_(low.mul_(inverse), self._row_sums)
-        if self._bias is not None:
-            torch.addcmul(self._bias, out, span, out=out)
+        # back in place: (out + low / span * rowsum) * span + bias (a fresh output tensor costs
+        # page faults on large batches)
+        if native:
+            dynamic_passes.out_rows(out, offset, self._row_sums, span, self._bias, gelu)
         else:
-            out.mul_(span)
+            out.addcmul_(offset, self._row_sums)
+            if self._bias is not None:
+                torch.addcmul(self._bias, out, span, out=out)
+            else:
+                out.mul_(span)
+            if gelu:
+                out = F.gelu(out)
         out = out.reshape(*shape[:-1], self.out_features)
         return out if out.dtype == dtype else out.to(dtype)
 
