@@ -85,7 +85,7 @@ def main() -> None:
             torch.set_num_threads(threads)
             ms = {(kind, a): timed(lambda: product(a), args.repeats) * 1e3
                   for kind, product in products.items() for a in ("float32", "int16", "int8")}
-            torch4 = timed(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(xb, q4.packed, 32, q4_bf16),
+            torch4 = timed(lambda: torch.ops.aten._weight_int4pack_mm_for_cpu(xb, q4._torch_packed(), 32, q4_bf16),
                            args.repeats) * 1e3
             onednn = timed(lambda: linear(x, weight, None, dense), args.repeats) * 1e3
             cells = " | ".join(f"{ms[k, 'float32']:6.3f} {ms[k, 'int16']:6.3f} {ms[k, 'int8']:6.3f}"

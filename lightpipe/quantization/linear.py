@@ -1,8 +1,10 @@
 """Weight-only quantized linear layers, computed by torch's own CPU kernels.
 
-- ``Int4Linear``: 4-bit codes in affine groups along the input dimension, in the layout of
-  ``torch.ops.aten._convert_weight_to_int4pack_for_cpu``, multiplied by
-  ``_weight_int4pack_mm_for_cpu`` (the kernel gpt-fast and torchao use on the CPU). The kernel's
+- ``Int4Linear``: 4-bit codes in affine groups along the input dimension, packed in tiles of
+  32 rows (``pack_int4``: the layout ``torch.ops.aten._convert_weight_to_int4pack_for_cpu``
+  writes on an AVX2 CPU), multiplied by lightpipe's C kernel or by torch's
+  ``_weight_int4pack_mm_for_cpu`` (the kernel gpt-fast and torchao use on the CPU; given a
+  repacked copy where torch's layout differs). The kernel's
   convention, checked in tests: ``w = (q - 8) * scale + zero`` per (row, group), q in 0..15,
   with ``scales_and_zeros`` of shape (in / group, out, 2). Group sizes 32, 64, 128, 256; the
   output size a multiple of 16.
@@ -54,13 +56,32 @@ def pad_rows(tensor: torch.Tensor) -> torch.Tensor:
 QUANTIZE_ROWS = 4096  # rows of a float weight quantized at a time
 
 
-def pack_int4(codes: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """(out, in) codes 0..15 -> the kernel's packed uint8 layout, padded to 16 rows, converted
-    ``chunk`` rows at a time (the layout is per 32-row tile; bounds the int32 temporaries)."""
+def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+    """(out, in) codes 0..15 -> the packed uint8 layout the C kernel and ``unpack_int4`` read,
+    padded to 32 rows: each tile of 32 rows stored (in, 16) bytes, byte [k, d] holding row d
+    (low nibble) and row d + 16 (high). This is what torch's
+    ``_convert_weight_to_int4pack_for_cpu`` writes on an AVX2 CPU; on an AVX-512 (or a
+    non-x86) CPU torch writes another layout, so lightpipe packs its codes itself and gives
+    torch's kernel its own copy only where the two differ (``Int4Linear._torch_packed``)."""
     codes = pad_rows(codes)
-    convert = torch.ops.aten._convert_weight_to_int4pack_for_cpu
-    return torch.cat([convert(codes[start:start + chunk].to(torch.int32).contiguous(), 1)
-                      for start in range(0, codes.shape[0], chunk)])
+    rows, cols = codes.shape
+    tiles = codes.to(torch.uint8).view(rows // 32, 32, cols)
+    packed = tiles[:, :16].bitwise_or(tiles[:, 16:] << 4)
+    return packed.transpose(1, 2).reshape(rows, cols // 2).contiguous()
+
+
+_torch_layout_same: bool | None = None
+
+
+def torch_int4_layout_same() -> bool:
+    """Whether torch's int4 packing on this CPU (its ATen CPU capability) is ``pack_int4``'s."""
+    global _torch_layout_same
+    if _torch_layout_same is None:
+        generator = torch.Generator().manual_seed(0)  # rows and columns all different
+        codes = torch.randint(0, 16, (64, 64), dtype=torch.int32, generator=generator)
+        theirs = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes, 1)
+        _torch_layout_same = torch.equal(theirs, pack_int4(codes))
+    return _torch_layout_same
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
@@ -177,7 +198,6 @@ class Int4Linear(QuantizedLinear):
         packed = torch.empty(padded, in_features // 2, dtype=torch.uint8)
         scales = torch.zeros(padded, in_features // group_size)
         zeros = torch.zeros_like(scales)
-        convert = torch.ops.aten._convert_weight_to_int4pack_for_cpu
         # QUANTIZE_ROWS rows at a time, from float32 copy to packed codes, in place: an 8B
         # model's output projection is 2.1 GB in float32 (its codes alone 0.5 GB); each
         # chunk's checkpoint pages are dropped once packed (release_pages)
@@ -189,9 +209,9 @@ class Int4Linear(QuantizedLinear):
             low, high = groups.amin(dim=-1), groups.amax(dim=-1)
             scale = ((high - low) / 15).clamp(min=1e-8)  # a constant group: any scale, codes 0
             done = groups.sub_(low.unsqueeze(-1)).div_(scale.unsqueeze(-1)).round_().clamp_(0, 15)
-            codes = pad_rows(done.reshape(-1, in_features).to(torch.int32))
+            codes = pack_int4(done.reshape(-1, in_features).to(torch.uint8))
             del groups, done
-            packed[start:start + codes.shape[0]] = convert(codes, 1)
+            packed[start:start + codes.shape[0]] = codes
             scales[start:start + part.shape[0]], zeros[start:start + part.shape[0]] = scale, low + 8 * scale
             release_pages(part)
         scales_and_zeros = torch.stack([scales, zeros], dim=-1).transpose(0, 1).contiguous()
@@ -213,9 +233,22 @@ class Int4Linear(QuantizedLinear):
             return self._finish(dense_product(x, self.float_weight()), dtype, shape)
         if x.dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
-        out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self.packed, self.group_size,
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, self._torch_packed(), self.group_size,
                                                          self.scales_and_zeros)
         return self._finish(out, dtype, shape)
+
+    def _torch_packed(self) -> torch.Tensor:
+        """The codes in the layout of torch's int4 kernel on this CPU: ``packed`` itself on an
+        AVX2 CPU, else a copy repacked by torch once (kept, not saved) for this fallback path."""
+        if torch_int4_layout_same():
+            return self.packed
+        cached = getattr(self, "_torch_copy", None)
+        if cached is None or cached[0] is not self.packed:
+            codes = unpack_int4(self.packed).to(torch.int32)
+            convert = torch.ops.aten._convert_weight_to_int4pack_for_cpu
+            cached = (self.packed, convert(codes.contiguous(), 1))
+            self._torch_copy = cached
+        return cached[1]
 
     def float_weight(self) -> torch.Tensor:
         """The (padded rows, in) weight in float32, dequantized from the packed codes."""
