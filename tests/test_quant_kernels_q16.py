@@ -254,3 +254,39 @@ def test_native_step_same_tokens_as_dequantised(folder, qtype, model_type, monke
     assert torch.equal(exact.sequences, want.sequences)
     assert max(_relative_error(ours, theirs)
                for ours, theirs in zip(exact.logits[1:], want.logits[1:])) < SAME_X
+
+
+def test_vnni_and_avx2_builds_give_the_same_numbers(monkeypatch):
+    """The library is built with VNNI instructions where the CPU has them (kernels.c's DPWSSD /
+    DPBUSD: one instruction for madd + add); the plain AVX2 build computes the same integers in
+    the same order: every product (int4 / int8 / int5, int16 and int8 x) bit for bit equal."""
+    from lightpipe.quantization import Int5Linear
+
+    torch.manual_seed(5)
+    int4, _ = random_int4_layer(64, 80, 256)
+    int8 = Int8Linear.from_weight(torch.randn(72, 256), compute_dtype=torch.float32)
+    int5, _ = random_layer(40, 256, affine=True, bias=True, scale_dtype=torch.float32)
+    assert isinstance(int5, Int5Linear)
+    x = torch.randn(5, 256)
+
+    def products():
+        kernels.reset()
+        assert kernels.available()
+        return [layer(x) for layer in (int4, int8, int5)] + [
+            kernels.int8_mm(x, int8.codes, int8.scales, activations="int8"),
+            kernels.int4_mm(x, int4.packed, int4.scales_and_zeros, int4.group_size,
+                            int4.out_features, activations="int8")]
+
+    real = kernels.cpu_flags()
+    try:
+        first = products()
+        monkeypatch.setattr(kernels, "cpu_flags", lambda: real - {"avx_vnni", "avx512_vnni"})
+        assert kernels.build_flags(kernels.cpu_flags()) == kernels.FLAGS
+        plain = products()
+    finally:
+        monkeypatch.undo()
+        kernels.reset()
+    for a, b in zip(first, plain):
+        assert torch.equal(a, b)
+    if not ({"avx_vnni", "avx512_vnni"} & real):
+        pytest.skip("this CPU has no VNNI: both builds were the AVX2 one")
