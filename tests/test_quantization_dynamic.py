@@ -4,6 +4,7 @@ values, with the reference's beam tokens; the threading policy (lightpipe.thread
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 import transformers
@@ -361,3 +362,35 @@ def test_a_library_loaded_before_the_passes_registered_is_rebuilt(monkeypatch):
     monkeypatch.setattr(kernels, "available", lambda: True)
     assert dynamic_passes.available() and state["resets"] == 1
     assert dynamic_passes.available() and state["resets"] == 1  # once
+
+
+def test_large_products_go_to_onednn_with_the_same_numbers(monkeypatch):
+    """On a CPU with AMX, products of ONEDNN_FROM_ROWS rows or more run on oneDNN's int8 kernel
+    (its own prepacked weight, made the first time a layer meets so many rows); smaller ones stay
+    on FBGEMM. Both compute the same numbers (within float rounding). Forced on here, so that a
+    machine without AMX checks the path too (oneDNN runs there, only slower)."""
+    from lightpipe.quantization import dynamic
+
+    if "onednn" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this torch build has no oneDNN quantized engine")
+    torch.manual_seed(4)
+    layer = DynamicInt8Linear.from_weight(torch.randn(96, 64) * 0.1, torch.randn(96))
+    small, large = torch.randn(8, 64), torch.randn(dynamic.ONEDNN_FROM_ROWS, 64) * 3
+    monkeypatch.setattr(dynamic, "_onednn_state", False)
+    want_small, want_large = layer(small), layer(large)
+    assert "_packed_onednn" not in layer.__dict__
+    monkeypatch.setattr(dynamic, "_onednn_state", True)
+    engine = torch.backends.quantized.engine
+    got_small = layer(small)
+    assert "_packed_onednn" not in layer.__dict__  # a few rows: FBGEMM's weight only
+    got_large = layer(large)
+    assert "_packed_onednn" in layer.__dict__
+    assert torch.backends.quantized.engine == engine  # packing switched the engine back
+    assert torch.equal(got_small, want_small)
+    scale = want_large.abs().max()
+    assert ((got_large - want_large).abs().max() / scale) < 1e-6
+    exact = large @ layer.dense_weight().t() + layer._bias
+    assert ((got_large - exact).abs().max() / exact.abs().max()) < 2e-2  # int8 x: ~5e-3
+    monkeypatch.setattr(dynamic, "_onednn_state", None)
+    monkeypatch.setenv("LIGHTPIPE_ONEDNN", "0")
+    assert not dynamic.onednn_usable()
