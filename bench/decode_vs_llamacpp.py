@@ -18,6 +18,11 @@ concatenated in order), found installed or as wheels in ``--wheels DIR``. Decode
 ignored, tokens/s after the first token (prompt of 16 tokens); prefill: seconds to the first
 token of a 512-token prompt. Medians of ``--repeats``; ratios against llama.cpp when it is
 installed (``CMAKE_ARGS="-DGGML_NATIVE=ON" pip install --no-deps llama-cpp-python diskcache``).
+On a CPU that reports AMX (Xeon from Sapphire Rapids on), a native build compiles ggml's AMX
+kernels, which died with SIGILL at their first tile load (prefill) on our 2-vCPU Xeon even after
+arch_prctl granted the tile state: build it there with ``-DGGML_NATIVE=OFF -DGGML_AVX=ON
+-DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON
+-DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON`` (the AMX options off).
 """
 
 from __future__ import annotations
