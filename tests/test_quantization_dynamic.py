@@ -391,6 +391,18 @@ def test_large_products_go_to_onednn_with_the_same_numbers(monkeypatch):
     assert ((got_large - want_large).abs().max() / scale) < 1e-6
     exact = large @ layer.dense_weight().t() + layer._bias
     assert ((got_large - exact).abs().max() / exact.abs().max()) < 2e-2  # int8 x: ~5e-3
+    # past the budget of second copies a layer stays on FBGEMM (a big decoder's prefill must
+    # not double its weights); a copy's bytes come back when its layer goes
+    other = DynamicInt8Linear.from_weight(torch.randn(64, 64))
+    monkeypatch.setattr(dynamic, "ONEDNN_BUDGET", dynamic._onednn_bytes + 64 * 64 - 1)
+    other(large)
+    assert layer.__dict__["_packed_onednn"] is not False
+    assert other.__dict__["_packed_onednn"] is False
+    before = dynamic._onednn_bytes
+    del layer
+    import gc
+    gc.collect()
+    assert dynamic._onednn_bytes == before - 96 * 64
     monkeypatch.setattr(dynamic, "_onednn_state", None)
     monkeypatch.setenv("LIGHTPIPE_ONEDNN", "0")
     assert not dynamic.onednn_usable()

@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -82,9 +83,18 @@ def _engine() -> str:
 # 1-1.3x at 128, mixed at 32-64, slower at 8 (a 2-core Xeon with AMX; same numbers within
 # float rounding, ~3e-7 of the largest output). Its
 # weight is packed the first time a layer meets so many rows (a decoder's layers, fed a few
-# rows a step, keep only FBGEMM's). LIGHTPIPE_ONEDNN=0 keeps FBGEMM everywhere.
+# rows a step, keep only FBGEMM's). The second copies are capped at ONEDNN_BUDGET bytes a
+# process (a decoder prefilling a long prompt would otherwise double its int8 weights: the
+# layers past the cap stay on FBGEMM). LIGHTPIPE_ONEDNN=0 keeps FBGEMM everywhere.
 ONEDNN_FROM_ROWS = 128
+ONEDNN_BUDGET = 512 * 1024 * 1024
 _onednn_state: bool | None = None
+_onednn_bytes = 0  # the second copies alive now
+
+
+def _release_onednn(size: int) -> None:
+    global _onednn_bytes
+    _onednn_bytes -= size
 
 
 def onednn_usable() -> bool:
@@ -180,9 +190,9 @@ class DynamicInt8Linear(QuantizedLinear):
             offset = low.mul_(inverse)
         packed = self._packed
         if x.shape[0] >= ONEDNN_FROM_ROWS and onednn_usable():
-            packed = self.__dict__.get("_packed_onednn")
-            if packed is None:
-                packed = self._packed_onednn = _prepack(self.codes, self.scales, "onednn")
+            second = self._onednn_packed()  # None past the budget
+            if second is not None:
+                packed = second
         out = torch.ops.quantized.linear_dynamic(unit, packed, False)
         del unit
         # back in place: (out + low / span * rowsum) * span + bias (a fresh output tensor costs
@@ -199,6 +209,22 @@ class DynamicInt8Linear(QuantizedLinear):
                 out = F.gelu(out)
         out = out.reshape(*shape[:-1], self.out_features)
         return out if out.dtype == dtype else out.to(dtype)
+
+    def _onednn_packed(self):
+        """oneDNN's prepacked weight, made on first need while ONEDNN_BUDGET allows (else
+        None, remembered: this layer stays on FBGEMM)."""
+        global _onednn_bytes
+        packed = self.__dict__.get("_packed_onednn")
+        if packed is None:
+            size = self.codes.numel()
+            if _onednn_bytes + size > ONEDNN_BUDGET:
+                packed = False
+            else:
+                packed = _prepack(self.codes, self.scales, "onednn")
+                _onednn_bytes += size
+                weakref.finalize(self, _release_onednn, size)
+            self._packed_onednn = packed
+        return None if packed is False else packed
 
     def dense_weight(self) -> torch.Tensor:
         return self.codes.float() * self.scales.unsqueeze(1)
