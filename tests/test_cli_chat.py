@@ -32,10 +32,10 @@ def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
 
 
 def test_ctrl_c_stops_a_reply_and_a_second_one_leaves(decoder):
-    folder = decoder("llama", max_position_embeddings=4096)
+    folder = decoder("llama", max_position_embeddings=16384)
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "lightpipe", "chat", "--model", str(folder), "--max-new-tokens", "3000",
+        [sys.executable, "-m", "lightpipe", "chat", "--model", str(folder), "--max-new-tokens", "12000",
          "--kwargs", '{"do_sample": false, "eos_token_id": null}'],
         stdin=follower, stdout=follower, stderr=follower, start_new_session=True)
     os.close(follower)
@@ -43,7 +43,7 @@ def test_ctrl_c_stops_a_reply_and_a_second_one_leaves(decoder):
         assert b"user> " in _read_until(leader, b"user> ", 120)
         os.write(leader, b"Hello there\n")
         assert b"assistant> " in _read_until(leader, b"assistant> ", 60)
-        time.sleep(1.0)  # a few tokens out; 3,000 take far longer
+        time.sleep(0.3)  # a few tokens out; 12,000 take far longer (a fast CPU made 3,000 in ~1 s)
         os.killpg(process.pid, signal.SIGINT)
         after = _read_until(leader, b"user> ", 60)
         assert b"reply stopped" in after and b"user> " in after, after
