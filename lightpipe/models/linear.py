@@ -4,7 +4,8 @@ blocked layout (``PackableLinear``), with a fused residual add or tanh GELU.
 Why: a decoding step multiplies a few rows by every weight matrix. For such skinny products
 MKL (what ``F.linear`` calls in float32) runs at about half oneDNN's speed on the AMD CPUs we
 measured, and oneDNN itself reads a matrix about twice as fast (bfloat16: 2.5x) from its
-blocked layout as from the plain one, which it otherwise reorders on every call.
+blocked layout as from the plain one, which it otherwise reorders on every call. On Intel CPUs
+MKL is the faster one for a single float32 row (``_MKL_ONE_ROW``), oneDNN from two rows on.
 """
 
 from __future__ import annotations
@@ -40,6 +41,26 @@ _ONEDNN_LINEAR, _REORDER = _onednn_ops()
 _ONEDNN_DTYPES = _onednn_dtypes() if _ONEDNN_LINEAR is not None else ()
 
 
+def _intel_cpu() -> bool:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in info)
+    except OSError:
+        return False
+
+
+# On Intel CPUs, float32 products of one row (batch-1 decode) go to F.linear (MKL's sgemv):
+# measured on a 2-vCPU Xeon, up to 1.2x oneDNN's speed a product and 1.2x a whole token at 2
+# threads (a Llama of 768 x 12: 32.8 -> 39.4 tok/s); from 2 rows on oneDNN stays (1.1-2.6x
+# MKL at 8 rows). On AMD CPUs oneDNN is faster at every size (see the module docstring).
+_MKL_ONE_ROW = _intel_cpu()
+
+
+def _one_float_row(inputs: torch.Tensor) -> bool:
+    return (_MKL_ONE_ROW and inputs.dtype == torch.float32
+            and inputs.numel() == inputs.shape[-1])
+
+
 def _pack(weight: torch.Tensor, batch_size: int | None = None) -> torch.Tensor | None:
     """An (out, in) weight in oneDNN's blocked layout; None where this CPU does not multiply
     its dtype through oneDNN (``linear`` then uses F.linear)."""
@@ -59,7 +80,8 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         return weight(inputs)
     if (_ONEDNN_LINEAR is not None and inputs.device.type == "cpu"
             and inputs.dtype in _ONEDNN_DTYPES and inputs.dtype == weight.dtype
-            and not (torch.is_grad_enabled() and weight.requires_grad)):
+            and not (torch.is_grad_enabled() and weight.requires_grad)
+            and not _one_float_row(inputs)):
         return _ONEDNN_LINEAR(inputs, weight if packed is None else packed, bias, "none", [], "")
     return F.linear(inputs, weight, bias)
 
@@ -74,7 +96,8 @@ def linear_add(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     if (_ONEDNN_LINEAR is not None and inputs.dtype == torch.float32 and inputs.device.type == "cpu"
             and weight.dtype == torch.float32 and residual.dtype == torch.float32
             and residual.shape == inputs.shape[:-1] + weight.shape[:1]
-            and not (torch.is_grad_enabled() and weight.requires_grad)):
+            and not (torch.is_grad_enabled() and weight.requires_grad)
+            and not _one_float_row(inputs)):
         return _ONEDNN_LINEAR.binary(inputs, residual, weight if packed is None else packed, bias, "add")
     return residual + linear(inputs, weight, bias, packed)
 
