@@ -141,9 +141,9 @@ def test_int8_activations_in_the_c_step(pair, monkeypatch):
     assert differ > 1e-6  # the int8 path really ran
 
 
-def test_cache_growth_and_batches_fall_back(pair, monkeypatch):
+def test_cache_growth(pair, monkeypatch):
     """Decoding past the cache's capacity grows it (the C step's table follows the new
-    buffers); a batch of two prompts, or padding, uses the Python plan."""
+    buffers)."""
     model, reference = pair
     spy = Spy(monkeypatch)
     cache = KVCache(capacity=PROMPT.shape[1])  # full after the prompt
@@ -161,16 +161,115 @@ def test_cache_growth_and_batches_fall_back(pair, monkeypatch):
     want = reference.generate(PROMPT, max_new_tokens=6, do_sample=False)[0, PROMPT.shape[1]:]
     assert tokens == want.tolist()
 
+
+BATCH = torch.tensor([[5, 17, 99, 3, 150, 42], [0, 0, 4, 8, 15, 16], [0, 23, 42, 7, 1, 9]])
+BATCH_MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1]])
+
+
+def test_batches_with_left_padding_decode_in_c(pair, monkeypatch):
+    """A batch of three prompts, two left-padded: every step after the prompt's runs in C
+    (per-row positions, cache rows and padding masks) with the reference's tokens and scores;
+    a padded single prompt too."""
+    model, reference = pair
+    spy = Spy(monkeypatch)
+    settings = dict(max_new_tokens=8, do_sample=False, output_scores=True,
+                    return_dict_in_generate=True)
+    ours = model.generate(BATCH, attention_mask=BATCH_MASK, **settings)
+    theirs = reference.generate(BATCH, attention_mask=BATCH_MASK, **settings)
+    assert spy.calls == 7
+    assert torch.equal(ours.sequences, theirs.sequences)
+    for got, want in zip(ours.scores, theirs.scores):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
     spy.calls = 0
-    batch = torch.tensor([[5, 17, 99, 3], [0, 4, 8, 15]])
-    mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])
-    got = model.generate(batch, attention_mask=mask, max_new_tokens=5, do_sample=False)
-    assert spy.calls == 0
-    assert torch.equal(got, reference.generate(batch, attention_mask=mask, max_new_tokens=5,
-                                               do_sample=False))
     padded = model.generate(torch.tensor([[0, 5, 17]]), attention_mask=torch.tensor([[0, 1, 1]]),
                             max_new_tokens=3, do_sample=False)
-    assert spy.calls == 0 and padded.shape == (1, 6)
+    assert spy.calls == 2
+    assert torch.equal(padded, reference.generate(torch.tensor([[0, 5, 17]]), max_new_tokens=3,
+                                                  attention_mask=torch.tensor([[0, 1, 1]]),
+                                                  do_sample=False))
+
+
+def test_batches_same_numbers_as_the_python_plan(pair, monkeypatch):
+    """Batched C steps against the Python plan on the same model and batch (the products'
+    kernels take all rows at once in both)."""
+    model, _ = pair
+    runs = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", flag)
+        runs[flag] = model.generate(BATCH, attention_mask=BATCH_MASK, max_new_tokens=6,
+                                    do_sample=False, output_scores=True,
+                                    return_dict_in_generate=True)
+    assert torch.equal(runs["0"].sequences, runs["1"].sequences)
+    for got, want in zip(runs["1"].scores, runs["0"].scores):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_sliding_window_in_reach_decodes_in_c(tmp_path_factory, monkeypatch):
+    """Mistral with a window of 4: once the window is in reach its mask goes to the C step,
+    which attends to the last 4 positions only (the reference's tokens and scores)."""
+    torch.manual_seed(1)
+    config = transformers.MistralConfig(
+        vocab_size=200, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        sliding_window=4, tie_word_embeddings=False)
+    reference = transformers.MistralForCausalLM(config).eval()
+    folder = tmp_path_factory.mktemp("native") / "mistral"
+    reference.save_pretrained(folder)
+    model = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int4:g32:fp32")
+    with torch.no_grad():
+        for ours, theirs in zip(model.model.layers, reference.model.layers):
+            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                getattr(theirs.self_attn, name).weight.copy_(
+                    getattr(ours.self_attn, name).dense_weight())
+            for name in ("gate_proj", "up_proj", "down_proj"):
+                getattr(theirs.mlp, name).weight.copy_(getattr(ours.mlp, name).dense_weight())
+    spy = Spy(monkeypatch)
+    settings = dict(max_new_tokens=8, do_sample=False, output_scores=True,
+                    return_dict_in_generate=True)
+    ours = model.generate(PROMPT, **settings)
+    theirs = reference.generate(PROMPT, **settings)
+    assert spy.calls == 7
+    assert torch.equal(ours.sequences, theirs.sequences)
+    for got, want in zip(ours.scores, theirs.scores):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+@pytest.fixture(scope="module")
+def dynamic(tmp_path_factory):
+    """Our int8-dynamic Qwen2 (q/k/v biases, grouped-query attention) and the float one."""
+    folder, _ = build(tmp_path_factory, "qwen2")
+    return (lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int8-dynamic"),
+            lightpipe.AutoModelForCausalLM.from_pretrained(folder))
+
+
+@pytest.mark.parametrize("batch", ["one", "padded batch"])
+def test_int8_dynamic_decodes_in_c_with_the_python_plans_numbers(dynamic, batch, monkeypatch):
+    """int8-dynamic layers (FBGEMM in the Python plan) run in the C step through kernels.c's
+    dyn8_mm: the same per-row activation codes and integer sums (dyn8_mm equals the layer's
+    FBGEMM output bit for bit: test_quantization), so the Python plan's tokens and scores. The
+    step's norms and attention sum in another order, and an input one float bit off may round
+    to the neighbouring 8-bit code (1/255 of the row's span): 1e-3 of the largest logit, and no
+    further from the float model than the Python plan is."""
+    from lightpipe.quantization.dynamic import DynamicInt8Linear
+
+    dynamic, float_model = dynamic
+    assert isinstance(dynamic.model.layers[0].mlp.down_proj, DynamicInt8Linear)
+    prompts, mask = (PROMPT, None) if batch == "one" else (BATCH, BATCH_MASK)
+    spy = Spy(monkeypatch)
+    settings = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, output_scores=True,
+                    return_dict_in_generate=True)
+    native = dynamic.generate(prompts, **settings)
+    assert spy.calls == 7
+    monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
+    plan = dynamic.generate(prompts, **settings)
+    assert spy.calls == 7
+    assert torch.equal(native.sequences, plan.sequences)
+    monkeypatch.delenv("LIGHTPIPE_NATIVE_STEP")
+    exact = float_model.generate(prompts, **settings)
+    for got, want, reference in zip(native.scores, plan.scores, exact.scores):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * want.abs().max().item())
+        ours, theirs = (got - reference).abs().max(), (want - reference).abs().max()
+        assert ours <= 1.5 * theirs + 1e-4 * reference.abs().max()
 
 
 def test_switched_off_and_float_models_build_nothing(pair, monkeypatch, tmp_path_factory):

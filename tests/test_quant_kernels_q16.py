@@ -259,15 +259,19 @@ def test_native_step_same_tokens_as_dequantised(folder, qtype, model_type, monke
 def test_vnni_and_avx2_builds_give_the_same_numbers(monkeypatch):
     """The library is built with VNNI instructions where the CPU has them (kernels.c's DPWSSD /
     DPBUSD: one instruction for madd + add); the plain AVX2 build computes the same integers in
-    the same order: every product (int4 / int8 / int5, int16 and int8 x) bit for bit equal."""
+    the same order: every product (int4 / int8 / int5, int16 and int8 x; int8-dynamic's
+    dyn8_mm, 64-byte AVX-512 vectors where the CPU has them) bit for bit equal."""
     from lightpipe.quantization import Int5Linear
+    from lightpipe.quantization.dynamic import DynamicInt8Linear
 
     torch.manual_seed(5)
     int4, _ = random_int4_layer(64, 80, 256)
     int8 = Int8Linear.from_weight(torch.randn(72, 256), compute_dtype=torch.float32)
     int5, _ = random_layer(40, 256, affine=True, bias=True, scale_dtype=torch.float32)
     assert isinstance(int5, Int5Linear)
+    dynamic = DynamicInt8Linear.from_weight(torch.randn(70, 260), torch.randn(70))
     x = torch.randn(5, 256)
+    x_dynamic = torch.randn(7, 260)
 
     def products():
         kernels.reset()
@@ -275,7 +279,9 @@ def test_vnni_and_avx2_builds_give_the_same_numbers(monkeypatch):
         return [layer(x) for layer in (int4, int8, int5)] + [
             kernels.int8_mm(x, int8.codes, int8.scales, activations="int8"),
             kernels.int4_mm(x, int4.packed, int4.scales_and_zeros, int4.group_size,
-                            int4.out_features, activations="int8")]
+                            int4.out_features, activations="int8"),
+            kernels.dyn8_mm(x_dynamic, dynamic.codes, dynamic.scales, dynamic._row_sums.view(-1),
+                            dynamic._bias)]
 
     real = kernels.cpu_flags()
     try:

@@ -406,3 +406,39 @@ def test_large_products_go_to_onednn_with_the_same_numbers(monkeypatch):
     monkeypatch.setattr(dynamic, "_onednn_state", None)
     monkeypatch.setenv("LIGHTPIPE_ONEDNN", "0")
     assert not dynamic.onednn_usable()
+
+
+@pytest.mark.parametrize("shape", [(96, 64), (37, 100), (300, 576), (128, 1536)])
+def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
+    """Products of up to DYN8_ROWS rows run in lightpipe's C product (kernels.dyn8_mm): the same
+    activation codes (FBGEMM's per-call scale), integer sums and float operations as the FBGEMM
+    path, so its numbers bit for bit - rows of very different ranges, output sizes not a
+    multiple of 4, inputs not a multiple of the vector width, a bias or none, GELU."""
+    from lightpipe.quantization import dynamic, kernels
+
+    if not kernels.available():
+        pytest.skip("the C kernel needs a compiler")
+    out_features, in_features = shape
+    torch.manual_seed(out_features)
+    weight = torch.randn(out_features, in_features) * 0.05
+    for bias in (None, torch.randn(out_features)):
+        layer = DynamicInt8Linear.from_weight(weight, bias)
+        for rows in (1, 2, 3, 5, 8):
+            x = torch.randn(rows, in_features)
+            x[0] *= 40  # one row far wider than the others
+            x[-1, : in_features // 2] += 3
+            monkeypatch.setattr(dynamic, "DYN8_ROWS", 0)
+            want, want_gelu = layer(x), layer.forward_act(x, F.gelu)
+            monkeypatch.setattr(dynamic, "DYN8_ROWS", 8)
+            calls = []
+            real = kernels.dyn8_mm
+            monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
+            got, got_gelu = layer(x), layer.forward_act(x, F.gelu)
+            monkeypatch.setattr(kernels, "dyn8_mm", real)
+            assert calls == [1, 1]
+            assert torch.equal(got, want), (rows, (got - want).abs().max())
+            torch.testing.assert_close(got_gelu, want_gelu, rtol=0, atol=1e-6 * want.abs().max())
+    # more rows: FBGEMM
+    x = torch.randn(dynamic.DYN8_ROWS + 1, in_features)
+    monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
+    layer(x)

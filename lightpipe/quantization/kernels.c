@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#include <math.h>
 
 /* acc + the pairwise int16 products of a and b (madd_epi16), and acc + the four-wise u8 x s8
    products of a and b (maddubs_epi16 then madd_epi16 with ones; callers keep each int16 pair sum
@@ -960,5 +961,211 @@ void int5_mm_q16(const float *x, long M, long K, const uint8_t *low, const uint6
             _mm256_storeu_si256(q + 3, _mm256_permute2x128_si256(a1, b1, 0x31));
         }
     int5_rows(NULL, xs, NULL, xq, dx, M, K, low, high, scales, offsets, f16, N, bias, y, threads);
+    free(xq);
+}
+
+/* ---- int8-dynamic products (quantization/dynamic.py's maths, without FBGEMM): each row of x
+   onto the codes 0..255 by its own minimum and span (c = round((x - low) / span * 255)), int8
+   weight codes (7-bit there: |q| <= 63) with one scale per output row, integer dot products
+   (u8 x s8; |pair sums| <= 2 * 255 * 64 < 32767, so AVX2's maddubs form gives the same
+   integers as VNNI's), and y = (acc * scale / 255 + (low / span) * rowsum) * span + bias, the
+   form of DynamicInt8Linear's passes (rowsum: the dequantized weight's row sums). The weight
+   stays in its (out, in) rows: blocks of 4 rows of x times 4 weight rows, each pair summed in
+   one vector over the inputs, the 16 sums reduced together at the end. With AVX-512 (BW and
+   VNNI) the vectors are 64 bytes, else 32. Used by the C decode step (any batch) and by
+   DynamicInt8Linear for a few rows. ---- */
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define D8_BYTES 64
+typedef __m512i d8v;
+#define D8_ZERO() _mm512_setzero_si512()
+#define D8_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define D8_DOT(acc, x, w) _mm512_dpbusd_epi32((acc), (x), (w))
+/* the four vectors' sums, in order, as one 128-bit vector */
+static inline __m128i d8_sums4(d8v a, d8v b, d8v c, d8v d) {
+    __m512i ab = _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, 0x44), _mm512_shuffle_i64x2(a, b, 0xEE));
+    __m512i cd = _mm512_add_epi32(_mm512_shuffle_i64x2(c, d, 0x44), _mm512_shuffle_i64x2(c, d, 0xEE));
+    /* 128-bit lanes: [a, b, c, d] partial sums of 4 lanes each */
+    __m512i t = _mm512_add_epi32(_mm512_shuffle_i64x2(ab, cd, 0x88), _mm512_shuffle_i64x2(ab, cd, 0xDD));
+    t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, (_MM_PERM_ENUM)0x4E));
+    t = _mm512_add_epi32(t, _mm512_shuffle_epi32(t, (_MM_PERM_ENUM)0xB1));
+    return _mm512_castsi512_si128(_mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t));
+}
+#else
+#define D8_BYTES 32
+typedef __m256i d8v;
+#define D8_ZERO() _mm256_setzero_si256()
+#define D8_LOAD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define D8_DOT(acc, x, w) DPBUSD((acc), (x), (w))
+static inline __m128i d8_sums4(d8v a, d8v b, d8v c, d8v d) {
+    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+}
+#endif
+
+/* Rows of x to codes (Kp bytes each, zeros past K), a[m] = low / span, span[m] and the codes'
+   scale: as DynamicInt8Linear's Python path, float for float - dyn_unit_rows (dynamic_passes.py)
+   gives u = (x - low) * (1 / span), then FBGEMM's per-tensor parameters over all rows' u (zero
+   point 0, scale = max u / 255 in double, as torch's ChooseQuantizationParams) and its codes
+   round(u * (1 / scale)), nearest even. Returns the scale. */
+static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq, float *a, float *span) {
+    float top = 0.f, *inv = (float *)malloc((size_t)M * 2 * sizeof(float) + 16), *low = inv + M;
+    for (long m = 0; m < M; m++) {
+        const float *r = x + (size_t)m * K;
+        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);
+        long k = 0;
+        for (; k + 8 <= K; k += 8) {
+            __m256 v = _mm256_loadu_ps(r + k);
+            lo = _mm256_min_ps(lo, v);
+            hi = _mm256_max_ps(hi, v);
+        }
+        __m128 l4 = _mm_min_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
+        __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(hi), _mm256_extractf128_ps(hi, 1));
+        l4 = _mm_min_ps(l4, _mm_movehl_ps(l4, l4));
+        h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
+        float l = _mm_cvtss_f32(_mm_min_ss(l4, _mm_shuffle_ps(l4, l4, 1)));
+        float h = _mm_cvtss_f32(_mm_max_ss(h4, _mm_shuffle_ps(h4, h4, 1)));
+        for (; k < K; k++) {
+            l = r[k] < l ? r[k] : l;
+            h = r[k] > h ? r[k] : h;
+        }
+        float s = h - l;
+        s = s > 1e-30f ? s : 1e-30f;
+        inv[m] = 1.f / s;
+        low[m] = l;
+        float u = (h - l) * inv[m];  /* the row's largest unit value */
+        top = u > top ? u : top;
+        a[m] = l * inv[m];
+        span[m] = s;
+    }
+    double wide = (double)top / 255.0;
+    float scale = (float)wide;
+    if (scale == 0.f || isinf(1.f / scale)) scale = 0.1f;
+    const float inverse = 1.f / scale;
+    for (long m = 0; m < M; m++) {
+        const float *r = x + (size_t)m * K;
+        uint8_t *q = xq + (size_t)m * Kp;
+        const __m256 vl = _mm256_set1_ps(low[m]), vi = _mm256_set1_ps(inv[m]), vq = _mm256_set1_ps(inverse);
+        long k = 0;
+        for (; k + 32 <= K; k += 32) {
+            __m256i i[4];
+            for (int j = 0; j < 4; j++)
+                i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(
+                    _mm256_sub_ps(_mm256_loadu_ps(r + k + 8 * j), vl), vi), vq));
+            __m256i s01 = _mm256_packs_epi32(i[0], i[1]), s23 = _mm256_packs_epi32(i[2], i[3]);
+            __m256i b8 = _mm256_packus_epi16(s01, s23);  /* saturates to 0..255 */
+            b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(q + k), b8);
+        }
+        for (; k < K; k++) {
+            int c = _mm_cvtss_si32(_mm_set_ss((r[k] - low[m]) * inv[m] * inverse));
+            q[k] = (uint8_t)(c < 0 ? 0 : c > 255 ? 255 : c);
+        }
+        for (; k < Kp; k++) q[k] = 0;
+    }
+    free(inv);
+    return scale;
+}
+
+/* sums[r][j] = sum_k xq[r, k] w[j, k] for R (1-4) rows of codes and NR (1 or 4) weight rows. */
+static inline __attribute__((always_inline)) void dyn8_block(
+        const uint8_t *xq, long Kp, int R, const int8_t *w, long K, int NR, int32_t sums[4][4]) {
+    d8v acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < NR; j++) acc[r][j] = D8_ZERO();
+    long k = 0;
+    for (; k + D8_BYTES <= K; k += D8_BYTES) {
+        d8v wv[4];
+        for (int j = 0; j < NR; j++) {
+            PREFETCH_W(w + (size_t)j * K + k);
+            wv[j] = D8_LOAD(w + (size_t)j * K + k);
+        }
+        for (int r = 0; r < R; r++) {
+            d8v xv = D8_LOAD(xq + (size_t)r * Kp + k);
+            for (int j = 0; j < NR; j++) acc[r][j] = D8_DOT(acc[r][j], xv, wv[j]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        if (NR == 4) {
+            _mm_storeu_si128((__m128i *)sums[r], d8_sums4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        } else {
+            d8v z = D8_ZERO();
+            sums[r][0] = _mm_cvtsi128_si32(d8_sums4(acc[r][0], z, z, z));
+        }
+        for (long t = k; t < K; t++)  /* a tail of fewer than D8_BYTES inputs */
+            for (int j = 0; j < NR; j++) sums[r][j] += (int32_t)xq[(size_t)r * Kp + t] * w[(size_t)j * K + t];
+    }
+}
+
+/* y[m, n] (row stride ldy) = (sums * (xscale * scale[n]) + a[m] rowsum[n]) * span[m] + bias[n]
+   (the float operations of FBGEMM's output and dyn_out_rows) for R rows and NR output rows
+   from n */
+static inline __attribute__((always_inline)) void dyn8_finish(
+        int32_t sums[4][4], int R, int NR, long n, float xscale, const float *a, const float *span,
+        const float *scales, const float *row_sums, const float *bias, float *y, long ldy) {
+    if (NR == 4) {
+        __m128 s = _mm_mul_ps(_mm_set1_ps(xscale), _mm_loadu_ps(scales + n));
+        __m128 rs = _mm_loadu_ps(row_sums + n);
+        for (int r = 0; r < R; r++) {
+            __m128 v = _mm_mul_ps(_mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)sums[r])), s);
+            v = _mm_fmadd_ps(_mm_set1_ps(a[r]), rs, v);
+            v = bias ? _mm_fmadd_ps(v, _mm_set1_ps(span[r]), _mm_loadu_ps(bias + n))
+                     : _mm_mul_ps(v, _mm_set1_ps(span[r]));
+            _mm_storeu_ps(y + (size_t)r * ldy + n, v);
+        }
+    } else {
+        for (int r = 0; r < R; r++) {
+            float v = (float)sums[r][0] * (xscale * scales[n]);
+            v = fmaf(a[r], row_sums[n], v);
+            y[(size_t)r * ldy + n] = bias ? fmaf(v, span[r], bias[n]) : v * span[r];
+        }
+    }
+}
+
+static void dyn8_rows(const uint8_t *xq, float xscale, const float *a, const float *span, long M, long K,
+                      long Kp, const int8_t *codes, const float *scales, const float *row_sums,
+                      const float *bias, long N, float *y, long ldy, int threads) {
+    long blocks = (N + 3) / 4;
+    long chunk = blocks / (4L * threads) > 0 ? blocks / (4L * threads) : 1;
+    /* dynamic: on a busy machine a descheduled thread's share is taken by the others */
+    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads) if (threads > 1)
+    for (long blk = 0; blk < blocks; blk++) {
+        long n = blk * 4;
+        int32_t sums[4][4];
+        for (long m = 0; m < M; m += 4) {
+            int R = M - m >= 4 ? 4 : (int)(M - m);
+            const uint8_t *xm = xq + (size_t)m * Kp;
+            float *ym = y + (size_t)m * ldy;
+            if (N - n >= 4) {
+                const int8_t *w = codes + (size_t)n * K;
+                if (R == 4) dyn8_block(xm, Kp, 4, w, K, 4, sums);
+                else if (R == 3) dyn8_block(xm, Kp, 3, w, K, 4, sums);
+                else if (R == 2) dyn8_block(xm, Kp, 2, w, K, 4, sums);
+                else dyn8_block(xm, Kp, 1, w, K, 4, sums);
+                dyn8_finish(sums, R, 4, n, xscale, a + m, span + m, scales, row_sums, bias, ym, ldy);
+            } else
+                for (long n1 = n; n1 < N; n1++) {  /* the last 1-3 output rows one at a time */
+                    const int8_t *w = codes + (size_t)n1 * K;
+                    if (R == 4) dyn8_block(xm, Kp, 4, w, K, 1, sums);
+                    else if (R == 3) dyn8_block(xm, Kp, 3, w, K, 1, sums);
+                    else if (R == 2) dyn8_block(xm, Kp, 2, w, K, 1, sums);
+                    else dyn8_block(xm, Kp, 1, w, K, 1, sums);
+                    dyn8_finish(sums, R, 1, n1, xscale, a + m, span + m, scales, row_sums, bias, ym, ldy);
+                }
+        }
+    }
+}
+
+/* y[m, n] (row stride ldy) = x[m] . w[n] the int8-dynamic way (above) for M rows of x (K
+   inputs, a multiple of 4) and N output rows: codes (N, K) int8, scales and row_sums (N,)
+   float32, bias (N,) or NULL. */
+void dyn8_mm(const float *x, long M, long K, const int8_t *codes, const float *scales,
+             const float *row_sums, const float *bias, long N, float *y, long ldy, int threads) {
+    long Kp = (K + 63) / 64 * 64;
+    uint8_t *xq = (uint8_t *)malloc((size_t)M * Kp + (size_t)M * 8 + 64);
+    float *a = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15), *span = a + M;
+    float xscale = dyn8_quantize(x, M, K, Kp, xq, a, span);
+    dyn8_rows(xq, xscale, a, span, M, K, Kp, codes, scales, row_sums, bias, N, y, ldy, threads);
     free(xq);
 }

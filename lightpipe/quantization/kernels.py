@@ -132,13 +132,22 @@ VNNI_FLAGS = (({"avx_vnni"}, ["-mavxvnni"]),
               ({"avx512_vnni", "avx512vl", "avx512f"}, ["-mavx512f", "-mavx512vl", "-mavx512vnni"]))
 
 
+# 64-byte vectors for the int8-dynamic products (kernels.c's dyn8_*), where the CPU has them
+AVX512_FLAGS = ({"avx512f", "avx512bw", "avx512vl", "avx512_vnni"},
+                ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"])
+
+
 def build_flags(cpu: set[str]) -> list[str]:
-    """FLAGS, plus the VNNI ones this CPU has (the library is built for the machine it runs on:
-    its file name holds the CPU's flags)."""
+    """FLAGS, plus the VNNI ones this CPU has, and AVX-512's (the library is built for the
+    machine it runs on: its file name holds the CPU's flags)."""
+    flags = list(FLAGS)
     for needed, extra in VNNI_FLAGS:
         if needed <= cpu:
-            return [*FLAGS, *extra]
-    return list(FLAGS)
+            flags += extra
+            break
+    if AVX512_FLAGS[0] <= cpu:
+        flags += [flag for flag in AVX512_FLAGS[1] if flag not in flags]
+    return flags
 COMPILER_ENV = "CC"
 MAX_GROUPS_ROWS = 16 * 1024  # the C side's xsum buffer: rows * (in / group)
 
@@ -216,6 +225,8 @@ def _load() -> str:
     library.int5_mm.restype = None
     library.int5_mm_q8.argtypes = library.int5_mm.argtypes
     library.int5_mm_q8.restype = None
+    library.dyn8_mm.argtypes = [p, long, long, p, p, p, p, long, p, long, i]
+    library.dyn8_mm.restype = None
     for kind in ("int4", "int8", "int5"):
         product = getattr(library, f"{kind}_mm_q16")
         product.argtypes = getattr(library, f"{kind}_mm").argtypes
@@ -322,6 +333,21 @@ def int5_mm(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, scales: torc
     product(x.data_ptr(), rows, in_features, low.data_ptr(), high.data_ptr(), scales.data_ptr(),
             _pointer(offsets), int(scales.dtype != torch.float32), low.shape[0], _pointer(bias),
             out.data_ptr(), _threads(rows * low.shape[0] * in_features))
+    return out
+
+
+def dyn8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, row_sums: torch.Tensor,
+            bias: torch.Tensor | None = None, threads: int | None = None) -> torch.Tensor:
+    """(rows, in) float32 x times (out, in) int8 codes the int8-dynamic way (``dyn8_mm`` in C:
+    each row of x onto 0..255 by its own range; ``DynamicInt8Linear``'s maths) -> (rows, out)
+    float32. ``scales``, ``row_sums`` (the dequantized weight's row sums) and ``bias``: (out,)
+    float32; ``in`` a multiple of 4; codes within +-63 (AVX2's pair sums). Call only when
+    ``available()``."""
+    rows, in_features = x.shape
+    out = torch.empty(rows, codes.shape[0], dtype=torch.float32)
+    _loaded().dyn8_mm(x.data_ptr(), rows, in_features, codes.data_ptr(), scales.data_ptr(),
+                      row_sums.data_ptr(), _pointer(bias), codes.shape[0], out.data_ptr(),
+                      codes.shape[0], threads or _threads(rows * codes.numel()))
     return out
 
 

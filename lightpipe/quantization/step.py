@@ -1,21 +1,29 @@
-"""A Llama-shaped decoding step in C: one call per generated token for all layers.
+"""A Llama-shaped decoding step in C: one call per generated token for all layers and rows.
 
 A quantized small model's step is mostly overhead around the products (SmolLM2-135M, 30
 layers: ~1,700 torch calls a token, ~18 ms of a 34 ms token on one thread, where llama.cpp
-spends 14 ms on the whole token). For batch-1 greedy/sampled decoding of the plain Llama shape
+spends 14 ms on the whole token). For greedy/sampled decoding of the plain Llama shape
 (RMSNorm, RoPE, grouped-query attention, SwiGLU, optional per-head query/key RMSNorms; Llama,
-SmolLM2, Qwen2, Qwen3, Mistral while its window is not in reach) with every projection quantized (``Int4Linear`` /
-``Int8Linear`` or fused groups of them) and float32 activations, this module runs each layer's
-maths in C - norm, q/k/v product, RoPE, the cache write, attention over the cache, o product
-and residual, norm, gate/up product, SiLU x up, down product and residual - calling the
-products of ``kernels.py`` directly, with the activations each layer chooses (int16 by default,
-``kernels.layer_activations``). It is the same maths as the Python plan
-(``LlamaModel._decode_one``) in another summation order (~1e-6 relative).
+SmolLM2, Qwen2, Qwen3, Mistral with its window) with every projection quantized (``Int4Linear``
+/ ``Int8Linear`` / ``Int5Linear``, ``DynamicInt8Linear``, or fused groups of them) and float32
+activations, this module runs each layer's maths in C - norm, q/k/v product, RoPE, the cache
+write, attention over the cache, o product and residual, norm, gate/up product, SiLU x up,
+down product and residual - calling the products of ``kernels.py`` directly, with the
+activations each layer chooses (int16 by default, ``kernels.layer_activations``; int8-dynamic
+layers their own per-row 8-bit codes, ``kernels.dyn8_mm``). It is the same maths as the
+Python plan (``LlamaModel._decode_one``) in another summation order (~1e-6 relative; an
+int8-dynamic activation one float bit off may round to the next 8-bit code).
+
+A batch of B rows is one call too (the products take all rows at once: 8 rows of SmolLM2
+int8-dynamic cost ~2x one row, not 8x): each row has its own cache rows (the KVCache's
+(batch, kv_heads, capacity, head_dim) buffers), RoPE position (left padding) and key mask
+(padding, a sliding window in reach: the boolean mask the Python plan would use, one byte a
+key).
 
 The C source is compiled into ``kernels.py``'s library (``EXTRA_SOURCES``). Any other case -
-batch > 1, padding or a window mask, another dtype, an unquantized projection, no kernel - is
-left to the Python plan: ``DecodeStep.build`` returns None or ``__call__`` returns None.
-``LIGHTPIPE_NATIVE_STEP=0`` switches it off.
+several windows with a mask, another dtype, an unquantized projection, no kernel, more than
+MAX_BATCH rows - is left to the Python plan: ``DecodeStep.build`` returns None or ``__call__``
+returns None. ``LIGHTPIPE_NATIVE_STEP=0`` switches it off.
 """
 
 from __future__ import annotations
@@ -29,34 +37,50 @@ import torch.nn.functional as F
 
 from . import kernels
 from .fuse import FusedPart
+from .dynamic import DynamicInt8Linear
 from .linear import Int4Linear, Int5Linear, Int8Linear, QuantizedLinear
 
 SOURCE = r"""
 #include <math.h>
 
-/* One product: kind 4 (int4 tiles), 8 (int8 rows) or 5 (5-bit codes: w the low nibbles,
-   rows_pad the 5th bits, group the offsets or 0, bf16 the float16 flag), 0 = none; its output
-   goes to out + offset. */
+/* One product: kind 4 (int4 tiles), 8 (int8 rows), 5 (5-bit codes: w the low nibbles,
+   rows_pad the 5th bits, group the offsets or 0, bf16 the float16 flag) or 9 (int8-dynamic: w
+   the codes, s the float32 scales, group the row sums; kernels.c's dyn8_mm), 0 = none; its
+   output goes to out + offset (row m at out + m * ldo + offset). */
 /* act: the activations (ACTIVATION_CODES): 0 float32 x, 1 x quantized to int8 per block of 32
-   (int8_activations), 2 to int16 (the default) */
+   (int8_activations), 2 to int16 (the default); kind 9 has its own */
 typedef struct { long kind, w, s, bf16, rows_pad, n, group, bias, offset, weights, act; } Product;
 
 /* threads for products of at least parallel_from weights (others run on the calling thread) */
 static int step_threads = 1;
 static long step_parallel_from = 0;
 
-static void step_product(const Product *p, const float *x, long K, float *out) {
-    int threads = p->weights >= step_parallel_from ? step_threads : 1;
+/* M rows of x (K each) times the product's weight into out (rows ldo apart); tmp: M * n
+   floats, for the kinds whose kernels write rows n apart when those are not ldo apart */
+static void step_product(const Product *p, const float *x, long M, long K, float *out, long ldo,
+                         float *tmp) {
+    if (!p->kind) return;
+    int threads = p->weights * M >= step_parallel_from ? step_threads : 1;
+    if (p->kind == 9) {
+        dyn8_mm(x, M, K, (const int8_t *)p->w, (const float *)p->s, (const float *)p->group,
+                (const float *)p->bias, p->n, out + p->offset, ldo, threads);
+        return;
+    }
+    int direct = M == 1 || (p->offset == 0 && p->n == ldo);
+    float *y = direct ? out + p->offset : tmp;
     if (p->kind == 4)
-        (p->act == 2 ? int4_mm_q16 : p->act ? int4_mm_q8 : int4_mm)(x, 1, K, (const uint8_t *)p->w, (const void *)p->s, (int)p->bf16, p->rows_pad,
-                p->n, (int)p->group, (const float *)p->bias, out + p->offset, threads);
+        (p->act == 2 ? int4_mm_q16 : p->act ? int4_mm_q8 : int4_mm)(x, M, K, (const uint8_t *)p->w, (const void *)p->s, (int)p->bf16, p->rows_pad,
+                p->n, (int)p->group, (const float *)p->bias, y, threads);
     else if (p->kind == 8)
-        (p->act == 2 ? int8_mm_q16 : p->act ? int8_mm_q8 : int8_mm)(x, 1, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
-                p->n, (const float *)p->bias, out + p->offset, threads);
+        (p->act == 2 ? int8_mm_q16 : p->act ? int8_mm_q8 : int8_mm)(x, M, K, (const int8_t *)p->w, (const void *)p->s, (int)p->bf16, p->group,
+                p->n, (const float *)p->bias, y, threads);
     else if (p->kind == 5)
-        (p->act == 2 ? int5_mm_q16 : p->act ? int5_mm_q8 : int5_mm)(x, 1, K, (const uint8_t *)p->w, (const uint64_t *)p->rows_pad,
+        (p->act == 2 ? int5_mm_q16 : p->act ? int5_mm_q8 : int5_mm)(x, M, K, (const uint8_t *)p->w, (const uint64_t *)p->rows_pad,
                 (const void *)p->s, (const void *)p->group, (int)p->bf16, p->n,
-                (const float *)p->bias, out + p->offset, threads);
+                (const float *)p->bias, y, threads);
+    if (!direct)
+        for (long m = 0; m < M; m++)
+            memcpy(out + m * ldo + p->offset, tmp + m * p->n, p->n * sizeof(float));
 }
 
 static float dot(const float *a, const float *b, long n) {  /* n a multiple of 8 */
@@ -106,57 +130,75 @@ static void rope(float *x, const float *c, const float *s, long d) {
 #define HEADER 7
 #define LAYER_LONGS (HEADER + 7 * 11)
 
-void llama_step(const long *table, long layers, float *hidden, long H, long heads, long kv_heads,
-                long head_dim, long inner, float eps, float scale, const float *cos,
-                const float *sin, long pos, float *scratch, int threads, long parallel_from) {
+/* One token for each of B rows (batch): hidden (B, H) in place; the caches (B, kv_heads,
+   capacity, head_dim), this token at pos in every row; cos / sin rows rope_stride apart (0:
+   one for all); mask: NULL, or (B, pos + 1) bytes mask_stride apart (0: one row for all),
+   nonzero where a row may attend (left padding, a window). */
+void llama_step(const long *table, long layers, float *hidden, long B, long H, long heads,
+                long kv_heads, long head_dim, long inner, float eps, float scale, const float *cos,
+                const float *sin, long rope_stride, const unsigned char *mask, long mask_stride,
+                long pos, float *scratch, int threads, long parallel_from) {
     step_threads = threads;
     step_parallel_from = parallel_from;
     long qsize = heads * head_dim, kvsize = kv_heads * head_dim, length = pos + 1;
-    long capacity = table[4];
-    float *xn = scratch, *qkv = xn + H, *ctx = qkv + qsize + 2 * kvsize, *gu = ctx + qsize;
-    float *tmp = gu + 2 * inner, *scores = tmp + H;
+    long width = qsize + 2 * kvsize, capacity = table[4];
+    float *xn = scratch, *qkv = xn + B * H, *ctx = qkv + B * width, *gu = ctx + B * qsize;
+    float *tmp = gu + 2 * B * inner, *scores = tmp + B * H;
+    float *ptmp = scores + B * heads * capacity;  /* B * (the widest product) */
     long groups = heads / kv_heads;
     for (long layer = 0; layer < layers; layer++) {
         const long *t = table + layer * LAYER_LONGS;
         const Product *p = (const Product *)(t + HEADER);
         const float *qn = (const float *)t[5], *kn = (const float *)t[6];
         float *kc = (float *)t[2], *vc = (float *)t[3];
-        rms_norm(hidden, (const float *)t[0], H, eps, xn);
-        for (int i = 0; i < 3; i++) step_product(p + i, xn, H, qkv);
-        float *q = qkv, *k = qkv + qsize, *v = k + kvsize;
-        if (qn) for (long h = 0; h < heads; h++) rms_norm(q + h * head_dim, qn, head_dim, eps, q + h * head_dim);
-        if (kn) for (long h = 0; h < kv_heads; h++) rms_norm(k + h * head_dim, kn, head_dim, eps, k + h * head_dim);
-        for (long h = 0; h < heads; h++) rope(q + h * head_dim, cos, sin, head_dim);
-        for (long h = 0; h < kv_heads; h++) {
-            rope(k + h * head_dim, cos, sin, head_dim);
-            memcpy(kc + (h * capacity + pos) * head_dim, k + h * head_dim, head_dim * sizeof(float));
-            memcpy(vc + (h * capacity + pos) * head_dim, v + h * head_dim, head_dim * sizeof(float));
+        for (long b = 0; b < B; b++) rms_norm(hidden + b * H, (const float *)t[0], H, eps, xn + b * H);
+        for (int i = 0; i < 3; i++) step_product(p + i, xn, B, H, qkv, width, ptmp);
+        for (long b = 0; b < B; b++) {
+            float *q = qkv + b * width, *k = q + qsize, *v = k + kvsize;
+            const float *c = cos + b * rope_stride, *s = sin + b * rope_stride;
+            if (qn) for (long h = 0; h < heads; h++) rms_norm(q + h * head_dim, qn, head_dim, eps, q + h * head_dim);
+            if (kn) for (long h = 0; h < kv_heads; h++) rms_norm(k + h * head_dim, kn, head_dim, eps, k + h * head_dim);
+            for (long h = 0; h < heads; h++) rope(q + h * head_dim, c, s, head_dim);
+            for (long h = 0; h < kv_heads; h++) {
+                rope(k + h * head_dim, c, s, head_dim);
+                long at = ((b * kv_heads + h) * capacity + pos) * head_dim;
+                memcpy(kc + at, k + h * head_dim, head_dim * sizeof(float));
+                memcpy(vc + at, v + h * head_dim, head_dim * sizeof(float));
+            }
         }
-        #pragma omp parallel for num_threads(threads) if (threads > 1 && length * heads >= 4096)
-        for (long h = 0; h < heads; h++) {
-            const float *qh = q + h * head_dim;
-            const float *kh = kc + (h / groups) * capacity * head_dim;
-            const float *vh = vc + (h / groups) * capacity * head_dim;
-            float *sc = scores + h * capacity, *out = ctx + h * head_dim, top = -INFINITY, total = 0.f;
+        #pragma omp parallel for num_threads(threads) if (threads > 1 && B * length * heads >= 4096)
+        for (long bh = 0; bh < B * heads; bh++) {
+            long b = bh / heads, h = bh % heads;
+            const float *qh = qkv + b * width + h * head_dim;
+            const float *kh = kc + (b * kv_heads + h / groups) * capacity * head_dim;
+            const float *vh = vc + (b * kv_heads + h / groups) * capacity * head_dim;
+            const unsigned char *allowed = mask ? mask + b * mask_stride : NULL;
+            float *sc = scores + bh * capacity, *out = ctx + b * qsize + h * head_dim;
+            float top = -INFINITY, total = 0.f;
             for (long j = 0; j < length; j++) {
+                if (allowed && !allowed[j]) { sc[j] = -INFINITY; continue; }
                 sc[j] = dot(qh, kh + j * head_dim, head_dim) * scale;
                 if (sc[j] > top) top = sc[j];
             }
-            for (long j = 0; j < length; j++) total += (sc[j] = expf(sc[j] - top));
+            for (long j = 0; j < length; j++) total += (sc[j] = sc[j] == -INFINITY ? 0.f : expf(sc[j] - top));
             for (long i = 0; i < head_dim; i++) out[i] = 0.f;
             for (long j = 0; j < length; j++) {
+                if (sc[j] == 0.f) continue;
                 float w = sc[j] / total;
                 const float *vj = vh + j * head_dim;
                 for (long i = 0; i < head_dim; i++) out[i] += w * vj[i];
             }
         }
-        step_product(p + 3, ctx, qsize, tmp);
-        for (long i = 0; i < H; i++) hidden[i] += tmp[i];
-        rms_norm(hidden, (const float *)t[1], H, eps, xn);
-        for (int i = 4; i < 6; i++) step_product(p + i, xn, H, gu);
-        silu_mul(gu, inner);
-        step_product(p + 6, gu, inner, tmp);
-        for (long i = 0; i < H; i++) hidden[i] += tmp[i];
+        step_product(p + 3, ctx, B, qsize, tmp, H, ptmp);
+        for (long i = 0; i < B * H; i++) hidden[i] += tmp[i];
+        for (long b = 0; b < B; b++) rms_norm(hidden + b * H, (const float *)t[1], H, eps, xn + b * H);
+        for (int i = 4; i < 6; i++) step_product(p + i, xn, B, H, gu, 2 * inner, ptmp);
+        for (long b = 0; b < B; b++) {  /* then the rows side by side: the down product's x */
+            silu_mul(gu + b * 2 * inner, inner);
+            if (b) memmove(gu + b * inner, gu + b * 2 * inner, inner * sizeof(float));
+        }
+        step_product(p + 6, gu, B, inner, tmp, H, ptmp);
+        for (long i = 0; i < B * H; i++) hidden[i] += tmp[i];
     }
 }
 """
@@ -167,8 +209,10 @@ PRODUCT_LONGS = 11
 ACTIVATION_CODES = {"float32": 0, "int8": 1, "int16": 2}
 LAYER_LONGS = HEADER + 7 * PRODUCT_LONGS
 
-# Products of at least this many weights are split across the threads a step runs with.
+# Products of at least this many weights (times rows) are split across the threads a step runs with.
 PARALLEL_FROM = 65_536
+# Rows (sequences) a step takes; more go to the Python plan.
+MAX_BATCH = 64
 
 
 class ThreadChooser:
@@ -223,8 +267,8 @@ class ThreadChooser:
 
 def _declare(library) -> None:
     p, long, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
-    library.llama_step.argtypes = [p, long, p, long, long, long, long, long, f, f, p, p, long, p,
-                                   ctypes.c_int, long]
+    library.llama_step.argtypes = [p, long, p, long, long, long, long, long, long, f, f, p, p,
+                                   long, p, long, long, p, ctypes.c_int, long]
     library.llama_step.restype = None
 
 
@@ -244,6 +288,16 @@ def _product(layer, offset: int) -> list[int] | None:
     # layer's choice, LIGHTPIPE_EXACT_ACTIVATIONS read now: once per generate() call)
     tail = [0 if bias is None else bias.data_ptr(), offset,
             layer.out_features * layer.in_features, ACTIVATION_CODES[layer.activations()]]
+    if isinstance(layer, DynamicInt8Linear):
+        tensors = [layer.codes, layer.scales, layer._row_sums] + [layer._bias] * (layer._bias is not None)
+        if (any(t.dtype != d for t, d in zip(tensors, (torch.int8,) + (torch.float32,) * 3))
+                or any(not t.is_contiguous() or t.device.type != "cpu" for t in tensors)
+                or layer.in_features % 4):
+            return None
+        bias = layer._bias
+        return [9, layer.codes.data_ptr(), layer.scales.data_ptr(), 0, 0, layer.out_features,
+                layer._row_sums.data_ptr(), 0 if bias is None else bias.data_ptr(), offset,
+                layer.out_features * layer.in_features, 0]
     if isinstance(layer, Int4Linear):
         scales = layer.scales_and_zeros
         if (scales.dtype not in (torch.float32, torch.bfloat16) or not scales.is_contiguous()
@@ -303,6 +357,7 @@ class DecodeStep:
         self.__dict__.update(sizes)
         self._keys: list | None = None
         self._table = self._scratch = None
+        self._batch = 0
         self._last: tuple[float, int] | None = None  # (start, threads) of the last C step
         self.threads = ThreadChooser(torch.get_num_threads())
 
@@ -321,6 +376,7 @@ class DecodeStep:
         if hidden % 8 or head_dim % 8 or head_dim > 1024 or heads % kv_heads:
             return None
         layer_longs, eps, scale, inner = [], None, None, None
+        windows = {layer[4] for layer in plan}
         for (norm_1, norm_2, post_1, post_2, window, kind, dim, attend, act, q_norm, k_norm, rope,
              sizes, qkv, o_proj, gate_up, down) in plan:
             attention = getattr(attend, "__self__", None)
@@ -357,26 +413,31 @@ class DecodeStep:
                     return None
                 longs.extend(value for product in products for value in product)
             layer_longs.append(longs)
+        widest = max(product[5] for longs in layer_longs
+                     for product in (longs[HEADER + i * PRODUCT_LONGS:HEADER + (i + 1) * PRODUCT_LONGS]
+                                     for i in range(7)))
         return cls(model, plan, layer_longs,
                    dict(hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-                        inner=inner, eps=float(eps), scale=float(scale)))
+                        inner=inner, eps=float(eps), scale=float(scale), widest=widest,
+                        window=next(iter(windows)) if len(windows) == 1 else "mixed"))
 
     def close(self) -> None:
         """generate() ended: products go back to their own thread counts."""
         kernels.thread_cap = None
         self._last = None
 
-    def _prepare(self, cache) -> bool:
+    def _prepare(self, cache, batch: int) -> bool:
         """The table with this cache's buffers (rebuilt when they were reallocated)."""
         keys, values = cache.keys, cache.values
-        if self._keys is not None and all(a is b for a, b in zip(self._keys, keys)):
+        if (self._keys is not None and self._batch == batch
+                and all(a is b for a, b in zip(self._keys, keys))):
             return True
         if len(keys) != len(self.layer_longs):
             return False
         for store in (keys, values):
             for tensor in store:
                 if (tensor.dtype != torch.float32 or not tensor.is_contiguous()
-                        or tensor.shape[0] != 1 or tensor.device.type != "cpu"):
+                        or tensor.shape[0] != batch or tensor.device.type != "cpu"):
                     return False
         capacity = keys[0].shape[2]
         if any(k.shape[2] != capacity or v.shape[2] != capacity for k, v in zip(keys, values)):
@@ -384,11 +445,29 @@ class DecodeStep:
         rows = [longs[:2] + [k.data_ptr(), v.data_ptr(), capacity] + longs[5:]
                 for longs, k, v in zip(self.layer_longs, keys, values)]
         self._table = torch.tensor(rows, dtype=torch.long)
-        size = (2 * self.hidden + (self.heads + 2 * self.kv_heads) * self.head_dim
-                + self.heads * self.head_dim + 2 * self.inner + self.heads * capacity)
+        size = batch * (2 * self.hidden + (self.heads + 2 * self.kv_heads) * self.head_dim
+                        + self.heads * self.head_dim + 2 * self.inner + self.heads * capacity
+                        + self.widest)
         self._scratch = torch.empty(size, dtype=torch.float32)
-        self._keys = list(keys)
+        self._keys, self._batch = list(keys), batch
         return True
+
+    def _mask(self, masks: dict, batch: int, length: int):
+        """(mask, row stride) for the C side: (None, 0) when every row sees the whole past;
+        None when this call's masks are not the C step's (several windows, another shape)."""
+        if all(mask is None for mask in masks.values()):
+            return None, 0
+        if self.window == "mixed":
+            return None
+        mask = masks.get(self.window)
+        if mask is None:
+            return None, 0
+        if (mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1:3] != (1, 1)
+                or mask.shape[3] != length or mask.shape[0] not in (1, batch)
+                or mask.device.type != "cpu"):
+            return None
+        rows = mask.reshape(mask.shape[0], length).contiguous()
+        return rows, (length if rows.shape[0] == batch and batch > 1 else 0)
 
     def __call__(self, hidden_states, cos, sin, masks, cache):
         """The hidden states after all layers, or None when this call is not the C step's."""
@@ -398,32 +477,40 @@ class DecodeStep:
         if self._last is not None:  # the previous token, whole: step, head, sampling
             self.threads.record(self._last[1], now - self._last[0])
         self._last = None
-        if (type(cache) is not KVCache or hidden_states.shape[0] != 1
+        batch = hidden_states.shape[0]
+        if (type(cache) is not KVCache or hidden_states.dim() != 3 or hidden_states.shape[1] != 1
+                or batch > MAX_BATCH
                 or hidden_states.dtype != torch.float32 or hidden_states.device.type != "cpu"
-                or any(mask is not None for mask in masks.values())
                 or cos.dtype != torch.float32 or sin.dtype != torch.float32
-                or cos.numel() != self.head_dim or sin.numel() != self.head_dim):
+                or cos.shape != sin.shape or cos.shape[-1] != self.head_dim
+                or cos.numel() // self.head_dim not in (1, batch)):
             return None
         lengths = cache.lengths
         pos = lengths[0] if lengths else 0
         if not lengths or any(length != pos for length in lengths):
             return None
+        masked = self._mask(masks, batch, pos + 1)
+        if masked is None:
+            return None
+        mask, mask_stride = masked
         if pos + 1 > cache.keys[0].shape[2]:
             for layer in range(len(cache.keys)):
                 cache._grow(layer, max(pos + 1, 2 * cache.keys[layer].shape[2]))
-        if not self._prepare(cache):
+        if not self._prepare(cache, batch):
             return None
-        hidden = hidden_states.reshape(-1).to(torch.float32, copy=True)
+        hidden = hidden_states.reshape(batch, -1).to(torch.float32, copy=True)
         cos, sin = cos.contiguous(), sin.contiguous()
+        rope_stride = self.head_dim if cos.numel() == batch * self.head_dim and batch > 1 else 0
         if torch.get_num_threads() != self.threads.candidates[0]:  # lightpipe.threads adapted it
             self.threads = ThreadChooser(torch.get_num_threads())
         threads = self.threads.next()
         kernels.thread_cap = threads  # the output projection's product follows the choice
         kernels._loaded().llama_step(
-            self._table.data_ptr(), len(self.layer_longs), hidden.data_ptr(), self.hidden,
+            self._table.data_ptr(), len(self.layer_longs), hidden.data_ptr(), batch, self.hidden,
             self.heads, self.kv_heads, self.head_dim, self.inner, self.eps, self.scale,
-            cos.data_ptr(), sin.data_ptr(), pos, self._scratch.data_ptr(),
-            threads, PARALLEL_FROM)
+            cos.data_ptr(), sin.data_ptr(), rope_stride,
+            None if mask is None else mask.data_ptr(), mask_stride, pos,
+            self._scratch.data_ptr(), threads, PARALLEL_FROM)
         self._last = (now, threads)
         for layer in range(len(lengths)):
             lengths[layer] = pos + 1
