@@ -90,12 +90,11 @@ ONEDNN_FROM_ROWS = 128
 # Products of a few rows (decode steps, Whisper's beams) go to lightpipe's own C product
 # (kernels.dyn8_mm: the same codes, integer sums and float operations as FBGEMM and the passes
 # here, bit for bit; no per-call Python passes). Measured against this module's FBGEMM path on
-# a 2-core Xeon (AVX-512 VNNI), 1 thread, layers of Whisper tiny and SmolLM2-135M: 1 row
-# 2.9-4.3x, 2 rows 2.0-3.4x, 5 rows 1.2-2.7x, 8 rows 1.1-2.0x, 16 rows 0.9-1.6x; an output
-# layer (49k x 576) 1.16x at 1-5 rows, 0.9x at 8.
+# a 2-core Xeon (AVX-512 VNNI), 1 thread, layers of Whisper tiny and SmolLM2-135M with the
+# weights in cache: 1 row 2.9-4.3x, 2 rows 2.0-3.4x, 5 rows 1.2-2.7x, 8 rows 1.1-2.0x, 16 rows
+# 0.9-1.6x; SmolLM2's output layer (49k x 576) 1.16x at 1-5 rows, 0.9x at 8 - but 1.06x / 1.03x
+# (1 / 2 threads) at 8 in a whole batch-8 decode, where its weight comes from memory.
 DYN8_ROWS = 8
-DYN8_ANY_SIZE_ROWS = 5  # up to here whatever the size; above only layers of <= DYN8_WEIGHTS
-DYN8_WEIGHTS = 4 * 1024 * 1024
 ONEDNN_BUDGET = 512 * 1024 * 1024
 _onednn_state: bool | None = None
 _onednn_bytes = 0  # the second copies alive now
@@ -228,9 +227,8 @@ class DynamicInt8Linear(QuantizedLinear):
 
     def _small(self, x: torch.Tensor) -> bool:
         """Whether this product goes to kernels.dyn8_mm (see DYN8_ROWS)."""
-        rows = x.shape[0]
-        return (rows <= DYN8_ROWS and (rows <= DYN8_ANY_SIZE_ROWS or self.codes.numel() <= DYN8_WEIGHTS)
-                and x.device.type == "cpu" and self.in_features % 4 == 0 and kernels.available())
+        return (x.shape[0] <= DYN8_ROWS and x.device.type == "cpu" and self.in_features % 4 == 0
+                and kernels.available())
 
     def _row_sums_flat(self) -> torch.Tensor:
         return self._row_sums.view(-1)

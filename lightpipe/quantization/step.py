@@ -94,6 +94,22 @@ static float dot(const float *a, const float *b, long n) {  /* n a multiple of 8
     return hsum8(_mm256_add_ps(s0, s1));
 }
 
+/* sc[j] = e^(sc[j] - top) (0 where sc[j] is -inf: a masked key); *total = their sum */
+static void softmax_weights(float *sc, long n, float top, float *total) {
+    const __m256 vt = _mm256_set1_ps(top), masked = _mm256_set1_ps(-INFINITY);
+    __m256 sum = _mm256_setzero_ps();
+    long j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(sc + j);
+        __m256 e = _mm256_andnot_ps(_mm256_cmp_ps(v, masked, _CMP_EQ_OQ), exp8(_mm256_sub_ps(v, vt)));
+        _mm256_storeu_ps(sc + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float s = hsum8(sum);
+    for (; j < n; j++) s += (sc[j] = sc[j] == -INFINITY ? 0.f : expf(sc[j] - top));
+    *total = s;
+}
+
 /* gu[i] = silu(gu[i]) * gu[inner + i] */
 static void silu_mul(float *gu, long inner) {
     long i = 0;
@@ -180,7 +196,7 @@ void llama_step(const long *table, long layers, float *hidden, long B, long H, l
                 sc[j] = dot(qh, kh + j * head_dim, head_dim) * scale;
                 if (sc[j] > top) top = sc[j];
             }
-            for (long j = 0; j < length; j++) total += (sc[j] = sc[j] == -INFINITY ? 0.f : expf(sc[j] - top));
+            softmax_weights(sc, length, top, &total);
             for (long i = 0; i < head_dim; i++) out[i] = 0.f;
             for (long j = 0; j < length; j++) {
                 if (sc[j] == 0.f) continue;
