@@ -204,6 +204,20 @@ def test_batches_same_numbers_as_the_python_plan(pair, monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
+def test_beam_search_decodes_in_c(pair, monkeypatch):
+    """Beams are rows of the batch: after each step the cache rows are reordered (new buffers:
+    the C step's table follows them); the reference's beams and scores."""
+    model, reference = pair
+    spy = Spy(monkeypatch)
+    settings = dict(max_new_tokens=6, num_beams=3, do_sample=False, output_scores=True,
+                    return_dict_in_generate=True, length_penalty=1.0, early_stopping=True)
+    ours = model.generate(BATCH[:2], attention_mask=BATCH_MASK[:2], **settings)
+    theirs = reference.generate(BATCH[:2], attention_mask=BATCH_MASK[:2], **settings)
+    assert spy.calls >= 4
+    assert torch.equal(ours.sequences, theirs.sequences)
+    torch.testing.assert_close(ours.sequences_scores, theirs.sequences_scores, rtol=1e-4, atol=1e-4)
+
+
 def test_sliding_window_in_reach_decodes_in_c(tmp_path_factory, monkeypatch):
     """Mistral with a window of 4: once the window is in reach its mask goes to the C step,
     which attends to the last 4 positions only (the reference's tokens and scores)."""
