@@ -296,3 +296,29 @@ def test_vnni_and_avx2_builds_give_the_same_numbers(monkeypatch):
         assert torch.equal(a, b)
     if not ({"avx_vnni", "avx512_vnni"} & real):
         pytest.skip("this CPU has no VNNI: both builds were the AVX2 one")
+
+
+def test_a_compiler_without_amx_builds_the_library_without_it(monkeypatch):
+    """On a CPU with the AMX tiles the library is built with -mamx-tile -mamx-int8; a compiler
+    that refuses them (too old) gets a second build without them, not a missing library."""
+    real_build = kernels._build
+    tried = []
+
+    def build(compiler, amx=True):
+        tried.append(amx)
+        if amx and kernels.build_flags(kernels.cpu_flags()) != kernels.build_flags(kernels.cpu_flags(), amx=False):
+            raise RuntimeError("cc exited with 1: unrecognized command-line option '-mamx-tile'")
+        return real_build(compiler, amx)
+
+    cpu = kernels.cpu_flags() | {"avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_tile", "amx_int8"}
+    assert "-mamx-int8" in kernels.build_flags(cpu)
+    assert "-mamx-int8" not in kernels.build_flags(cpu, amx=False)
+    monkeypatch.setattr(kernels, "_build", build)
+    try:
+        kernels.reset()
+        assert kernels.available()
+        if "amx_tile" in kernels.cpu_flags() and "avx512bw" in kernels.cpu_flags():
+            assert tried == [True, False] and not kernels.amx_usable()
+    finally:
+        monkeypatch.undo()
+        kernels.reset()

@@ -423,22 +423,52 @@ def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
     weight = torch.randn(out_features, in_features) * 0.05
     for bias in (None, torch.randn(out_features)):
         layer = DynamicInt8Linear.from_weight(weight, bias)
-        for rows in (1, 2, 3, 5, 8):
+        for rows in (1, 2, 3, 5, 8, 17, 64):
             x = torch.randn(rows, in_features)
             x[0] *= 40  # one row far wider than the others
             x[-1, : in_features // 2] += 3
-            monkeypatch.setattr(dynamic, "DYN8_ROWS", 0)
+            monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
             want, want_gelu = layer(x), layer.forward_act(x, F.gelu)
-            monkeypatch.setattr(dynamic, "DYN8_ROWS", 8)
+            monkeypatch.undo()
             calls = []
             real = kernels.dyn8_mm
             monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
             got, got_gelu = layer(x), layer.forward_act(x, F.gelu)
             monkeypatch.setattr(kernels, "dyn8_mm", real)
-            assert calls == [1, 1]
+            assert calls == ([1, 1] if rows <= dynamic.dyn8_rows() else [])
             assert torch.equal(got, want), (rows, (got - want).abs().max())
             torch.testing.assert_close(got_gelu, want_gelu, rtol=0, atol=1e-6 * want.abs().max())
     # more rows: FBGEMM
-    x = torch.randn(dynamic.DYN8_ROWS + 1, in_features)
+    x = torch.randn(dynamic.dyn8_rows() + 1, in_features)
     monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
     layer(x)
+
+
+def test_amx_and_vector_dyn8_give_the_same_numbers():
+    """dyn8_mm's AMX path (where the CPU has the tiles: products of 4 rows or more) and its
+    vector path compute the same integer sums and the same float operations after: bit for bit
+    equal, with 1 and 2 threads, x rows in chunks of 16 and weight rows past a multiple of 16."""
+    from lightpipe.quantization import kernels
+
+    if not kernels.available():
+        pytest.skip("the C kernel needs a compiler")
+    if not kernels.amx_usable():
+        pytest.skip("no AMX tiles on this CPU (or LIGHTPIPE_AMX=0): only the vector path runs")
+    torch.manual_seed(9)
+    previous = kernels.set_amx_from_rows(1)
+    try:
+        for out_features, in_features in ((1536, 576), (100, 64), (16, 128), (300, 1536)):
+            for bias in (None, torch.randn(out_features)):
+                layer = DynamicInt8Linear.from_weight(torch.randn(out_features, in_features) * 0.05, bias)
+                sums = layer._row_sums.view(-1)
+                for rows in (1, 3, 16, 17, 40):
+                    x = torch.randn(rows, in_features)
+                    x[0] *= 30
+                    kernels.set_amx_from_rows(10 ** 9)
+                    want = kernels.dyn8_mm(x, layer.codes, layer.scales, sums, layer._bias, threads=1)
+                    kernels.set_amx_from_rows(1)
+                    for threads in (1, 2):
+                        got = kernels.dyn8_mm(x, layer.codes, layer.scales, sums, layer._bias, threads=threads)
+                        assert torch.equal(got, want), (out_features, in_features, rows, threads)
+    finally:
+        kernels.set_amx_from_rows(previous)

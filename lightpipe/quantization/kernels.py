@@ -137,9 +137,14 @@ AVX512_FLAGS = ({"avx512f", "avx512bw", "avx512vl", "avx512_vnni"},
                 ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"])
 
 
-def build_flags(cpu: set[str]) -> list[str]:
-    """FLAGS, plus the VNNI ones this CPU has, and AVX-512's (the library is built for the
-    machine it runs on: its file name holds the CPU's flags)."""
+# the AMX tiles for dyn8's products of a few rows (with AVX-512's; a compiler too old for them
+# builds the library without)
+AMX_FLAGS = ({"amx_tile", "amx_int8"}, ["-mamx-tile", "-mamx-int8"])
+
+
+def build_flags(cpu: set[str], amx: bool = True) -> list[str]:
+    """FLAGS, plus the VNNI ones this CPU has, AVX-512's and AMX's (the library is built for
+    the machine it runs on: its file name holds the CPU's flags)."""
     flags = list(FLAGS)
     for needed, extra in VNNI_FLAGS:
         if needed <= cpu:
@@ -147,6 +152,8 @@ def build_flags(cpu: set[str]) -> list[str]:
             break
     if AVX512_FLAGS[0] <= cpu:
         flags += [flag for flag in AVX512_FLAGS[1] if flag not in flags]
+        if amx and AMX_FLAGS[0] <= cpu:
+            flags += AMX_FLAGS[1]
     return flags
 COMPILER_ENV = "CC"
 MAX_GROUPS_ROWS = 16 * 1024  # the C side's xsum buffer: rows * (in / group)
@@ -176,9 +183,9 @@ def cache_dir() -> Path:
     return Path(root) / "lightpipe" / "kernels"
 
 
-def _build(compiler: list[str]) -> Path:
+def _build(compiler: list[str], amx: bool = True) -> Path:
     flags = cpu_flags()
-    options = build_flags(flags)
+    options = build_flags(flags, amx)
     key = "\0".join([full_source(), *compiler, *options, " ".join(sorted(flags)), platform.machine()])
     target = cache_dir() / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".so")
     if target.is_file():
@@ -208,7 +215,12 @@ def _load() -> str:
     if missing:
         return f"the CPU lacks {', '.join(sorted(missing))}"
     try:
-        path = _build(compiler_command())
+        try:
+            path = _build(compiler_command())
+        except RuntimeError:
+            if build_flags(cpu_flags()) == build_flags(cpu_flags(), amx=False):
+                raise
+            path = _build(compiler_command(), amx=False)  # a compiler without AMX's intrinsics
         library = ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
         return f"building it failed ({error})"
@@ -227,6 +239,9 @@ def _load() -> str:
     library.int5_mm_q8.restype = None
     library.dyn8_mm.argtypes = [p, long, long, p, p, p, p, long, p, long, i]
     library.dyn8_mm.restype = None
+    if hasattr(library, "dyn8_amx_usable"):
+        library.dyn8_amx_usable.argtypes = []
+        library.dyn8_amx_usable.restype = i
     for kind in ("int4", "int8", "int5"):
         product = getattr(library, f"{kind}_mm_q16")
         product.argtypes = getattr(library, f"{kind}_mm").argtypes
@@ -334,6 +349,23 @@ def int5_mm(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, scales: torc
             _pointer(offsets), int(scales.dtype != torch.float32), low.shape[0], _pointer(bias),
             out.data_ptr(), _threads(rows * low.shape[0] * in_features))
     return out
+
+
+def amx_usable() -> bool:
+    """Whether dyn8_mm's products run on the AMX tiles (built with them, the tile state granted,
+    LIGHTPIPE_AMX not 0)."""
+    if not available():
+        return False
+    library = _loaded()
+    return hasattr(library, "dyn8_amx_usable") and bool(library.dyn8_amx_usable())
+
+
+def set_amx_from_rows(rows: int) -> int:
+    """Products of at least ``rows`` rows take the AMX path where it runs (tests force either
+    path); the previous value returned."""
+    value = ctypes.c_long.in_dll(_loaded(), "dyn8_amx_from")
+    previous, value.value = value.value, rows
+    return previous
 
 
 def dyn8_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, row_sums: torch.Tensor,
