@@ -1170,6 +1170,12 @@ static void dyn8_rows(const uint8_t *xq, float xscale, const float *a, const flo
 #include <unistd.h>
 #define DYN8_AMX 1
 typedef struct { uint8_t palette, start; uint8_t reserved[14]; uint16_t colsb[16]; uint8_t rows[16]; } dyn8_tilecfg;
+#ifndef DYN8_AMX_HINT
+#define DYN8_AMX_HINT _MM_HINT_T1
+#endif
+#ifndef DYN8_AMX_AHEAD
+#define DYN8_AMX_AHEAD 1
+#endif
 static int dyn8_amx_state = 0;  /* 0 not asked, 1 granted, -1 not */
 
 int dyn8_amx_usable(void) {
@@ -1182,18 +1188,44 @@ int dyn8_amx_usable(void) {
     return dyn8_amx_state > 0;
 }
 
-/* y for 16 weight rows from n: the C tile's sums (16 rows of R int32, 64 bytes apart) */
+/* 16 x 16 int32 transpose: out[j] = lane j of in[0..15] */
+static inline void dyn8_transpose16(const __m512i in[16], __m512i out[16]) {
+    __m512i a[16], b[16], c[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        b[4 * i + 0] = _mm512_unpacklo_epi64(a[4 * i + 0], a[4 * i + 2]);
+        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i + 0], a[4 * i + 2]);
+        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+    }
+    for (int q = 0; q < 2; q++)  /* b[4q + s]: rows 4q..4q+3 x columns 4L + s per 128-bit lane L */
+        for (int s = 0; s < 4; s++) {
+            __m512i x = b[4 * (2 * q) + s], y = b[4 * (2 * q + 1) + s];
+            c[8 * q + s] = _mm512_shuffle_i32x4(x, y, 0x88);
+            c[8 * q + 4 + s] = _mm512_shuffle_i32x4(x, y, 0xDD);
+        }
+    for (int s = 0; s < 8; s++) {
+        out[s] = _mm512_shuffle_i32x4(c[s], c[8 + s], 0x88);
+        out[8 + s] = _mm512_shuffle_i32x4(c[s], c[8 + s], 0xDD);
+    }
+}
+
+/* y for 16 weight rows from n: the C tile's sums (16 rows of R int32, 64 bytes apart),
+   transposed to one vector per x row (a gather per row cost 20% of a decode step's product) */
 static inline void dyn8_amx_finish(const int32_t *c, long R, long n, float xscale, const float *a,
                                    const float *span, const float *scales, const float *row_sums,
                                    const float *bias, float *y, long ldy) {
-    const __m512i rows = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176,
-                                           192, 208, 224, 240);
+    __m512i rows[16], cols[16];
+    for (int i = 0; i < 16; i++) rows[i] = _mm512_load_si512((const void *)(c + 16 * i));
+    dyn8_transpose16(rows, cols);
     __m512 s = _mm512_mul_ps(_mm512_set1_ps(xscale), _mm512_loadu_ps(scales + n));
     __m512 rs = _mm512_loadu_ps(row_sums + n);
     __m512 b = bias ? _mm512_loadu_ps(bias + n) : _mm512_setzero_ps();
     for (long r = 0; r < R; r++) {
-        __m512i sums = _mm512_i32gather_epi32(_mm512_add_epi32(rows, _mm512_set1_epi32((int)r)), c, 4);
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(sums), s);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(cols[r]), s);
         v = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), rs, v);
         v = bias ? _mm512_fmadd_ps(v, _mm512_set1_ps(span[r]), b) : _mm512_mul_ps(v, _mm512_set1_ps(span[r]));
         _mm512_storeu_ps(y + (size_t)r * ldy + n, v);
@@ -1206,7 +1238,7 @@ static inline void dyn8_amx_finish(const int32_t *c, long R, long n, float xscal
 static void dyn8_amx_rows(const uint8_t *xq, long M, float xscale, const float *a, const float *span,
                           long K, const int8_t *codes, const float *scales, const float *row_sums,
                           const float *bias, long N16, float *y, long ldy, int threads) {
-    long kb = K / 64, blocks = N16 / 16, groups = (blocks + 3) / 4, chunks = (M + 15) / 16;
+    long kb = K / 64, blocks = N16 / 16, groups = (blocks + 2) / 3, chunks = (M + 15) / 16;
     long R = M < 16 ? M : 16;  /* the tiles' x rows (a last chunk of fewer rows: zeros) */
     /* x^T: per 16 rows of x and 64 inputs a 16 x 64-byte tile, row g holding inputs 4g..4g+3
        of each x row */
@@ -1219,46 +1251,50 @@ static void dyn8_amx_rows(const uint8_t *xq, long M, float xscale, const float *
                     xt[(ch * kb + b) * 256 + g * 16 + r] =
                         m < M ? ((const int32_t *)(xq + (size_t)m * K + b * 64))[g] : 0;
                 }
+    /* tiles: 0 and 7 x^T (B, alternate steps), 1-3 weight rows (A), 4-6 the sums (C): no tile
+       is loaded again while a product may still read it */
     dyn8_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    cfg.rows[0] = 16; cfg.colsb[0] = (uint16_t)(R * 4);  /* B: x^T */
-    for (int t = 1; t <= 3; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }  /* A: weight rows */
-    for (int t = 4; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = (uint16_t)(R * 4); }  /* C */
+    cfg.rows[0] = cfg.rows[7] = 16;
+    cfg.colsb[0] = cfg.colsb[7] = (uint16_t)(R * 4);
+    for (int t = 1; t <= 3; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    for (int t = 4; t <= 6; t++) { cfg.rows[t] = 16; cfg.colsb[t] = (uint16_t)(R * 4); }
     long chunk = groups / (4L * threads) > 0 ? groups / (4L * threads) : 1;
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         _tile_loadconfig(&cfg);
-        int32_t c[4][256] __attribute__((aligned(64)));
+        int32_t c[3][256] __attribute__((aligned(64)));
         #pragma omp for schedule(dynamic, chunk)
         for (long grp = 0; grp < groups; grp++) {
-            long n = grp * 64, count = blocks - grp * 4 < 4 ? blocks - grp * 4 : 4;
+            long n = grp * 48, count = blocks - grp * 3 < 3 ? blocks - grp * 3 : 3;
             const int8_t *w = codes + (size_t)n * K;
-            const char *next = (const char *)(codes + (size_t)(n + 64) * K);
-            long line = 0, lines = K;  /* the next group's 64 rows: K lines of 64 bytes */
+            const char *next = (const char *)(codes + (size_t)(n + 48 * DYN8_AMX_AHEAD) * K);
+            long line = 0, lines = 48 * K / 64;  /* the group DYN8_AMX_AHEAD on, line by line */
             long per = (lines + kb * count - 1) / (kb * count);
             for (long ch = 0; ch < chunks; ch++) {
-                _tile_zero(4); _tile_zero(5); _tile_zero(6); _tile_zero(7);
+                _tile_zero(4); _tile_zero(5); _tile_zero(6);
+                #define DYN8_AMX_STEP(i, A, C, B) \
+                    if (i < count) { \
+                        if (ch == 0) \
+                            for (long p = 0; p < per && line < lines; p++, line++) \
+                                _mm_prefetch(next + line * 64, DYN8_AMX_HINT); \
+                        _tile_loadd(A, w + (size_t)(16 * i) * K + b * 64, K); \
+                        _tile_dpbsud(C, A, B); \
+                    }
+                #define DYN8_AMX_K(B) \
+                    _tile_loadd(B, xt + (ch * kb + b) * 256, 64); \
+                    DYN8_AMX_STEP(0, 1, 4, B) \
+                    DYN8_AMX_STEP(1, 2, 5, B) \
+                    DYN8_AMX_STEP(2, 3, 6, B)
                 for (long b = 0; b < kb; b++) {
-                    _tile_loadd(0, xt + (ch * kb + b) * 256, 64);
-                    #define DYN8_AMX_STEP(i, A, C) \
-                        if (i < count) { \
-                            if (ch == 0) \
-                                for (long p = 0; p < per && line < lines; p++, line++) \
-                                    _mm_prefetch(next + line * 64, _MM_HINT_T0); \
-                            _tile_loadd(A, w + (size_t)(16 * i) * K + b * 64, K); \
-                            _tile_dpbsud(C, A, 0); \
-                        }
-                    DYN8_AMX_STEP(0, 1, 4)
-                    DYN8_AMX_STEP(1, 2, 5)
-                    DYN8_AMX_STEP(2, 3, 6)
-                    DYN8_AMX_STEP(3, 1, 7)
-                    #undef DYN8_AMX_STEP
+                    if (b & 1) { DYN8_AMX_K(7) } else { DYN8_AMX_K(0) }
                 }
+                #undef DYN8_AMX_K
+                #undef DYN8_AMX_STEP
                 _tile_stored(4, c[0], 64);
                 if (count > 1) _tile_stored(5, c[1], 64);
                 if (count > 2) _tile_stored(6, c[2], 64);
-                if (count > 3) _tile_stored(7, c[3], 64);
                 long rows = M - ch * 16 < 16 ? M - ch * 16 : 16;
                 for (long i = 0; i < count; i++)
                     dyn8_amx_finish(c[i], rows, n + 16 * i, xscale, a + ch * 16, span + ch * 16,
