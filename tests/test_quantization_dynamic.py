@@ -368,11 +368,13 @@ def test_large_products_go_to_onednn_with_the_same_numbers(monkeypatch):
     """On a CPU with AMX, products of ONEDNN_FROM_ROWS rows or more run on oneDNN's int8 kernel
     (its own prepacked weight, made the first time a layer meets so many rows); smaller ones stay
     on FBGEMM. Both compute the same numbers (within float rounding). Forced on here, so that a
-    machine without AMX checks the path too (oneDNN runs there, only slower)."""
+    machine without AMX checks the path too (oneDNN runs there, only slower); dyn8 (which takes
+    every product where lightpipe's kernel has the AMX tiles) off: this is the path without it."""
     from lightpipe.quantization import dynamic
 
     if "onednn" not in torch.backends.quantized.supported_engines:
         pytest.skip("this torch build has no oneDNN quantized engine")
+    monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
     torch.manual_seed(4)
     layer = DynamicInt8Linear.from_weight(torch.randn(96, 64) * 0.1, torch.randn(96))
     small, large = torch.randn(8, 64), torch.randn(dynamic.ONEDNN_FROM_ROWS, 64) * 3
@@ -410,10 +412,11 @@ def test_large_products_go_to_onednn_with_the_same_numbers(monkeypatch):
 
 @pytest.mark.parametrize("shape", [(96, 64), (37, 100), (300, 576), (128, 1536)])
 def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
-    """Products of up to DYN8_ROWS rows run in lightpipe's C product (kernels.dyn8_mm): the same
-    activation codes (FBGEMM's per-call scale), integer sums and float operations as the FBGEMM
-    path, so its numbers bit for bit - rows of very different ranges, output sizes not a
-    multiple of 4, inputs not a multiple of the vector width, a bias or none, GELU."""
+    """Products of up to DYN8_ROWS rows (every product with the AMX tiles) run in lightpipe's C
+    product (kernels.dyn8_mm): the same activation codes (FBGEMM's per-call scale), integer sums
+    and float operations as the FBGEMM path, so its numbers bit for bit - rows of very different
+    ranges, output sizes not a multiple of 4, inputs not a multiple of the vector width, a bias
+    or none, GELU."""
     from lightpipe.quantization import dynamic, kernels
 
     if not kernels.available():
@@ -438,10 +441,17 @@ def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
             assert calls == ([1, 1] if rows <= dynamic.dyn8_rows() else [])
             assert torch.equal(got, want), (rows, (got - want).abs().max())
             torch.testing.assert_close(got_gelu, want_gelu, rtol=0, atol=1e-6 * want.abs().max())
-    # more rows: FBGEMM
-    x = torch.randn(dynamic.dyn8_rows() + 1, in_features)
-    monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
-    layer(x)
+    if dynamic.dyn8_rows() < 1000:  # more rows: FBGEMM
+        x = torch.randn(dynamic.dyn8_rows() + 1, in_features)
+        monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
+        layer(x)
+    else:  # with the AMX tiles every product: a prefill's rows too, FBGEMM's numbers
+        x = torch.randn(300, in_features)
+        monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
+        monkeypatch.setattr(dynamic, "_onednn_state", False)  # FBGEMM (oneDNN: ~3e-7 off)
+        want = layer(x)
+        monkeypatch.undo()
+        assert torch.equal(layer(x), want)
 
 
 def test_amx_and_vector_dyn8_give_the_same_numbers():

@@ -95,10 +95,12 @@ ONEDNN_FROM_ROWS = 128
 # 0.9-1.6x; SmolLM2's output layer (49k x 576) 1.16x at 1-5 rows, 0.9x at 8 - but 1.06x / 1.03x
 # (1 / 2 threads) at 8 in a whole batch-8 decode, where its weight comes from memory.
 DYN8_ROWS = 8
-# With the AMX tiles (kernels.amx_usable(): dyn8 multiplies 4 rows or more on them) up to 64 rows:
-# 2.0-3.4x the FBGEMM path at 4-64 rows on those layers (the output layer 1.1-2.0x); at 128 rows
-# oneDNN's AMX kernel is as fast or faster for large layers (0.73x on the output layer).
-DYN8_ROWS_AMX = 64
+# With the AMX tiles (kernels.amx_usable(): dyn8 multiplies 4 rows or more on them) every
+# product: against the FBGEMM path / oneDNN's AMX kernel (1 thread, weights in cache, layers of
+# MiniLM, Whisper tiny, SmolLM2, Qwen2.5-0.5B): 4-64 rows 2.0-3.4x / -, 65-512 rows 2.0-3.5x /
+# 1.0-2.2x, 1,024-4,096 rows 2.2-3.1x / 1.1-2.0x; only an output layer's size (49k x 576) at
+# 1,024+ rows is 0.89-0.93x oneDNN's, a shape no model here feeds so many rows.
+DYN8_ROWS_AMX = 1 << 40
 _amx: bool | None = None
 ONEDNN_BUDGET = 512 * 1024 * 1024
 _onednn_state: bool | None = None
