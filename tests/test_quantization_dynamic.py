@@ -482,3 +482,23 @@ def test_amx_and_vector_dyn8_give_the_same_numbers():
                         assert torch.equal(got, want), (out_features, in_features, rows, threads)
     finally:
         kernels.set_amx_from_rows(previous)
+
+
+def test_a_nan_in_a_row_makes_that_rows_outputs_nan_on_both_paths(monkeypatch):
+    """8-bit codes cannot hold a NaN: the row's outputs are NaN (as in float), not finite numbers
+    from whatever code the NaN became - on the C product and on the FBGEMM path alike; the other
+    rows are untouched."""
+    from lightpipe.quantization import dynamic
+
+    torch.manual_seed(11)
+    layer = DynamicInt8Linear.from_weight(torch.randn(64, 128) * 0.05, torch.randn(64))
+    x = torch.randn(3, 128)
+    clean = x.clone()
+    x[1, 5] = float("nan")
+    outputs = [layer(x)]
+    monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
+    outputs.append(layer(x))
+    for out in outputs:
+        assert torch.isnan(out[1]).all()
+        assert torch.isfinite(out[[0, 2]]).all()
+        torch.testing.assert_close(out[[0, 2]], layer(clean)[[0, 2]], rtol=0, atol=2e-2)

@@ -48,17 +48,20 @@ void dyn_unit_rows(const float *x, long M, long K, float *unit, float *a, float 
     for (long m = 0; m < M; m++) {
         const float *r = x + (size_t)m * K;
         float *u = unit + (size_t)m * K;
-        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);
+        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
         long k = 0;
         for (; k + 8 <= K; k += 8) {
             __m256 v = _mm256_loadu_ps(r + k);
             lo = _mm256_min_ps(lo, v);
             hi = _mm256_max_ps(hi, v);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         }
         float l = dyn_hmin8(lo), h = dyn_hmax8(hi);
+        int nan = _mm256_movemask_ps(bad) != 0;
         for (; k < K; k++) {
             l = r[k] < l ? r[k] : l;
             h = r[k] > h ? r[k] : h;
+            nan |= r[k] != r[k];
         }
         float s = h - l;
         s = s > 1e-30f ? s : 1e-30f;
@@ -67,7 +70,7 @@ void dyn_unit_rows(const float *x, long M, long K, float *unit, float *a, float 
         for (k = 0; k + 8 <= K; k += 8)
             _mm256_storeu_ps(u + k, _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(r + k), vl), vi));
         for (; k < K; k++) u[k] = (r[k] - l) * inv;
-        a[m] = l * inv;
+        a[m] = nan ? NAN : l * inv;  /* a NaN in the row: its outputs NaN, not finite garbage */
         span[m] = s;
     }
 }

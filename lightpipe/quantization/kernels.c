@@ -1013,12 +1013,13 @@ static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq,
     float top = 0.f, *inv = (float *)malloc((size_t)M * 2 * sizeof(float) + 16), *low = inv + M;
     for (long m = 0; m < M; m++) {
         const float *r = x + (size_t)m * K;
-        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY);
+        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
         long k = 0;
         for (; k + 8 <= K; k += 8) {
             __m256 v = _mm256_loadu_ps(r + k);
             lo = _mm256_min_ps(lo, v);
             hi = _mm256_max_ps(hi, v);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
         }
         __m128 l4 = _mm_min_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
         __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(hi), _mm256_extractf128_ps(hi, 1));
@@ -1026,17 +1027,20 @@ static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq,
         h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
         float l = _mm_cvtss_f32(_mm_min_ss(l4, _mm_shuffle_ps(l4, l4, 1)));
         float h = _mm_cvtss_f32(_mm_max_ss(h4, _mm_shuffle_ps(h4, h4, 1)));
+        int nan = _mm256_movemask_ps(bad) != 0;
         for (; k < K; k++) {
             l = r[k] < l ? r[k] : l;
             h = r[k] > h ? r[k] : h;
+            nan |= r[k] != r[k];
         }
         float s = h - l;
         s = s > 1e-30f ? s : 1e-30f;
         inv[m] = 1.f / s;
         low[m] = l;
         float u = (h - l) * inv[m];  /* the row's largest unit value */
-        top = u > top ? u : top;
-        a[m] = l * inv[m];
+        top = u > top && u == u ? u : top;
+        /* a NaN in the row: its outputs NaN (the codes cannot hold it), as dyn_unit_rows does */
+        a[m] = nan ? NAN : l * inv[m];
         span[m] = s;
     }
     double wide = (double)top / 255.0;
