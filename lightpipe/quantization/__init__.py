@@ -6,8 +6,10 @@ multiply them with torch's own CPU kernels (see ``linear``).
 
 - a short string: ``"int8"`` (weight-only, one scale per output row), ``"int4"`` (weight-only,
   affine groups of 32 along the input), ``"int4:g128"`` (another group size: 32, 64, 128,
-  256), ``"int8-dynamic"`` (int8 weights and activations quantized per call, for compute-bound
-  encoders; ``lightpipe.quantization.dynamic``). Options after ``:``: ``gN`` a group size,
+  256), ``"int8-dynamic"`` (int8 weights and activations quantized per call: encoders, and
+  batched or beam decoding, where it is the fastest mode here; ``lightpipe.quantization.dynamic``;
+  ``"int8-dynamic:lm_head"`` quantizes the output projection too, as CTranslate2's int8 does).
+  Options after ``:``: ``gN`` a group size,
   ``lm_head`` to quantize the output projection too, ``fp32`` / ``bf16`` / ``fp16`` the
   kernels' compute dtype (bfloat16 by default: the kernels' fast path);
 - a transformers-shaped config (dict or object with ``to_dict()``): torchao's

@@ -2,9 +2,12 @@
 int8 activations (quantized per call, one scale and offset per row), for compute-bound work:
 encoders (BERT-like embedders, Whisper's encoder), prefill and batched decoding.
 
-The kernel is torch's own ``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized
-engine): it quantizes the activations, multiplies in int8 with int32 accumulation, and
-writes float32. Measured on this AVX2 machine (no VNNI; notes of issue 18): about 2x
+The kernel is lightpipe's own ``kernels.dyn8_mm`` where it runs (products of up to DYN8_ROWS rows;
+every product on a CPU with the AMX tiles: see DYN8_ROWS_AMX), else torch's own
+``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized engine) with the passes below: it
+quantizes the activations, multiplies in int8 with int32 accumulation, and writes float32. Both
+compute the same numbers, bit for bit (dyn8 reproduces FBGEMM's per-call scale and its float
+operations). Measured on this AVX2 machine (no VNNI; notes of issue 18): about 2x
 float32's MKL GEMM on MiniLM- and Whisper-tiny-sized layers, where ``torch._int_mm`` (its CPU
 kernel is not vectorised for int8 here) was 30x slower than float32 and oneDNN's dynamic
 linear matched FBGEMM. On a CPU with VNNI, FBGEMM uses it.
