@@ -374,7 +374,7 @@ def test_large_products_go_to_onednn_with_the_same_numbers(monkeypatch):
 
     if "onednn" not in torch.backends.quantized.supported_engines:
         pytest.skip("this torch build has no oneDNN quantized engine")
-    monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
+    monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
     torch.manual_seed(4)
     layer = DynamicInt8Linear.from_weight(torch.randn(96, 64) * 0.1, torch.randn(96))
     small, large = torch.randn(8, 64), torch.randn(dynamic.ONEDNN_FROM_ROWS, 64) * 3
@@ -430,7 +430,7 @@ def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
             x = torch.randn(rows, in_features)
             x[0] *= 40  # one row far wider than the others
             x[-1, : in_features // 2] += 3
-            monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
+            monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
             want, want_gelu = layer(x), layer.forward_act(x, F.gelu)
             monkeypatch.undo()
             calls = []
@@ -438,16 +438,17 @@ def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
             monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
             got, got_gelu = layer(x), layer.forward_act(x, F.gelu)
             monkeypatch.setattr(kernels, "dyn8_mm", real)
-            assert calls == ([1, 1] if rows <= dynamic.dyn8_rows() else [])
+            assert calls == ([1, 1] if rows <= dynamic.dyn8_rows(in_features, out_features) else [])
             assert torch.equal(got, want), (rows, (got - want).abs().max())
             torch.testing.assert_close(got_gelu, want_gelu, rtol=0, atol=1e-6 * want.abs().max())
-    if dynamic.dyn8_rows() < 1000:  # more rows: FBGEMM
-        x = torch.randn(dynamic.dyn8_rows() + 1, in_features)
+    limit = dynamic.dyn8_rows(in_features, out_features)
+    if limit < 1000:  # more rows: FBGEMM (no AMX; or a shape the AMX path does not take)
+        x = torch.randn(limit + 1, in_features)
         monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
         layer(x)
     else:  # with the AMX tiles every product: a prefill's rows too, FBGEMM's numbers
         x = torch.randn(300, in_features)
-        monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
+        monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
         monkeypatch.setattr(dynamic, "_onednn_state", False)  # FBGEMM (oneDNN: ~3e-7 off)
         want = layer(x)
         monkeypatch.undo()
@@ -496,7 +497,7 @@ def test_a_nan_in_a_row_makes_that_rows_outputs_nan_on_both_paths(monkeypatch):
     clean = x.clone()
     x[1, 5] = float("nan")
     outputs = [layer(x)]
-    monkeypatch.setattr(dynamic, "dyn8_rows", lambda: 0)
+    monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
     outputs.append(layer(x))
     for out in outputs:
         assert torch.isnan(out[1]).all()

@@ -110,12 +110,13 @@ _onednn_state: bool | None = None
 _onednn_bytes = 0  # the second copies alive now
 
 
-def dyn8_rows() -> int:
-    """The most rows a product sends to kernels.dyn8_mm: DYN8_ROWS, DYN8_ROWS_AMX with AMX."""
+def dyn8_rows(in_features: int = 64, out_features: int = 16) -> int:
+    """The most rows a layer's product sends to kernels.dyn8_mm: DYN8_ROWS_AMX where the AMX
+    path takes it (AMX tiles, inputs a multiple of 64, at least 16 outputs), else DYN8_ROWS."""
     global _amx
     if _amx is None:
         _amx = kernels.available() and kernels.amx_usable()
-    return DYN8_ROWS_AMX if _amx else DYN8_ROWS
+    return DYN8_ROWS_AMX if _amx and in_features % 64 == 0 and out_features >= 16 else DYN8_ROWS
 
 
 def _release_onednn(size: int) -> None:
@@ -245,8 +246,8 @@ class DynamicInt8Linear(QuantizedLinear):
 
     def _small(self, x: torch.Tensor) -> bool:
         """Whether this product goes to kernels.dyn8_mm (see DYN8_ROWS)."""
-        return (x.shape[0] <= dyn8_rows() and x.device.type == "cpu" and self.in_features % 4 == 0
-                and kernels.available())
+        return (x.shape[0] <= dyn8_rows(self.in_features, self.out_features)
+                and x.device.type == "cpu" and self.in_features % 4 == 0 and kernels.available())
 
     def _row_sums_flat(self) -> torch.Tensor:
         return self._row_sums.view(-1)
