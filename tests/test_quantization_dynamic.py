@@ -503,3 +503,25 @@ def test_a_nan_in_a_row_makes_that_rows_outputs_nan_on_both_paths(monkeypatch):
         assert torch.isnan(out[1]).all()
         assert torch.isfinite(out[[0, 2]]).all()
         torch.testing.assert_close(out[[0, 2]], layer(clean)[[0, 2]], rtol=0, atol=2e-2)
+
+
+def test_fbgemms_copy_is_made_only_when_a_product_needs_it(monkeypatch):
+    """Where dyn8 takes every product of a layer (the AMX tiles, inputs a multiple of 64), the
+    layer keeps no FBGEMM copy of its weight (half of int8-dynamic's weight memory); forcing
+    the FBGEMM path later makes it then, with the same numbers."""
+    from lightpipe.quantization import dynamic
+
+    torch.manual_seed(12)
+    layer = DynamicInt8Linear.from_weight(torch.randn(96, 128) * 0.05, torch.randn(96))
+    takes_all = dynamic.dyn8_rows(128, 96) == dynamic.DYN8_ROWS_AMX
+    assert (layer._packed is None) == takes_all
+    x = torch.randn(300, 128)
+    got = layer(x)
+    monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
+    monkeypatch.setattr(dynamic, "_onednn_state", False)
+    want = layer(x)
+    assert layer._packed is not None
+    if takes_all:
+        assert torch.equal(got, want)
+    odd = DynamicInt8Linear.from_weight(torch.randn(96, 100) * 0.05)  # inputs not a multiple of 64
+    assert odd._packed is not None

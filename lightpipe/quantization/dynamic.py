@@ -160,7 +160,9 @@ class DynamicInt8Linear(QuantizedLinear):
         super().__init__()
         # codes and scales kept to unpack / inspect, not read per call
         self._hold(in_features, out_features, None, codes=codes, scales=scales)
-        self._packed = packed  # FBGEMM's prepacked weight, without bias (a ScriptObject)
+        # FBGEMM's prepacked weight, without bias (a ScriptObject); None until a product needs
+        # it - a layer whose every product dyn8 takes (AMX) never makes this second copy
+        self._packed = packed
         self._bias = bias
         # sum of each output row of the dequantized weight: the rows' offsets times it
         self._row_sums = (codes.float() * scales.unsqueeze(1)).sum(1).unsqueeze(0)
@@ -185,8 +187,9 @@ class DynamicInt8Linear(QuantizedLinear):
         codes = (weight / scales.unsqueeze(1)).round().clamp(-WEIGHT_CODE_MAX, WEIGHT_CODE_MAX)
         codes = codes.to(torch.int8).contiguous()
         float_bias = None if bias is None else bias.detach().float().contiguous()
-        packed = _prepack(codes, scales)
-        return cls(weight.shape[1], weight.shape[0], packed, codes, scales, float_bias, dtype)
+        rows, columns = weight.shape
+        packed = None if dyn8_rows(columns, rows) == DYN8_ROWS_AMX else _prepack(codes, scales)
+        return cls(columns, rows, packed, codes, scales, float_bias, dtype)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # inference only, as the kernel (it has no backward)
@@ -223,6 +226,8 @@ class DynamicInt8Linear(QuantizedLinear):
             unit = (x - low).mul_(inverse)
             offset = low.mul_(inverse)
         packed = self._packed
+        if packed is None:  # made on first need (LIGHTPIPE_AMX=0 after loading, a forced path)
+            packed = self._packed = _prepack(self.codes, self.scales)
         if x.shape[0] >= ONEDNN_FROM_ROWS and onednn_usable():
             second = self._onednn_packed()  # None past the budget
             if second is not None:
