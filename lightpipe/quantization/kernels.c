@@ -1164,11 +1164,13 @@ static void dyn8_rows(const uint8_t *xq, float xscale, const float *a, const flo
 /* ---- dyn8 on the AMX tiles (Intel Xeon from Sapphire Rapids on; built with -mamx-tile
    -mamx-int8 where the CPU has them): C = W x^T with the weight's 16 rows x 64 inputs as the
    signed A tile read straight from its (out, in) rows, x's codes re-laid once a product as the
-   unsigned B tiles (16 groups of 4 inputs x M rows, TDPBSUD), 4 blocks of 16 weight rows a
-   step sharing each B tile. The same integer sums as the vector path, the same float
-   operations after (dyn8_finish's, 16 outputs a vector): bit for bit its numbers. The tile
-   state is asked of the kernel once a process (arch_prctl); where it is refused, or
-   LIGHTPIPE_AMX=0, the vector path runs. ---- */
+   unsigned B tiles (16 groups of 4 inputs x up to 16 rows, TDPBSUD), 3 blocks of 16 weight
+   rows a step sharing each B tile (two B tiles in turn), the next group of weight rows
+   prefetched to L2 (DYN8_AMX_HINT / DYN8_AMX_AHEAD: T1, one group ahead measured best among
+   T0-T2 and 1-4 groups). The same integer sums as the vector path, the same float operations
+   after (dyn8_finish's, 16 outputs a vector): bit for bit its numbers. The tile state is asked
+   of the kernel once a process (arch_prctl); where it is refused, or LIGHTPIPE_AMX=0, the
+   vector path runs. ---- */
 #if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AVX512BW__)
 #include <sys/syscall.h>
 #include <unistd.h>
