@@ -39,19 +39,32 @@ def test_ctrl_c_stops_a_reply_and_a_second_one_leaves(decoder):
          "--kwargs", '{"do_sample": false, "eos_token_id": null}'],
         stdin=follower, stdout=follower, stderr=follower, start_new_session=True)
     os.close(follower)
+    transcript = []  # everything the chat wrote, for the assertion messages (a rare failure
+    # under the full suite only has not been explained yet)
+
+    def read(needle: bytes, timeout: float) -> bytes:
+        got = _read_until(leader, needle, timeout)
+        transcript.append(got)
+        return got
+
+    def state() -> str:
+        return f"exit code {process.poll()}; transcript {b''.join(transcript)[-3000:]!r}"
+
     try:
-        assert b"user> " in _read_until(leader, b"user> ", 120)
+        assert b"user> " in read(b"user> ", 120), state()
         os.write(leader, b"Hello there\n")
-        assert b"assistant> " in _read_until(leader, b"assistant> ", 60)
+        assert b"assistant> " in read(b"assistant> ", 60), state()
         time.sleep(0.3)  # a few tokens out; 12,000 take far longer (a fast CPU made 3,000 in ~1 s)
         os.killpg(process.pid, signal.SIGINT)
-        after = _read_until(leader, b"user> ", 60)
-        assert b"reply stopped" in after and b"user> " in after, after
-        assert process.poll() is None  # still running, back at the prompt
+        after = read(b"user> ", 60)
+        assert b"reply stopped" in after and b"user> " in after, state()
+        assert process.poll() is None, state()  # still running, back at the prompt
         os.write(leader, b"/help\n")
-        assert b"/reset" in _read_until(leader, b"Ctrl-C stops", 30)
+        assert b"/reset" in read(b"Ctrl-C stops", 30), state()
         os.killpg(process.pid, signal.SIGINT)  # at the prompt: leave
-        assert process.wait(timeout=60) == 0
+        code = process.wait(timeout=60)
+        transcript.append(_read_until(leader, b"\0", 1))
+        assert code == 0, state()
     finally:
         if process.poll() is None:
             process.kill()
