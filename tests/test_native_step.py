@@ -256,8 +256,9 @@ def dynamic(tmp_path_factory):
             lightpipe.AutoModelForCausalLM.from_pretrained(folder))
 
 
+@pytest.mark.parametrize("path", ["auto", "vnni order"])
 @pytest.mark.parametrize("batch", ["one", "padded batch"])
-def test_int8_dynamic_decodes_in_c_with_the_python_plans_numbers(dynamic, batch, monkeypatch):
+def test_int8_dynamic_decodes_in_c_with_the_python_plans_numbers(dynamic, batch, path, monkeypatch):
     """int8-dynamic layers (FBGEMM in the Python plan) run in the C step through kernels.c's
     dyn8_mm: the same per-row activation codes and integer sums (dyn8_mm equals the layer's
     FBGEMM output bit for bit: test_quantization), so the Python plan's tokens and scores. The
@@ -267,14 +268,22 @@ def test_int8_dynamic_decodes_in_c_with_the_python_plans_numbers(dynamic, batch,
     from the float model than the Python plan is."""
     from lightpipe.quantization.dynamic import DynamicInt8Linear
 
+    from lightpipe.quantization import dynamic as dynamic_module
+
     dynamic, float_model = dynamic
     assert isinstance(dynamic.model.layers[0].mlp.down_proj, DynamicInt8Linear)
+    if path == "vnni order":  # what a CPU without AMX runs: the products from VNNI-order copies
+        if not kernels.vnni_order_usable():
+            pytest.skip("no AVX-512 VNNI build here")
+        monkeypatch.setattr(dynamic_module, "_amx", False)
     prompts, mask = (PROMPT, None) if batch == "one" else (BATCH, BATCH_MASK)
     spy = Spy(monkeypatch)
     settings = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, output_scores=True,
                     return_dict_in_generate=True)
     native = dynamic.generate(prompts, **settings)
     assert spy.calls == 7
+    if path == "vnni order":
+        assert dynamic.model.layers[0].mlp.down_proj.vnni_copy() is not None
     monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
     plan = dynamic.generate(prompts, **settings)
     assert spy.calls == 7

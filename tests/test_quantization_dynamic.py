@@ -434,10 +434,12 @@ def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
             want, want_gelu = layer(x), layer.forward_act(x, F.gelu)
             monkeypatch.undo()
             calls = []
-            real = kernels.dyn8_mm
+            real, real_v = kernels.dyn8_mm, kernels.dyn8v_mm  # rows as they are / VNNI order
             monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
+            monkeypatch.setattr(kernels, "dyn8v_mm", lambda *a, **k: calls.append(1) or real_v(*a, **k))
             got, got_gelu = layer(x), layer.forward_act(x, F.gelu)
             monkeypatch.setattr(kernels, "dyn8_mm", real)
+            monkeypatch.setattr(kernels, "dyn8v_mm", real_v)
             assert calls == ([1, 1] if rows <= dynamic.dyn8_rows(in_features, out_features) else [])
             assert torch.equal(got, want), (rows, (got - want).abs().max())
             torch.testing.assert_close(got_gelu, want_gelu, rtol=0, atol=1e-6 * want.abs().max())
@@ -445,6 +447,7 @@ def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
     if limit < 1000:  # more rows: FBGEMM (no AMX; or a shape the AMX path does not take)
         x = torch.randn(limit + 1, in_features)
         monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
+        monkeypatch.setattr(kernels, "dyn8v_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
         layer(x)
     else:  # with the AMX tiles every product: a prefill's rows too, FBGEMM's numbers
         x = torch.randn(300, in_features)
@@ -525,3 +528,37 @@ def test_fbgemms_copy_is_made_only_when_a_product_needs_it(monkeypatch):
         assert torch.equal(got, want)
     odd = DynamicInt8Linear.from_weight(torch.randn(96, 100) * 0.05)  # inputs not a multiple of 64
     assert odd._packed is not None
+
+
+def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):
+    """On a CPU without AMX (forced here) an AVX-512 build multiplies a few rows from a copy of
+    the weight in VNNI order (kernels.dyn8_pack / dyn8v_mm, made on first need, at most
+    VNNI_BUDGET bytes of them): the FBGEMM path's numbers bit for bit, 1 and 2 threads, output
+    sizes not a multiple of 16 or 32; past the budget a layer keeps the row layout."""
+    from lightpipe.quantization import dynamic, kernels
+
+    if not kernels.available() or not kernels.vnni_order_usable():
+        pytest.skip("no AVX-512 VNNI build here: the row layout only")
+    monkeypatch.setattr(dynamic, "_amx", False)
+    real_rows = dynamic.dyn8_rows
+    torch.manual_seed(13)
+    for out_features, in_features in ((96, 64), (37, 100), (1536, 576), (20, 128)):
+        for bias in (None, torch.randn(out_features)):
+            layer = DynamicInt8Linear.from_weight(torch.randn(out_features, in_features) * 0.05, bias)
+            for rows in (1, 3, 8, 17, 64):
+                x = torch.randn(rows, in_features)
+                x[0] *= 30
+                got = layer(x)
+                assert layer.vnni_copy() is not None
+                direct = kernels.dyn8v_mm(x, layer.vnni_copy(), out_features, layer.scales,
+                                          layer._row_sums.view(-1), layer._bias, threads=2)
+                monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
+                monkeypatch.setattr(dynamic, "_onednn_state", False)
+                want = layer(x)
+                monkeypatch.setattr(dynamic, "dyn8_rows", real_rows)
+                assert torch.equal(got, want), (out_features, in_features, rows)
+                assert torch.equal(direct, want)
+    other = DynamicInt8Linear.from_weight(torch.randn(64, 64))
+    monkeypatch.setattr(dynamic, "VNNI_BUDGET", dynamic._vnni_bytes + 64 * 64 - 1)
+    assert other.vnni_copy() is None
+    other(torch.randn(2, 64))  # the row layout

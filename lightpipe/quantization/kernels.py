@@ -239,6 +239,10 @@ def _load() -> str:
     library.int5_mm_q8.restype = None
     library.dyn8_mm.argtypes = [p, long, long, p, p, p, p, long, p, long, i]
     library.dyn8_mm.restype = None
+    library.dyn8v_mm.argtypes = library.dyn8_mm.argtypes
+    library.dyn8v_mm.restype = None
+    library.dyn8v_available.argtypes = []
+    library.dyn8v_available.restype = i
     if hasattr(library, "dyn8_amx_usable"):
         library.dyn8_amx_usable.argtypes = []
         library.dyn8_amx_usable.restype = i
@@ -358,6 +362,37 @@ def amx_usable() -> bool:
         return False
     library = _loaded()
     return hasattr(library, "dyn8_amx_usable") and bool(library.dyn8_amx_usable())
+
+
+def vnni_order_usable() -> bool:
+    """Whether dyn8v_mm runs (a build with AVX-512 VNNI): products from a weight copy in VNNI
+    order (``dyn8_pack``)."""
+    return available() and bool(_loaded().dyn8v_available())
+
+
+def dyn8_pack(codes: torch.Tensor) -> torch.Tensor:
+    """(out, in) int8 codes (in a multiple of 4) -> dyn8v_mm's copy in VNNI order: per block of
+    16 output rows (zero rows past ``out``) and group of 4 inputs, 64 bytes, row r's 4 codes at
+    4r."""
+    out_features, in_features = codes.shape
+    rows = -out_features % 16
+    if rows:
+        codes = torch.cat([codes, codes.new_zeros(rows, in_features)])
+    blocks = codes.view(-1, 16, in_features // 4, 4)
+    return blocks.permute(0, 2, 1, 3).contiguous().view(-1)
+
+
+def dyn8v_mm(x: torch.Tensor, packed: torch.Tensor, out_features: int, scales: torch.Tensor,
+             row_sums: torch.Tensor, bias: torch.Tensor | None = None,
+             threads: int | None = None) -> torch.Tensor:
+    """dyn8_mm from the VNNI-order copy (``dyn8_pack``): the same numbers, bit for bit. Call only
+    when ``vnni_order_usable()``."""
+    rows, in_features = x.shape
+    out = torch.empty(rows, out_features, dtype=torch.float32)
+    _loaded().dyn8v_mm(x.data_ptr(), rows, in_features, packed.data_ptr(), scales.data_ptr(),
+                       row_sums.data_ptr(), _pointer(bias), out_features, out.data_ptr(),
+                       out_features, threads or _threads(rows * out_features * in_features))
+    return out
 
 
 def set_amx_from_rows(rows: int) -> int:

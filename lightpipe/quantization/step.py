@@ -45,7 +45,8 @@ SOURCE = r"""
 
 /* One product: kind 4 (int4 tiles), 8 (int8 rows), 5 (5-bit codes: w the low nibbles,
    rows_pad the 5th bits, group the offsets or 0, bf16 the float16 flag) or 9 (int8-dynamic: w
-   the codes, s the float32 scales, group the row sums; kernels.c's dyn8_mm), 0 = none; its
+   the codes, s the float32 scales, group the row sums, rows_pad the VNNI-order copy or 0;
+   kernels.c's dyn8_mm / dyn8v_mm), 0 = none; its
    output goes to out + offset (row m at out + m * ldo + offset). */
 /* act: the activations (ACTIVATION_CODES): 0 float32 x, 1 x quantized to int8 per block of 32
    (int8_activations), 2 to int16 (the default); kind 9 has its own */
@@ -61,9 +62,10 @@ static void step_product(const Product *p, const float *x, long M, long K, float
                          float *tmp) {
     if (!p->kind) return;
     int threads = p->weights * M >= step_parallel_from ? step_threads : 1;
-    if (p->kind == 9) {
-        dyn8_mm(x, M, K, (const int8_t *)p->w, (const float *)p->s, (const float *)p->group,
-                (const float *)p->bias, p->n, out + p->offset, ldo, threads);
+    if (p->kind == 9) {  /* rows_pad: the weight's VNNI-order copy, or 0 (the rows as they are) */
+        (p->rows_pad ? dyn8v_mm : dyn8_mm)(x, M, K, (const int8_t *)(p->rows_pad ? p->rows_pad : p->w),
+                (const float *)p->s, (const float *)p->group, (const float *)p->bias, p->n,
+                out + p->offset, ldo, threads);
         return;
     }
     int direct = M == 1 || (p->offset == 0 && p->n == ldo);
@@ -310,8 +312,9 @@ def _product(layer, offset: int) -> list[int] | None:
                 or any(not t.is_contiguous() or t.device.type != "cpu" for t in tensors)
                 or layer.in_features % 4):
             return None
-        bias = layer._bias
-        return [9, layer.codes.data_ptr(), layer.scales.data_ptr(), 0, 0, layer.out_features,
+        bias, vnni = layer._bias, layer.vnni_copy()
+        return [9, layer.codes.data_ptr(), layer.scales.data_ptr(), 0,
+                0 if vnni is None else vnni.data_ptr(), layer.out_features,
                 layer._row_sums.data_ptr(), 0 if bias is None else bias.data_ptr(), offset,
                 layer.out_features * layer.in_features, 0]
     if isinstance(layer, Int4Linear):
