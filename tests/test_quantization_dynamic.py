@@ -509,25 +509,26 @@ def test_a_nan_in_a_row_makes_that_rows_outputs_nan_on_both_paths(monkeypatch):
 
 
 def test_fbgemms_copy_is_made_only_when_a_product_needs_it(monkeypatch):
-    """Where dyn8 takes every product of a layer (the AMX tiles, inputs a multiple of 64), the
-    layer keeps no FBGEMM copy of its weight (half of int8-dynamic's weight memory); forcing
-    the FBGEMM path later makes it then, with the same numbers."""
+    """A layer makes FBGEMM's copy of its weight only for the first product dyn8 does not take:
+    none where dyn8 takes them all (the AMX tiles), none for a few rows (half of int8-dynamic's
+    weight memory); forcing the FBGEMM path later makes it then, with the same numbers."""
     from lightpipe.quantization import dynamic
 
     torch.manual_seed(12)
     layer = DynamicInt8Linear.from_weight(torch.randn(96, 128) * 0.05, torch.randn(96))
-    takes_all = dynamic.dyn8_rows(128, 96) == dynamic.DYN8_ROWS_AMX
-    assert (layer._packed is None) == takes_all
+    assert layer._packed is None
+    limit = dynamic.dyn8_rows(128, 96)
     x = torch.randn(300, 128)
-    got = layer(x)
+    got = layer(x[:4])
+    assert layer._packed is None  # a few rows: dyn8
+    got_many = layer(x)
+    assert (layer._packed is None) == (limit >= 300)
     monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
     monkeypatch.setattr(dynamic, "_onednn_state", False)
-    want = layer(x)
+    assert torch.equal(layer(x[:4]), got)
     assert layer._packed is not None
-    if takes_all:
-        assert torch.equal(got, want)
-    odd = DynamicInt8Linear.from_weight(torch.randn(96, 100) * 0.05)  # inputs not a multiple of 64
-    assert odd._packed is not None
+    if limit >= 300:
+        assert torch.equal(layer(x), got_many)
 
 
 def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):

@@ -192,7 +192,7 @@ class DynamicInt8Linear(QuantizedLinear):
         # codes and scales kept to unpack / inspect, not read per call
         self._hold(in_features, out_features, None, codes=codes, scales=scales)
         # FBGEMM's prepacked weight, without bias (a ScriptObject); None until a product needs
-        # it - a layer whose every product dyn8 takes (AMX) never makes this second copy
+        # it - a layer whose every product dyn8 takes never makes this second copy
         self._packed = packed
         self._bias = bias
         # sum of each output row of the dequantized weight: the rows' offsets times it
@@ -219,8 +219,9 @@ class DynamicInt8Linear(QuantizedLinear):
         codes = codes.to(torch.int8).contiguous()
         float_bias = None if bias is None else bias.detach().float().contiguous()
         rows, columns = weight.shape
-        packed = None if dyn8_rows(columns, rows) == DYN8_ROWS_AMX else _prepack(codes, scales)
-        return cls(columns, rows, packed, codes, scales, float_bias, dtype)
+        # FBGEMM's copy is made by the first product dyn8 does not take (none where AMX takes
+        # them all; a decoder fed short prompts without AMX: none either)
+        return cls(columns, rows, None, codes, scales, float_bias, dtype)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # inference only, as the kernel (it has no backward)
