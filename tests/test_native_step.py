@@ -50,6 +50,12 @@ def pair(request, tmp_path_factory):
     """Our int4 model, and the reference holding the very weights our codes stand for."""
     folder, reference = build(tmp_path_factory, request.param)
     model = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int4:g32:fp32")
+    _give_reference_our_weights(model, reference)
+    return model, reference
+
+
+def _give_reference_our_weights(model, reference) -> None:
+    """The reference's projections set to the weights our int4 codes stand for."""
     with torch.no_grad():
         for ours, theirs in zip(model.model.layers, reference.model.layers):
             for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
@@ -57,7 +63,6 @@ def pair(request, tmp_path_factory):
                     getattr(ours.self_attn, name).dense_weight())
             for name in ("gate_proj", "up_proj", "down_proj"):
                 getattr(theirs.mlp, name).weight.copy_(getattr(ours.mlp, name).dense_weight())
-    return model, reference
 
 
 class Spy:
@@ -230,13 +235,7 @@ def test_sliding_window_in_reach_decodes_in_c(tmp_path_factory, monkeypatch):
     folder = tmp_path_factory.mktemp("native") / "mistral"
     reference.save_pretrained(folder)
     model = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int4:g32:fp32")
-    with torch.no_grad():
-        for ours, theirs in zip(model.model.layers, reference.model.layers):
-            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
-                getattr(theirs.self_attn, name).weight.copy_(
-                    getattr(ours.self_attn, name).dense_weight())
-            for name in ("gate_proj", "up_proj", "down_proj"):
-                getattr(theirs.mlp, name).weight.copy_(getattr(ours.mlp, name).dense_weight())
+    _give_reference_our_weights(model, reference)
     spy = Spy(monkeypatch)
     settings = dict(max_new_tokens=8, do_sample=False, output_scores=True,
                     return_dict_in_generate=True)

@@ -137,7 +137,7 @@ def vnni_order() -> bool:
     return _vnni
 
 
-def dyn8_rows(in_features: int = 64, out_features: int = 16) -> int:
+def dyn8_rows(in_features: int, out_features: int) -> int:
     """The most rows a layer's product sends to dyn8: DYN8_ROWS_AMX where the AMX path takes
     it, DYN8_ROWS_VNNI with a VNNI-order copy, else DYN8_ROWS."""
     if amx_takes(in_features, out_features):
@@ -145,14 +145,24 @@ def dyn8_rows(in_features: int = 64, out_features: int = 16) -> int:
     return DYN8_ROWS_VNNI if vnni_order() else DYN8_ROWS
 
 
-def _release_vnni(size: int) -> None:
-    global _vnni_bytes
-    _vnni_bytes -= size
+def _release(counter: str, size: int) -> None:
+    globals()[counter] -= size
 
 
-def _release_onednn(size: int) -> None:
-    global _onednn_bytes
-    _onednn_bytes -= size
+def _budgeted_copy(layer: nn.Module, attribute: str, counter: str, budget: int, size: int, make):
+    """A layer's second weight copy ``make()`` (oneDNN's, the VNNI-order one), made on first
+    need while the process's copies of that kind (bytes in the module global ``counter``) stay
+    within ``budget``; else None, remembered. A copy's bytes come back when its layer goes."""
+    packed = layer.__dict__.get(attribute)
+    if packed is None:
+        if globals()[counter] + size > budget:
+            packed = False
+        else:
+            packed = make()
+            globals()[counter] += size
+            weakref.finalize(layer, _release, counter, size)
+        setattr(layer, attribute, packed)
+    return None if packed is False else packed
 
 
 def onednn_usable() -> bool:
@@ -297,36 +307,17 @@ class DynamicInt8Linear(QuantizedLinear):
     def vnni_copy(self) -> torch.Tensor | None:
         """The weight in VNNI order for dyn8v (made on first need), or None where the AMX path
         takes this layer, the build has no VNNI-order kernel, or VNNI_BUDGET is spent."""
-        global _vnni_bytes
-        packed = self.__dict__.get("_vnni_packed")
-        if packed is None:
-            if amx_takes(self.in_features, self.out_features) or not vnni_order():
-                return None
-            size = self.codes.numel()
-            if _vnni_bytes + size > VNNI_BUDGET:
-                packed = False
-            else:
-                packed = kernels.dyn8_pack(self.codes)
-                _vnni_bytes += packed.numel()
-                weakref.finalize(self, _release_vnni, packed.numel())
-            self._vnni_packed = packed
-        return None if packed is False else packed
+        if amx_takes(self.in_features, self.out_features) or not vnni_order():
+            return None
+        size = -(-self.out_features // 16) * 16 * self.in_features  # rows padded to 16
+        return _budgeted_copy(self, "_vnni_packed", "_vnni_bytes", VNNI_BUDGET, size,
+                              lambda: kernels.dyn8_pack(self.codes))
 
     def _onednn_packed(self):
         """oneDNN's prepacked weight, made on first need while ONEDNN_BUDGET allows (else
         None, remembered: this layer stays on FBGEMM)."""
-        global _onednn_bytes
-        packed = self.__dict__.get("_packed_onednn")
-        if packed is None:
-            size = self.codes.numel()
-            if _onednn_bytes + size > ONEDNN_BUDGET:
-                packed = False
-            else:
-                packed = _prepack(self.codes, self.scales, "onednn")
-                _onednn_bytes += size
-                weakref.finalize(self, _release_onednn, size)
-            self._packed_onednn = packed
-        return None if packed is False else packed
+        return _budgeted_copy(self, "_packed_onednn", "_onednn_bytes", ONEDNN_BUDGET,
+                              self.codes.numel(), lambda: _prepack(self.codes, self.scales, "onednn"))
 
     def dense_weight(self) -> torch.Tensor:
         return self.codes.float() * self.scales.unsqueeze(1)

@@ -29,18 +29,6 @@ from . import kernels
 SOURCE = r"""
 /* ---- int8-dynamic's passes (dynamic_passes.py) ---- */
 #include <math.h>
-static inline float dyn_hmin8(__m256 v) {
-    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
-}
-
-static inline float dyn_hmax8(__m256 v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
-}
-
 /* unit[m, k] = (x[m, k] - low_m) * (1 / span_m), span_m = max(max_m - low_m, 1e-30);
    a[m] = low_m / span_m (as low * (1 / span)), span[m] = span_m */
 void dyn_unit_rows(const float *x, long M, long K, float *unit, float *a, float *span, int threads) {
@@ -48,21 +36,9 @@ void dyn_unit_rows(const float *x, long M, long K, float *unit, float *a, float 
     for (long m = 0; m < M; m++) {
         const float *r = x + (size_t)m * K;
         float *u = unit + (size_t)m * K;
-        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
-        long k = 0;
-        for (; k + 8 <= K; k += 8) {
-            __m256 v = _mm256_loadu_ps(r + k);
-            lo = _mm256_min_ps(lo, v);
-            hi = _mm256_max_ps(hi, v);
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        }
-        float l = dyn_hmin8(lo), h = dyn_hmax8(hi);
-        int nan = _mm256_movemask_ps(bad) != 0;
-        for (; k < K; k++) {
-            l = r[k] < l ? r[k] : l;
-            h = r[k] > h ? r[k] : h;
-            nan |= r[k] != r[k];
-        }
+        float l, h;
+        int nan = dyn8_row_range(r, K, &l, &h);  /* kernels.c */
+        long k;
         float s = h - l;
         s = s > 1e-30f ? s : 1e-30f;
         float inv = 1.f / s;

@@ -1004,6 +1004,33 @@ static inline __m128i d8_sums4(d8v a, d8v b, d8v c, d8v d) {
 }
 #endif
 
+/* The smallest and largest of a row of K floats (NaNs left out); returns whether it holds a
+   NaN. Shared by dyn8_quantize and dynamic_passes.py's dyn_unit_rows (the same low, high). */
+static inline int dyn8_row_range(const float *r, long K, float *low, float *high) {
+    __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
+    long k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 v = _mm256_loadu_ps(r + k);
+        lo = _mm256_min_ps(lo, v);
+        hi = _mm256_max_ps(hi, v);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    __m128 l4 = _mm_min_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
+    __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(hi), _mm256_extractf128_ps(hi, 1));
+    l4 = _mm_min_ps(l4, _mm_movehl_ps(l4, l4));
+    h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
+    float l = _mm_cvtss_f32(_mm_min_ss(l4, _mm_shuffle_ps(l4, l4, 1)));
+    float h = _mm_cvtss_f32(_mm_max_ss(h4, _mm_shuffle_ps(h4, h4, 1)));
+    int nan = _mm256_movemask_ps(bad) != 0;
+    for (; k < K; k++) {
+        l = r[k] < l ? r[k] : l;
+        h = r[k] > h ? r[k] : h;
+        nan |= r[k] != r[k];
+    }
+    *low = l, *high = h;
+    return nan;
+}
+
 /* Rows of x to codes (Kp bytes each, zeros past K), a[m] = low / span, span[m] and the codes'
    scale: as DynamicInt8Linear's Python path, float for float - dyn_unit_rows (dynamic_passes.py)
    gives u = (x - low) * (1 / span), then FBGEMM's per-tensor parameters over all rows' u (zero
@@ -1012,27 +1039,8 @@ static inline __m128i d8_sums4(d8v a, d8v b, d8v c, d8v d) {
 static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq, float *a, float *span) {
     float top = 0.f, *inv = (float *)malloc((size_t)M * 2 * sizeof(float) + 16), *low = inv + M;
     for (long m = 0; m < M; m++) {
-        const float *r = x + (size_t)m * K;
-        __m256 lo = _mm256_set1_ps(INFINITY), hi = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
-        long k = 0;
-        for (; k + 8 <= K; k += 8) {
-            __m256 v = _mm256_loadu_ps(r + k);
-            lo = _mm256_min_ps(lo, v);
-            hi = _mm256_max_ps(hi, v);
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        }
-        __m128 l4 = _mm_min_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps(lo, 1));
-        __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(hi), _mm256_extractf128_ps(hi, 1));
-        l4 = _mm_min_ps(l4, _mm_movehl_ps(l4, l4));
-        h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
-        float l = _mm_cvtss_f32(_mm_min_ss(l4, _mm_shuffle_ps(l4, l4, 1)));
-        float h = _mm_cvtss_f32(_mm_max_ss(h4, _mm_shuffle_ps(h4, h4, 1)));
-        int nan = _mm256_movemask_ps(bad) != 0;
-        for (; k < K; k++) {
-            l = r[k] < l ? r[k] : l;
-            h = r[k] > h ? r[k] : h;
-            nan |= r[k] != r[k];
-        }
+        float l, h;
+        int nan = dyn8_row_range(x + (size_t)m * K, K, &l, &h);
         float s = h - l;
         s = s > 1e-30f ? s : 1e-30f;
         inv[m] = 1.f / s;
@@ -1141,22 +1149,21 @@ static void dyn8_rows(const uint8_t *xq, float xscale, const float *a, const flo
             int R = M - m >= 4 ? 4 : (int)(M - m);
             const uint8_t *xm = xq + (size_t)m * Kp;
             float *ym = y + (size_t)m * ldy;
+            /* R and NR as constants in each call: the loops unroll */
+            #define DYN8_BLOCK(w, NR) switch (R) { \
+                case 4: dyn8_block(xm, Kp, 4, w, K, NR, sums); break; \
+                case 3: dyn8_block(xm, Kp, 3, w, K, NR, sums); break; \
+                case 2: dyn8_block(xm, Kp, 2, w, K, NR, sums); break; \
+                default: dyn8_block(xm, Kp, 1, w, K, NR, sums); }
             if (N - n >= 4) {
-                const int8_t *w = codes + (size_t)n * K;
-                if (R == 4) dyn8_block(xm, Kp, 4, w, K, 4, sums);
-                else if (R == 3) dyn8_block(xm, Kp, 3, w, K, 4, sums);
-                else if (R == 2) dyn8_block(xm, Kp, 2, w, K, 4, sums);
-                else dyn8_block(xm, Kp, 1, w, K, 4, sums);
+                DYN8_BLOCK(codes + (size_t)n * K, 4)
                 dyn8_finish(sums, R, 4, n, xscale, a + m, span + m, scales, row_sums, bias, ym, ldy);
             } else
                 for (long n1 = n; n1 < N; n1++) {  /* the last 1-3 output rows one at a time */
-                    const int8_t *w = codes + (size_t)n1 * K;
-                    if (R == 4) dyn8_block(xm, Kp, 4, w, K, 1, sums);
-                    else if (R == 3) dyn8_block(xm, Kp, 3, w, K, 1, sums);
-                    else if (R == 2) dyn8_block(xm, Kp, 2, w, K, 1, sums);
-                    else dyn8_block(xm, Kp, 1, w, K, 1, sums);
+                    DYN8_BLOCK(codes + (size_t)n1 * K, 1)
                     dyn8_finish(sums, R, 1, n1, xscale, a + m, span + m, scales, row_sums, bias, ym, ldy);
                 }
+            #undef DYN8_BLOCK
         }
     }
 }

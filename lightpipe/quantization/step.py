@@ -376,7 +376,6 @@ class DecodeStep:
         self.__dict__.update(sizes)
         self._keys: list | None = None
         self._table = self._scratch = None
-        self._batch = 0
         self._last: tuple[float, int] | None = None  # (start, threads) of the last C step
         self.threads = ThreadChooser(torch.get_num_threads())
 
@@ -448,7 +447,7 @@ class DecodeStep:
     def _prepare(self, cache, batch: int) -> bool:
         """The table with this cache's buffers (rebuilt when they were reallocated)."""
         keys, values = cache.keys, cache.values
-        if (self._keys is not None and self._batch == batch
+        if (self._keys is not None and keys and keys[0].shape[0] == batch
                 and all(a is b for a, b in zip(self._keys, keys))):
             return True
         if len(keys) != len(self.layer_longs):
@@ -468,7 +467,7 @@ class DecodeStep:
                         + self.heads * self.head_dim + 2 * self.inner + self.heads * capacity
                         + self.widest)
         self._scratch = torch.empty(size, dtype=torch.float32)
-        self._keys, self._batch = list(keys), batch
+        self._keys = list(keys)
         return True
 
     def _mask(self, masks: dict, batch: int, length: int):
