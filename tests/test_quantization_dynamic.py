@@ -532,10 +532,12 @@ def test_fbgemms_copy_is_made_only_when_a_product_needs_it(monkeypatch):
 
 
 def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):
-    """On a CPU without AMX (forced here) an AVX-512 build multiplies a few rows from a copy of
-    the weight in VNNI order (kernels.dyn8_pack / dyn8v_mm, made on first need, at most
+    """On a CPU without AMX (forced here) an AVX-512 build multiplies every product from a copy
+    of the weight in VNNI order (kernels.dyn8_pack / dyn8v_mm, made on first need, at most
     VNNI_BUDGET bytes of them): the FBGEMM path's numbers bit for bit, 1 and 2 threads, output
-    sizes not a multiple of 16 or 32; past the budget a layer keeps the row layout."""
+    sizes not a multiple of 16 or 32, more rows than one block of x (1,536 inputs: 256 rows a
+    block); FBGEMM's copy is never made. Past the budget a layer keeps the row layout for a few
+    rows and FBGEMM for more."""
     from lightpipe.quantization import dynamic, kernels
 
     if not kernels.available() or not kernels.vnni_order_usable():
@@ -543,10 +545,10 @@ def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):
     monkeypatch.setattr(dynamic, "_amx", False)
     real_rows = dynamic.dyn8_rows
     torch.manual_seed(13)
-    for out_features, in_features in ((96, 64), (37, 100), (1536, 576), (20, 128)):
+    for out_features, in_features in ((96, 64), (37, 100), (1536, 576), (20, 128), (50, 1536)):
         for bias in (None, torch.randn(out_features)):
             layer = DynamicInt8Linear.from_weight(torch.randn(out_features, in_features) * 0.05, bias)
-            for rows in (1, 3, 8, 17, 64):
+            for rows in (1, 3, 8, 17, 64, 300):
                 x = torch.randn(rows, in_features)
                 x[0] *= 30
                 got = layer(x)
@@ -559,7 +561,16 @@ def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):
                 monkeypatch.setattr(dynamic, "dyn8_rows", real_rows)
                 assert torch.equal(got, want), (out_features, in_features, rows)
                 assert torch.equal(direct, want)
+    fresh = DynamicInt8Linear.from_weight(torch.randn(64, 1536) * 0.05)
+    fresh(torch.randn(600, 1536))
+    assert fresh._packed is None and fresh.vnni_copy() is not None  # no FBGEMM copy
     other = DynamicInt8Linear.from_weight(torch.randn(64, 64))
     monkeypatch.setattr(dynamic, "VNNI_BUDGET", dynamic._vnni_bytes + 64 * 64 - 1)
     assert other.vnni_copy() is None
+    calls = []
+    real = kernels.dyn8_mm
+    monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
     other(torch.randn(2, 64))  # the row layout
+    assert calls == [1] and other._packed is None
+    other(torch.randn(dynamic.DYN8_ROWS + 1, 64))  # FBGEMM
+    assert calls == [1] and other._packed is not None

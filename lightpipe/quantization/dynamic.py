@@ -3,7 +3,7 @@ int8 activations (quantized per call, one scale and offset per row), for compute
 encoders (BERT-like embedders, Whisper's encoder), prefill and batched decoding.
 
 The kernel is lightpipe's own ``kernels.dyn8_mm`` where it runs (products of up to DYN8_ROWS rows;
-every product on a CPU with the AMX tiles: see DYN8_ROWS_AMX), else torch's own
+every product on a CPU with the AMX tiles or AVX-512 VNNI: see DYN8_ROWS_AMX, DYN8_ROWS_VNNI), else torch's own
 ``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized engine) with the passes below: it
 quantizes the activations, multiplies in int8 with int32 accumulation, and writes float32. Both
 compute the same numbers, bit for bit (dyn8 reproduces FBGEMM's per-call scale and its float
@@ -105,12 +105,15 @@ DYN8_ROWS = 8
 # 1,024+ rows is 0.89-0.93x oneDNN's, a shape no model here feeds so many rows.
 DYN8_ROWS_AMX = 1 << 40
 # Without AMX but with AVX-512 VNNI (Zen 4/5, Ice Lake; kernels.vnni_order_usable()): a copy of
-# the weight in VNNI order (kernels.dyn8_pack, made the first time a layer meets a few rows)
-# takes products of up to DYN8_ROWS_VNNI rows - against the FBGEMM path on this Xeon's AVX-512
-# (1 thread, weights in cache, MiniLM / Whisper / SmolLM2 / Qwen layers): 1-8 rows 1.2-3.6x,
-# 16 rows 1.3-2.1x, 64 rows 1.0-1.6x; against dyn8's row layout 1.3-2.0x from 4 rows. The
-# copies are capped at VNNI_BUDGET bytes a process (layers past it keep the row layout).
-DYN8_ROWS_VNNI = 64
+# the weight in VNNI order (kernels.dyn8_pack, made by a layer's first product) takes every
+# product (DYN8_ROWS_VNNI) and FBGEMM's copy is never made. Against the FBGEMM path on this
+# Xeon's AVX-512 with oneDNN's AMX kernel off (what such a CPU runs; weights in cache; MiniLM,
+# Whisper, SmolLM2, Qwen layers), 1 thread: 1-8 rows 1.2-3.6x, 16 rows 1.3-2.1x, 64-512 rows
+# 1.0-1.8x, 1,500-4,096 rows 0.92-1.4x (both near the VNNI units' peak there); 2 threads 16 rows
+# 2.0-2.7x, 256-4,096 rows 0.93-1.7x. Against dyn8's row layout 1.3-3.2x from 4 rows. The copies
+# are capped at VNNI_BUDGET bytes a process: layers past it keep the row layout for up to
+# DYN8_ROWS rows and FBGEMM for more.
+DYN8_ROWS_VNNI = 1 << 40
 VNNI_BUDGET = 2 * 1024 * 1024 * 1024
 _vnni_bytes = 0
 _amx: bool | None = None
@@ -137,12 +140,15 @@ def vnni_order() -> bool:
     return _vnni
 
 
-def dyn8_rows(in_features: int, out_features: int) -> int:
+def dyn8_rows(in_features: int, out_features: int, vnni_copy: bool | None = None) -> int:
     """The most rows a layer's product sends to dyn8: DYN8_ROWS_AMX where the AMX path takes
-    it, DYN8_ROWS_VNNI with a VNNI-order copy, else DYN8_ROWS."""
+    it, DYN8_ROWS_VNNI with a VNNI-order copy (``vnni_copy``: whether the layer has one; None:
+    whether the CPU makes them), else DYN8_ROWS."""
     if amx_takes(in_features, out_features):
         return DYN8_ROWS_AMX
-    return DYN8_ROWS_VNNI if vnni_order() else DYN8_ROWS
+    if vnni_copy is None:
+        vnni_copy = vnni_order()
+    return DYN8_ROWS_VNNI if vnni_copy else DYN8_ROWS
 
 
 def _release(counter: str, size: int) -> None:
@@ -250,8 +256,8 @@ class DynamicInt8Linear(QuantizedLinear):
         x = inputs.reshape(-1, shape[-1])
         if x.dtype != torch.float32:
             x = x.float()
-        if self._small(x):  # a few rows: the whole product in C (kernels.dyn8_mm), FBGEMM's numbers
-            packed = self.vnni_copy()
+        packed = self._dyn8(x)
+        if packed is not False:  # the whole product in C (kernels.dyn8_mm), FBGEMM's numbers
             if packed is not None:
                 out = kernels.dyn8v_mm(x.contiguous(), packed, self.out_features, self.scales,
                                        self._row_sums_flat(), self._bias)
@@ -296,10 +302,15 @@ class DynamicInt8Linear(QuantizedLinear):
         out = out.reshape(*shape[:-1], self.out_features)
         return out if out.dtype == dtype else out.to(dtype)
 
-    def _small(self, x: torch.Tensor) -> bool:
-        """Whether this product goes to kernels.dyn8_mm (see DYN8_ROWS)."""
-        return (x.shape[0] <= dyn8_rows(self.in_features, self.out_features)
-                and x.device.type == "cpu" and self.in_features % 4 == 0 and kernels.available())
+    def _dyn8(self, x: torch.Tensor):
+        """Whether this product goes to dyn8 (see dyn8_rows): False if not, else the VNNI-order
+        copy it multiplies with (None: the codes' own rows)."""
+        if x.device.type != "cpu" or self.in_features % 4 or not kernels.available():
+            return False
+        packed = self.vnni_copy()
+        if x.shape[0] > dyn8_rows(self.in_features, self.out_features, packed is not None):
+            return False
+        return packed
 
     def _row_sums_flat(self) -> torch.Tensor:
         return self._row_sums.view(-1)
