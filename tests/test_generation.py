@@ -114,7 +114,9 @@ def test_processors_match_reference(decoder, model_type):
     inputs = prompts(folder, TEXTS)
     for kwargs in ({"repetition_penalty": 1.8}, {"repetition_penalty": 0.7},
                    {"no_repeat_ngram_size": 2}, {"min_new_tokens": 8, "eos_token_id": EOS},
-                   {"suppress_tokens": [3, 4, 7]}, {"repetition_penalty": 1.3, "num_beams": 2}):
+                   {"suppress_tokens": [3, 4, 7]}, {"repetition_penalty": 1.3, "num_beams": 2},
+                   # empty lists (a checkpoint's generation_config may hold them): nothing banned
+                   {"suppress_tokens": [], "begin_suppress_tokens": []}):
         mine, reference = both(ours, theirs, inputs, do_sample=False, max_new_tokens=10, **kwargs)
         assert mine.tolist() == reference.tolist(), kwargs
     mine, reference = both(ours, theirs, inputs, do_sample=False, max_length=20)  # a total length

@@ -127,7 +127,9 @@ class NoBadWordsLogitsProcessor:
 
 class SuppressTokensLogitsProcessor:
     def __init__(self, suppress_tokens, begin_index: int | None = None):
-        self.tokens, self.begin_index = torch.tensor(list(suppress_tokens)), begin_index
+        # long even when empty (a checkpoint's suppress_tokens = []: torch.tensor([]) is float)
+        self.tokens = torch.tensor(list(suppress_tokens), dtype=torch.long)
+        self.begin_index = begin_index
 
     def __call__(self, input_ids, scores):
         if self.begin_index is not None and input_ids.shape[-1] != self.begin_index:
@@ -140,7 +142,8 @@ class ForcedTokenLogitsProcessor:
 
     def __init__(self, at_length: int, token_ids):
         self.at_length = at_length
-        self.tokens = torch.tensor([token_ids] if isinstance(token_ids, int) else list(token_ids))
+        self.tokens = torch.tensor([token_ids] if isinstance(token_ids, int) else list(token_ids),
+                                   dtype=torch.long)
 
     def __call__(self, input_ids, scores):
         if input_ids.shape[-1] != self.at_length:
