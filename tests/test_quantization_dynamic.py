@@ -531,13 +531,12 @@ def test_fbgemms_copy_is_made_only_when_a_product_needs_it(monkeypatch):
         assert torch.equal(layer(x), got_many)
 
 
-def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):
-    """On a CPU without AMX (forced here) an AVX-512 build multiplies every product from a copy
-    of the weight in VNNI order (kernels.dyn8_pack / dyn8v_mm, made on first need, at most
-    VNNI_BUDGET bytes of them): the FBGEMM path's numbers bit for bit, 1 and 2 threads, output
-    sizes not a multiple of 16 or 32, more rows than one block of x (1,536 inputs: 256 rows a
-    block); FBGEMM's copy is never made. Past the budget a layer keeps the row layout for a few
-    rows and FBGEMM for more."""
+def test_vnni_order_form_gives_the_same_numbers(monkeypatch):
+    """On a CPU without AMX (forced here) an AVX-512 build multiplies every product from the
+    weight in VNNI order (kernels.dyn8_pack / dyn8v_mm), which replaces the row-order codes at
+    the layer's first product (one int8 copy; ``codes`` still reads the same codes): the FBGEMM
+    path's numbers bit for bit, 1 and 2 threads, output sizes not a multiple of 16 or 32, more
+    rows than one block of x (1,536 inputs: 256 rows a block); FBGEMM's copy is never made."""
     from lightpipe.quantization import dynamic, kernels
 
     if not kernels.available() or not kernels.vnni_order_usable():
@@ -548,11 +547,13 @@ def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):
     for out_features, in_features in ((96, 64), (37, 100), (1536, 576), (20, 128), (50, 1536)):
         for bias in (None, torch.randn(out_features)):
             layer = DynamicInt8Linear.from_weight(torch.randn(out_features, in_features) * 0.05, bias)
+            codes = layer.codes
             for rows in (1, 3, 8, 17, 64, 300):
                 x = torch.randn(rows, in_features)
                 x[0] *= 30
                 got = layer(x)
-                assert layer.vnni_copy() is not None
+                assert "codes" not in layer._buffers and "vnni_codes" in layer._buffers
+                assert torch.equal(layer.codes, codes)  # unpacked on access
                 direct = kernels.dyn8v_mm(x, layer.vnni_copy(), out_features, layer.scales,
                                           layer._row_sums.view(-1), layer._bias, threads=2)
                 monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
@@ -562,15 +563,25 @@ def test_vnni_order_copy_gives_the_same_numbers(monkeypatch):
                 assert torch.equal(got, want), (out_features, in_features, rows)
                 assert torch.equal(direct, want)
     fresh = DynamicInt8Linear.from_weight(torch.randn(64, 1536) * 0.05)
+    before = sum(b.numel() for b in fresh.buffers())
     fresh(torch.randn(600, 1536))
     assert fresh._packed is None and fresh.vnni_copy() is not None  # no FBGEMM copy
-    other = DynamicInt8Linear.from_weight(torch.randn(64, 64))
-    monkeypatch.setattr(dynamic, "VNNI_BUDGET", dynamic._vnni_bytes + 64 * 64 - 1)
-    assert other.vnni_copy() is None
-    calls = []
-    real = kernels.dyn8_mm
-    monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: calls.append(1) or real(*a, **k))
-    other(torch.randn(2, 64))  # the row layout
-    assert calls == [1] and other._packed is None
-    other(torch.randn(dynamic.DYN8_ROWS + 1, 64))  # FBGEMM
-    assert calls == [1] and other._packed is not None
+    assert sum(b.numel() for b in fresh.buffers()) == before  # the form replaced the codes
+
+
+def test_vnni_order_pack_in_c_matches_torch():
+    """kernels.dyn8_pack in C (16 x 64 bytes transposed in registers) gives torch's permutation
+    of the codes, bit for bit - rows not a multiple of 16, inputs not a multiple of 64 - and
+    dyn8_unpack gives the codes back."""
+    from lightpipe.quantization import kernels
+
+    if not kernels.available() or not kernels.vnni_order_usable():
+        pytest.skip("no AVX-512 VNNI build here: the row layout only")
+    torch.manual_seed(15)
+    for out_features, in_features in ((16, 64), (37, 100), (50, 1536), (20, 132), (1, 4)):
+        codes = torch.randint(-63, 64, (out_features, in_features), dtype=torch.int8)
+        padded = torch.cat([codes, codes.new_zeros(-out_features % 16, in_features)])
+        want = padded.view(-1, 16, in_features // 4, 4).permute(0, 2, 1, 3).reshape(-1)
+        packed = kernels.dyn8_pack(codes)
+        assert torch.equal(packed, want), (out_features, in_features)
+        assert torch.equal(kernels.dyn8_unpack(packed, out_features, in_features), codes)

@@ -104,18 +104,15 @@ DYN8_ROWS = 8
 # 1.0-2.2x, 1,024-4,096 rows 2.2-3.1x / 1.1-2.0x; only an output layer's size (49k x 576) at
 # 1,024+ rows is 0.89-0.93x oneDNN's, a shape no model here feeds so many rows.
 DYN8_ROWS_AMX = 1 << 40
-# Without AMX but with AVX-512 VNNI (Zen 4/5, Ice Lake; kernels.vnni_order_usable()): a copy of
-# the weight in VNNI order (kernels.dyn8_pack, made by a layer's first product) takes every
-# product (DYN8_ROWS_VNNI) and FBGEMM's copy is never made. Against the FBGEMM path on this
-# Xeon's AVX-512 with oneDNN's AMX kernel off (what such a CPU runs; weights in cache; MiniLM,
-# Whisper, SmolLM2, Qwen layers), 1 thread: 1-8 rows 1.2-3.6x, 16 rows 1.3-2.1x, 64-512 rows
-# 1.0-1.8x, 1,500-4,096 rows 0.92-1.4x (both near the VNNI units' peak there); 2 threads 16 rows
-# 2.0-2.7x, 256-4,096 rows 0.93-1.7x. Against dyn8's row layout 1.3-3.2x from 4 rows. The copies
-# are capped at VNNI_BUDGET bytes a process: layers past it keep the row layout for up to
-# DYN8_ROWS rows and FBGEMM for more.
+# Without AMX but with AVX-512 VNNI (Zen 4/5, Ice Lake; kernels.vnni_order_usable()): every
+# product, from the weight in VNNI order (kernels.dyn8_pack), which replaces the layer's
+# row-order codes at its first product: one int8 copy, and FBGEMM's is never made. Against the
+# FBGEMM path on this Xeon's AVX-512 with oneDNN's AMX kernel off (what such a CPU runs;
+# weights in cache; MiniLM, Whisper, SmolLM2, Qwen layers), 1 thread: 1-8 rows 1.2-3.6x, 16
+# rows 1.3-2.1x, 64-512 rows 1.0-1.8x, 1,500-4,096 rows 0.92-1.4x (both near the VNNI units'
+# peak there); 2 threads 16 rows 2.0-2.7x, 256-4,096 rows 0.93-1.7x. Against dyn8's row layout
+# 1.3-3.2x from 4 rows (1 row: the same).
 DYN8_ROWS_VNNI = 1 << 40
-VNNI_BUDGET = 2 * 1024 * 1024 * 1024
-_vnni_bytes = 0
 _amx: bool | None = None
 _vnni: bool | None = None
 ONEDNN_BUDGET = 512 * 1024 * 1024
@@ -140,15 +137,12 @@ def vnni_order() -> bool:
     return _vnni
 
 
-def dyn8_rows(in_features: int, out_features: int, vnni_copy: bool | None = None) -> int:
+def dyn8_rows(in_features: int, out_features: int) -> int:
     """The most rows a layer's product sends to dyn8: DYN8_ROWS_AMX where the AMX path takes
-    it, DYN8_ROWS_VNNI with a VNNI-order copy (``vnni_copy``: whether the layer has one; None:
-    whether the CPU makes them), else DYN8_ROWS."""
+    it, DYN8_ROWS_VNNI on an AVX-512 VNNI build, else DYN8_ROWS."""
     if amx_takes(in_features, out_features):
         return DYN8_ROWS_AMX
-    if vnni_copy is None:
-        vnni_copy = vnni_order()
-    return DYN8_ROWS_VNNI if vnni_copy else DYN8_ROWS
+    return DYN8_ROWS_VNNI if vnni_order() else DYN8_ROWS
 
 
 def _release(counter: str, size: int) -> None:
@@ -156,9 +150,9 @@ def _release(counter: str, size: int) -> None:
 
 
 def _budgeted_copy(layer: nn.Module, attribute: str, counter: str, budget: int, size: int, make):
-    """A layer's second weight copy ``make()`` (oneDNN's, the VNNI-order one), made on first
-    need while the process's copies of that kind (bytes in the module global ``counter``) stay
-    within ``budget``; else None, remembered. A copy's bytes come back when its layer goes."""
+    """A layer's second weight copy ``make()`` (oneDNN's), made on first need while the
+    process's copies of that kind (bytes in the module global ``counter``) stay within
+    ``budget``; else None, remembered. A copy's bytes come back when its layer goes."""
     packed = layer.__dict__.get(attribute)
     if packed is None:
         if globals()[counter] + size > budget:
@@ -307,22 +301,36 @@ class DynamicInt8Linear(QuantizedLinear):
         copy it multiplies with (None: the codes' own rows)."""
         if x.device.type != "cpu" or self.in_features % 4 or not kernels.available():
             return False
-        packed = self.vnni_copy()
-        if x.shape[0] > dyn8_rows(self.in_features, self.out_features, packed is not None):
+        if x.shape[0] > dyn8_rows(self.in_features, self.out_features):
             return False
-        return packed
+        return self.vnni_copy()
 
     def _row_sums_flat(self) -> torch.Tensor:
         return self._row_sums.view(-1)
 
     def vnni_copy(self) -> torch.Tensor | None:
-        """The weight in VNNI order for dyn8v (made on first need), or None where the AMX path
-        takes this layer, the build has no VNNI-order kernel, or VNNI_BUDGET is spent."""
-        if amx_takes(self.in_features, self.out_features) or not vnni_order():
-            return None
-        size = -(-self.out_features // 16) * 16 * self.in_features  # rows padded to 16
-        return _budgeted_copy(self, "_vnni_packed", "_vnni_bytes", VNNI_BUDGET, size,
-                              lambda: kernels.dyn8_pack(self.codes))
+        """The weight in VNNI order for dyn8v, or None where the AMX path takes this layer or
+        the build has no VNNI-order kernel. Made at the first need, it replaces the row-order
+        codes (buffer ``vnni_codes`` for ``codes``; ``self.codes`` is then unpacked on access,
+        for the rare readers: FBGEMM's copy when forced, dense_weight)."""
+        buffers = self._buffers
+        packed = buffers.get("vnni_codes")
+        if packed is not None or amx_takes(self.in_features, self.out_features) or not vnni_order():
+            return packed
+        codes = buffers.get("codes")
+        if codes is None:  # another thread converted it meanwhile
+            return buffers["vnni_codes"]
+        packed = kernels.dyn8_pack(codes)
+        buffers["vnni_codes"] = packed  # before the rows go: a concurrent reader finds one
+        buffers.pop("codes", None)
+        return packed
+
+    def __getattr__(self, name: str):
+        if name == "codes":
+            packed = self.__dict__.get("_buffers", {}).get("vnni_codes")
+            if packed is not None:
+                return kernels.dyn8_unpack(packed, self.out_features, self.in_features)
+        return super().__getattr__(name)
 
     def _onednn_packed(self):
         """oneDNN's prepacked weight, made on first need while ONEDNN_BUDGET allows (else

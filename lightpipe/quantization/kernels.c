@@ -1179,6 +1179,46 @@ static void dyn8_rows(const uint8_t *xq, float xscale, const float *a, const flo
    operations as dyn8_rows: bit for bit its numbers. ---- */
 #if D8_BYTES == 64
 #define DYN8_VNNI 1
+/* 16 vectors of 16 int32 -> their transpose (out[j] lane i = in[i] lane j) */
+static inline void dyn8_transpose16(const __m512i in[16], __m512i out[16]) {
+    __m512i a[16], b[16], c[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        b[4 * i + 0] = _mm512_unpacklo_epi64(a[4 * i + 0], a[4 * i + 2]);
+        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i + 0], a[4 * i + 2]);
+        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+    }
+    for (int q = 0; q < 2; q++)  /* b[4q + s]: rows 4q..4q+3 x columns 4L + s per 128-bit lane L */
+        for (int s = 0; s < 4; s++) {
+            __m512i x = b[4 * (2 * q) + s], y = b[4 * (2 * q + 1) + s];
+            c[8 * q + s] = _mm512_shuffle_i32x4(x, y, 0x88);
+            c[8 * q + 4 + s] = _mm512_shuffle_i32x4(x, y, 0xDD);
+        }
+    for (int s = 0; s < 8; s++) {
+        out[s] = _mm512_shuffle_i32x4(c[s], c[8 + s], 0x88);
+        out[8 + s] = _mm512_shuffle_i32x4(c[s], c[8 + s], 0xDD);
+    }
+}
+
+/* rows n..n+15 of (N, K) codes (rows past N zero) in VNNI order, dyn8_pack's layout: quads x 64
+   bytes, 16 rows x 64 inputs transposed in registers at a time */
+static inline void dyn8_pack_block(const int8_t *codes, long K, long n, long N, long quads, int8_t *dst) {
+    long rows = N - n < 16 ? N - n : 16;
+    for (long q0 = 0; q0 < quads; q0 += 16) {
+        long nq = quads - q0 < 16 ? quads - q0 : 16;
+        __mmask16 km = nq == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nq) - 1);
+        __m512i in[16], out[16];
+        for (int r = 0; r < 16; r++)
+            in[r] = r < rows ? _mm512_maskz_loadu_epi32(km, codes + (size_t)(n + r) * K + q0 * 4)
+                             : _mm512_setzero_si512();
+        dyn8_transpose16(in, out);
+        for (long q = 0; q < nq; q++) _mm512_storeu_si512((void *)(dst + (q0 + q) * 64), out[q]);
+    }
+}
 #ifndef DYN8V_X_BYTES
 #define DYN8V_X_BYTES (384L * 1024)
 #endif
@@ -1268,6 +1308,16 @@ int dyn8v_available(void) {
 #endif
 }
 
+/* (N, K) codes -> their VNNI-order form (kernels.dyn8_pack; ceil(N / 16) * K bytes) */
+void dyn8_pack(const int8_t *codes, long N, long K, int8_t *out, int threads) {
+#ifdef DYN8_VNNI
+    long quads = K / 4, blocks = (N + 15) / 16;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (long b = 0; b < blocks; b++)
+        dyn8_pack_block(codes, K, b * 16, N, quads, out + (size_t)b * quads * 64);
+#endif
+}
+
 void dyn8v_mm(const float *x, long M, long K, const int8_t *P, const float *scales,
               const float *row_sums, const float *bias, long N, float *y, long ldy, int threads) {
 #ifdef DYN8_VNNI
@@ -1314,29 +1364,6 @@ int dyn8_amx_usable(void) {
 }
 
 /* 16 x 16 int32 transpose: out[j] = lane j of in[0..15] */
-static inline void dyn8_transpose16(const __m512i in[16], __m512i out[16]) {
-    __m512i a[16], b[16], c[16];
-    for (int i = 0; i < 8; i++) {
-        a[2 * i] = _mm512_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        b[4 * i + 0] = _mm512_unpacklo_epi64(a[4 * i + 0], a[4 * i + 2]);
-        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i + 0], a[4 * i + 2]);
-        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
-        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
-    }
-    for (int q = 0; q < 2; q++)  /* b[4q + s]: rows 4q..4q+3 x columns 4L + s per 128-bit lane L */
-        for (int s = 0; s < 4; s++) {
-            __m512i x = b[4 * (2 * q) + s], y = b[4 * (2 * q + 1) + s];
-            c[8 * q + s] = _mm512_shuffle_i32x4(x, y, 0x88);
-            c[8 * q + 4 + s] = _mm512_shuffle_i32x4(x, y, 0xDD);
-        }
-    for (int s = 0; s < 8; s++) {
-        out[s] = _mm512_shuffle_i32x4(c[s], c[8 + s], 0x88);
-        out[8 + s] = _mm512_shuffle_i32x4(c[s], c[8 + s], 0xDD);
-    }
-}
 
 /* y for 16 weight rows from n: the C tile's sums (16 rows of R int32, 64 bytes apart),
    transposed to one vector per x row (a gather per row cost 20% of a decode step's product) */

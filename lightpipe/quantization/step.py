@@ -307,13 +307,16 @@ def _product(layer, offset: int) -> list[int] | None:
     tail = [0 if bias is None else bias.data_ptr(), offset,
             layer.out_features * layer.in_features, ACTIVATION_CODES[layer.activations()]]
     if isinstance(layer, DynamicInt8Linear):
-        tensors = [layer.codes, layer.scales, layer._row_sums] + [layer._bias] * (layer._bias is not None)
-        if (any(t.dtype != d for t, d in zip(tensors, (torch.int8,) + (torch.float32,) * 3))
-                or any(not t.is_contiguous() or t.device.type != "cpu" for t in tensors)
-                or layer.in_features % 4):
+        if layer.in_features % 4:
             return None
-        bias, vnni = layer._bias, layer.vnni_copy()
-        return [9, layer.codes.data_ptr(), layer.scales.data_ptr(), 0,
+        vnni = layer.vnni_copy()  # (the VNNI-order form replaces the row-order codes)
+        codes = layer.codes if vnni is None else vnni
+        tensors = [codes, layer.scales, layer._row_sums] + [layer._bias] * (layer._bias is not None)
+        if (any(t.dtype != d for t, d in zip(tensors, (torch.int8,) + (torch.float32,) * 3))
+                or any(not t.is_contiguous() or t.device.type != "cpu" for t in tensors)):
+            return None
+        bias = layer._bias
+        return [9, 0 if vnni is not None else codes.data_ptr(), layer.scales.data_ptr(), 0,
                 0 if vnni is None else vnni.data_ptr(), layer.out_features,
                 layer._row_sums.data_ptr(), 0 if bias is None else bias.data_ptr(), offset,
                 layer.out_features * layer.in_features, 0]
