@@ -411,12 +411,12 @@ def test_large_products_go_to_onednn_with_the_same_numbers(monkeypatch):
 
 
 @pytest.mark.parametrize("shape", [(96, 64), (37, 100), (300, 576), (128, 1536)])
-def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
-    """Products of up to DYN8_ROWS rows (every product with the AMX tiles) run in lightpipe's C
-    product (kernels.dyn8_mm): the same activation codes (FBGEMM's per-call scale), integer sums
-    and float operations as the FBGEMM path, so its numbers bit for bit - rows of very different
-    ranges, output sizes not a multiple of 4, inputs not a multiple of the vector width, a bias
-    or none, GELU."""
+def test_products_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
+    """Where the C library runs, every product runs in lightpipe's C product (kernels.dyn8_mm on
+    the AMX tiles / dyn8v_mm from the VNNI-order form; DYN8_ROWS rows if both are forced off):
+    the same activation codes (FBGEMM's per-call scale), integer sums and float operations as
+    the FBGEMM path, so its numbers bit for bit - rows of very different ranges, output sizes not
+    a multiple of 4, inputs not a multiple of the vector width, a bias or none, GELU."""
     from lightpipe.quantization import dynamic, kernels
 
     if not kernels.available():
@@ -444,12 +444,12 @@ def test_few_rows_go_to_the_c_product_with_fbgemms_numbers(shape, monkeypatch):
             assert torch.equal(got, want), (rows, (got - want).abs().max())
             torch.testing.assert_close(got_gelu, want_gelu, rtol=0, atol=1e-6 * want.abs().max())
     limit = dynamic.dyn8_rows(in_features, out_features)
-    if limit < 1000:  # more rows: FBGEMM (no AMX; or a shape the AMX path does not take)
+    if limit < 1000:  # more rows: FBGEMM (dyn8's row layout only)
         x = torch.randn(limit + 1, in_features)
         monkeypatch.setattr(kernels, "dyn8_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
         monkeypatch.setattr(kernels, "dyn8v_mm", lambda *a, **k: pytest.fail("too many rows for dyn8"))
         layer(x)
-    else:  # with the AMX tiles every product: a prefill's rows too, FBGEMM's numbers
+    else:  # every product: a prefill's rows too, FBGEMM's numbers
         x = torch.randn(300, in_features)
         monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
         monkeypatch.setattr(dynamic, "_onednn_state", False)  # FBGEMM (oneDNN: ~3e-7 off)
@@ -570,18 +570,19 @@ def test_vnni_order_form_gives_the_same_numbers(monkeypatch):
 
 
 def test_vnni_order_pack_in_c_matches_torch():
-    """kernels.dyn8_pack in C (16 x 64 bytes transposed in registers) gives torch's permutation
-    of the codes, bit for bit - rows not a multiple of 16, inputs not a multiple of 64 - and
-    dyn8_unpack gives the codes back."""
+    """kernels.dyn8_pack in C (the codes transposed in registers: 16 x 64 bytes with AVX-512, 8 x
+    32 with AVX2) gives torch's permutation of the codes, bit for bit - rows not a multiple of
+    the block, inputs not a multiple of the vector - and dyn8_unpack gives the codes back."""
     from lightpipe.quantization import kernels
 
     if not kernels.available() or not kernels.vnni_order_usable():
         pytest.skip("no AVX-512 VNNI build here: the row layout only")
     torch.manual_seed(15)
-    for out_features, in_features in ((16, 64), (37, 100), (50, 1536), (20, 132), (1, 4)):
+    for out_features, in_features in ((16, 64), (37, 100), (50, 1536), (20, 132), (1, 4), (9, 36)):
         codes = torch.randint(-63, 64, (out_features, in_features), dtype=torch.int8)
-        padded = torch.cat([codes, codes.new_zeros(-out_features % 16, in_features)])
-        want = padded.view(-1, 16, in_features // 4, 4).permute(0, 2, 1, 3).reshape(-1)
+        block = kernels.vnni_block_rows()  # 16 (AVX-512) or 8 (AVX2)
+        padded = torch.cat([codes, codes.new_zeros(-out_features % block, in_features)])
+        want = padded.view(-1, block, in_features // 4, 4).permute(0, 2, 1, 3).reshape(-1)
         packed = kernels.dyn8_pack(codes)
         assert torch.equal(packed, want), (out_features, in_features)
         assert torch.equal(kernels.dyn8_unpack(packed, out_features, in_features), codes)

@@ -2,9 +2,9 @@
 int8 activations (quantized per call, one scale and offset per row), for compute-bound work:
 encoders (BERT-like embedders, Whisper's encoder), prefill and batched decoding.
 
-The kernel is lightpipe's own ``kernels.dyn8_mm`` where it runs (products of up to DYN8_ROWS rows;
-every product on a CPU with the AMX tiles or AVX-512 VNNI: see DYN8_ROWS_AMX, DYN8_ROWS_VNNI), else torch's own
-``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized engine) with the passes below: it
+The kernel is lightpipe's own (``kernels.dyn8_mm`` / ``dyn8v_mm``) wherever its C library builds:
+every product, on the AMX tiles or from the weight in VNNI order (see DYN8_ROWS_AMX,
+DYN8_ROWS_VNNI); else torch's own ``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized engine) with the passes below: it
 quantizes the activations, multiplies in int8 with int32 accumulation, and writes float32. Both
 compute the same numbers, bit for bit (dyn8 reproduces FBGEMM's per-call scale and its float
 operations). Measured on this AVX2 machine (no VNNI; notes of issue 18): about 2x
@@ -104,14 +104,16 @@ DYN8_ROWS = 8
 # 1.0-2.2x, 1,024-4,096 rows 2.2-3.1x / 1.1-2.0x; only an output layer's size (49k x 576) at
 # 1,024+ rows is 0.89-0.93x oneDNN's, a shape no model here feeds so many rows.
 DYN8_ROWS_AMX = 1 << 40
-# Without AMX but with AVX-512 VNNI (Zen 4/5, Ice Lake; kernels.vnni_order_usable()): every
-# product, from the weight in VNNI order (kernels.dyn8_pack), which replaces the layer's
-# row-order codes at its first product: one int8 copy, and FBGEMM's is never made. Against the
-# FBGEMM path on this Xeon's AVX-512 with oneDNN's AMX kernel off (what such a CPU runs;
-# weights in cache; MiniLM, Whisper, SmolLM2, Qwen layers), 1 thread: 1-8 rows 1.2-3.6x, 16
-# rows 1.3-2.1x, 64-512 rows 1.0-1.8x, 1,500-4,096 rows 0.92-1.4x (both near the VNNI units'
-# peak there); 2 threads 16 rows 2.0-2.7x, 256-4,096 rows 0.93-1.7x. Against dyn8's row layout
-# 1.3-3.2x from 4 rows (1 row: the same).
+# Without AMX (every other x86-64 CPU with AVX2; kernels.vnni_order_usable()): every product,
+# from the weight in VNNI order (kernels.dyn8_pack: blocks of 16 rows with AVX-512, 8 with
+# AVX2), which replaces the layer's row-order codes at its first product: one int8 copy, and
+# FBGEMM's is never made. Against the FBGEMM path (weights in cache; MiniLM, Whisper, SmolLM2,
+# Qwen layers), 1 thread: AVX-512 VNNI (this Xeon with oneDNN's AMX kernel off: what Zen 4/5
+# or Ice Lake run) 1-8 rows 1.2-3.6x, 16 rows 1.3-2.1x, 64-512 rows 1.0-1.8x, 1,500-4,096 rows
+# 0.92-1.4x (both near the VNNI units' peak there), 2 threads 0.93-2.7x; plain AVX2 (the
+# library built without AVX-512 / AVX-VNNI, FBGEMM_ENABLE_INSTRUCTIONS=AVX2: Zen 2/3, Skylake
+# client) 1 row 1.3-3.4x, 4-8 rows 1.06-2.3x, 16-64 rows 1.07-1.5x, 256-1,500 rows 1.03-1.21x,
+# 2 threads 0.93-3.9x. Against dyn8's row layout 1.3-3.2x from 4 rows (1 row: the same).
 DYN8_ROWS_VNNI = 1 << 40
 _amx: bool | None = None
 _vnni: bool | None = None
@@ -130,7 +132,8 @@ def amx_takes(in_features: int, out_features: int) -> bool:
 
 
 def vnni_order() -> bool:
-    """Whether layers the AMX path does not take use a VNNI-order copy (see DYN8_ROWS_VNNI)."""
+    """Whether layers the AMX path does not take use the VNNI-order form (see DYN8_ROWS_VNNI):
+    wherever the C library runs."""
     global _vnni
     if _vnni is None:
         _vnni = kernels.available() and kernels.vnni_order_usable()

@@ -1168,17 +1168,24 @@ static void dyn8_rows(const uint8_t *xq, float xscale, const float *a, const flo
     }
 }
 
-/* ---- dyn8 on a weight copy in VNNI order (AVX-512 builds; CPUs without AMX): per block of 16
-   output rows and group of 4 inputs, 64 bytes - row r's 4 codes at 4r - so one vector product
-   (VPDPBUSD) adds 4 inputs to 16 outputs of one x row at once, with no sums to reduce at the end
-   (the row layout spends ~2/3 of an 8-row product there: measured 1.9-3.3x faster on MiniLM /
-   Whisper / SmolLM2 layers, sums alone). Blocks of 2 x 16 weight rows times up to 8 rows of x,
-   x rows in chunks of 8 (the weight block then comes from L1); x in blocks of DYN8V_X_BYTES
-   that stay in L2 while every weight pair passes (a prefill's or an encoder's thousands of
-   rows: 1.0-1.4x the unblocked loop at 1,500-4,096 rows). The same integer sums and float
-   operations as dyn8_rows: bit for bit its numbers. ---- */
+/* ---- dyn8 on the weight in VNNI order (every build; the path of CPUs without AMX): per block
+   of D8V_ROWS output rows (16 with AVX-512, 8 with AVX2) and group of 4 inputs, one vector -
+   row r's 4 codes at 4r - so one vector product (VPDPBUSD, or AVX2's maddubs + madd) adds 4
+   inputs to D8V_ROWS outputs of one x row at once, with no sums to reduce at the end (the row
+   layout spends ~2/3 of an 8-row product there: measured 1.9-3.3x faster on MiniLM / Whisper /
+   SmolLM2 layers, sums alone). Blocks of 2 x D8V_ROWS weight rows times up to D8V_XROWS rows of
+   x (the weight block then comes from L1); x in blocks of DYN8V_X_BYTES that stay in L2 while
+   every weight pair passes (a prefill's or an encoder's thousands of rows: 1.0-1.4x the
+   unblocked loop at 1,500-4,096 rows). The same integer sums and float operations as
+   dyn8_rows: bit for bit its numbers. ---- */
 #if D8_BYTES == 64
-#define DYN8_VNNI 1
+#define D8V_ROWS 16  /* weight rows a block: one vector of their 16 int32 sums */
+#define D8V_XROWS 8  /* x rows a step */
+typedef __m512i d8w;
+#define D8V_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define D8V_DOT(acc, x, w) _mm512_dpbusd_epi32((acc), (x), (w))
+#define D8V_ZERO() _mm512_setzero_si512()
+#define D8V_SET1(v) _mm512_set1_epi32(v)
 /* 16 vectors of 16 int32 -> their transpose (out[j] lane i = in[i] lane j) */
 static inline void dyn8_transpose16(const __m512i in[16], __m512i out[16]) {
     __m512i a[16], b[16], c[16];
@@ -1219,25 +1226,6 @@ static inline void dyn8_pack_block(const int8_t *codes, long K, long n, long N, 
         for (long q = 0; q < nq; q++) _mm512_storeu_si512((void *)(dst + (q0 + q) * 64), out[q]);
     }
 }
-#ifndef DYN8V_X_BYTES
-#define DYN8V_X_BYTES (384L * 1024)
-#endif
-static inline __attribute__((always_inline)) void dyn8v_block(
-        const uint8_t *xq, long Kp, int R, const int8_t *p0, const int8_t *p1, long quads,
-        __m512i acc[8][2]) {
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
-    for (long q = 0; q < quads; q++) {
-        PREFETCH_W(p0 + q * 64);
-        PREFETCH_W(p1 + q * 64);
-        __m512i w0 = _mm512_loadu_si512(p0 + q * 64), w1 = _mm512_loadu_si512(p1 + q * 64);
-        for (int r = 0; r < R; r++) {
-            __m512i xb = _mm512_set1_epi32(*(const int32_t *)(xq + (size_t)r * Kp + 4 * q));
-            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], xb, w0);
-            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], xb, w1);
-        }
-    }
-}
-
 /* y for up to 16 outputs from n (count of them valid) of R rows: dyn8_finish's operations */
 static inline void dyn8v_finish(const __m512i *acc, int R, long n, long count, float xscale,
                                 const float *a, const float *span, const float *scales,
@@ -1255,34 +1243,112 @@ static inline void dyn8v_finish(const __m512i *acc, int R, long n, long count, f
     }
 }
 
+#else
+/* 32-byte vectors (AVX2; AVX-VNNI's VPDPBUSD where the CPU has it, else maddubs + madd, exact
+   for 7-bit codes): blocks of 8 weight rows, 4 x rows a step (16 registers) */
+#define D8V_ROWS 8
+#define D8V_XROWS 4
+typedef __m256i d8w;
+#define D8V_LOAD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define D8V_DOT(acc, x, w) DPBUSD((acc), (x), (w))
+#define D8V_ZERO() _mm256_setzero_si256()
+#define D8V_SET1(v) _mm256_set1_epi32(v)
+/* rows n..n+7 of (N, K) codes (rows past N zero) in VNNI order: quads x 32 bytes, 8 rows x 32
+   inputs transposed in registers at a time */
+static inline void dyn8_pack_block(const int8_t *codes, long K, long n, long N, long quads, int8_t *dst) {
+    long rows = N - n < 8 ? N - n : 8;
+    for (long q0 = 0; q0 < quads; q0 += 8) {
+        long nq = quads - q0 < 8 ? quads - q0 : 8;
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nq), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i r[8], t[8], u[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = i < rows ? _mm256_maskload_epi32((const int *)(codes + (size_t)(n + i) * K + q0 * 4), mask)
+                            : _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        for (int h = 0; h < 2; h++) {  /* rows 4h..4h+3 */
+            u[4 * h + 0] = _mm256_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+            u[4 * h + 1] = _mm256_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+            u[4 * h + 2] = _mm256_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+            u[4 * h + 3] = _mm256_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+        }
+        for (long q = 0; q < nq; q++)  /* quad q: lane (q & 3) + 4 (q >> 2) of each row */
+            _mm256_storeu_si256((__m256i *)(dst + (q0 + q) * 32),
+                                _mm256_permute2x128_si256(u[q & 3], u[4 + (q & 3)], q < 4 ? 0x20 : 0x31));
+    }
+}
+
+/* y for up to 8 outputs from n (count of them valid) of R rows: dyn8_finish's operations */
+static inline void dyn8v_finish(const __m256i *acc, int R, long n, long count, float xscale,
+                                const float *a, const float *span, const float *scales,
+                                const float *row_sums, const float *bias, float *y, long ldy,
+                                int which) {
+    __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 s = _mm256_mul_ps(_mm256_set1_ps(xscale), _mm256_maskload_ps(scales + n, k));
+    __m256 rs = _mm256_maskload_ps(row_sums + n, k);
+    __m256 b = bias ? _mm256_maskload_ps(bias + n, k) : _mm256_setzero_ps();
+    for (int r = 0; r < R; r++) {
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[2 * r + which]), s);
+        v = _mm256_fmadd_ps(_mm256_set1_ps(a[r]), rs, v);
+        v = bias ? _mm256_fmadd_ps(v, _mm256_set1_ps(span[r]), b) : _mm256_mul_ps(v, _mm256_set1_ps(span[r]));
+        _mm256_maskstore_ps(y + (size_t)r * ldy + n, k, v);
+    }
+}
+#endif
+#ifndef DYN8V_X_BYTES
+#define DYN8V_X_BYTES (384L * 1024)
+#endif
+static inline __attribute__((always_inline)) void dyn8v_block(
+        const uint8_t *xq, long Kp, int R, const int8_t *p0, const int8_t *p1, long quads,
+        d8w acc[D8V_XROWS][2]) {
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = D8V_ZERO();
+    for (long q = 0; q < quads; q++) {
+        if (D8V_ROWS == 16 || !(q & 1)) {  /* a line a prefetch */
+            PREFETCH_W(p0 + q * 4 * D8V_ROWS);
+            PREFETCH_W(p1 + q * 4 * D8V_ROWS);
+        }
+        d8w w0 = D8V_LOAD(p0 + q * 4 * D8V_ROWS), w1 = D8V_LOAD(p1 + q * 4 * D8V_ROWS);
+        for (int r = 0; r < R; r++) {
+            d8w xb = D8V_SET1(*(const int32_t *)(xq + (size_t)r * Kp + 4 * q));
+            acc[r][0] = D8V_DOT(acc[r][0], xb, w0);
+            acc[r][1] = D8V_DOT(acc[r][1], xb, w1);
+        }
+    }
+}
+
 /* M rows of codes (Kp apart) times the VNNI-order copy P of N weight rows (K a multiple of 4;
-   P holds ceil(N / 16) blocks, zero rows past N) */
+   P holds ceil(N / D8V_ROWS) blocks, zero rows past N) */
 static void dyn8v_rows(const uint8_t *xq, float xscale, const float *a, const float *span, long M,
                        long K, long Kp, const int8_t *P, const float *scales, const float *row_sums,
                        const float *bias, long N, float *y, long ldy, int threads) {
-    long quads = K / 4, blocks = (N + 15) / 16, pairs = (blocks + 1) / 2;
+    const long BR = D8V_ROWS, XR = D8V_XROWS, bytes = (K / 4) * 4 * BR;  /* a block's bytes */
+    long quads = K / 4, blocks = (N + BR - 1) / BR, pairs = (blocks + 1) / 2;
     long chunk = pairs / (4L * threads) > 0 ? pairs / (4L * threads) : 1;
     /* x in blocks of rows that stay in L2 (DYN8V_X_BYTES) while every weight pair passes */
-    long mb = DYN8V_X_BYTES / Kp / 8 * 8;
-    mb = mb < 8 ? 8 : mb;
+    long mb = DYN8V_X_BYTES / Kp / XR * XR;
+    mb = mb < XR ? XR : mb;
     #pragma omp parallel num_threads(threads) if (threads > 1)
     for (long m0 = 0; m0 < M; m0 += mb) {
         long m1 = m0 + mb < M ? m0 + mb : M;
         #pragma omp for schedule(dynamic, chunk) nowait
         for (long pair = 0; pair < pairs; pair++) {
-            long j = 2 * pair, n = j * 16;
-            const int8_t *p0 = P + (size_t)j * quads * 64;
-            const int8_t *p1 = j + 1 < blocks ? p0 + (size_t)quads * 64 : p0;  /* a last single block: itself twice */
-            long count0 = N - n < 16 ? N - n : 16, count1 = j + 1 < blocks ? (N - n - 16 < 16 ? N - n - 16 : 16) : 0;
-            for (long m = m0; m < m1; m += 8) {
-                int R = m1 - m >= 8 ? 8 : (int)(m1 - m);
-                __m512i acc[8][2];
+            long j = 2 * pair, n = j * BR;
+            const int8_t *p0 = P + (size_t)j * bytes;
+            const int8_t *p1 = j + 1 < blocks ? p0 + bytes : p0;  /* a last single block: itself twice */
+            long count0 = N - n < BR ? N - n : BR, count1 = j + 1 < blocks ? (N - n - BR < BR ? N - n - BR : BR) : 0;
+            for (long m = m0; m < m1; m += XR) {
+                int R = m1 - m >= XR ? (int)XR : (int)(m1 - m);
+                d8w acc[D8V_XROWS][2];
                 const uint8_t *xm = xq + (size_t)m * Kp;
                 switch (R) {  /* constant R: the loops unroll */
+#if D8V_XROWS == 8
                     case 8: dyn8v_block(xm, Kp, 8, p0, p1, quads, acc); break;
                     case 7: dyn8v_block(xm, Kp, 7, p0, p1, quads, acc); break;
                     case 6: dyn8v_block(xm, Kp, 6, p0, p1, quads, acc); break;
                     case 5: dyn8v_block(xm, Kp, 5, p0, p1, quads, acc); break;
+#endif
                     case 4: dyn8v_block(xm, Kp, 4, p0, p1, quads, acc); break;
                     case 3: dyn8v_block(xm, Kp, 3, p0, p1, quads, acc); break;
                     case 2: dyn8v_block(xm, Kp, 2, p0, p1, quads, acc); break;
@@ -1291,43 +1357,35 @@ static void dyn8v_rows(const uint8_t *xq, float xscale, const float *a, const fl
                 float *ym = y + (size_t)m * ldy;
                 dyn8v_finish(&acc[0][0], R, n, count0, xscale, a + m, span + m, scales, row_sums, bias, ym, ldy, 0);
                 if (count1 > 0)
-                    dyn8v_finish(&acc[0][0], R, n + 16, count1, xscale, a + m, span + m, scales, row_sums, bias, ym, ldy, 1);
+                    dyn8v_finish(&acc[0][0], R, n + BR, count1, xscale, a + m, span + m, scales, row_sums, bias, ym, ldy, 1);
             }
         }
     }
 }
-#endif
 
-/* dyn8_mm with the weight as its VNNI-order copy P (kernels.dyn8_pack); on a build without
-   AVX-512 it does nothing and returns 0 (callers check dyn8v_available first) */
-int dyn8v_available(void) {
-#ifdef DYN8_VNNI
-    return 1;
-#else
-    return 0;
-#endif
+/* the weight rows in a block of the VNNI-order form (16 with AVX-512, 8 with AVX2) */
+int dyn8v_block_rows(void) {
+    return D8V_ROWS;
 }
 
-/* (N, K) codes -> their VNNI-order form (kernels.dyn8_pack; ceil(N / 16) * K bytes) */
+/* (N, K) codes -> their VNNI-order form (kernels.dyn8_pack; ceil(N / D8V_ROWS) * D8V_ROWS * K
+   bytes) */
 void dyn8_pack(const int8_t *codes, long N, long K, int8_t *out, int threads) {
-#ifdef DYN8_VNNI
-    long quads = K / 4, blocks = (N + 15) / 16;
+    long quads = K / 4, blocks = (N + D8V_ROWS - 1) / D8V_ROWS;
     #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (long b = 0; b < blocks; b++)
-        dyn8_pack_block(codes, K, b * 16, N, quads, out + (size_t)b * quads * 64);
-#endif
+        dyn8_pack_block(codes, K, b * D8V_ROWS, N, quads, out + (size_t)b * quads * 4 * D8V_ROWS);
 }
 
+/* dyn8_mm with the weight in its VNNI-order form P (kernels.dyn8_pack) */
 void dyn8v_mm(const float *x, long M, long K, const int8_t *P, const float *scales,
               const float *row_sums, const float *bias, long N, float *y, long ldy, int threads) {
-#ifdef DYN8_VNNI
     long Kp = (K + 63) / 64 * 64;
     uint8_t *xq = (uint8_t *)malloc((size_t)M * Kp + (size_t)M * 8 + 64);
     float *a = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15), *span = a + M;
     float xscale = dyn8_quantize(x, M, K, Kp, xq, a, span);
     dyn8v_rows(xq, xscale, a, span, M, K, Kp, P, scales, row_sums, bias, N, y, ldy, threads);
     free(xq);
-#endif
 }
 
 /* ---- dyn8 on the AMX tiles (Intel Xeon from Sapphire Rapids on; built with -mamx-tile

@@ -243,8 +243,8 @@ def _load() -> str:
     library.dyn8v_mm.restype = None
     library.dyn8_pack.argtypes = [p, long, long, p, i]
     library.dyn8_pack.restype = None
-    library.dyn8v_available.argtypes = []
-    library.dyn8v_available.restype = i
+    library.dyn8v_block_rows.argtypes = []
+    library.dyn8v_block_rows.restype = i
     if hasattr(library, "dyn8_amx_usable"):
         library.dyn8_amx_usable.argtypes = []
         library.dyn8_amx_usable.restype = i
@@ -367,31 +367,31 @@ def amx_usable() -> bool:
 
 
 def vnni_order_usable() -> bool:
-    """Whether dyn8v_mm runs (a build with AVX-512 VNNI): products from a weight copy in VNNI
-    order (``dyn8_pack``)."""
-    return available() and bool(_loaded().dyn8v_available())
+    """Whether dyn8v_mm runs: products from the weight in VNNI order (``dyn8_pack``)."""
+    return available()
+
+
+def vnni_block_rows() -> int:
+    """The weight rows in a block of the VNNI-order form: 16 (AVX-512 builds) or 8 (AVX2)."""
+    return int(_loaded().dyn8v_block_rows())
 
 
 def dyn8_pack(codes: torch.Tensor) -> torch.Tensor:
     """(out, in) int8 codes (in a multiple of 4) -> dyn8v_mm's form in VNNI order: per block of
-    16 output rows (zero rows past ``out``) and group of 4 inputs, 64 bytes, row r's 4 codes at
-    4r. In C (16 x 64 bytes transposed in registers) where dyn8v runs, else in torch."""
+    ``vnni_block_rows()`` output rows (zero rows past ``out``) and group of 4 inputs, one vector
+    (row r's 4 codes at 4r), made in C (the codes transposed in registers)."""
     out_features, in_features = codes.shape
-    if vnni_order_usable() and codes.is_contiguous() and codes.device.type == "cpu":
-        packed = torch.empty(-(-out_features // 16) * 16 * in_features, dtype=torch.int8)
-        _loaded().dyn8_pack(codes.data_ptr(), out_features, in_features, packed.data_ptr(),
-                            _threads(codes.numel() * 8))
-        return packed
-    rows = -out_features % 16
-    if rows:
-        codes = torch.cat([codes, codes.new_zeros(rows, in_features)])
-    blocks = codes.view(-1, 16, in_features // 4, 4)
-    return blocks.permute(0, 2, 1, 3).contiguous().view(-1)
+    block = vnni_block_rows()
+    codes = codes.contiguous()
+    packed = torch.empty(-(-out_features // block) * block * in_features, dtype=torch.int8)
+    _loaded().dyn8_pack(codes.data_ptr(), out_features, in_features, packed.data_ptr(),
+                        _threads(codes.numel() * 8))
+    return packed
 
 
 def dyn8_unpack(packed: torch.Tensor, out_features: int, in_features: int) -> torch.Tensor:
     """``dyn8_pack``'s inverse: the (out, in) int8 codes."""
-    blocks = packed.view(-1, in_features // 4, 16, 4)
+    blocks = packed.view(-1, in_features // 4, vnni_block_rows(), 4)
     return blocks.permute(0, 2, 1, 3).reshape(-1, in_features)[:out_features].contiguous()
 
 
