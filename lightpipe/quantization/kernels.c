@@ -1186,6 +1186,16 @@ typedef __m512i d8w;
 #define D8V_DOT(acc, x, w) _mm512_dpbusd_epi32((acc), (x), (w))
 #define D8V_ZERO() _mm512_setzero_si512()
 #define D8V_SET1(v) _mm512_set1_epi32(v)
+typedef __m512 d8f;  /* D8V_ROWS floats, and the mask of the first count of them */
+typedef __mmask16 d8m;
+#define D8F_MASK(count) ((count) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count)) - 1))
+#define D8F_LOAD(k, p) _mm512_maskz_loadu_ps((k), (p))
+#define D8F_STORE(p, k, v) _mm512_mask_storeu_ps((p), (k), (v))
+#define D8F_CVT(v) _mm512_cvtepi32_ps(v)
+#define D8F_SET1(v) _mm512_set1_ps(v)
+#define D8F_MUL(a, b) _mm512_mul_ps((a), (b))
+#define D8F_FMADD(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define D8F_ZERO() _mm512_setzero_ps()
 /* 16 vectors of 16 int32 -> their transpose (out[j] lane i = in[i] lane j) */
 static inline void dyn8_transpose16(const __m512i in[16], __m512i out[16]) {
     __m512i a[16], b[16], c[16];
@@ -1226,22 +1236,6 @@ static inline void dyn8_pack_block(const int8_t *codes, long K, long n, long N, 
         for (long q = 0; q < nq; q++) _mm512_storeu_si512((void *)(dst + (q0 + q) * 64), out[q]);
     }
 }
-/* y for up to 16 outputs from n (count of them valid) of R rows: dyn8_finish's operations */
-static inline void dyn8v_finish(const __m512i *acc, int R, long n, long count, float xscale,
-                                const float *a, const float *span, const float *scales,
-                                const float *row_sums, const float *bias, float *y, long ldy,
-                                int which) {
-    __mmask16 k = count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1);
-    __m512 s = _mm512_mul_ps(_mm512_set1_ps(xscale), _mm512_maskz_loadu_ps(k, scales + n));
-    __m512 rs = _mm512_maskz_loadu_ps(k, row_sums + n);
-    __m512 b = bias ? _mm512_maskz_loadu_ps(k, bias + n) : _mm512_setzero_ps();
-    for (int r = 0; r < R; r++) {
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[2 * r + which]), s);
-        v = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), rs, v);
-        v = bias ? _mm512_fmadd_ps(v, _mm512_set1_ps(span[r]), b) : _mm512_mul_ps(v, _mm512_set1_ps(span[r]));
-        _mm512_mask_storeu_ps(y + (size_t)r * ldy + n, k, v);
-    }
-}
 
 #else
 /* 32-byte vectors (AVX2; AVX-VNNI's VPDPBUSD where the CPU has it, else maddubs + madd, exact
@@ -1253,6 +1247,16 @@ typedef __m256i d8w;
 #define D8V_DOT(acc, x, w) DPBUSD((acc), (x), (w))
 #define D8V_ZERO() _mm256_setzero_si256()
 #define D8V_SET1(v) _mm256_set1_epi32(v)
+typedef __m256 d8f;
+typedef __m256i d8m;
+#define D8F_MASK(count) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define D8F_LOAD(k, p) _mm256_maskload_ps((p), (k))
+#define D8F_STORE(p, k, v) _mm256_maskstore_ps((p), (k), (v))
+#define D8F_CVT(v) _mm256_cvtepi32_ps(v)
+#define D8F_SET1(v) _mm256_set1_ps(v)
+#define D8F_MUL(a, b) _mm256_mul_ps((a), (b))
+#define D8F_FMADD(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define D8F_ZERO() _mm256_setzero_ps()
 /* rows n..n+7 of (N, K) codes (rows past N zero) in VNNI order: quads x 32 bytes, 8 rows x 32
    inputs transposed in registers at a time */
 static inline void dyn8_pack_block(const int8_t *codes, long K, long n, long N, long quads, int8_t *dst) {
@@ -1280,26 +1284,27 @@ static inline void dyn8_pack_block(const int8_t *codes, long K, long n, long N, 
     }
 }
 
-/* y for up to 8 outputs from n (count of them valid) of R rows: dyn8_finish's operations */
-static inline void dyn8v_finish(const __m256i *acc, int R, long n, long count, float xscale,
-                                const float *a, const float *span, const float *scales,
-                                const float *row_sums, const float *bias, float *y, long ldy,
-                                int which) {
-    __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256 s = _mm256_mul_ps(_mm256_set1_ps(xscale), _mm256_maskload_ps(scales + n, k));
-    __m256 rs = _mm256_maskload_ps(row_sums + n, k);
-    __m256 b = bias ? _mm256_maskload_ps(bias + n, k) : _mm256_setzero_ps();
-    for (int r = 0; r < R; r++) {
-        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc[2 * r + which]), s);
-        v = _mm256_fmadd_ps(_mm256_set1_ps(a[r]), rs, v);
-        v = bias ? _mm256_fmadd_ps(v, _mm256_set1_ps(span[r]), b) : _mm256_mul_ps(v, _mm256_set1_ps(span[r]));
-        _mm256_maskstore_ps(y + (size_t)r * ldy + n, k, v);
-    }
-}
 #endif
 #ifndef DYN8V_X_BYTES
 #define DYN8V_X_BYTES (384L * 1024)
 #endif
+/* y for up to D8V_ROWS outputs from n (count of them valid) of R rows: dyn8_finish's operations */
+static inline void dyn8v_finish(const d8w *acc, int R, long n, long count, float xscale,
+                                const float *a, const float *span, const float *scales,
+                                const float *row_sums, const float *bias, float *y, long ldy,
+                                int which) {
+    d8m k = D8F_MASK(count);
+    d8f s = D8F_MUL(D8F_SET1(xscale), D8F_LOAD(k, scales + n));
+    d8f rs = D8F_LOAD(k, row_sums + n);
+    d8f b = bias ? D8F_LOAD(k, bias + n) : D8F_ZERO();
+    for (int r = 0; r < R; r++) {
+        d8f v = D8F_MUL(D8F_CVT(acc[2 * r + which]), s);
+        v = D8F_FMADD(D8F_SET1(a[r]), rs, v);
+        v = bias ? D8F_FMADD(v, D8F_SET1(span[r]), b) : D8F_MUL(v, D8F_SET1(span[r]));
+        D8F_STORE(y + (size_t)r * ldy + n, k, v);
+    }
+}
+
 static inline __attribute__((always_inline)) void dyn8v_block(
         const uint8_t *xq, long Kp, int R, const int8_t *p0, const int8_t *p1, long quads,
         d8w acc[D8V_XROWS][2]) {
