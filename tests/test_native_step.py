@@ -282,7 +282,7 @@ def test_int8_dynamic_decodes_in_c_with_the_python_plans_numbers(dynamic, batch,
     native = dynamic.generate(prompts, **settings)
     assert spy.calls == 7
     if path == "vnni order":
-        assert dynamic.model.layers[0].mlp.down_proj.vnni_copy() is not None
+        assert dynamic.model.layers[0].mlp.down_proj.vnni_form() is not None
     monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
     plan = dynamic.generate(prompts, **settings)
     assert spy.calls == 7

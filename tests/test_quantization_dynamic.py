@@ -554,7 +554,7 @@ def test_vnni_order_form_gives_the_same_numbers(monkeypatch):
                 got = layer(x)
                 assert "codes" not in layer._buffers and "vnni_codes" in layer._buffers
                 assert torch.equal(layer.codes, codes)  # unpacked on access
-                direct = kernels.dyn8v_mm(x, layer.vnni_copy(), out_features, layer.scales,
+                direct = kernels.dyn8v_mm(x, layer.vnni_form(), out_features, layer.scales,
                                           layer._row_sums.view(-1), layer._bias, threads=2)
                 monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
                 monkeypatch.setattr(dynamic, "_onednn_state", False)
@@ -565,7 +565,7 @@ def test_vnni_order_form_gives_the_same_numbers(monkeypatch):
     fresh = DynamicInt8Linear.from_weight(torch.randn(64, 1536) * 0.05)
     before = sum(b.numel() for b in fresh.buffers())
     fresh(torch.randn(600, 1536))
-    assert fresh._packed is None and fresh.vnni_copy() is not None  # no FBGEMM copy
+    assert fresh._packed is None and fresh.vnni_form() is not None  # no FBGEMM copy
     assert sum(b.numel() for b in fresh.buffers()) == before  # the form replaced the codes
 
 

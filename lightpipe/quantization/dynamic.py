@@ -2,10 +2,10 @@
 int8 activations (quantized per call, one scale and offset per row), for compute-bound work:
 encoders (BERT-like embedders, Whisper's encoder), prefill and batched decoding.
 
-The kernel is lightpipe's own (``kernels.dyn8_mm`` / ``dyn8v_mm``) wherever its C library builds:
-every product, on the AMX tiles or from the weight in VNNI order (see DYN8_ROWS_AMX,
-DYN8_ROWS_VNNI); else torch's own ``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized engine) with the passes below: it
-quantizes the activations, multiplies in int8 with int32 accumulation, and writes float32. Both
+The kernel is lightpipe's own (``kernels.dyn8_mm`` / ``dyn8v_mm``) wherever its C library
+builds: every product, on the AMX tiles or from the weight in VNNI order (see DYN8_ROWS_AMX,
+DYN8_ROWS_VNNI); else torch's own ``quantized::linear_dynamic`` (FBGEMM, the ``x86`` quantized
+engine) with the passes below: it quantizes the activations, multiplies in int8 with int32 accumulation, and writes float32. Both
 compute the same numbers, bit for bit (dyn8 reproduces FBGEMM's per-call scale and its float
 operations). Measured on this AVX2 machine (no VNNI; notes of issue 18): about 2x
 float32's MKL GEMM on MiniLM- and Whisper-tiny-sized layers, where ``torch._int_mm`` (its CPU
@@ -97,6 +97,8 @@ ONEDNN_FROM_ROWS = 128
 # weights in cache: 1 row 2.9-4.3x, 2 rows 2.0-3.4x, 5 rows 1.2-2.7x, 8 rows 1.1-2.0x, 16 rows
 # 0.9-1.6x; SmolLM2's output layer (49k x 576) 1.16x at 1-5 rows, 0.9x at 8 - but 1.06x / 1.03x
 # (1 / 2 threads) at 8 in a whole batch-8 decode, where its weight comes from memory.
+# (With the AMX path and the VNNI-order form both off - tests force that - this row layout
+# takes up to DYN8_ROWS rows and FBGEMM the rest.)
 DYN8_ROWS = 8
 # With the AMX tiles (kernels.amx_usable(): dyn8 multiplies 4 rows or more on them) every
 # product: against the FBGEMM path / oneDNN's AMX kernel (1 thread, weights in cache, layers of
@@ -142,7 +144,7 @@ def vnni_order() -> bool:
 
 def dyn8_rows(in_features: int, out_features: int) -> int:
     """The most rows a layer's product sends to dyn8: DYN8_ROWS_AMX where the AMX path takes
-    it, DYN8_ROWS_VNNI on an AVX-512 VNNI build, else DYN8_ROWS."""
+    it, DYN8_ROWS_VNNI with the VNNI-order form, else (both forced off) DYN8_ROWS."""
     if amx_takes(in_features, out_features):
         return DYN8_ROWS_AMX
     return DYN8_ROWS_VNNI if vnni_order() else DYN8_ROWS
@@ -301,17 +303,17 @@ class DynamicInt8Linear(QuantizedLinear):
 
     def _dyn8(self, x: torch.Tensor):
         """Whether this product goes to dyn8 (see dyn8_rows): False if not, else the VNNI-order
-        copy it multiplies with (None: the codes' own rows)."""
+        form it multiplies with (None: the codes' own rows)."""
         if x.device.type != "cpu" or self.in_features % 4 or not kernels.available():
             return False
         if x.shape[0] > dyn8_rows(self.in_features, self.out_features):
             return False
-        return self.vnni_copy()
+        return self.vnni_form()
 
     def _row_sums_flat(self) -> torch.Tensor:
         return self._row_sums.view(-1)
 
-    def vnni_copy(self) -> torch.Tensor | None:
+    def vnni_form(self) -> torch.Tensor | None:
         """The weight in VNNI order for dyn8v, or None where the AMX path takes this layer or
         the build has no VNNI-order kernel. Made at the first need, it replaces the row-order
         codes (buffer ``vnni_codes`` for ``codes``; ``self.codes`` is then unpacked on access,

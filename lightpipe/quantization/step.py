@@ -309,7 +309,7 @@ def _product(layer, offset: int) -> list[int] | None:
     if isinstance(layer, DynamicInt8Linear):
         if layer.in_features % 4:
             return None
-        vnni = layer.vnni_copy()  # (the VNNI-order form replaces the row-order codes)
+        vnni = layer.vnni_form()  # (the VNNI-order form replaces the row-order codes)
         codes = layer.codes if vnni is None else vnni
         tensors = [codes, layer.scales, layer._row_sums] + [layer._bias] * (layer._bias is not None)
         if (any(t.dtype != d for t, d in zip(tensors, (torch.int8,) + (torch.float32,) * 3))
