@@ -57,12 +57,14 @@ PROMPTS = [
 ]
 ALL_SIDES = ("ct2 float32", "ct2 int8", "lightpipe float32", "lightpipe int8",
              "lightpipe int8:lm_head", "lightpipe int8:lm_head+a8", "lightpipe int8-dynamic",
-             "lightpipe int8-dynamic:lm_head")
+             "lightpipe int8-dynamic:lm_head", "lightpipe int4:lm_head")
 LIGHTPIPE_QUANT = {"lightpipe float32": None, "lightpipe int8": "int8",
                    "lightpipe int8:lm_head": "int8:lm_head",
                    "lightpipe int8:lm_head+a8": "int8:lm_head+a8",
                    "lightpipe int8-dynamic": "int8-dynamic",
-                   "lightpipe int8-dynamic:lm_head": "int8-dynamic:lm_head"}
+                   "lightpipe int8-dynamic:lm_head": "int8-dynamic:lm_head",
+                   # fewer bytes than either int8: what batch 1 at the memory wall needs
+                   "lightpipe int4:lm_head": "int4:lm_head"}
 
 
 def float_folder(name: str, gguf: Path, cache: Path) -> Path:

@@ -295,7 +295,7 @@ def test_int8_dynamic_decodes_in_c_with_the_python_plans_numbers(dynamic, batch,
         assert ours <= 1.5 * theirs + 1e-4 * reference.abs().max()
 
 
-def test_switched_off_and_float_models_build_nothing(pair, monkeypatch, tmp_path_factory):
+def test_switched_off_and_16_bit_models_build_nothing(pair, monkeypatch, tmp_path_factory):
     model, _ = pair
     monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
     model.begin_decode()
@@ -305,17 +305,78 @@ def test_switched_off_and_float_models_build_nothing(pair, monkeypatch, tmp_path
         model.end_decode()
     monkeypatch.delenv("LIGHTPIPE_NATIVE_STEP")
     folder, _ = build(tmp_path_factory, "llama")
-    dense = lightpipe.AutoModelForCausalLM.from_pretrained(folder)
+    half = lightpipe.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16)
 
     def refuse():
-        raise AssertionError("a float model must not build the kernels")
+        raise AssertionError("a 16-bit model must not build the kernels")
 
     monkeypatch.setattr(kernels, "available", refuse)
-    dense.begin_decode()
+    half.begin_decode()
     try:
-        assert dense.model.native_step is None
+        assert half.model.native_step is None
     finally:
-        dense.end_decode()
+        half.end_decode()
+
+
+@pytest.fixture(scope="module", params=["qwen2", "llama", "qwen3"])
+def dense_pair(request, tmp_path_factory):
+    """Our float32 model and the reference, the same checkpoint."""
+    folder, reference = build(tmp_path_factory, request.param)
+    return lightpipe.AutoModelForCausalLM.from_pretrained(folder), reference
+
+
+def test_float32_models_decode_in_c_and_match_reference(dense_pair, monkeypatch):
+    """A float32 model's steps run in C too (kernels.f32_mm reads each weight as it is): the
+    reference's greedy tokens and scores (another summation order: ~1e-6), batch 1 and a left-
+    padded batch of 2; the Python plan's tokens; 2 threads give the 1-thread numbers exactly."""
+    model, reference = dense_pair
+    spy = Spy(monkeypatch)
+    steps = 12
+    prompts = torch.tensor([[5, 17, 99, 3, 150, 42, 8], [0, 0, 0, 7, 61, 23, 140]])
+    mask = torch.tensor([[1] * 7, [0, 0, 0, 1, 1, 1, 1]])
+    for ids, attention in ((PROMPT, None), (prompts, mask)):
+        kwargs = dict(max_new_tokens=steps, do_sample=False, output_scores=True,
+                      return_dict_in_generate=True, pad_token_id=0)
+        if attention is not None:
+            kwargs["attention_mask"] = attention
+        calls = spy.calls
+        ours = model.generate(ids, **kwargs)
+        theirs = reference.generate(ids, **kwargs)
+        assert spy.calls - calls == steps - 1
+        assert torch.equal(ours.sequences, theirs.sequences)
+        for got, want in zip(ours.scores, theirs.scores):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    runs = {}
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(step, "PARALLEL_FROM", 1)  # split even these tiny products
+    try:
+        for name, flag, count in (("python", "0", 1), ("c1", "1", 1), ("c2", "1", 2)):
+            monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", flag)
+            torch.set_num_threads(count)
+            runs[name] = model.generate(prompts, attention_mask=mask, max_new_tokens=10,
+                                        do_sample=False, output_scores=True,
+                                        return_dict_in_generate=True, pad_token_id=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs["python"].sequences, runs["c1"].sequences)
+    for got, want in zip(runs["c2"].scores, runs["c1"].scores):
+        assert torch.equal(got, want)
+
+
+def test_f32_mm_matches_f_linear():
+    """kernels.f32_mm (the C step's float32 product): F.linear's numbers to float rounding, for
+    inputs not a multiple of the vector width (masked tails), 1-9 rows, weight rows not a
+    multiple of 4, a bias or none, 1 and 2 threads."""
+    torch.manual_seed(21)
+    for out_features, in_features in ((576, 576), (37, 100), (5, 3), (3, 1537), (64, 16)):
+        weight, bias = torch.randn(out_features, in_features), torch.randn(out_features)
+        for rows in (1, 2, 3, 4, 5, 9):
+            x = torch.randn(rows, in_features)
+            for b in (None, bias):
+                want = torch.nn.functional.linear(x, weight, b)
+                for threads in (1, 2):
+                    got = kernels.f32_mm(x, weight, b, threads=threads)
+                    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
 
 
 def test_thread_chooser_keeps_the_faster_count():

@@ -1550,3 +1550,91 @@ void dyn8_mm(const float *x, long M, long K, const int8_t *codes, const float *s
     dyn8_rows(xq, xscale, a, span, M, K, Kp, codes, scales, row_sums, bias, N, y, ldy, threads);
     free(xq);
 }
+
+/* ---- float32 products of a few rows (the C decode step's float32 layers): y[m, n] (row stride
+   ldy) = x[m] . w[n] + bias[n] for M rows of x (K inputs) and the (N, K) float32 weight as it
+   is (no packed copy). Blocks of 4 weight rows times up to 4 rows of x, 16 accumulators of 16
+   (AVX-512) or 8 floats, the weight prefetched ahead; the sums reduced per block at the end.
+   Measured against MKL's F.linear on SmolLM2-shaped layers streamed from memory (1 thread): 1-2
+   rows 1.06-1.1x, 4 rows 1.7x, 8 rows 1.9x. ---- */
+#if defined(__AVX512F__)
+typedef __m512 f32v;
+#define F32_WIDTH 16
+#define F32_LOAD(p) _mm512_loadu_ps(p)
+#define F32_TAIL(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1), (p))
+#define F32_FMADD(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define F32_ZERO() _mm512_setzero_ps()
+#define F32_SUM(v) _mm512_reduce_add_ps(v)
+#else
+typedef __m256 f32v;
+#define F32_WIDTH 8
+#define F32_LOAD(p) _mm256_loadu_ps(p)
+#define F32_TAIL(p, n) _mm256_maskload_ps((p), _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), \
+                                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)))
+#define F32_FMADD(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define F32_ZERO() _mm256_setzero_ps()
+#define F32_SUM(v) hsum8(v)
+#endif
+
+static inline __attribute__((always_inline)) void f32_block(
+        const float *x, long K, int R, const float *w, int NR, float sums[4][4]) {
+    f32v acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < NR; j++) acc[r][j] = F32_ZERO();
+    long k = 0;
+    for (; k + F32_WIDTH <= K; k += F32_WIDTH) {
+        f32v wv[4];
+        for (int j = 0; j < NR; j++) {
+            PREFETCH_W(w + (size_t)j * K + k);
+            wv[j] = F32_LOAD(w + (size_t)j * K + k);
+        }
+        for (int r = 0; r < R; r++) {
+            f32v xv = F32_LOAD(x + (size_t)r * K + k);
+            for (int j = 0; j < NR; j++) acc[r][j] = F32_FMADD(xv, wv[j], acc[r][j]);
+        }
+    }
+    if (k < K) {  /* the last K % F32_WIDTH inputs, masked */
+        long n = K - k;
+        f32v wv[4];
+        for (int j = 0; j < NR; j++) wv[j] = F32_TAIL(w + (size_t)j * K + k, n);
+        for (int r = 0; r < R; r++) {
+            f32v xv = F32_TAIL(x + (size_t)r * K + k, n);
+            for (int j = 0; j < NR; j++) acc[r][j] = F32_FMADD(xv, wv[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < NR; j++) sums[r][j] = F32_SUM(acc[r][j]);
+}
+
+void f32_mm(const float *x, long M, long K, const float *w, long N, const float *bias, float *y,
+            long ldy, int threads) {
+    long blocks = (N + 3) / 4;
+    long chunk = blocks / (4L * threads) > 0 ? blocks / (4L * threads) : 1;
+    #pragma omp parallel for schedule(dynamic, chunk) num_threads(threads) if (threads > 1)
+    for (long blk = 0; blk < blocks; blk++) {
+        long n = blk * 4;
+        int NR = N - n >= 4 ? 4 : (int)(N - n);
+        const float *wn = w + (size_t)n * K;
+        float sums[4][4];
+        for (long m = 0; m < M; m += 4) {
+            int R = M - m >= 4 ? 4 : (int)(M - m);
+            const float *xm = x + (size_t)m * K;
+            /* R and NR as constants in each call: the loops unroll */
+            #define F32_BLOCK(NRC) switch (R) { \
+                case 4: f32_block(xm, K, 4, wn, NRC, sums); break; \
+                case 3: f32_block(xm, K, 3, wn, NRC, sums); break; \
+                case 2: f32_block(xm, K, 2, wn, NRC, sums); break; \
+                default: f32_block(xm, K, 1, wn, NRC, sums); }
+            switch (NR) {
+                case 4: F32_BLOCK(4) break;
+                case 3: F32_BLOCK(3) break;
+                case 2: F32_BLOCK(2) break;
+                default: F32_BLOCK(1)
+            }
+            #undef F32_BLOCK
+            for (int r = 0; r < R; r++)
+                for (int j = 0; j < NR; j++)
+                    y[(size_t)(m + r) * ldy + n + j] = sums[r][j] + (bias ? bias[n + j] : 0.f);
+        }
+    }
+}

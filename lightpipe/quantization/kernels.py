@@ -241,6 +241,8 @@ def _load() -> str:
     library.dyn8_mm.restype = None
     library.dyn8v_mm.argtypes = library.dyn8_mm.argtypes
     library.dyn8v_mm.restype = None
+    library.f32_mm.argtypes = [p, long, long, p, long, p, p, long, i]
+    library.f32_mm.restype = None
     library.dyn8_pack.argtypes = [p, long, long, p, i]
     library.dyn8_pack.restype = None
     library.dyn8v_block_rows.argtypes = []
@@ -387,6 +389,20 @@ def dyn8_pack(codes: torch.Tensor) -> torch.Tensor:
     _loaded().dyn8_pack(codes.data_ptr(), out_features, in_features, packed.data_ptr(),
                         _threads(codes.numel() * 8))
     return packed
+
+
+def f32_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           threads: int | None = None) -> torch.Tensor:
+    """(rows, in) float32 x times the (out, in) float32 weight (+ bias) -> (rows, out): the C
+    decode step's float32 product (kernels.c f32_mm), for a few rows. Call only when
+    ``available()``."""
+    rows, in_features = x.shape
+    out_features = weight.shape[0]
+    out = torch.empty(rows, out_features, dtype=torch.float32)
+    _loaded().f32_mm(x.data_ptr(), rows, in_features, weight.data_ptr(), out_features,
+                     _pointer(bias), out.data_ptr(), out_features,
+                     threads or _threads(rows * out_features * in_features))
+    return out
 
 
 def dyn8_unpack(packed: torch.Tensor, out_features: int, in_features: int) -> torch.Tensor:

@@ -117,11 +117,14 @@ def test_unsupported_rope_kind_is_a_clear_error(decoder, tmp_path):
                                          "sliding_attention": {"rope_type": "default",
                                                                "rope_theta": 2000.0}}}),
 ])
-def test_lean_decoding_step_equals_the_layers(decoder, model_type, overrides):
+def test_lean_decoding_step_equals_the_layers(decoder, model_type, overrides, monkeypatch):
     """generate()'s one-token steps skip the module calls (``_decode_one``): on a left-padded
     batch their logits are exactly the layers', step after step; generate() uses that path and
-    drops its plan when done."""
+    drops its plan when done. (The C step, which float32 Llama-shaped models take where the
+    kernels build, is off here: tests/test_native_step.py checks it.)"""
     from lightpipe.models import llama
+
+    monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
 
     model = lightpipe.AutoModelForCausalLM.from_pretrained(decoder(model_type, **overrides))
     model.pack_linear_weights()
