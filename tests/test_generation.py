@@ -347,9 +347,11 @@ def test_prompt_longer_than_positions(decoder, caplog):
     assert llama.generate(torch.full((1, 126), 10), max_new_tokens=4).shape == (1, 130)
 
 
-def test_packed_cpu_weights_give_the_same_tokens_and_follow_edits(decoder):
-    """generate() on the CPU keeps a oneDNN-layout copy of the linear weights: the same
+def test_packed_cpu_weights_give_the_same_tokens_and_follow_edits(decoder, monkeypatch):
+    """generate() on the CPU keeps a oneDNN-layout copy of the linear weights for the Python
+    plan (the C step, off here, reads them as they are: tests/test_native_step.py): the same
     tokens as without it, dropped when a weight changes, freed by unpack_linear_weights."""
+    monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
     folder = decoder("llama")
     model = lightpipe.AutoModelForCausalLM.from_pretrained(folder)
     inputs = prompts(folder, TEXTS)

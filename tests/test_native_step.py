@@ -431,3 +431,24 @@ def test_thread_chooser_times_again_when_tokens_slow_down():
         threads = chooser.next()
         chooser.record(threads, seconds[threads])
     assert chooser.chosen == 1 and chooser.left == 8  # a changed choice: the first span again
+
+
+def test_float32_models_decoded_in_c_keep_no_packed_copies(dense_pair, monkeypatch):
+    """generate() packs a float model's weights into oneDNN's layout for the Python plan; where
+    the C step decodes (it reads the weights as they are) it does not: no second copy."""
+    from lightpipe.models.linear import PackableLinear
+
+    model, _ = dense_pair
+
+    def packed():
+        return [m for m in model.modules() if isinstance(m, PackableLinear) and m.packed_weight() is not None]
+
+    model.unpack_linear_weights()
+    model.generate(PROMPT, max_new_tokens=3, do_sample=False)
+    assert packed() == []
+    monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
+    try:
+        model.generate(PROMPT, max_new_tokens=3, do_sample=False)
+        assert packed()  # the Python plan's products read the packed copies
+    finally:
+        model.unpack_linear_weights()

@@ -417,6 +417,20 @@ class LlamaForCausalLM(GenerationMixin, LlamaPreTrainedModel):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
 
+    def pack_linear_weights(self) -> None:
+        """As GenerationMixin's, except where the C step will decode (``quantization.step``): it
+        reads each float32 weight as it is, and oneDNN's packed copies would then only serve
+        the prefill (~2% faster on a 512-token SmolLM2 prompt, for ~500 MB more memory)."""
+        from ..quantization.step import DecodeStep
+
+        plan = self.model.make_decode_plan()
+        if isinstance(plan, list):
+            step = DecodeStep.build(self.model, plan)
+            if step is not None:
+                step.close()
+                return
+        super().pack_linear_weights()
+
     def begin_decode(self) -> None:
         from ..quantization.step import DecodeStep
 
