@@ -452,3 +452,25 @@ def test_float32_models_decoded_in_c_keep_no_packed_copies(dense_pair, monkeypat
         assert packed()  # the Python plan's products read the packed copies
     finally:
         model.unpack_linear_weights()
+
+
+@pytest.mark.parametrize("skip", ["q_proj", "o_proj"])
+def test_partly_quantized_models_decode_right(skip, tmp_path_factory, monkeypatch):
+    """Projections left in float by a skip list: a q/k/v group partly float builds no C step
+    (the Python plan runs); a float o_proj beside quantized groups is one more product kind in
+    the C step. Either way the Python plan's tokens and scores."""
+    from lightpipe.quantization import QuantizationSpec
+
+    folder, _ = build(tmp_path_factory, "llama")
+    model = lightpipe.AutoModelForCausalLM.from_pretrained(
+        folder, quantization=QuantizationSpec("int4", group_size=32, skip=(skip,),
+                                              compute_dtype=torch.float32))
+    spy = Spy(monkeypatch)
+    kwargs = dict(max_new_tokens=8, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    got = model.generate(PROMPT, **kwargs)
+    assert spy.calls == (7 if skip == "o_proj" else 0)
+    monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
+    want = model.generate(PROMPT, **kwargs)
+    assert torch.equal(got.sequences, want.sequences)
+    for a, b in zip(got.scores, want.scores):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())

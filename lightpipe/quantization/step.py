@@ -367,7 +367,10 @@ def _products(parts: list, sizes: list[int]) -> list[list[int]] | None:
     layer, else one product each (float32 weights: each as it is); padded with empty products
     to ``len(parts)``."""
     layers = [part[0] for part in parts]
-    if all(isinstance(layer, torch.Tensor) for layer in layers):  # (weight, bias, packed)
+    floats = [isinstance(layer, torch.Tensor) for layer in layers]  # parts (weight, bias, packed)
+    if any(floats) and not all(floats):  # a group partly float, partly quantized (a skip list)
+        return None
+    if all(floats):
         products, offset = [], 0
         for (weight, bias, _), size in zip(parts, sizes):
             product = _float_product(weight, bias, offset)
