@@ -1323,7 +1323,7 @@ static inline __attribute__((always_inline)) void dyn8v_block(
     }
 }
 
-/* M rows of codes (Kp apart) times the VNNI-order copy P of N weight rows (K a multiple of 4;
+/* M rows of codes (Kp apart) times the VNNI-order form P of N weight rows (K a multiple of 4;
    P holds ceil(N / D8V_ROWS) blocks, zero rows past N) */
 static void dyn8v_rows(const uint8_t *xq, float xscale, const float *a, const float *span, long M,
                        long K, long Kp, const int8_t *P, const float *scales, const float *row_sums,

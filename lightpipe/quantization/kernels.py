@@ -414,7 +414,7 @@ def dyn8_unpack(packed: torch.Tensor, out_features: int, in_features: int) -> to
 def dyn8v_mm(x: torch.Tensor, packed: torch.Tensor, out_features: int, scales: torch.Tensor,
              row_sums: torch.Tensor, bias: torch.Tensor | None = None,
              threads: int | None = None) -> torch.Tensor:
-    """dyn8_mm from the VNNI-order copy (``dyn8_pack``): the same numbers, bit for bit. Call only
+    """dyn8_mm from the VNNI-order form (``dyn8_pack``): the same numbers, bit for bit. Call only
     when ``vnni_order_usable()``."""
     rows, in_features = x.shape
     out = torch.empty(rows, out_features, dtype=torch.float32)

@@ -67,7 +67,7 @@ static void step_product(const Product *p, const float *x, long M, long K, float
         f32_mm(x, M, K, (const float *)p->w, p->n, (const float *)p->bias, out + p->offset, ldo, threads);
         return;
     }
-    if (p->kind == 9) {  /* rows_pad: the weight's VNNI-order copy, or 0 (the rows as they are) */
+    if (p->kind == 9) {  /* rows_pad: the weight's VNNI-order form, or 0 (the rows as they are) */
         (p->rows_pad ? dyn8v_mm : dyn8_mm)(x, M, K, (const int8_t *)(p->rows_pad ? p->rows_pad : p->w),
                 (const float *)p->s, (const float *)p->group, (const float *)p->bias, p->n,
                 out + p->offset, ldo, threads);
