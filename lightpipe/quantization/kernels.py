@@ -191,6 +191,8 @@ def _build(compiler: list[str], amx: bool = True) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("lightpipe: compiling its C kernels once for this CPU (a few seconds; cached in %s)",
+                target.parent)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         source = Path(work) / "kernels.c"
         source.write_text(full_source())
