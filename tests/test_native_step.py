@@ -474,3 +474,37 @@ def test_partly_quantized_models_decode_right(skip, tmp_path_factory, monkeypatc
     assert torch.equal(got.sequences, want.sequences)
     for a, b in zip(got.scores, want.scores):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("rotary", [1.0, 0.5])
+def test_phi3_fused_products_decode_in_c(rotary, tmp_path_factory, monkeypatch):
+    """Phi-3's fused q/k/v and gate/up layers are one product each in the C step (their outputs
+    are already [q | k | v] and [gate | up]): float32 and int4 models decode there with the
+    reference's tokens (float32) and the Python plan's numbers (int4). A rotation over part of
+    each head (Phi-4-mini's partial_rotary_factor) stays in Python."""
+    torch.manual_seed(0)
+    config = transformers.Phi3Config(
+        vocab_size=200, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        partial_rotary_factor=rotary, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        tie_word_embeddings=False)
+    reference = transformers.Phi3ForCausalLM(config).eval()
+    folder = tmp_path_factory.mktemp("phi3") / str(rotary)
+    reference.save_pretrained(folder)
+    kwargs = dict(max_new_tokens=8, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    steps = 7 if rotary == 1.0 else 0
+    spy = Spy(monkeypatch)
+    dense = lightpipe.AutoModelForCausalLM.from_pretrained(folder)
+    got, want = dense.generate(PROMPT, **kwargs), reference.generate(PROMPT, **kwargs)
+    assert spy.calls == steps
+    assert torch.equal(got.sequences, want.sequences)
+    for a, b in zip(got.scores, want.scores):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item())
+    quantized = lightpipe.AutoModelForCausalLM.from_pretrained(folder, quantization="int4:g32:fp32")
+    got = quantized.generate(PROMPT, **kwargs)
+    assert spy.calls == 2 * steps
+    monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", "0")
+    want = quantized.generate(PROMPT, **kwargs)
+    assert torch.equal(got.sequences, want.sequences)
+    for a, b in zip(got.scores, want.scores):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())

@@ -4,7 +4,8 @@ A quantized small model's step is mostly overhead around the products (SmolLM2-1
 layers: ~1,700 torch calls a token, ~18 ms of a 34 ms token on one thread, where llama.cpp
 spends 14 ms on the whole token). For greedy/sampled decoding of the plain Llama shape
 (RMSNorm, RoPE, grouped-query attention, SwiGLU, optional per-head query/key RMSNorms; Llama,
-SmolLM2, Qwen2, Qwen3, Mistral with its window) with every projection quantized (``Int4Linear``
+SmolLM2, Qwen2, Qwen3, Mistral with its window, Phi-3 with its fused q/k/v and gate/up layers -
+one product each - where RoPE turns whole heads) with every projection quantized (``Int4Linear``
 / ``Int8Linear`` / ``Int5Linear``, ``DynamicInt8Linear``, or fused groups of them) or float32
 (the weight as it is, ``kernels.f32_mm``: real SmolLM2-135M float32 at batch 1, 26.8 -> 34.9
 tok/s at 1 thread, 38 -> 62 at 2) and float32 activations, this module runs each layer's maths in C - norm, q/k/v product, RoPE, the cache
@@ -367,6 +368,17 @@ def _products(parts: list, sizes: list[int]) -> list[list[int]] | None:
     layer, else one product each (float32 weights: each as it is); padded with empty products
     to ``len(parts)``."""
     layers = [part[0] for part in parts]
+    if len(parts) == 1 and len(sizes) > 1:  # one layer computes them all (Phi-3's qkv, gate_up)
+        layer, bias, packed = parts[0]
+        if isinstance(layer, torch.Tensor):
+            product, rows = _float_product(layer, bias, 0), layer.shape[0]
+        elif bias is None and packed is None and not isinstance(layer, FusedPart):
+            product, rows = _product(layer, 0), layer.out_features
+        else:
+            return None
+        if product is None or rows != sum(sizes):
+            return None
+        return [product] + [[0] * PRODUCT_LONGS] * (len(sizes) - 1)
     floats = [isinstance(layer, torch.Tensor) for layer in layers]  # parts (weight, bias, packed)
     if any(floats) and not all(floats):  # a group partly float, partly quantized (a skip list)
         return None
@@ -415,7 +427,7 @@ class DecodeStep:
 
     @classmethod
     def build(cls, model, plan) -> "DecodeStep | None":
-        from ..models import llama
+        from ..models import llama, phi3
 
         first = plan[0][13][0][0] if plan else None
         if not (isinstance(first, QuantizedLinear)
@@ -432,17 +444,21 @@ class DecodeStep:
             return None
         layer_longs, eps, scale, inner = [], None, None, None
         windows = {layer[4] for layer in plan}
+        # Phi-3's rotation over a part of each head: the C step's RoPE turns whole heads
+        whole = (getattr(config, "partial_rotary_factor", None) or 1.0) == 1.0
+        ropes = (llama.rotate, phi3.rotate_part) if whole else (llama.rotate,)
         for (norm_1, norm_2, post_1, post_2, window, kind, dim, attend, act, q_norm, k_norm, rope,
              sizes, qkv, o_proj, gate_up, down) in plan:
             attention = getattr(attend, "__self__", None)
             # a window is fine: once it comes in reach the mask is not None and the Python plan runs
             head_norms = [norm for norm in (q_norm, k_norm) if norm is not None]
+            fused_qkv = [heads * head_dim] + [kv_heads * head_dim] * 2
             if (post_1 is not None or post_2 is not None or kind is not None
-                    or len(head_norms) == 1 or sizes is not None
+                    or len(head_norms) == 1 or (sizes is not None and list(sizes) != fused_qkv)
                     or any(type(norm) is not llama.RMSNorm or norm.eps != norm_1.eps
                            or norm.weight.dtype != torch.float32 or norm.weight.numel() != head_dim
                            for norm in head_norms)
-                    or rope is not llama.rotate or act is not F.silu or dim != head_dim
+                    or rope not in ropes or act is not F.silu or dim != head_dim
                     or getattr(attend, "__func__", None) is not llama.LlamaAttention.attend
                     or type(norm_1) is not llama.RMSNorm or type(norm_2) is not llama.RMSNorm
                     or attention.groups != heads // kv_heads):
@@ -454,15 +470,17 @@ class DecodeStep:
                 eps, scale = norm_1.eps, attention.scale
             if norm_1.eps != eps or norm_2.eps != eps or attention.scale != scale:
                 return None
-            gate = gate_up[0][0] if len(gate_up) == 2 else None
-            layer_inner = (None if gate is None else gate.shape[0] if isinstance(gate, torch.Tensor)
-                           else gate.out_features)
+            gate, halves = gate_up[0][0], len(gate_up) == 1  # one layer: [gate | up] (Phi-3)
+            rows = gate.shape[0] if isinstance(gate, torch.Tensor) else gate.out_features
+            layer_inner = rows // 2 if halves and rows % 2 == 0 else None if halves else rows
+            if len(gate_up) > 2:
+                layer_inner = None
             inner = inner or layer_inner
             if layer_inner is None or layer_inner != inner:
                 return None
             longs = [norms[0].data_ptr(), norms[1].data_ptr(), 0, 0, 0,
                      *(norm.weight.data_ptr() for norm in head_norms)] + [0, 0][:2 - len(head_norms)]
-            for products in (_products(qkv, [heads * head_dim] + [kv_heads * head_dim] * 2),
+            for products in (_products(qkv, fused_qkv),
                              _products([o_proj], [hidden]),
                              _products(gate_up, [inner, inner]),
                              _products([down], [hidden])):
