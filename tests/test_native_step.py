@@ -508,3 +508,30 @@ def test_phi3_fused_products_decode_in_c(rotary, tmp_path_factory, monkeypatch):
     assert torch.equal(got.sequences, want.sequences)
     for a, b in zip(got.scores, want.scores):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+def test_few_float32_rows_use_the_c_product_only_where_it_is_loaded(monkeypatch):
+    """models.linear.linear(): float32 products of up to F32_ROWS rows go to kernels.f32_mm (the
+    output layer after a C step, a Whisper beam's layers) with F.linear's numbers to rounding;
+    more rows, another dtype, or a library not loaded yet (it is never built for this: a cold
+    start stays cold) keep the old path."""
+    from lightpipe.models import linear as L
+
+    assert kernels.available()  # loaded
+    calls = []
+    real = kernels.f32_mm
+    monkeypatch.setattr(kernels, "f32_mm", lambda *a, **k: calls.append(a[0].shape[0]) or real(*a, **k))
+    torch.manual_seed(22)
+    weight, bias = torch.randn(40, 24), torch.randn(40)
+    for shape in ((24,), (1, 24), (2, 3, 24), (8, 24), (9, 24)):
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            got = L.linear(x, weight, bias)
+        want = torch.nn.functional.linear(x, weight, bias)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert calls == [1, 1, 6, 8]
+    with torch.inference_mode():
+        L.linear(torch.randn(2, 24, dtype=torch.bfloat16), weight.bfloat16())
+        monkeypatch.setattr(kernels, "_library", None)  # as before the first build
+        L.linear(torch.randn(2, 24), weight)
+    assert calls == [1, 1, 6, 8]

@@ -10,6 +10,7 @@ MKL is the faster one for a single float32 row (``_MKL_ONE_ROW``), oneDNN from t
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -61,6 +62,24 @@ def _one_float_row(inputs: torch.Tensor) -> bool:
             and inputs.numel() == inputs.shape[-1])
 
 
+# float32 products of up to this many rows go to lightpipe's C product (kernels.f32_mm, the C
+# decode step's) where that library is already loaded - it is never built for this: 1.1-1.25x
+# oneDNN's from its packed copy at 1-8 rows (Whisper tiny's and SmolLM2's layers, 1 thread),
+# about MKL's at one row, and it needs no packed copy (the output layer after the C step).
+F32_ROWS = 8
+
+
+def _c_rows(inputs: torch.Tensor, weight: torch.Tensor):
+    """kernels.f32_mm's module where it takes this product, else None."""
+    if (inputs.dtype != torch.float32 or weight.dtype != torch.float32 or inputs.dim() < 1
+            or inputs.numel() > F32_ROWS * inputs.shape[-1] or inputs.device.type != "cpu"
+            or weight.device.type != "cpu" or not weight.is_contiguous()
+            or (torch.is_grad_enabled() and (weight.requires_grad or inputs.requires_grad))):
+        return None
+    kernels = sys.modules.get("lightpipe.quantization.kernels")
+    return kernels if kernels is not None and kernels._library is not None else None
+
+
 def _pack(weight: torch.Tensor, batch_size: int | None = None) -> torch.Tensor | None:
     """An (out, in) weight in oneDNN's blocked layout; None where this CPU does not multiply
     its dtype through oneDNN (``linear`` then uses F.linear)."""
@@ -78,6 +97,11 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     in summation order only (~1e-6 relative)."""
     if isinstance(weight, nn.Module):  # a quantized layer's parts() (lightpipe.quantization)
         return weight(inputs)
+    kernels = _c_rows(inputs, weight)
+    if kernels is not None and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous())):
+        rows = inputs.reshape(-1, inputs.shape[-1])
+        out = kernels.f32_mm(rows if rows.is_contiguous() else rows.contiguous(), weight, bias)
+        return out.view(*inputs.shape[:-1], weight.shape[0])
     if (_ONEDNN_LINEAR is not None and inputs.device.type == "cpu"
             and inputs.dtype in _ONEDNN_DTYPES and inputs.dtype == weight.dtype
             and not (torch.is_grad_enabled() and weight.requires_grad)
