@@ -8,9 +8,10 @@ SmolLM2, Qwen2, Qwen3, Mistral with its window, Phi-3 with its fused q/k/v and g
 one product each - where RoPE turns whole heads) with every projection quantized (``Int4Linear``
 / ``Int8Linear`` / ``Int5Linear``, ``DynamicInt8Linear``, or fused groups of them) or float32
 (the weight as it is, ``kernels.f32_mm``: real SmolLM2-135M float32 at batch 1, 26.8 -> 34.9
-tok/s at 1 thread, 38 -> 62 at 2) and float32 activations, this module runs each layer's maths in C - norm, q/k/v product, RoPE, the cache
-write, attention over the cache, o product and residual, norm, gate/up product, SiLU x up,
-down product and residual - calling the products of ``kernels.py`` directly, with the
+tok/s at 1 thread, 38 -> 62 at 2) and float32 activations, this module runs each layer's maths
+in C - norm, q/k/v product, RoPE, the cache write, attention over the cache, o product and
+residual, norm, gate/up product, SiLU x up, down product and residual - calling the products of
+``kernels.py`` directly, with the
 activations each layer chooses (int16 by default, ``kernels.layer_activations``; int8-dynamic
 layers their own per-row 8-bit codes, ``kernels.dyn8_mm``). It is the same maths as the
 Python plan (``LlamaModel._decode_one``) in another summation order (~1e-6 relative; an
