@@ -95,6 +95,23 @@ def test_decodes_in_c_and_matches_reference(pair, monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
+def _plan_and_step_runs(model, monkeypatch, ids, **kwargs) -> dict:
+    """10 greedy tokens with scores from the Python plan ("python") and the C step on 1 and 2
+    threads ("c1", "c2"; even tiny products split)."""
+    runs = {}
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(step, "PARALLEL_FROM", 1)
+    try:
+        for name, flag, count in (("python", "0", 1), ("c1", "1", 1), ("c2", "1", 2)):
+            monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", flag)
+            torch.set_num_threads(count)
+            runs[name] = model.generate(ids, max_new_tokens=10, do_sample=False, output_scores=True,
+                                        return_dict_in_generate=True, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    return runs
+
+
 def test_same_numbers_as_the_python_plan_and_across_threads(pair, monkeypatch):
     """The C step against the Python plan (LIGHTPIPE_NATIVE_STEP=0) on the same model: the
     same maths in another summation order (x quantized to int16 in both, the layers' default:
@@ -102,17 +119,7 @@ def test_same_numbers_as_the_python_plan_and_across_threads(pair, monkeypatch):
     the largest logit); and 2 threads give the 1-thread numbers exactly
     (each output row and each head is computed by one thread)."""
     model, _ = pair
-    runs = {}
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(step, "PARALLEL_FROM", 1)  # split even these tiny products
-    try:
-        for name, flag, count in (("python", "0", 1), ("c1", "1", 1), ("c2", "1", 2)):
-            monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", flag)
-            torch.set_num_threads(count)
-            runs[name] = model.generate(PROMPT, max_new_tokens=10, do_sample=False,
-                                        output_scores=True, return_dict_in_generate=True)
-    finally:
-        torch.set_num_threads(threads)
+    runs = _plan_and_step_runs(model, monkeypatch, PROMPT)
     assert torch.equal(runs["python"].sequences, runs["c1"].sequences)
     for got, want in zip(runs["c1"].scores, runs["python"].scores):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
@@ -272,8 +279,6 @@ def test_int8_dynamic_decodes_in_c_with_the_python_plans_numbers(dynamic, batch,
     dynamic, float_model = dynamic
     assert isinstance(dynamic.model.layers[0].mlp.down_proj, DynamicInt8Linear)
     if path == "vnni order":  # what a CPU without AMX runs: the products from VNNI-order copies
-        if not kernels.vnni_order_usable():
-            pytest.skip("no AVX-512 VNNI build here")
         monkeypatch.setattr(dynamic_module, "_amx", False)
     prompts, mask = (PROMPT, None) if batch == "one" else (BATCH, BATCH_MASK)
     spy = Spy(monkeypatch)
@@ -346,18 +351,7 @@ def test_float32_models_decode_in_c_and_match_reference(dense_pair, monkeypatch)
         assert torch.equal(ours.sequences, theirs.sequences)
         for got, want in zip(ours.scores, theirs.scores):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
-    runs = {}
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(step, "PARALLEL_FROM", 1)  # split even these tiny products
-    try:
-        for name, flag, count in (("python", "0", 1), ("c1", "1", 1), ("c2", "1", 2)):
-            monkeypatch.setenv("LIGHTPIPE_NATIVE_STEP", flag)
-            torch.set_num_threads(count)
-            runs[name] = model.generate(prompts, attention_mask=mask, max_new_tokens=10,
-                                        do_sample=False, output_scores=True,
-                                        return_dict_in_generate=True, pad_token_id=0)
-    finally:
-        torch.set_num_threads(threads)
+    runs = _plan_and_step_runs(model, monkeypatch, prompts, attention_mask=mask, pad_token_id=0)
     assert torch.equal(runs["python"].sequences, runs["c1"].sequences)
     for got, want in zip(runs["c2"].scores, runs["c1"].scores):
         assert torch.equal(got, want)

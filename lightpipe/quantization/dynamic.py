@@ -90,23 +90,17 @@ def _engine() -> str:
 # process (a decoder prefilling a long prompt would otherwise double its int8 weights: the
 # layers past the cap stay on FBGEMM). LIGHTPIPE_ONEDNN=0 keeps FBGEMM everywhere.
 ONEDNN_FROM_ROWS = 128
-# Products of a few rows (decode steps, Whisper's beams) go to lightpipe's own C product
-# (kernels.dyn8_mm: the same codes, integer sums and float operations as FBGEMM and the passes
-# here, bit for bit; no per-call Python passes). Measured against this module's FBGEMM path on
-# a 2-core Xeon (AVX-512 VNNI), 1 thread, layers of Whisper tiny and SmolLM2-135M with the
-# weights in cache: 1 row 2.9-4.3x, 2 rows 2.0-3.4x, 5 rows 1.2-2.7x, 8 rows 1.1-2.0x, 16 rows
-# 0.9-1.6x; SmolLM2's output layer (49k x 576) 1.16x at 1-5 rows, 0.9x at 8 - but 1.06x / 1.03x
-# (1 / 2 threads) at 8 in a whole batch-8 decode, where its weight comes from memory.
-# (With the AMX path and the VNNI-order form both off - tests force that - this row layout
-# takes up to DYN8_ROWS rows and FBGEMM the rest.)
-DYN8_ROWS = 8
+# lightpipe's own C product (kernels.dyn8_mm / dyn8v_mm: the same codes, integer sums and float
+# operations as FBGEMM and the passes here, bit for bit; no per-call Python passes) takes every
+# product where its library builds (bench/RESULTS.md has the way there: a few rows first, then
+# every product with AMX, then without).
 # With the AMX tiles (kernels.amx_usable(): dyn8 multiplies 4 rows or more on them) every
 # product: against the FBGEMM path / oneDNN's AMX kernel (1 thread, weights in cache, layers of
 # MiniLM, Whisper tiny, SmolLM2, Qwen2.5-0.5B): 4-64 rows 2.0-3.4x / -, 65-512 rows 2.0-3.5x /
 # 1.0-2.2x, 1,024-4,096 rows 2.2-3.1x / 1.1-2.0x; only an output layer's size (49k x 576) at
 # 1,024+ rows is 0.89-0.93x oneDNN's, a shape no model here feeds so many rows.
 DYN8_ROWS_AMX = 1 << 40
-# Without AMX (every other x86-64 CPU with AVX2; kernels.vnni_order_usable()): every product,
+# Without AMX (every other x86-64 CPU with AVX2, where the C library builds): every product,
 # from the weight in VNNI order (kernels.dyn8_pack: blocks of 16 rows with AVX-512, 8 with
 # AVX2), which replaces the layer's row-order codes at its first product: one int8 copy, and
 # FBGEMM's is never made. Against the FBGEMM path (weights in cache; MiniLM, Whisper, SmolLM2,
@@ -118,7 +112,6 @@ DYN8_ROWS_AMX = 1 << 40
 # 2 threads 0.93-3.9x. Against dyn8's row layout 1.3-3.2x from 4 rows (1 row: the same).
 DYN8_ROWS_VNNI = 1 << 40
 _amx: bool | None = None
-_vnni: bool | None = None
 ONEDNN_BUDGET = 512 * 1024 * 1024
 _onednn_state: bool | None = None
 _onednn_bytes = 0  # the second copies alive now
@@ -136,18 +129,13 @@ def amx_takes(in_features: int, out_features: int) -> bool:
 def vnni_order() -> bool:
     """Whether layers the AMX path does not take use the VNNI-order form (see DYN8_ROWS_VNNI):
     wherever the C library runs."""
-    global _vnni
-    if _vnni is None:
-        _vnni = kernels.available() and kernels.vnni_order_usable()
-    return _vnni
+    return kernels.available()
 
 
 def dyn8_rows(in_features: int, out_features: int) -> int:
-    """The most rows a layer's product sends to dyn8: DYN8_ROWS_AMX where the AMX path takes
-    it, DYN8_ROWS_VNNI with the VNNI-order form, else (both forced off) DYN8_ROWS."""
-    if amx_takes(in_features, out_features):
-        return DYN8_ROWS_AMX
-    return DYN8_ROWS_VNNI if vnni_order() else DYN8_ROWS
+    """The most rows a layer's product sends to dyn8 (where the C library runs: ``_dyn8``):
+    DYN8_ROWS_AMX where the AMX path takes it, else DYN8_ROWS_VNNI (the VNNI-order form)."""
+    return DYN8_ROWS_AMX if amx_takes(in_features, out_features) else DYN8_ROWS_VNNI
 
 
 def _release(counter: str, size: int) -> None:

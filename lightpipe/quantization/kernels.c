@@ -1080,6 +1080,17 @@ static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq,
     return scale;
 }
 
+/* x's codes (rows Kp apart) in one allocation with a[] and span[] after them (free the codes to
+   free all), their scale in *xscale: dyn8_quantize for dyn8_mm and dyn8v_mm */
+static uint8_t *dyn8_codes(const float *x, long M, long K, long Kp, float **a, float **span,
+                           float *xscale) {
+    uint8_t *xq = (uint8_t *)malloc((size_t)M * Kp + (size_t)M * 8 + 64);
+    *a = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15);
+    *span = *a + M;
+    *xscale = dyn8_quantize(x, M, K, Kp, xq, *a, *span);
+    return xq;
+}
+
 /* sums[r][j] = sum_k xq[r, k] w[j, k] for R (1-4) rows of codes and NR (1 or 4) weight rows. */
 static inline __attribute__((always_inline)) void dyn8_block(
         const uint8_t *xq, long Kp, int R, const int8_t *w, long K, int NR, int32_t sums[4][4]) {
@@ -1386,9 +1397,8 @@ void dyn8_pack(const int8_t *codes, long N, long K, int8_t *out, int threads) {
 void dyn8v_mm(const float *x, long M, long K, const int8_t *P, const float *scales,
               const float *row_sums, const float *bias, long N, float *y, long ldy, int threads) {
     long Kp = (K + 63) / 64 * 64;
-    uint8_t *xq = (uint8_t *)malloc((size_t)M * Kp + (size_t)M * 8 + 64);
-    float *a = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15), *span = a + M;
-    float xscale = dyn8_quantize(x, M, K, Kp, xq, a, span);
+    float *a, *span, xscale;
+    uint8_t *xq = dyn8_codes(x, M, K, Kp, &a, &span, &xscale);
     dyn8v_rows(xq, xscale, a, span, M, K, Kp, P, scales, row_sums, bias, N, y, ldy, threads);
     free(xq);
 }
@@ -1533,9 +1543,8 @@ long dyn8_amx_from = 4;
 void dyn8_mm(const float *x, long M, long K, const int8_t *codes, const float *scales,
              const float *row_sums, const float *bias, long N, float *y, long ldy, int threads) {
     long Kp = (K + 63) / 64 * 64;
-    uint8_t *xq = (uint8_t *)malloc((size_t)M * Kp + (size_t)M * 8 + 64);
-    float *a = (float *)(((uintptr_t)(xq + M * Kp) + 15) & ~(uintptr_t)15), *span = a + M;
-    float xscale = dyn8_quantize(x, M, K, Kp, xq, a, span);
+    float *a, *span, xscale;
+    uint8_t *xq = dyn8_codes(x, M, K, Kp, &a, &span, &xscale);
 #ifdef DYN8_AMX
     if (K % 64 == 0 && N >= 16 && M >= dyn8_amx_from && dyn8_amx_usable()) {
         long N16 = N / 16 * 16;

@@ -370,11 +370,6 @@ def amx_usable() -> bool:
     return hasattr(library, "dyn8_amx_usable") and bool(library.dyn8_amx_usable())
 
 
-def vnni_order_usable() -> bool:
-    """Whether dyn8v_mm runs: products from the weight in VNNI order (``dyn8_pack``)."""
-    return available()
-
-
 def vnni_block_rows() -> int:
     """The weight rows in a block of the VNNI-order form: 16 (AVX-512 builds) or 8 (AVX2)."""
     return int(_loaded().dyn8v_block_rows())
@@ -417,7 +412,7 @@ def dyn8v_mm(x: torch.Tensor, packed: torch.Tensor, out_features: int, scales: t
              row_sums: torch.Tensor, bias: torch.Tensor | None = None,
              threads: int | None = None) -> torch.Tensor:
     """dyn8_mm from the VNNI-order form (``dyn8_pack``): the same numbers, bit for bit. Call only
-    when ``vnni_order_usable()``."""
+    when ``available()``."""
     rows, in_features = x.shape
     out = torch.empty(rows, out_features, dtype=torch.float32)
     _loaded().dyn8v_mm(x.data_ptr(), rows, in_features, packed.data_ptr(), scales.data_ptr(),
