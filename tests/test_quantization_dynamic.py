@@ -581,3 +581,42 @@ def test_vnni_order_pack_in_c_matches_torch():
         packed = kernels.dyn8_pack(codes)
         assert torch.equal(packed, want), (out_features, in_features)
         assert torch.equal(kernels.dyn8_unpack(packed, out_features, in_features), codes)
+
+
+@pytest.mark.parametrize("path", ["c", "fbgemm", "torch"])
+def test_a_rows_numbers_do_not_depend_on_the_other_rows(path, monkeypatch):
+    """Batch invariance: each row's largest unit value is 1 exactly (unit_inverse / the C
+    kernels' dyn8_inverse), so the per-call activation scale is the same whatever rows share
+    the product - a row alone and the same row among others (a batch, a prefill, assisted
+    generation's candidates) give bit for bit the same outputs, on every path."""
+    from lightpipe.quantization import dynamic, dynamic_passes, kernels
+
+    if path == "c" and not kernels.available():
+        pytest.skip("the C kernel needs a compiler")
+    if path != "c":
+        monkeypatch.setattr(dynamic, "dyn8_rows", lambda *shape: 0)
+        monkeypatch.setattr(dynamic, "_onednn_state", False)
+    if path == "torch":
+        monkeypatch.setattr(dynamic_passes, "available", lambda: False)
+    torch.manual_seed(3)
+    for out_features, in_features in ((96, 64), (37, 100), (300, 576)):
+        layer = DynamicInt8Linear.from_weight(torch.randn(out_features, in_features) * 0.05,
+                                              torch.randn(out_features))
+        x = torch.randn(23, in_features) * torch.rand(23, 1) * 10
+        x[3] *= 1e-3
+        x[5] += 7
+        together = layer(x)
+        alone = torch.cat([layer(x[i:i + 1]) for i in range(len(x))])
+        assert torch.equal(together, alone), (path, (together - alone).abs().max())
+
+
+def test_unit_inverse_maps_the_largest_value_to_one():
+    from lightpipe.quantization.dynamic import unit_inverse
+
+    torch.manual_seed(5)
+    span = torch.cat([torch.rand(5000) * 10 ** torch.randint(-6, 6, (5000,)).float(),
+                      torch.tensor([1e-30, 3.0, 0.1, 7.0])])
+    inverse = unit_inverse(span)
+    assert bool((span * inverse >= 1).all())
+    assert bool((span * span.reciprocal() < 1).any())  # the plain reciprocal falls short somewhere
+    assert bool(((inverse - 1 / span).abs() <= 2 * (1 / span) * 2 ** -23).all())

@@ -169,6 +169,20 @@ def onednn_usable() -> bool:
     return _onednn_state
 
 
+def unit_inverse(span: torch.Tensor) -> torch.Tensor:
+    """1 / span, raised by float steps where span times it falls short of 1 (kernels.c's
+    dyn8_inverse): each row's largest value then maps to 1 exactly (after the clamp), so the
+    product's per-call activation scale is 1 / 255 whatever rows come along - a row's numbers
+    do not depend on the other rows of its product."""
+    inverse = span.reciprocal()
+    short = span * inverse < 1
+    while bool(short.any()):
+        inverse = torch.where(short, torch.nextafter(inverse, torch.full_like(inverse, float("inf"))),
+                              inverse)
+        short = span * inverse < 1
+    return inverse
+
+
 def _prepack(codes: torch.Tensor, scales: torch.Tensor, engine: str | None = None):
     """The engine's prepacked weight (a ScriptObject linear_dynamic takes, whichever engine is
     set when it runs) of int8 codes with one scale per row."""
@@ -261,9 +275,10 @@ class DynamicInt8Linear(QuantizedLinear):
         else:
             low = x.amin(-1, keepdim=True)
             span = (x.amax(-1, keepdim=True) - low).clamp_(min=1e-30)
-            inverse = span.reciprocal()
-            # each row onto [0, 1]: the kernel's one range then fits every row (256 levels)
-            unit = (x - low).mul_(inverse)
+            inverse = unit_inverse(span)
+            # each row onto [0, 1], its largest value exactly 1: the kernel's one range then fits
+            # every row (256 levels) and is the same whatever rows come along
+            unit = (x - low).mul_(inverse).clamp_(max=1.0)
             offset = low.mul_(inverse)
         packed = self._packed
         if packed is None:  # made on first need (LIGHTPIPE_AMX=0 after loading, a forced path)

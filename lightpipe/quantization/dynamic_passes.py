@@ -8,7 +8,8 @@ this AVX2 CPU). Profile of real all-MiniLM-L6-v2 int8-dynamic on 300 sentences, 
 FBGEMM 62%, these passes 8%, the GELU 15%. Here:
 
 - ``unit_rows``: per row, one pass for the minimum and maximum and one writing
-  ``(x - low) * (1 / span)`` (the same float operations as the torch path: the same values);
+  ``min((x - low) * inv, 1)``, inv = 1 / span or a float step above (``dynamic.unit_inverse``:
+  the same float operations as the torch path, the same values);
 - ``out_rows``: one pass ``y = bias + (y + a * rowsum) * span`` with ``a = low / span``,
   optionally followed by GELU ``0.5 y (1 + erf(y / sqrt 2))`` with erf vectorised by the
   classic Abramowitz-Stegun 7.1.26 rational approximation (absolute error <= 1.5e-7, the
@@ -29,8 +30,8 @@ from . import kernels
 SOURCE = r"""
 /* ---- int8-dynamic's passes (dynamic_passes.py) ---- */
 #include <math.h>
-/* unit[m, k] = (x[m, k] - low_m) * (1 / span_m), span_m = max(max_m - low_m, 1e-30);
-   a[m] = low_m / span_m (as low * (1 / span)), span[m] = span_m */
+/* unit[m, k] = min((x[m, k] - low_m) * inv_m, 1), span_m = max(max_m - low_m, 1e-30), inv_m =
+   dyn8_inverse(span_m) (1 / span_m, or a float step above); a[m] = low_m * inv_m, span[m] = span_m */
 void dyn_unit_rows(const float *x, long M, long K, float *unit, float *a, float *span, int threads) {
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (long m = 0; m < M; m++) {
@@ -41,11 +42,14 @@ void dyn_unit_rows(const float *x, long M, long K, float *unit, float *a, float 
         long k;
         float s = h - l;
         s = s > 1e-30f ? s : 1e-30f;
-        float inv = 1.f / s;
-        __m256 vl = _mm256_set1_ps(l), vi = _mm256_set1_ps(inv);
+        float inv = dyn8_inverse(s);  /* kernels.c: the largest unit value is then 1 */
+        __m256 vl = _mm256_set1_ps(l), vi = _mm256_set1_ps(inv), one = _mm256_set1_ps(1.f);
         for (k = 0; k + 8 <= K; k += 8)
-            _mm256_storeu_ps(u + k, _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(r + k), vl), vi));
-        for (; k < K; k++) u[k] = (r[k] - l) * inv;
+            _mm256_storeu_ps(u + k, _mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(r + k), vl), vi), one));
+        for (; k < K; k++) {
+            float v = (r[k] - l) * inv;
+            u[k] = v < 1.f ? v : 1.f;
+        }
         a[m] = nan ? NAN : l * inv;  /* a NaN in the row: its outputs NaN, not finite garbage */
         span[m] = s;
     }

@@ -1031,11 +1031,22 @@ static inline int dyn8_row_range(const float *r, long K, float *low, float *high
     return nan;
 }
 
+/* A row's unit inverse: 1 / span, raised by float steps until span times it reaches 1, so the
+   row's largest value (x = high) has the unit value 1 exactly once clamped (u = min((x - low)
+   inv, 1)). Every row that is not constant then tops out at 1 and the codes' per-call scale
+   (max u / 255) is 1 / 255 whatever rows come along: a row's numbers do not depend on the other
+   rows of the product (a batch, a prefill, assisted generation's candidates). */
+static inline float dyn8_inverse(float span) {
+    float inv = 1.f / span;
+    while (span * inv < 1.f) inv = nextafterf(inv, INFINITY);
+    return inv;
+}
+
 /* Rows of x to codes (Kp bytes each, zeros past K), a[m] = low / span, span[m] and the codes'
    scale: as DynamicInt8Linear's Python path, float for float - dyn_unit_rows (dynamic_passes.py)
-   gives u = (x - low) * (1 / span), then FBGEMM's per-tensor parameters over all rows' u (zero
-   point 0, scale = max u / 255 in double, as torch's ChooseQuantizationParams) and its codes
-   round(u * (1 / scale)), nearest even. Returns the scale. */
+   gives u = min((x - low) * dyn8_inverse(span), 1), then FBGEMM's per-tensor parameters over
+   all rows' u (zero point 0, scale = max u / 255 in double, as torch's ChooseQuantizationParams)
+   and its codes round(u * (1 / scale)), nearest even. Returns the scale. */
 static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq, float *a, float *span) {
     float top = 0.f, *inv = (float *)malloc((size_t)M * 2 * sizeof(float) + 16), *low = inv + M;
     for (long m = 0; m < M; m++) {
@@ -1043,9 +1054,10 @@ static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq,
         int nan = dyn8_row_range(x + (size_t)m * K, K, &l, &h);
         float s = h - l;
         s = s > 1e-30f ? s : 1e-30f;
-        inv[m] = 1.f / s;
+        inv[m] = dyn8_inverse(s);
         low[m] = l;
-        float u = (h - l) * inv[m];  /* the row's largest unit value */
+        float u = (h - l) * inv[m];  /* the row's largest unit value: 1 (0 for a constant row) */
+        u = u < 1.f ? u : 1.f;
         top = u > top && u == u ? u : top;
         /* a NaN in the row: its outputs NaN (the codes cannot hold it), as dyn_unit_rows does */
         a[m] = nan ? NAN : l * inv[m];
@@ -1059,19 +1071,21 @@ static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq,
         const float *r = x + (size_t)m * K;
         uint8_t *q = xq + (size_t)m * Kp;
         const __m256 vl = _mm256_set1_ps(low[m]), vi = _mm256_set1_ps(inv[m]), vq = _mm256_set1_ps(inverse);
+        const __m256 one = _mm256_set1_ps(1.f);
         long k = 0;
         for (; k + 32 <= K; k += 32) {
             __m256i i[4];
             for (int j = 0; j < 4; j++)
-                i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(
-                    _mm256_sub_ps(_mm256_loadu_ps(r + k + 8 * j), vl), vi), vq));
+                i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_min_ps(_mm256_mul_ps(
+                    _mm256_sub_ps(_mm256_loadu_ps(r + k + 8 * j), vl), vi), one), vq));
             __m256i s01 = _mm256_packs_epi32(i[0], i[1]), s23 = _mm256_packs_epi32(i[2], i[3]);
             __m256i b8 = _mm256_packus_epi16(s01, s23);  /* saturates to 0..255 */
             b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256((__m256i *)(q + k), b8);
         }
         for (; k < K; k++) {
-            int c = _mm_cvtss_si32(_mm_set_ss((r[k] - low[m]) * inv[m] * inverse));
+            float u = (r[k] - low[m]) * inv[m];
+            int c = _mm_cvtss_si32(_mm_set_ss((u < 1.f ? u : 1.f) * inverse));
             q[k] = (uint8_t)(c < 0 ? 0 : c > 255 ? 255 : c);
         }
         for (; k < Kp; k++) q[k] = 0;
