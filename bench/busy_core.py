@@ -8,7 +8,7 @@ run once (``after``: a server that meets a busy neighbour later). Cases:
 - ``1 thread``: ``LIGHTPIPE_NUM_THREADS=1`` (the bar);
 - ``default``: no setting: lightpipe counts idle cores at load (``threads.choose_threads``) and
   keeps following the other processes' load (``threads.adapt_threads``, the C step's
-  ThreadChooser);
+  threads.ThreadChooser);
 - ``2 pinned``: ``LIGHTPIPE_NUM_THREADS=2`` (what a fixed count gives: OpenMP threads spinning
   at barriers while their core is taken; one round).
 

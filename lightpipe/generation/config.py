@@ -32,15 +32,16 @@ GENERATION_FIELDS = tuple(GENERATION_DEFAULTS) + (
     "guidance_scale", "cache_implementation", "cache_config", "penalty_alpha", "dola_layers",
     "constraints", "force_words_ids", "low_memory", "prompt_lookup_num_tokens",
     "assistant_early_exit", "token_healing", "watermarking_config", "prefill_chunk_size",
-    "compile_config", "disable_compile", "is_assistant", "use_mtp")
+    "compile_config", "disable_compile", "is_assistant", "use_mtp", "max_matching_ngram_size",
+    "num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold",
+    "assistant_lookbehind", "target_lookbehind")
 # Settings lightpipe does not implement, with the value that means "off".
 _UNSUPPORTED = {"epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
                 "exponential_decay_length_penalty": None, "encoder_repetition_penalty": 1.0,
                 "encoder_no_repeat_ngram_size": 0, "sequence_bias": None, "guidance_scale": 1.0,
                 "top_h": None, "num_beam_groups": 1, "diversity_penalty": 0.0,
                 "penalty_alpha": None, "dola_layers": None, "constraints": None,
-                "force_words_ids": None, "prompt_lookup_num_tokens": None,
-                "assistant_early_exit": None, "token_healing": False,
+                "force_words_ids": None, "assistant_early_exit": None, "token_healing": False,
                 "watermarking_config": None, "prefill_chunk_size": None, "use_mtp": False}
 
 

@@ -15,6 +15,7 @@ from ..errors import UnsupportedModelError
 from ..jsonfile import read_json
 from ..models.cache import EncoderDecoderCache, KVCache
 from ..models.linear import PackableLinear, available_memory
+from .assisted import assisted_search, check_assistant
 from .config import GenerationConfig, config_for_call, unsupported_settings
 from .processors import make_logits_processors
 from .prompt import embeds_prompt, encoder_decoder_prompt, encoder_inputs, ids_prompt, set_lengths
@@ -141,7 +142,8 @@ class GenerationMixin:
                  generation_config: GenerationConfig | None = None,
                  logits_processor: list | None = None, stopping_criteria: list | None = None,
                  streamer: BaseStreamer | None = None, tokenizer: Any = None,
-                 generator: torch.Generator | None = None, **kwargs: Any):
+                 generator: torch.Generator | None = None, assistant_model: Any = None,
+                 assistant_tokenizer: Any = None, **kwargs: Any):
         """Generate token ids after ``inputs`` (or ``input_ids=``), as transformers does.
 
         Generation settings come from the keyword arguments, then ``generation_config``, then
@@ -155,6 +157,10 @@ class GenerationMixin:
         hidden size), with or without the ``input_ids`` they stand for: the sequences returned
         then start with those ids (none given: only the new tokens); see
         ``prompt.embeds_prompt``.
+
+        ``prompt_lookup_num_tokens=`` or ``assistant_model=`` (a smaller model with the same
+        tokenizer) turn on assisted generation for greedy search and sampling of one sequence:
+        see ``generation.assisted``.
         """
         config, model_kwargs, default_max = self._generation_config_for_call(generation_config, kwargs)
         given = None
@@ -178,9 +184,19 @@ class GenerationMixin:
         if unsupported:
             raise UnsupportedModelError(
                 f"lightpipe's generate() does not implement {', '.join(unsupported)}. Supported: "
-                "greedy, sampling (temperature, top_k, top_p, min_p), beam search, "
+                "greedy, sampling (temperature, top_k, top_p, min_p), beam search, assisted "
+                "generation (prompt_lookup_num_tokens, assistant_model), "
                 "repetition_penalty, no_repeat_ngram_size, min/max lengths, stop strings.")
         beams = config.get_generation_mode().startswith("beam")
+        assisted = assistant_model is not None or config.prompt_lookup_num_tokens is not None
+        if assisted and beams:
+            logger.warning("You've set `assistant_model` or `prompt_lookup_num_tokens`, which "
+                           "triggers assisted generate. Currently, assisted generate is only "
+                           "supported with Greedy Search and Sample: beam search runs as usual "
+                           "and ignores them.")
+            assisted = False
+        if assistant_model is not None and assisted:
+            check_assistant(self, assistant_model, assistant_tokenizer)
         if streamer is not None and beams:
             raise ValueError("`streamer` cannot be used with beam search (yet!). Make sure that "
                              "`num_beams` is set to 1.")
@@ -211,6 +227,8 @@ class GenerationMixin:
             capacity = min(config.max_length, prompt_length + PREALLOCATED_NEW_TOKENS)
             cache = self.new_cache(capacity + prompt.offset) if config.use_cache else None
             state = DecodeState(prompt, config.max_length, cache)
+            if assisted:
+                return assisted_search(self, state, search, assistant_model)
             return beam_search(self, state, search) if beams else sample(self, state, search)
         finally:
             self.end_decode()

@@ -56,9 +56,10 @@ def prefill(model: GenerativeModel, state: DecodeState) -> torch.Tensor:
     return out.logits[:, -1].to(dtype=torch.float32, copy=True)
 
 
-def decode_one_token(model: GenerativeModel, state: DecodeState) -> torch.Tensor:
+def decode_one_token(model: GenerativeModel, state: DecodeState, keep: int = 1) -> torch.Tensor:
     """The forward over the tokens the cache lacks (the last one; without a cache, all of
-    them); the next-token logits (batch, vocab) in float32."""
+    them); the next-token logits (batch, vocab) in float32, or with ``keep`` > 1 those after
+    each of the last ``keep`` positions (batch, keep, vocab; assisted generation's check)."""
     adapt_threads()  # another process took a core (or gave it back): follow it
     cache = state.cache
     if cache is not None and not model.keeps_cache(cache, state.length):
@@ -66,11 +67,13 @@ def decode_one_token(model: GenerativeModel, state: DecodeState) -> torch.Tensor
     start, end = (0 if cache is None else cache.get_seq_length()), state.length
     if state.encoder_states is not None:
         out = model.decode(state.input_ids[:, start:end], state.encoder_states, state.encoder_mask,
-                           cache=cache, use_cache=cache is not None, logits_to_keep=1)
+                           cache=cache, use_cache=cache is not None, logits_to_keep=keep)
     else:
         out = model(input_ids=state.input_ids[:, start:end], attention_mask=state.mask(),
                     position_ids=state.positions[:, start:end], cache=cache,
-                    use_cache=cache is not None, logits_to_keep=1)
+                    use_cache=cache is not None, logits_to_keep=keep)
+    if keep > 1:
+        return out.logits[:, -keep:].to(dtype=torch.float32, copy=True)
     return out.logits[:, -1].to(dtype=torch.float32, copy=True)
 
 

@@ -95,6 +95,10 @@ class DecodeState:
         self._ids[:, self.length] = next_tokens
         self.length += 1
 
+    def truncate(self, length: int) -> None:
+        """Assisted generation: drop the positions from ``length`` on (rejected candidates)."""
+        self.length = min(self.length, length)
+
     def replace(self, sequences: torch.Tensor) -> None:
         """Beam search: the surviving beams' tokens (reordered), one token longer."""
         self.length = self.offset + sequences.shape[1]

@@ -339,11 +339,14 @@ class LlamaModel(LlamaPreTrainedModel):
         cos, sin = self.rotary_emb(position_ids, inputs_embeds.dtype)
         hidden_states = inputs_embeds
         plan = self.__dict__.get("decode_plan")
-        if plan is not None and seq == 1 and cache is not None:
+        out = None
+        if plan is not None and cache is not None and (seq == 1 or (batch == 1 and past)):
             native = self.__dict__.get("native_step")  # quantization/step.py: C, or None
             out = native(hidden_states, cos, sin, masks, cache) if native is not None else None
-            hidden_states = (out if out is not None
-                             else self._decode_one(hidden_states, {None: (cos, sin)}, masks, cache, plan))
+            if out is None and seq == 1:
+                out = self._decode_one(hidden_states, {None: (cos, sin)}, masks, cache, plan)
+        if out is not None:
+            hidden_states = out
         else:
             for layer, window in zip(self.layers, self.windows):
                 hidden_states = layer(hidden_states, cos, sin, masks[window], cache)

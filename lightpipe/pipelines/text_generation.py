@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import enum
 import logging
+import os
 import threading
 import types
 from collections.abc import Iterator
@@ -111,6 +112,18 @@ class TextGenerationPipeline(Pipeline):
                       "epsilon_cutoff", "eta_cutoff"}
 
     def __init__(self, *args: Any, **kwargs: Any):
+        assistant = kwargs.get("assistant_model")
+        if isinstance(assistant, (str, os.PathLike)):  # as the reference: a name or folder loads
+            from ..models import AutoModelForCausalLM
+
+            model = kwargs.get("model", args[0] if args else None)
+            dtype = getattr(model, "dtype", None)
+            helper = AutoModelForCausalLM.from_pretrained(
+                assistant, **({"dtype": dtype} if isinstance(dtype, torch.dtype) else {}))
+            device = getattr(model, "device", None)
+            if isinstance(device, torch.device) and device.type != "cpu":
+                helper = helper.to(device)
+            kwargs["assistant_model"] = helper
         super().__init__(*args, **kwargs)
         if self.tokenizer is not None and self.tokenizer.padding_side == "right":
             self.tokenizer.padding_side = "left"  # decoder-only models generate after the prompt

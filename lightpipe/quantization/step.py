@@ -38,6 +38,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ..threads import ThreadChooser  # noqa: F401 (step.ThreadChooser, as before)
 from . import kernels
 from .fuse import FusedPart
 from .dynamic import DynamicInt8Linear
@@ -158,14 +159,16 @@ static void rope(float *x, const float *c, const float *s, long d) {
 /* One token for each of B rows (batch): hidden (B, H) in place; the caches (B, kv_heads,
    capacity, head_dim), this token at pos in every row; cos / sin rows rope_stride apart (0:
    one for all); mask: NULL, or (B, pos + 1) bytes mask_stride apart (0: one row for all),
-   nonzero where a row may attend (left padding, a window). */
+   nonzero where a row may attend (left padding, a window). chunk = 1: the B rows are instead
+   B consecutive tokens of one sequence (assisted generation's check), at pos, pos + 1, ...
+   of a one-row cache, row b attending to the first pos + 1 + b keys (mask rows as above). */
 void llama_step(const long *table, long layers, float *hidden, long B, long H, long heads,
                 long kv_heads, long head_dim, long inner, float eps, float scale, const float *cos,
                 const float *sin, long rope_stride, const unsigned char *mask, long mask_stride,
-                long pos, float *scratch, int threads, long parallel_from) {
+                long pos, float *scratch, int threads, long parallel_from, long chunk) {
     step_threads = threads;
     step_parallel_from = parallel_from;
-    long qsize = heads * head_dim, kvsize = kv_heads * head_dim, length = pos + 1;
+    long qsize = heads * head_dim, kvsize = kv_heads * head_dim;
     long width = qsize + 2 * kvsize, capacity = table[4];
     float *xn = scratch, *qkv = xn + B * H, *ctx = qkv + B * width, *gu = ctx + B * qsize;
     float *tmp = gu + 2 * B * inner, *scores = tmp + B * H;
@@ -186,17 +189,19 @@ void llama_step(const long *table, long layers, float *hidden, long B, long H, l
             for (long h = 0; h < heads; h++) rope(q + h * head_dim, c, s, head_dim);
             for (long h = 0; h < kv_heads; h++) {
                 rope(k + h * head_dim, c, s, head_dim);
-                long at = ((b * kv_heads + h) * capacity + pos) * head_dim;
+                long at = chunk ? (h * capacity + pos + b) * head_dim
+                                : ((b * kv_heads + h) * capacity + pos) * head_dim;
                 memcpy(kc + at, k + h * head_dim, head_dim * sizeof(float));
                 memcpy(vc + at, v + h * head_dim, head_dim * sizeof(float));
             }
         }
-        #pragma omp parallel for num_threads(threads) if (threads > 1 && B * length * heads >= 4096)
+        #pragma omp parallel for num_threads(threads) if (threads > 1 && B * (pos + 1) * heads >= 4096)
         for (long bh = 0; bh < B * heads; bh++) {
-            long b = bh / heads, h = bh % heads;
+            long b = bh / heads, h = bh % heads, cb = chunk ? 0 : b;
+            long length = chunk ? pos + 1 + b : pos + 1;
             const float *qh = qkv + b * width + h * head_dim;
-            const float *kh = kc + (b * kv_heads + h / groups) * capacity * head_dim;
-            const float *vh = vc + (b * kv_heads + h / groups) * capacity * head_dim;
+            const float *kh = kc + (cb * kv_heads + h / groups) * capacity * head_dim;
+            const float *vh = vc + (cb * kv_heads + h / groups) * capacity * head_dim;
             const unsigned char *allowed = mask ? mask + b * mask_stride : NULL;
             float *sc = scores + bh * capacity, *out = ctx + b * qsize + h * head_dim;
             float top = -INFINITY, total = 0.f;
@@ -238,62 +243,14 @@ LAYER_LONGS = HEADER + 7 * PRODUCT_LONGS
 PARALLEL_FROM = 65_536
 # Rows (sequences) a step takes; more go to the Python plan.
 MAX_BATCH = 64
-
-
-class ThreadChooser:
-    """The thread count of each step: torch's count or one, whichever the clock says is faster.
-
-    On a quiet machine more threads win; when another process holds a core, a step split
-    across threads waits at each product's barrier for a descheduled thread (a 2-thread run
-    on a busy 2-core machine was 7x slower than one thread). So the two are timed in turns
-    (``trials`` tokens each, a token timed from one step's start to the next's: the output
-    projection after the step runs with the same cap), the faster median is kept for ``keep``
-    tokens, then timed again. A choice that wins again is kept twice as long (up to
-    ``longest`` tokens: the trials' slower tokens cost ~2-3% of a 128-token run otherwise); two
-    tokens in a row slower than 1.5x the chosen median (the machine got busy, or quiet) end the
-    keeping early.
-    """
-
-    def __init__(self, threads: int, trials: int = 3, keep: int = 48, longest: int = 768):
-        self.candidates = [threads, 1] if threads > 1 else [1]
-        self.trials, self.keep, self.longest = trials, keep, longest
-        self.times: dict[int, list[float]] = {n: [] for n in self.candidates}
-        self.chosen: int | None = None if len(self.candidates) > 1 else 1
-        self.left = 0
-        self.span = keep  # how long the next choice is kept
-        self.best = 0.0  # the chosen count's median token time
-        self.slow = 0  # kept tokens in a row slower than 1.5x best
-
-    def next(self) -> int:
-        if self.chosen is not None and self.left > 0:
-            return self.chosen
-        if len(self.candidates) == 1:
-            return 1
-        # trial: the candidate with the fewest timings so far
-        return min(self.candidates, key=lambda n: len(self.times[n]))
-
-    def record(self, threads: int, seconds: float) -> None:
-        if len(self.candidates) == 1:
-            return
-        if self.chosen is not None and self.left > 0:
-            self.left -= 1
-            self.slow = self.slow + 1 if seconds > 1.5 * self.best else 0
-            if self.slow >= 2:  # the machine changed: time both again now
-                self.left, self.slow, self.span = 0, 0, self.keep
-            return
-        self.times[threads].append(seconds)
-        if all(len(times) >= self.trials for times in self.times.values()):
-            medians = {n: sorted(t)[len(t) // 2] for n, t in self.times.items()}
-            chosen = min(self.candidates, key=medians.__getitem__)
-            self.span = min(2 * self.span, self.longest) if chosen == self.chosen else self.keep
-            self.chosen, self.best, self.left, self.slow = chosen, medians[chosen], self.span, 0
-            self.times = {n: [] for n in self.candidates}
+# Tokens of one sequence a step takes at once (assisted generation checks its candidates so).
+MAX_CHUNK = 32
 
 
 def _declare(library) -> None:
     p, long, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
     library.llama_step.argtypes = [p, long, p, long, long, long, long, long, long, f, f, p, p,
-                                   long, p, long, long, p, ctypes.c_int, long]
+                                   long, p, long, long, p, ctypes.c_int, long, long]
     library.llama_step.restype = None
 
 
@@ -423,6 +380,7 @@ class DecodeStep:
         self.__dict__.update(sizes)
         self._keys: list | None = None
         self._table = self._scratch = None
+        self._rows = 0
         self._last: tuple[float, int] | None = None  # (start, threads) of the last C step
         self.threads = ThreadChooser(torch.get_num_threads())
 
@@ -502,11 +460,16 @@ class DecodeStep:
         kernels.thread_cap = None
         self._last = None
 
-    def _prepare(self, cache, batch: int) -> bool:
-        """The table with this cache's buffers (rebuilt when they were reallocated)."""
+    def _prepare(self, cache, batch: int, rows: int) -> bool:
+        """The table with this cache's buffers (rebuilt when they were reallocated) and a
+        scratch for ``rows`` rows (the batch, or a chunk's tokens)."""
         keys, values = cache.keys, cache.values
         if (self._keys is not None and keys and keys[0].shape[0] == batch
                 and all(a is b for a, b in zip(self._keys, keys))):
+            if rows > self._rows:
+                self._scratch = torch.empty(self._scratch_size(rows, keys[0].shape[2]),
+                                            dtype=torch.float32)
+                self._rows = rows
             return True
         if len(keys) != len(self.layer_longs):
             return False
@@ -518,19 +481,24 @@ class DecodeStep:
         capacity = keys[0].shape[2]
         if any(k.shape[2] != capacity or v.shape[2] != capacity for k, v in zip(keys, values)):
             return False
-        rows = [longs[:2] + [k.data_ptr(), v.data_ptr(), capacity] + longs[5:]
-                for longs, k, v in zip(self.layer_longs, keys, values)]
-        self._table = torch.tensor(rows, dtype=torch.long)
-        size = batch * (2 * self.hidden + (self.heads + 2 * self.kv_heads) * self.head_dim
-                        + self.heads * self.head_dim + 2 * self.inner + self.heads * capacity
-                        + self.widest)
-        self._scratch = torch.empty(size, dtype=torch.float32)
+        table = [longs[:2] + [k.data_ptr(), v.data_ptr(), capacity] + longs[5:]
+                 for longs, k, v in zip(self.layer_longs, keys, values)]
+        self._table = torch.tensor(table, dtype=torch.long)
+        self._rows = max(rows, batch)
+        self._scratch = torch.empty(self._scratch_size(self._rows, capacity), dtype=torch.float32)
         self._keys = list(keys)
         return True
 
-    def _mask(self, masks: dict, batch: int, length: int):
+    def _scratch_size(self, rows: int, capacity: int) -> int:
+        return rows * (2 * self.hidden + (self.heads + 2 * self.kv_heads) * self.head_dim
+                       + self.heads * self.head_dim + 2 * self.inner + self.heads * capacity
+                       + self.widest)
+
+    def _mask(self, masks: dict, batch: int, length: int, chunk: int = 0):
         """(mask, row stride) for the C side: (None, 0) when every row sees the whole past;
-        None when this call's masks are not the C step's (several windows, another shape)."""
+        None when this call's masks are not the C step's (several windows, another shape).
+        ``chunk``: the number of tokens of a one-row chunk (0: one token a row), whose mask
+        has a row per token (``length`` keys: the past and the chunk)."""
         if all(mask is None for mask in masks.values()):
             return None, 0
         if self.window == "mixed":
@@ -538,56 +506,65 @@ class DecodeStep:
         mask = masks.get(self.window)
         if mask is None:
             return None, 0
-        if (mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1:3] != (1, 1)
+        queries = chunk or 1
+        if (mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1:3] != (1, queries)
                 or mask.shape[3] != length or mask.shape[0] not in (1, batch)
                 or mask.device.type != "cpu"):
             return None
+        if chunk:
+            return mask.reshape(chunk, length).contiguous(), length
         rows = mask.reshape(mask.shape[0], length).contiguous()
         return rows, (length if rows.shape[0] == batch and batch > 1 else 0)
 
     def __call__(self, hidden_states, cos, sin, masks, cache):
-        """The hidden states after all layers, or None when this call is not the C step's."""
+        """The hidden states after all layers, or None when this call is not the C step's.
+        (batch, 1, hidden): one token a row; (1, n, hidden) with n > 1: n tokens of one
+        sequence after its cached past (up to MAX_CHUNK: assisted generation's check)."""
         from ..models.cache import KVCache
 
         now = time.perf_counter()
-        if self._last is not None:  # the previous token, whole: step, head, sampling
+        batch, seq = hidden_states.shape[0], hidden_states.shape[1] if hidden_states.dim() == 3 else 0
+        chunk = seq if seq > 1 else 0
+        if self._last is not None and not chunk:  # the previous token, whole: step, head, sampling
             self.threads.record(self._last[1], now - self._last[0])
         self._last = None
-        batch = hidden_states.shape[0]
-        if (type(cache) is not KVCache or hidden_states.dim() != 3 or hidden_states.shape[1] != 1
-                or batch > MAX_BATCH
+        rows = chunk or batch
+        if (type(cache) is not KVCache or hidden_states.dim() != 3
+                or (chunk and (batch != 1 or chunk > MAX_CHUNK)) or batch > MAX_BATCH
                 or hidden_states.dtype != torch.float32 or hidden_states.device.type != "cpu"
                 or cos.dtype != torch.float32 or sin.dtype != torch.float32
                 or cos.shape != sin.shape or cos.shape[-1] != self.head_dim
-                or cos.numel() // self.head_dim not in (1, batch)):
+                or cos.numel() // self.head_dim not in ((rows,) if chunk else (1, batch))):
             return None
         lengths = cache.lengths
         pos = lengths[0] if lengths else 0
-        if not lengths or any(length != pos for length in lengths):
+        if not lengths or any(length != pos for length in lengths) or (chunk and not pos):
             return None
-        masked = self._mask(masks, batch, pos + 1)
+        masked = self._mask(masks, batch, pos + (chunk or 1), chunk)
         if masked is None:
             return None
         mask, mask_stride = masked
-        if pos + 1 > cache.keys[0].shape[2]:
+        if pos + (chunk or 1) > cache.keys[0].shape[2]:
             for layer in range(len(cache.keys)):
-                cache._grow(layer, max(pos + 1, 2 * cache.keys[layer].shape[2]))
-        if not self._prepare(cache, batch):
+                cache._grow(layer, max(pos + (chunk or 1), 2 * cache.keys[layer].shape[2]))
+        if not self._prepare(cache, batch, rows):
             return None
-        hidden = hidden_states.reshape(batch, -1).to(torch.float32, copy=True)
+        hidden = hidden_states.reshape(rows, -1).to(torch.float32, copy=True)
         cos, sin = cos.contiguous(), sin.contiguous()
-        rope_stride = self.head_dim if cos.numel() == batch * self.head_dim and batch > 1 else 0
+        rope_stride = self.head_dim if cos.numel() == rows * self.head_dim and rows > 1 else 0
         if torch.get_num_threads() != self.threads.candidates[0]:  # lightpipe.threads adapted it
             self.threads = ThreadChooser(torch.get_num_threads())
-        threads = self.threads.next()
+        # a chunk runs with the count chosen for tokens (its time is not a token's)
+        threads = (self.threads.chosen or self.threads.candidates[0]) if chunk else self.threads.next()
         kernels.thread_cap = threads  # the output projection's product follows the choice
         kernels._loaded().llama_step(
-            self._table.data_ptr(), len(self.layer_longs), hidden.data_ptr(), batch, self.hidden,
+            self._table.data_ptr(), len(self.layer_longs), hidden.data_ptr(), rows, self.hidden,
             self.heads, self.kv_heads, self.head_dim, self.inner, self.eps, self.scale,
             cos.data_ptr(), sin.data_ptr(), rope_stride,
             None if mask is None else mask.data_ptr(), mask_stride, pos,
-            self._scratch.data_ptr(), threads, PARALLEL_FROM)
-        self._last = (now, threads)
+            self._scratch.data_ptr(), threads, PARALLEL_FROM, 1 if chunk else 0)
+        if not chunk:
+            self._last = (now, threads)
         for layer in range(len(lengths)):
-            lengths[layer] = pos + 1
+            lengths[layer] = pos + (chunk or 1)
         return hidden.view(hidden_states.shape)
