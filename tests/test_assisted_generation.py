@@ -280,3 +280,32 @@ def test_text_generation_pipeline_takes_an_assistant_and_prompt_lookup(decoder):
     assert helped(TEXT, max_new_tokens=12, do_sample=False) == want
     reference = transformers.pipeline("text-generation", model=str(folder), assistant_model=str(small))
     assert reference(TEXT, max_new_tokens=12, do_sample=False) == want
+
+
+@pytest.mark.parametrize("name", ["t5", "bart"])
+def test_prompt_lookup_on_encoder_decoders(seq2seq, name):
+    """Encoder-decoders take prompt lookup too (the decoder's tokens are searched): the
+    reference's tokens, the same as plain greedy search."""
+    folder = seq2seq(name)
+    ours = lightpipe.AutoModelForSeq2SeqLM.from_pretrained(folder)
+    theirs = transformers.AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 5, 6, 7, 9, 10, 5, 6, 3]])
+    plain = ours.generate(input_ids=ids, max_new_tokens=20, do_sample=False)
+    mine = ours.generate(input_ids=ids, max_new_tokens=20, do_sample=False, prompt_lookup_num_tokens=4)
+    with torch.no_grad():
+        reference = theirs.generate(input_ids=ids, max_new_tokens=20, do_sample=False,
+                                    prompt_lookup_num_tokens=4)
+    assert mine.tolist() == reference.tolist() == plain.tolist()
+
+
+def test_prompt_lookup_after_an_embedded_prompt(decoder):
+    """A prompt given as embeddings (generate(inputs_embeds=...)): the same new tokens as
+    plain greedy search from the same embeddings."""
+    folder = decoder("llama")
+    ours, _ = load_pair(folder)
+    ids = _one(folder)["input_ids"]
+    embeds = ours.get_input_embeddings()(ids)
+    plain = ours.generate(inputs_embeds=embeds, max_new_tokens=16, do_sample=False)
+    mine = ours.generate(inputs_embeds=embeds, max_new_tokens=16, do_sample=False,
+                         prompt_lookup_num_tokens=5)
+    assert mine.tolist() == plain.tolist() and mine.shape[1] == 16

@@ -1038,7 +1038,12 @@ static inline int dyn8_row_range(const float *r, long K, float *low, float *high
    rows of the product (a batch, a prefill, assisted generation's candidates). */
 static inline float dyn8_inverse(float span) {
     float inv = 1.f / span;
-    while (span * inv < 1.f) inv = nextafterf(inv, INFINITY);
+    while (span * inv < 1.f && inv < INFINITY) {  /* the next float up: its bits plus one */
+        uint32_t bits;
+        memcpy(&bits, &inv, 4);
+        bits++;
+        memcpy(&inv, &bits, 4);
+    }
     return inv;
 }
 
@@ -1070,22 +1075,22 @@ static float dyn8_quantize(const float *x, long M, long K, long Kp, uint8_t *xq,
     for (long m = 0; m < M; m++) {
         const float *r = x + (size_t)m * K;
         uint8_t *q = xq + (size_t)m * Kp;
+        /* no clamp at 1 here: a unit value a float step above 1 times 1 / scale rounds to the
+           same code 255 as 1 does */
         const __m256 vl = _mm256_set1_ps(low[m]), vi = _mm256_set1_ps(inv[m]), vq = _mm256_set1_ps(inverse);
-        const __m256 one = _mm256_set1_ps(1.f);
         long k = 0;
         for (; k + 32 <= K; k += 32) {
             __m256i i[4];
             for (int j = 0; j < 4; j++)
-                i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_min_ps(_mm256_mul_ps(
-                    _mm256_sub_ps(_mm256_loadu_ps(r + k + 8 * j), vl), vi), one), vq));
+                i[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(
+                    _mm256_sub_ps(_mm256_loadu_ps(r + k + 8 * j), vl), vi), vq));
             __m256i s01 = _mm256_packs_epi32(i[0], i[1]), s23 = _mm256_packs_epi32(i[2], i[3]);
             __m256i b8 = _mm256_packus_epi16(s01, s23);  /* saturates to 0..255 */
             b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256((__m256i *)(q + k), b8);
         }
         for (; k < K; k++) {
-            float u = (r[k] - low[m]) * inv[m];
-            int c = _mm_cvtss_si32(_mm_set_ss((u < 1.f ? u : 1.f) * inverse));
+            int c = _mm_cvtss_si32(_mm_set_ss((r[k] - low[m]) * inv[m] * inverse));
             q[k] = (uint8_t)(c < 0 ? 0 : c > 255 ? 255 : c);
         }
         for (; k < Kp; k++) q[k] = 0;
