@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import InputError, UnsupportedModelError
-from ..modeling import ModelOutput
-from .search import decode_one_token, make_sampler, prefill
+from .search import decode_one_token, finish, make_sampler, prefill
 
 if TYPE_CHECKING:
     from .contract import GenerativeModel
@@ -257,9 +256,4 @@ def assisted_search(model: GenerativeModel, state: DecodeState, search: Search,
     finally:
         if drafter is not None:
             drafter.finish()
-    if streamer is not None:
-        streamer.end()
-    if not config.return_dict_in_generate:
-        return state.tokens()
-    return ModelOutput(sequences=state.tokens(), scores=tuple(scores) or None,
-                       logits=tuple(raw) or None, cache=state.cache)
+    return finish(state, config, streamer, scores, raw)

@@ -103,6 +103,12 @@ def sample(model: GenerativeModel, state: DecodeState, search: Search) -> Any:
         if not bool(unfinished.any()):
             break
         logits = decode_one_token(model, state)
+    return finish(state, config, streamer, scores, raw)
+
+
+def finish(state: DecodeState, config: Any, streamer: Any, scores: list, raw: list) -> Any:
+    """A one-sequence-a-row loop's answer: the sequences, or a ModelOutput with the scores and
+    logits asked for; the streamer is told the end."""
     if streamer is not None:
         streamer.end()
     if not config.return_dict_in_generate:
