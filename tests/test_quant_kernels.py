@@ -193,3 +193,27 @@ def test_rows_split_across_threads_give_the_same_numbers(monkeypatch):
             assert torch.equal(layer(x), single[name]), name
     finally:
         torch.set_num_threads(threads)
+
+
+def test_argmax_rows_is_torchs_argmax():
+    """kernels.argmax_rows (greedy search's pick where the C library is loaded): torch.argmax's
+    answer - the first of tied largest values, the first NaN of a row holding one, 0 for a row
+    of -inf - for row lengths around the vector width and rows ld apart (a slice)."""
+    from lightpipe.generation.search import argmax
+
+    if not kernels.available():
+        pytest.skip("the C kernel needs a compiler")
+    torch.manual_seed(4)
+    for rows, n in ((1, 1), (3, 7), (2, 8), (5, 9), (8, 151936), (4, 1001)):
+        x = torch.randn(rows, n)
+        assert torch.equal(kernels.argmax_rows(x), x.argmax(-1)), (rows, n)
+    x = torch.zeros(5, 100)
+    x[0, 17] = x[0, 60] = 5.0  # a tie: the first
+    x[1, 50], x[1, 33], x[1, 70] = 9.0, float("nan"), float("nan")  # a NaN wins, the first one
+    x[2] = float("-inf")
+    x[3, 99] = 1.0  # in the tail past the last full vector
+    x[4, 3] = float("inf")
+    assert kernels.argmax_rows(x).tolist() == x.argmax(-1).tolist() == [17, 33, 0, 99, 3]
+    wide = torch.randn(6, 300)[:, :257]  # rows 300 apart
+    assert torch.equal(kernels.argmax_rows(wide), wide.argmax(-1))
+    assert torch.equal(argmax(wide), wide.argmax(-1)) and argmax(wide).dtype == torch.int64

@@ -6,6 +6,7 @@ step for step) picks the next tokens."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -34,11 +35,23 @@ class Search:
     generator: torch.Generator | None = None
 
 
+def argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=-1)``; for float32 CPU rows in lightpipe's C kernel where that library
+    is already loaded (never built for this): ~8x torch's argmax over a vocabulary (8 rows of
+    151,936 logits: 1.56 -> 0.20 ms, 1 thread), the same answer (first largest, first NaN)."""
+    kernels = sys.modules.get("lightpipe.quantization.kernels")
+    if (kernels is not None and kernels._library is not None and scores.dim() == 2
+            and scores.dtype == torch.float32 and scores.device.type == "cpu"
+            and scores.stride(-1) == 1 and scores.shape[-1] > 0):
+        return kernels.argmax_rows(scores)
+    return scores.argmax(dim=-1)
+
+
 def make_sampler(config: Any, generator: torch.Generator | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """Processed scores (batch, vocab) -> the next token of each row: the best one (greedy), or
     one drawn from their softmax (``do_sample``; ``generator`` seeds it)."""
     if not config.do_sample:
-        return lambda scores: scores.argmax(dim=-1)
+        return argmax
 
     def draw(scores: torch.Tensor) -> torch.Tensor:
         probs = scores.softmax(dim=-1)

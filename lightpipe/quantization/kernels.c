@@ -59,6 +59,13 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+static inline float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 /* scales and zeros of 8 rows from interleaved (scale, zero) pairs, float32 or bfloat16 */
 static inline void load_sz(const void *sz, int bf16, size_t index, __m256 *s, __m256 *z) {
     if (bf16) {
@@ -1577,6 +1584,43 @@ void dyn8_mm(const float *x, long M, long K, const int8_t *codes, const float *s
 #endif
     dyn8_rows(xq, xscale, a, span, M, K, Kp, codes, scales, row_sums, bias, N, y, ldy, threads);
     free(xq);
+}
+
+/* ---- greedy search's pick: out[b] = the index of the first largest value of row b of x (B
+   rows of V floats, ld apart), or of its first NaN where the row holds one - torch.argmax's
+   answer. Two vector passes (the largest value, then where it first is): torch's CPU argmax
+   over a vocabulary row is ~12x its amax (1.56 ms for 8 rows of Qwen2.5's 151,936 logits, 5%
+   of a batch-8 step). ---- */
+void argmax_rows(const float *x, long B, long V, long ld, int64_t *out) {
+    for (long b = 0; b < B; b++) {
+        const float *r = x + (size_t)b * ld;
+        __m256 top = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+        long k = 0;
+        for (; k + 8 <= V; k += 8) {
+            __m256 v = _mm256_loadu_ps(r + k);
+            top = _mm256_max_ps(top, v);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        }
+        float m = hmax8(top);
+        int has_nan = _mm256_movemask_ps(nan) != 0;
+        for (long t = k; t < V; t++) {
+            has_nan |= r[t] != r[t];
+            m = r[t] > m ? r[t] : m;
+        }
+        long at = 0;
+        if (has_nan) {
+            while (r[at] == r[at]) at++;
+        } else {
+            const __m256 vm = _mm256_set1_ps(m);
+            for (k = 0; k + 8 <= V; k += 8) {
+                int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(r + k), vm, _CMP_EQ_OQ));
+                if (hit) break;
+            }
+            at = k;
+            while (at < V && r[at] != m) at++;
+        }
+        out[b] = at < V ? at : 0;
+    }
 }
 
 /* ---- float32 products of a few rows (the C decode step's float32 layers): y[m, n] (row stride

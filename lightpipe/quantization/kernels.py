@@ -245,6 +245,8 @@ def _load() -> str:
     library.dyn8v_mm.restype = None
     library.f32_mm.argtypes = [p, long, long, p, long, p, p, long, i]
     library.f32_mm.restype = None
+    library.argmax_rows.argtypes = [p, long, long, long, p]
+    library.argmax_rows.restype = None
     library.dyn8_pack.argtypes = [p, long, long, p, i]
     library.dyn8_pack.restype = None
     library.dyn8v_block_rows.argtypes = []
@@ -399,6 +401,16 @@ def f32_mm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     _loaded().f32_mm(x.data_ptr(), rows, in_features, weight.data_ptr(), out_features,
                      _pointer(bias), out.data_ptr(), out_features,
                      threads or _threads(rows * out_features * in_features))
+    return out
+
+
+def argmax_rows(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(dim=-1)`` of a (rows, n) float32 CPU tensor with unit stride along n
+    (kernels.c argmax_rows: the first largest value, or the first NaN, as torch's), as int64.
+    Call only when ``available()``."""
+    rows, n = scores.shape
+    out = torch.empty(rows, dtype=torch.int64)
+    _loaded().argmax_rows(scores.data_ptr(), rows, n, scores.stride(0), out.data_ptr())
     return out
 
 
