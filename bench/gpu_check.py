@@ -15,7 +15,10 @@ lent machine needs nothing beyond its own torch, transformers, safetensors and t
    and bfloat16, and a 512-token prefill: tokens/s of lightpipe and of the reference, ratios;
 3. int8 on the device - quantization="int8" (weight-only) and "int8-dynamic" (a CPU kernel:
    a clear error is the expected answer there), against the float output;
-4. split - the same model with device_map="auto" and a GPU budget too small for it (part on
+4. assisted - prompt lookup and an assistant model on the device (the chunks of candidates
+   through the Python layers, the cache cut back after each check): the reference's tokens on
+   the same device, and plain greedy search's;
+5. split - the same model with device_map="auto" and a GPU budget too small for it (part on
    the GPU, part in CPU memory): placement, output against the all-GPU run, tokens/s.
 
 Every step is recorded, failures included (a traceback's last lines), in gpu_check.json under
@@ -281,6 +284,34 @@ def check_int8(paths: dict, device: torch.device) -> None:
         guarded(step, run)
 
 
+def check_assisted(paths: dict, device: torch.device) -> None:
+    """Assisted generation on the device (the Python layers take the chunks there, the cache is
+    cut back after each check): prompt lookup and an assistant model give the reference's
+    tokens on the same device, and plain greedy search's."""
+    import transformers
+
+    import lightpipe
+
+    step = f"assisted generation on {device.type}"
+
+    def run():
+        ids = torch.tensor([[5, 9, 17, 33, 5, 9, 17, 40, 41, 5, 9, 17, 33, 5, 9]], device=device)
+        ours = lightpipe.AutoModelForCausalLM.from_pretrained(paths["llama"], dtype=torch.float32, device=device)
+        theirs = transformers.AutoModelForCausalLM.from_pretrained(paths["llama"], dtype=torch.float32).to(device).eval()
+        kwargs = dict(max_new_tokens=24, do_sample=False)
+        with torch.no_grad():
+            plain = ours.generate(ids, **kwargs).cpu()
+            lookup = ours.generate(ids, prompt_lookup_num_tokens=8, **kwargs).cpu()
+            reference = theirs.generate(ids, prompt_lookup_num_tokens=8, **kwargs).cpu()
+            helped = ours.generate(ids, assistant_model=ours, **kwargs).cpu()
+        same = plain.tolist() == lookup.tolist() == reference.tolist() == helped.tolist()
+        record(step, same, lookup_equals_plain=plain.tolist() == lookup.tolist(),
+               lookup_equals_reference=lookup.tolist() == reference.tolist(),
+               assistant_equals_plain=plain.tolist() == helped.tolist())
+
+    guarded(step, run)
+
+
 def check_split(paths: dict, device: torch.device, quick: bool) -> None:
     import lightpipe
 
@@ -318,7 +349,8 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="small throughput model, fewer tokens")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(HERE / "out"))
-    parser.add_argument("--steps", nargs="+", default=["parity", "throughput", "int8", "split"])
+    parser.add_argument("--steps", nargs="+",
+                        default=["parity", "throughput", "int8", "assisted", "split"])
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -344,6 +376,8 @@ def main() -> int:
             check_throughput(paths, device, [d for d in dtypes if d != "float16" or device.type == "cuda"], args.quick)
         if "int8" in args.steps:
             check_int8(paths, device)
+        if "assisted" in args.steps:
+            check_assisted(paths, device)
         if "split" in args.steps:
             check_split(paths, device, args.quick)
     out = Path(args.out)
