@@ -309,3 +309,20 @@ def test_prompt_lookup_after_an_embedded_prompt(decoder):
     mine = ours.generate(inputs_embeds=embeds, max_new_tokens=16, do_sample=False,
                          prompt_lookup_num_tokens=5)
     assert mine.tolist() == plain.tolist() and mine.shape[1] == 16
+
+
+def test_lookup_budget_follows_step_costs_and_the_kept_share():
+    """Where a check costs about one step whatever its candidates (weights streamed once), all
+    are offered; where each candidate costs about a step (a kernel taking rows one at a time)
+    and few are kept, one (a probe); before any timing, prompt_lookup_num_tokens."""
+    budget = assisted.LookupBudget(10)
+    assert budget.size() == 10
+    budget.record(0, 0, 0.025)  # a step without candidates: 25 ms
+    for _ in range(5):
+        budget.record(10, 6, 0.030)  # 10 offered, 6 kept, 30 ms
+    assert budget.size() == 10
+    slow = assisted.LookupBudget(10)
+    slow.record(0, 0, 0.010)
+    for _ in range(5):
+        slow.record(4, 1, 0.050)  # each candidate costs a step, one in four kept
+    assert slow.size() == 1

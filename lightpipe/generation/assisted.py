@@ -15,6 +15,7 @@ ignores the flags, with a warning), and a cache that can drop the rejected candi
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -79,6 +80,43 @@ def lookup_candidates(tokens: torch.Tensor, count: int, ngram: int, room: int,
                         break
             return chosen
     return []
+
+
+class LookupBudget:
+    """How many lookup candidates to offer (at most ``prompt_lookup_num_tokens``): the count
+    that maximises expected tokens per second, from the step times seen so far (a check of k
+    candidates costs about ``base + extra * k``: little more than one token where decoding
+    streams the weights, ~k tokens where a kernel takes rows one at a time) and the share of
+    candidates kept (each kept with probability ``p``, up to the first miss). Speed only:
+    greedy search's tokens do not depend on what is offered."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.base: float | None = None  # seconds of a step without candidates
+        self.extra: float | None = None  # seconds a candidate adds
+        self.kept, self.tried = 1.0, 2.0  # a prior of p = 0.5
+
+    def size(self) -> int:
+        if self.base is None or self.extra is None:
+            return self.count
+        p = min(self.kept / self.tried, 0.99)
+        best, best_rate = 0, 1.0 / self.base
+        for k in range(1, self.count + 1):
+            expected = p * (1 - p ** k) / (1 - p)  # kept candidates, up to the first miss
+            rate = (1 + expected) / (self.base + self.extra * k)
+            if rate > best_rate:
+                best, best_rate = k, rate
+        return max(best, 1)  # always probe: an idle estimate would never learn again
+
+    def record(self, offered: int, kept: int, seconds: float) -> None:
+        if offered == 0:
+            self.base = seconds if self.base is None else 0.8 * self.base + 0.2 * seconds
+            return
+        self.kept += kept
+        self.tried += kept + (1 if kept < offered else 0)
+        if self.base is not None:
+            extra = max(seconds - self.base, 0.0) / offered
+            self.extra = extra if self.extra is None else 0.8 * self.extra + 0.2 * extra
 
 
 class AssistantDrafter:
@@ -192,7 +230,7 @@ def assisted_search(model: GenerativeModel, state: DecodeState, search: Search,
         raise ValueError(f"prompt_lookup_num_tokens must be a positive integer, got "
                          f"{config.prompt_lookup_num_tokens}.")
     eos_ids = search.eos
-    budget = count  # lookup candidates offered a step: at most prompt_lookup_num_tokens
+    budget = LookupBudget(count)
     scores, raw = [], []
 
     def keep(logits_rows: list, processed_rows: list) -> None:
@@ -217,12 +255,14 @@ def assisted_search(model: GenerativeModel, state: DecodeState, search: Search,
             if drafter is not None:
                 offered = drafter.candidates(state, room)
             else:
-                offered = lookup_candidates(state.tokens(), budget, ngram, room, eos_ids,
+                offered = lookup_candidates(state.tokens(), budget.size(), ngram, room, eos_ids,
                                             processors, logits.shape[-1])
             start = state.length
             for token in offered:
                 state.append(torch.tensor([token], device=state.device))
+            began = time.perf_counter()
             new = decode_one_token(model, state, keep=len(offered) + 1)
+            seconds = time.perf_counter() - began
             if new.dim() == 2:
                 new = new[:, None]  # (1, k + 1, vocab)
             sequence = state.tokens()
@@ -250,8 +290,8 @@ def assisted_search(model: GenerativeModel, state: DecodeState, search: Search,
                 streamer.put(torch.tensor([chosen]))
             if drafter is not None:
                 drafter.update(len(offered), len(chosen) - 1)
-            elif offered:  # speed only: offer fewer after a miss, more after a full match
-                budget = min(count, budget + 2) if len(chosen) > len(offered) else max(1, budget - 1)
+            else:
+                budget.record(len(offered), min(len(chosen) - 1, len(offered)), seconds)
             logits = new[:, len(chosen) - 1]
     finally:
         if drafter is not None:
