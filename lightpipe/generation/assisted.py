@@ -8,13 +8,14 @@ Greedy search keeps the tokens of plain greedy search; sampling keeps a candidat
 equals the model's own draw at its position, so every token is drawn from the model's
 distribution as in plain sampling. A forward over a few tokens costs about what a one-token
 step costs where decoding streams its weights from memory, so each kept candidate is a step
-saved. As the reference: one sequence at a time, greedy search or sampling (beam search
+saved; how many lookup candidates to offer follows the step times and the share kept
+(``LookupBudget``: where a kernel takes a chunk's rows one at a time, few). As the reference:
+one sequence at a time, greedy search or sampling (beam search
 ignores the flags, with a warning), and a cache that can drop the rejected candidates.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from .contract import GenerativeModel
     from .search import Search
     from .state import DecodeState
-
-logger = logging.getLogger("lightpipe")
 
 # transformers' defaults for the assistant's settings (its GenerationConfig's global defaults).
 NUM_ASSISTANT_TOKENS = 20
