@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import InputError, UnsupportedModelError
+from .processors import (LogitsProcessorList, MinLengthLogitsProcessor,
+                         MinNewTokensLengthLogitsProcessor)
 from .search import decode_one_token, finish, make_sampler, prefill
 
 if TYPE_CHECKING:
@@ -132,8 +134,10 @@ class AssistantDrafter:
         self.schedule = getattr(config, "num_assistant_tokens_schedule", None) or "constant"
         threshold = getattr(config, "assistant_confidence_threshold", None)
         self.threshold = ASSISTANT_CONFIDENCE if threshold is None else float(threshold)
-        self.processors = [p for p in processors if type(p).__name__ not in
-                           ("MinLengthLogitsProcessor", "MinNewTokensLengthLogitsProcessor")]
+        # the model's processors but the minimum lengths (as the reference's assistant)
+        self.processors = LogitsProcessorList(
+            p for p in processors
+            if not isinstance(p, (MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor)))
         self.eos = set() if eos is None else set(eos.tolist())
         self.cache = assistant.new_cache(0)
         self.device = assistant.device
@@ -157,10 +161,7 @@ class AssistantDrafter:
             out = self.model(input_ids=ids[:, cached:], attention_mask=None if mask is None else mask.to(self.device),
                              position_ids=positions[:, cached:], cache=self.cache, use_cache=True,
                              logits_to_keep=1)
-            scores = out.logits[:, -1].to(dtype=torch.float32)
-            for processor in self.processors:
-                scores = processor(ids, scores)
-            probs = scores.softmax(dim=-1)
+            probs = self.processors(ids, out.logits[:, -1].to(dtype=torch.float32)).softmax(dim=-1)
             token = int(probs.argmax(dim=-1))
             drafted.append(token)
             if (len(drafted) >= count or token in self.eos

@@ -69,6 +69,13 @@ def _one_float_row(inputs: torch.Tensor) -> bool:
 F32_ROWS = 8
 
 
+def loaded_kernels():
+    """lightpipe's C kernel module where its library is already loaded (by a quantized model or
+    the C decode step), else None: callers that only borrow a kernel never build it."""
+    kernels = sys.modules.get("lightpipe.quantization.kernels")
+    return kernels if kernels is not None and kernels._library is not None else None
+
+
 def _c_rows(inputs: torch.Tensor, weight: torch.Tensor):
     """kernels.f32_mm's module where it takes this product, else None."""
     if (inputs.dtype != torch.float32 or weight.dtype != torch.float32 or inputs.dim() < 1
@@ -76,8 +83,7 @@ def _c_rows(inputs: torch.Tensor, weight: torch.Tensor):
             or weight.device.type != "cpu" or not weight.is_contiguous()
             or (torch.is_grad_enabled() and (weight.requires_grad or inputs.requires_grad))):
         return None
-    kernels = sys.modules.get("lightpipe.quantization.kernels")
-    return kernels if kernels is not None and kernels._library is not None else None
+    return loaded_kernels()
 
 
 def _pack(weight: torch.Tensor, batch_size: int | None = None) -> torch.Tensor | None:
